@@ -1,0 +1,1 @@
+//! bench: deterministic load generator and benchmarks (placeholder).

@@ -1,0 +1,1 @@
+//! ingest: splitting files and streams into HL7 messages (placeholder).

@@ -1,0 +1,1 @@
+//! CDA R2 writers (placeholder).

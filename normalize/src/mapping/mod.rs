@@ -1,0 +1,1 @@
+//! HL7 v2 message → typed records and DMP metadata (placeholder).

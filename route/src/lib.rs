@@ -1,0 +1,1 @@
+//! route: INS checks, identity-vigilance matching and routing decisions (placeholder).

@@ -1,0 +1,268 @@
+//! The contracts between dmpflow's stages: what travels on each topic (serde types,
+//! serialised as JSON), the Kafka header names, the feeds, and the stable reject and
+//! quarantine reason codes. Every stage and the embedded mode speak only these types.
+//!
+//! The JSON Schema of the payloads and the list of reason codes live next to this crate
+//! (`schemas/*.json`, `schemas/reasons.md`); a test keeps the list and the code in step.
+
+use serde::{Deserialize, Serialize};
+
+pub mod reasons;
+pub mod topics;
+
+pub use reasons::Reject;
+
+/// The confluent flows. The feed decides which mapping normalize applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Feed {
+    Lab,
+    Imaging,
+    Pharmacy,
+    Cancer,
+    Identity,
+}
+
+impl Feed {
+    pub const ALL: [Feed; 5] = [
+        Feed::Lab,
+        Feed::Imaging,
+        Feed::Pharmacy,
+        Feed::Cancer,
+        Feed::Identity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Lab => "lab",
+            Feed::Imaging => "imaging",
+            Feed::Pharmacy => "pharmacy",
+            Feed::Cancer => "cancer",
+            Feed::Identity => "identity",
+        }
+    }
+}
+
+impl std::str::FromStr for Feed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Feed::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown feed '{s}' (expected lab, imaging, pharmacy, cancer or identity)"))
+    }
+}
+
+impl std::fmt::Display for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a document came from: enough to find the source message again, never patient data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceRef {
+    pub feed: Option<Feed>,
+    /// MSH-3^MSH-4 (sending application and facility), or the CDA author organisation.
+    pub sender: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// Position of the document inside the message (0-based), for messages carrying several.
+    pub position: u32,
+    /// Kafka coordinates of the raw message, filled by the runtime (None in embedded mode).
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+}
+
+/// The INS and the five strict traits, as read from the message (PID) or the CDA header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PatientIdentity {
+    /// The 15-character matricule (NIR or NIA), letters kept for Corsica (2A/2B).
+    pub ins: String,
+    /// 1.2.250.1.213.1.4.8 (NIR), .9 (NIA), .10 (test), .11 (demo).
+    pub ins_oid: String,
+    /// Local patient id (IPP) and its assigning authority OID, when present.
+    pub ipp: Option<String>,
+    pub ipp_authority: Option<String>,
+    pub birth_name: String,
+    /// All first names at birth, in order.
+    pub first_names: Vec<String>,
+    /// YYYY-MM-DD.
+    pub birth_date: String,
+    /// M, F or U.
+    pub sex: String,
+    /// INSEE code of the birth commune (5 characters), when known.
+    pub birth_place: Option<String>,
+    /// PID-32 values (HL7 table 0445, e.g. VALI) or, for a received CDA, "QUAL"
+    /// (the INS in patientRole/id is the qualified case).
+    pub identity_status: Vec<String>,
+}
+
+/// Lifecycle action carried by the message (ORC-1 / OBX-11 / MDM event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// NW / F / T02
+    Initial,
+    /// RO / C / T10
+    Replace,
+    /// CA / D / T04
+    Delete,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Initial => "initial",
+            Lifecycle::Replace => "replace",
+            Lifecycle::Delete => "delete",
+        }
+    }
+}
+
+/// Whether dmpflow wrote the CDA or received it finished (base64 in OBX-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdaOrigin {
+    Generated,
+    Received,
+}
+
+/// An author, legal authenticator or organisation reference (national ids, no names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PartyRef {
+    /// Person id (RPPS-based IdNat_PS, root 1.2.250.1.71.4.2.1), when known.
+    pub person_id: Option<String>,
+    /// Organisation id (FINESS/SIRET-based IdNat_Struct, root 1.2.250.1.71.4.2.2), when known.
+    pub organisation_id: Option<String>,
+}
+
+/// DMP (XDS DocumentEntry) metadata of one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentMeta {
+    /// ClinicalDocument/id@root: a full OID, deterministic for generated documents.
+    pub unique_id: String,
+    /// setId shared by every version.
+    pub set_id: String,
+    pub version: u32,
+    pub lifecycle: Lifecycle,
+    /// For a replacement or a deletion: the uniqueId of the document it targets, when the
+    /// message names it (TXA-13, relatedDocument); otherwise the set is used.
+    pub target_unique_id: Option<String>,
+    /// LOINC code of the document (11502-2, 18748-4, 60593-1, 34794-8, ...).
+    pub type_code: String,
+    /// TRE_A03 class code (10, 31, 43, ...).
+    pub class_code: String,
+    /// ASS_A11 formatCode, from the templateId.
+    pub format_code: String,
+    pub title: String,
+    pub patient: PatientIdentity,
+    pub author: PartyRef,
+    /// ISO-8601 timestamps (CDA effectiveTime and serviceEvent low/high), as given.
+    pub creation_time: String,
+    pub service_start: Option<String>,
+    pub service_stop: Option<String>,
+    /// CDA confidentialityCode (N, R, V).
+    pub confidentiality: String,
+    /// TRE_A07 visibility codes set to Y in MetaDMPMSS (MASQUE_PS, INVISIBLE_PATIENT, ...).
+    pub visibility: Vec<String>,
+    pub origin: CdaOrigin,
+    pub source: SourceRef,
+}
+
+/// Structured data kept as rows next to the XML, so results can be queried over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    LabObservation {
+        loinc: String,
+        label: String,
+        /// Value as text (NM keeps its decimal text; CE keeps the code).
+        value: String,
+        /// HL7 value type (NM, SN, ST, CE, CWE, TX, FT).
+        value_type: String,
+        unit: Option<String>,
+        interpretation: Option<String>,
+        reference_low: Option<String>,
+        reference_high: Option<String>,
+        reference_text: Option<String>,
+        /// F, C, P ...
+        status: String,
+        time: Option<String>,
+    },
+    Dispensation {
+        /// CIP13 or UCD13 code.
+        code: String,
+        /// 1.2.250.1.213.2.3.2 (CIP) or 1.2.250.1.213.2.61 (UCD).
+        code_system: String,
+        label: String,
+        quantity: String,
+        unit: Option<String>,
+        time: String,
+    },
+}
+
+/// A normalised document: payload of `dmp.documents` and `dmp.routed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub meta: DocumentMeta,
+    /// The CDA R2 XML (UTF-8).
+    pub cda: String,
+    pub entries: Vec<Entry>,
+}
+
+/// What an identity-feed message changes in the patient registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PatientChange {
+    /// ADT A28/A31: create or update the patient and their DMP consent.
+    Upsert,
+    /// ADT A40: `from` (the INS that disappears) is merged into the patient.
+    Merge { from_ins: String, from_oid: String },
+    /// ADT A47: the patient's identifier changed from `old_ins`.
+    IdentifierChange { old_ins: String, old_oid: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientUpdate {
+    pub change: PatientChange,
+    pub patient: PatientIdentity,
+    /// Opposition to feeding the DMP (from ZFA), when the message states it.
+    pub feeding_opposed: Option<bool>,
+    /// ZFA-1 DMP status (ACTIF, FERME, ...), when present.
+    pub dmp_status: Option<String>,
+    pub source: SourceRef,
+}
+
+/// One item produced by normalize from one input message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Normalized {
+    Document(Box<Document>),
+    Patient(Box<PatientUpdate>),
+}
+
+/// Payload of `dmp.quarantine`: the document and why it was not routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub reason: String,
+    pub detail: String,
+    pub item: Normalized,
+}
+
+/// Kafka header names used on every topic.
+pub mod headers {
+    pub const FEED: &str = "dmp.feed";
+    pub const STAGE: &str = "dmp.stage";
+    pub const REASON: &str = "dmp.reason";
+    pub const ERROR: &str = "dmp.error";
+    pub const SOURCE_TOPIC: &str = "dmp.source.topic";
+    pub const SOURCE_PARTITION: &str = "dmp.source.partition";
+    pub const SOURCE_OFFSET: &str = "dmp.source.offset";
+    pub const TIME: &str = "dmp.time";
+    pub const ATTEMPT: &str = "dmp.attempt";
+    /// Produce time of the raw message, in ms since the epoch, carried through every stage
+    /// for end-to-end latency.
+    pub const INGEST_TIME: &str = "dmp.ingest.time";
+}

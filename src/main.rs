@@ -1,0 +1,2 @@
+//! dmpflow binary (placeholder).
+fn main() {}

@@ -1,0 +1,1 @@
+//! store: the patient DMP on PostgreSQL or SQLite (placeholder).
