@@ -266,3 +266,24 @@ pub mod headers {
     /// for end-to-end latency.
     pub const INGEST_TIME: &str = "dmp.ingest.time";
 }
+
+/// A patient of the registry (the identity feed and `patients import` write it; route reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PatientRecord {
+    pub ins: String,
+    pub ins_oid: String,
+    pub birth_name: String,
+    /// Birth first names, in order.
+    pub first_names: Vec<String>,
+    /// YYYY-MM-DD.
+    pub birth_date: String,
+    /// M, F or U.
+    pub sex: String,
+    /// INSEE code of the birth commune.
+    pub birth_place: Option<String>,
+    /// RNIV status: PROV, RECUP, VALI or QUAL.
+    pub identity_status: String,
+    pub feeding_opposed: bool,
+    /// Set after an A40 merge (or A47 change): the INS this record now points to.
+    pub merged_into: Option<String>,
+}
