@@ -88,6 +88,10 @@ reasons! {
     PatientOpposed = "patient.opposed",
     /// A replacement or deletion whose target document is unknown.
     LifecycleTargetUnknown = "lifecycle.target.unknown",
+    /// The registry record was merged into an INS the registry does not hold (yet).
+    IdentityMergeUnresolved = "identity.merge.unresolved",
+    /// The registry's merge chain is broken: a cycle, too many hops, or a self-merge.
+    IdentityMergeInvalid = "identity.merge.invalid",
 }
 
 impl fmt::Display for Reason {
