@@ -88,6 +88,12 @@ reasons! {
     PatientOpposed = "patient.opposed",
     /// A replacement or deletion whose target document is unknown.
     LifecycleTargetUnknown = "lifecycle.target.unknown",
+    /// A replacement whose target document is already superseded or deleted.
+    LifecycleTargetNotCurrent = "lifecycle.target.not_current",
+    /// A replacement or deletion whose target document belongs to another setId.
+    LifecycleSetMismatch = "lifecycle.set.mismatch",
+    /// An initial document whose setId already has stored versions.
+    LifecycleSetExists = "lifecycle.set.exists",
     /// The registry record was merged into an INS the registry does not hold (yet).
     IdentityMergeUnresolved = "identity.merge.unresolved",
     /// The registry's merge chain is broken: a cycle, too many hops, or a self-merge.
