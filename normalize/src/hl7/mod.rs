@@ -1,1 +1,717 @@
-//! HL7 v2 reader (owned by the reader work; placeholder).
+//! dmpflow's own HL7 v2 (ER7, pipe-and-hat) reader: zero-copy and allocation-light.
+//!
+//! Why not hl7-parser: it allocates a Vec at every level (~700 allocations per lab
+//! message), garbles escapes in accented text, and silently drops everything after a
+//! segment it cannot parse (crates.md §2.2). This reader:
+//!
+//! - reads the encoding characters from MSH-1/MSH-2 (never assumed; MSH-2 may hold a
+//!   multi-byte UTF-8 character such as `˜`, so delimiters are `char`s, found with
+//!   `str::find(char)`, which is memchr-backed in std);
+//! - decodes MSH-18 (`UNICODE UTF-8`, `8859/1`, `8859/15`, empty = configured default);
+//!   UTF-8 input is borrowed without copying;
+//! - splits segments on `\r`, tolerating `\n` and `\r\n`, and stores only the segment
+//!   boundaries (one Vec per message); fields, repetitions, components and subcomponents
+//!   are split lazily on access;
+//! - enforces message, segment and field size limits and rejects a malformed segment name
+//!   instead of truncating.
+//!
+//! Accessors are 1-based like the HL7 specification (`seg.field(5)`, `.repetition(1)`,
+//! `.component(2)`, `.sub(1)`); an absent element is an empty value, never a panic.
+
+mod charset;
+mod escape;
+
+use std::borrow::Cow;
+
+use dmpflow_schemas::reasons::{Reason, Reject};
+
+pub use charset::Charset;
+pub use escape::{decode, encode};
+
+/// The encoding characters of one message (MSH-1 and MSH-2) and its character set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiters {
+    pub field: char,
+    pub component: char,
+    pub repetition: char,
+    pub escape: char,
+    pub subcomponent: char,
+    /// Charset of the message, needed to read `\Xhh\` escapes.
+    pub charset: Charset,
+}
+
+impl Delimiters {
+    /// `|^~\&`.
+    pub fn standard(charset: Charset) -> Self {
+        Delimiters {
+            field: '|',
+            component: '^',
+            repetition: '~',
+            escape: '\\',
+            subcomponent: '&',
+            charset,
+        }
+    }
+}
+
+/// Reader limits and the default charset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Charset used when MSH-18 is empty.
+    pub default_charset: Charset,
+    pub max_message_bytes: usize,
+    pub max_segment_bytes: usize,
+    pub max_field_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        // An OBX carrying a base64 CDA is routinely several MB (the ANS lab example holds
+        // 600 KB + 200 KB): the field and segment limits must allow that.
+        ReadOptions {
+            default_charset: Charset::Utf8,
+            max_message_bytes: 16 << 20,
+            max_segment_bytes: 9 << 20,
+            max_field_bytes: 8 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// A parsed message. Borrows the input when it is UTF-8 (or pure ASCII).
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    text: Cow<'a, str>,
+    delims: Delimiters,
+    spans: Vec<Span>,
+}
+
+fn reject(reason: Reason, detail: impl Into<String>) -> Reject {
+    Reject::new(reason, detail)
+}
+
+/// Strips what transports add around a message: MLLP framing (0x0B ... 0x1C), a UTF-8
+/// byte-order mark, and leading or trailing blank lines.
+fn trim_frame(mut raw: &[u8]) -> &[u8] {
+    if let [0x0B, rest @ ..] = raw {
+        raw = rest;
+    }
+    if let [0xEF, 0xBB, 0xBF, rest @ ..] = raw {
+        raw = rest;
+    }
+    while let [b'\r' | b'\n' | b' ' | b'\t', rest @ ..] = raw {
+        raw = rest;
+    }
+    while let [rest @ .., 0x1C | b'\r' | b'\n' | 0x00] = raw {
+        raw = rest;
+    }
+    raw
+}
+
+/// Reads MSH-18 from the raw bytes of the first segment (before any decoding: the charset
+/// is needed to decode). Field separators are ASCII, so a byte split is safe.
+fn raw_msh18(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(raw.len());
+    let msh = &raw[..end];
+    let fs = msh[3];
+    // Split index i is MSH-(i+1) because MSH-1 is the separator itself.
+    msh.split(|&b| b == fs).nth(17).unwrap_or(&[])
+}
+
+fn usable_delimiter(c: char) -> bool {
+    !(c.is_alphanumeric() || c.is_whitespace() || c.is_control())
+}
+
+/// Position of the first `\r` or `\n` at or after `from`. Word-at-a-time (SWAR) scan:
+/// segments are long runs without line breaks, so this is the hot loop of parsing.
+#[inline]
+fn find_eol(b: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let cr = w ^ (LO * b'\r' as u64);
+        let lf = w ^ (LO * b'\n' as u64);
+        let hit = (cr.wrapping_sub(LO) & !cr & HI) | (lf.wrapping_sub(LO) & !lf & HI);
+        if hit != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < b.len() {
+        if b[i] == b'\r' || b[i] == b'\n' {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+impl<'a> Message<'a> {
+    /// Parses raw bytes (charset from MSH-18).
+    pub fn parse(raw: &'a [u8], opts: &ReadOptions) -> Result<Message<'a>, Reject> {
+        if raw.len() > opts.max_message_bytes {
+            return Err(reject(
+                Reason::Hl7MessageTooLarge,
+                format!(
+                    "message of {} bytes exceeds the {} byte limit",
+                    raw.len(),
+                    opts.max_message_bytes
+                ),
+            ));
+        }
+        let raw = trim_frame(raw);
+        if raw.len() < 4 || &raw[..3] != b"MSH" {
+            return Err(reject(
+                Reason::Hl7MshMissing,
+                "input does not start with an MSH segment",
+            ));
+        }
+        let fs = raw[3];
+        if !fs.is_ascii() || !usable_delimiter(fs as char) {
+            return Err(reject(
+                Reason::Hl7EncodingInvalid,
+                "MSH-1 field separator is not a usable ASCII character",
+            ));
+        }
+        let charset = match raw_msh18(raw).trim_ascii() {
+            b"" => opts.default_charset,
+            v => std::str::from_utf8(v)
+                .ok()
+                .and_then(Charset::from_msh18)
+                .ok_or_else(|| {
+                    reject(
+                        Reason::Hl7CharsetUnsupported,
+                        "MSH-18 names a character set other than UNICODE UTF-8, 8859/1, 8859/15",
+                    )
+                })?,
+        };
+        let text = charset.decode(raw).ok_or_else(|| {
+            reject(
+                Reason::Hl7CharsetInvalid,
+                format!("bytes are not valid {}", charset.as_msh18()),
+            )
+        })?;
+        Self::from_text(text, charset, opts)
+    }
+
+    /// Parses text that is already decoded (the charset only matters for `\X..\`).
+    pub fn parse_str(text: &'a str, opts: &ReadOptions) -> Result<Message<'a>, Reject> {
+        let raw = trim_frame(text.as_bytes());
+        // trim_frame only strips ASCII bytes or a whole BOM, so the result is still UTF-8.
+        let start = raw.as_ptr() as usize - text.as_ptr() as usize;
+        let text = &text[start..start + raw.len()];
+        if text.len() > opts.max_message_bytes {
+            return Err(reject(
+                Reason::Hl7MessageTooLarge,
+                format!("message exceeds the {} byte limit", opts.max_message_bytes),
+            ));
+        }
+        if !text.starts_with("MSH") || text.len() < 4 {
+            return Err(reject(
+                Reason::Hl7MshMissing,
+                "input does not start with an MSH segment",
+            ));
+        }
+        Self::from_text(Cow::Borrowed(text), Charset::Utf8, opts)
+    }
+
+    fn from_text(
+        text: Cow<'a, str>,
+        charset: Charset,
+        opts: &ReadOptions,
+    ) -> Result<Message<'a>, Reject> {
+        let delims = Self::read_delimiters(&text, charset)?;
+        let bytes = text.as_bytes();
+        let fs = delims.field;
+        let mut spans = Vec::with_capacity(bytes.len() / 64 + 4);
+        let mut pos = 0;
+        let mut index = 0usize;
+        while pos < bytes.len() {
+            let end = find_eol(bytes, pos);
+            if end > pos {
+                let seg = &text[pos..end];
+                index += 1;
+                if seg.len() > opts.max_segment_bytes {
+                    return Err(reject(
+                        Reason::Hl7SegmentTooLarge,
+                        format!(
+                            "segment {index} exceeds the {} byte limit",
+                            opts.max_segment_bytes
+                        ),
+                    ));
+                }
+                let sb = seg.as_bytes();
+                let name_ok = sb.len() >= 3
+                    && sb[..3]
+                        .iter()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    && (sb.len() == 3 || seg[3..].starts_with(fs));
+                if !name_ok {
+                    if sb.iter().all(|b| b.is_ascii_whitespace()) {
+                        // A line of blanks between segments (seen after hand edits).
+                        index -= 1;
+                        pos = end + 1;
+                        continue;
+                    }
+                    return Err(reject(
+                        Reason::Hl7SegmentInvalid,
+                        format!("segment {index} does not start with a valid segment name"),
+                    ));
+                }
+                // Only a segment longer than the field limit can hold a field over it.
+                if seg.len() > opts.max_field_bytes
+                    && let Some(n) = seg.split(fs).position(|f| f.len() > opts.max_field_bytes)
+                {
+                    return Err(reject(
+                        Reason::Hl7FieldTooLarge,
+                        format!(
+                            "{}-{} (segment {index}) exceeds the {} byte limit",
+                            &seg[..3],
+                            n,
+                            opts.max_field_bytes
+                        ),
+                    ));
+                }
+                spans.push(Span { start: pos, end });
+            }
+            pos = end + 1;
+        }
+        Ok(Message {
+            text,
+            delims,
+            spans,
+        })
+    }
+
+    fn read_delimiters(text: &str, charset: Charset) -> Result<Delimiters, Reject> {
+        let invalid = |what: &str| reject(Reason::Hl7EncodingInvalid, format!("MSH-2 {what}"));
+        let mut chars = text[3..].chars();
+        let field = chars.next().ok_or_else(|| invalid("missing"))?;
+        if !usable_delimiter(field) {
+            return Err(reject(
+                Reason::Hl7EncodingInvalid,
+                "MSH-1 field separator is not usable",
+            ));
+        }
+        let rest = &text[3 + field.len_utf8()..];
+        let end = rest.find([field, '\r', '\n']).unwrap_or(rest.len());
+        let enc: Vec<char> = rest[..end].chars().collect();
+        if !(4..=5).contains(&enc.len()) {
+            return Err(invalid("must hold 4 encoding characters"));
+        }
+        for (i, c) in enc.iter().enumerate() {
+            if !usable_delimiter(*c) || *c == field || enc[..i].contains(c) {
+                return Err(invalid("holds an unusable or repeated character"));
+            }
+        }
+        Ok(Delimiters {
+            field,
+            component: enc[0],
+            repetition: enc[1],
+            escape: enc[2],
+            subcomponent: enc[3],
+            charset,
+        })
+    }
+
+    /// The encoding characters and charset.
+    pub fn delimiters(&self) -> &Delimiters {
+        &self.delims
+    }
+
+    pub fn charset(&self) -> Charset {
+        self.delims.charset
+    }
+
+    /// True when the message text borrows the input (no copy was made).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.text, Cow::Borrowed(_))
+    }
+
+    /// The whole decoded text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Segment at 0-based position `i` in message order.
+    pub fn segment_at(&self, i: usize) -> Option<Segment<'_>> {
+        self.spans.get(i).map(|s| Segment {
+            raw: &self.text[s.start..s.end],
+            d: &self.delims,
+            index: i,
+        })
+    }
+
+    /// All segments, in order.
+    pub fn all(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
+        (0..self.spans.len()).filter_map(move |i| self.segment_at(i))
+    }
+
+    /// Every segment named `name`, in order.
+    pub fn segments<'m>(&'m self, name: &'m str) -> impl Iterator<Item = Segment<'m>> + 'm {
+        self.all().filter(move |s| s.name() == name)
+    }
+
+    /// The first segment named `name`.
+    pub fn segment(&self, name: &str) -> Option<Segment<'_>> {
+        self.all().find(|s| s.name() == name)
+    }
+}
+
+/// One segment: its raw text (without the terminator) and the message delimiters.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'m> {
+    raw: &'m str,
+    d: &'m Delimiters,
+    index: usize,
+}
+
+impl<'m> Segment<'m> {
+    /// The three-character segment name.
+    pub fn name(&self) -> &'m str {
+        &self.raw[..3]
+    }
+
+    /// 0-based position in the message.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn raw(&self) -> &'m str {
+        self.raw
+    }
+
+    fn is_msh(&self) -> bool {
+        // Batch headers follow the MSH layout too.
+        matches!(self.name(), "MSH" | "FHS" | "BHS")
+    }
+
+    /// Field `n` (1-based). For MSH, field 1 is the field separator and field 2 the
+    /// encoding characters, both returned literally (never split).
+    pub fn field(&self, n: usize) -> Value<'m> {
+        let fs = self.d.field;
+        if n == 0 {
+            return Value::empty(self.d);
+        }
+        if self.is_msh() {
+            match n {
+                1 => {
+                    let l = fs.len_utf8();
+                    return Value::literal(&self.raw[3..3 + l], self.d);
+                }
+                2 => {
+                    let v = self.raw.split(fs).nth(1).unwrap_or("");
+                    return Value::literal(v, self.d);
+                }
+                _ => {}
+            }
+            let v = self.raw.split(fs).nth(n - 1);
+            return v.map_or(Value::empty(self.d), |v| {
+                Value::new(v, Level::Field, self.d)
+            });
+        }
+        match self.raw.split(fs).nth(n) {
+            Some(v) => Value::new(v, Level::Field, self.d),
+            None => Value::empty(self.d),
+        }
+    }
+
+    /// Number of fields present (the highest 1-based field index).
+    pub fn field_count(&self) -> usize {
+        let n = self.raw.matches(self.d.field).count();
+        if self.is_msh() { n + 1 } else { n }
+    }
+
+    /// Fields 1..=field_count, in order.
+    pub fn fields(&self) -> impl Iterator<Item = Value<'m>> + '_ {
+        (1..=self.field_count()).map(move |n| self.field(n))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Field,
+    Repetition,
+    Component,
+    Sub,
+}
+
+/// A field, repetition, component or subcomponent value: a raw slice of the message and
+/// the delimiters needed to split it further or to decode it.
+///
+/// Navigation follows HL7's rule that a simple value is its own first part: `component(1)`
+/// of a field takes its first repetition; `sub(1)` of a subcomponent is itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Value<'m> {
+    raw: &'m str,
+    level: Level,
+    /// MSH-1/MSH-2: never split.
+    literal: bool,
+    d: &'m Delimiters,
+}
+
+impl<'m> Value<'m> {
+    fn new(raw: &'m str, level: Level, d: &'m Delimiters) -> Self {
+        Value {
+            raw,
+            level,
+            literal: false,
+            d,
+        }
+    }
+    fn empty(d: &'m Delimiters) -> Self {
+        Value::new("", Level::Sub, d)
+    }
+    fn literal(raw: &'m str, d: &'m Delimiters) -> Self {
+        Value {
+            raw,
+            level: Level::Sub,
+            literal: true,
+            d,
+        }
+    }
+
+    /// The value as in the message (escapes not resolved).
+    pub fn raw(&self) -> &'m str {
+        self.raw
+    }
+
+    /// The value with escapes resolved (borrowed when there are none).
+    pub fn decoded(&self) -> Cow<'m, str> {
+        if self.literal {
+            Cow::Borrowed(self.raw)
+        } else {
+            decode(self.raw, self.d)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    fn nth(&self, sep: char, n: usize, level: Level) -> Value<'m> {
+        if n == 0 {
+            return Value::empty(self.d);
+        }
+        if self.literal || self.level >= level {
+            // Already at or below this level: it is its own first part.
+            return if n == 1 { *self } else { Value::empty(self.d) };
+        }
+        match self.raw.split(sep).nth(n - 1) {
+            Some(v) => Value::new(v, level, self.d),
+            None => Value::empty(self.d),
+        }
+    }
+
+    /// Repetition `i` (1-based) of a field.
+    pub fn repetition(&self, i: usize) -> Value<'m> {
+        self.nth(self.d.repetition, i, Level::Repetition)
+    }
+
+    /// Component `n` (1-based); of a field, taken from its first repetition.
+    pub fn component(&self, n: usize) -> Value<'m> {
+        let base = if self.level < Level::Repetition {
+            self.repetition(1)
+        } else {
+            *self
+        };
+        base.nth(self.d.component, n, Level::Component)
+    }
+
+    /// Subcomponent `n` (1-based); of a field or repetition, taken from its first component.
+    pub fn sub(&self, n: usize) -> Value<'m> {
+        let base = if self.level < Level::Component {
+            self.component(1)
+        } else {
+            *self
+        };
+        base.nth(self.d.subcomponent, n, Level::Sub)
+    }
+
+    fn parts(self, sep: char, level: Level) -> impl Iterator<Item = Value<'m>> + use<'m> {
+        let d = self.d;
+        let split = !(self.literal || self.level >= level);
+        let whole = self;
+        let mut it = if split {
+            Some(self.raw.split(sep))
+        } else {
+            None
+        };
+        let mut once = (!split).then_some(whole);
+        std::iter::from_fn(move || match it.as_mut() {
+            Some(s) => s.next().map(|v| Value::new(v, level, d)),
+            None => once.take(),
+        })
+    }
+
+    /// The repetitions of a field (an empty field has one empty repetition).
+    pub fn repetitions(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
+        self.parts(self.d.repetition, Level::Repetition)
+    }
+
+    /// The components of a repetition (of a field: of its first repetition).
+    pub fn components(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
+        let base = if self.level < Level::Repetition {
+            self.repetition(1)
+        } else {
+            *self
+        };
+        base.parts(self.d.component, Level::Component)
+    }
+
+    /// The subcomponents of a component.
+    pub fn subs(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
+        let base = if self.level < Level::Component {
+            self.component(1)
+        } else {
+            *self
+        };
+        base.parts(self.d.subcomponent, Level::Sub)
+    }
+}
+
+impl std::fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.decoded())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Message<'_>, Reject> {
+        Message::parse(s.as_bytes(), &ReadOptions::default())
+    }
+
+    const ORU: &str = "MSH|^~\\&|LAB|FAC|DMP|X|20240101||ORU^R01^ORU_R01|42|P|2.5|||||FRA|UNICODE UTF-8\rPID|||123^^^&1.2&ISO^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||DUPONT^Jean^Jean Paul^^^^L\rOBX|1|NM|2345-7^Glucose^LN||5.6|mmol/L|3.5-5.1|H|||F\r";
+
+    #[test]
+    fn navigates_fields_repetitions_components_subs() {
+        let m = parse(ORU).unwrap();
+        assert!(m.is_borrowed());
+        assert_eq!(m.segment_count(), 3);
+        let msh = m.segment("MSH").unwrap();
+        assert_eq!(msh.field(1).raw(), "|");
+        assert_eq!(msh.field(2).raw(), "^~\\&");
+        assert_eq!(msh.field(2).component(1).raw(), "^~\\&");
+        assert_eq!(msh.field(2).component(2).raw(), "");
+        assert_eq!(msh.field(9).component(2).raw(), "R01");
+        assert_eq!(msh.field(10).raw(), "42");
+        let pid = m.segment("PID").unwrap();
+        let ins = pid.field(3).repetition(2);
+        assert_eq!(ins.component(1).raw(), "279035121518989");
+        assert_eq!(ins.component(4).sub(2).raw(), "1.2.250.1.213.1.4.10");
+        assert_eq!(ins.component(5).raw(), "INS");
+        assert_eq!(pid.field(3).repetitions().count(), 2);
+        assert_eq!(pid.field(3).component(1).raw(), "123");
+        assert_eq!(pid.field(5).component(3).raw(), "Jean Paul");
+        assert_eq!(pid.field(99).raw(), "");
+        assert_eq!(pid.field(3).repetition(9).component(1).raw(), "");
+        let obx: Vec<_> = m.segments("OBX").collect();
+        assert_eq!(obx[0].field(5).raw(), "5.6");
+        assert_eq!(obx[0].field(11).raw(), "F");
+        assert_eq!(obx[0].field_count(), 11);
+        assert_eq!(obx[0].field(5).sub(1).raw(), "5.6");
+        assert_eq!(obx[0].field(5).component(2).raw(), "");
+    }
+
+    #[test]
+    fn tolerates_lf_and_crlf_and_framing() {
+        let lf = ORU.replace('\r', "\n");
+        assert_eq!(parse(&lf).unwrap().segment_count(), 3);
+        let crlf = ORU.replace('\r', "\r\n");
+        assert_eq!(parse(&crlf).unwrap().segment_count(), 3);
+        let framed = format!("\x0b{ORU}\x1c\r");
+        assert_eq!(parse(&framed).unwrap().segment_count(), 3);
+    }
+
+    #[test]
+    fn multibyte_repetition_separator() {
+        let s = "MSH|^˜\\&|A|B||||ORU^R01|1|P|2.5\rPID|||a^^^^PI˜b^^^^INS\r";
+        let m = parse(s).unwrap();
+        assert_eq!(m.delimiters().repetition, '˜');
+        let pid = m.segment("PID").unwrap();
+        assert_eq!(pid.field(3).repetition(2).component(5).raw(), "INS");
+        assert_eq!(m.segment("MSH").unwrap().field(2).raw(), "^˜\\&");
+    }
+
+    #[test]
+    fn rejects_with_stable_codes() {
+        let code = |s: &[u8]| {
+            Message::parse(s, &ReadOptions::default())
+                .unwrap_err()
+                .reason
+        };
+        assert_eq!(code(b""), Reason::Hl7MshMissing);
+        assert_eq!(code(b"PID|1"), Reason::Hl7MshMissing);
+        assert_eq!(code(b"MSH|^~|A"), Reason::Hl7EncodingInvalid);
+        assert_eq!(code(b"MSH|^^\\&|A"), Reason::Hl7EncodingInvalid);
+        assert_eq!(code(b"MSHA^~\\&|A"), Reason::Hl7EncodingInvalid);
+        assert_eq!(
+            code(b"MSH|^~\\&|A|B|C|D|2024||ORU^R01|1|P|2.5|||||FRA|ASCII\r"),
+            Reason::Hl7CharsetUnsupported
+        );
+        assert_eq!(code(b"MSH|^~\\&|A\r\xff\xfe"), Reason::Hl7CharsetInvalid);
+        assert_eq!(code(b"MSH|^~\\&|A\rZ1|x\rPID|1"), Reason::Hl7SegmentInvalid);
+        assert_eq!(code(b"MSH|^~\\&|A\rpid|x"), Reason::Hl7SegmentInvalid);
+        assert_eq!(code(b"MSH|^~\\&|A\rPIDX|x"), Reason::Hl7SegmentInvalid);
+        let small = ReadOptions {
+            max_message_bytes: 100,
+            max_segment_bytes: 50,
+            max_field_bytes: 10,
+            ..ReadOptions::default()
+        };
+        let code2 = |s: &[u8]| Message::parse(s, &small).unwrap_err().reason;
+        assert_eq!(code2(&[b'M'; 101]), Reason::Hl7MessageTooLarge);
+        assert_eq!(
+            code2(format!("MSH|^~\\&|A\rOBX|{}", "x".repeat(60)).as_bytes()),
+            Reason::Hl7SegmentTooLarge
+        );
+        assert_eq!(
+            code2(format!("MSH|^~\\&|A\rOBX|1|{}|2", "x".repeat(20)).as_bytes()),
+            Reason::Hl7FieldTooLarge
+        );
+        assert!(Message::parse(b"MSH|^~\\&|A\rOBX|1|0123456789|2", &small).is_ok());
+    }
+
+    #[test]
+    fn latin_charsets_are_decoded() {
+        let mut raw =
+            b"MSH|^~\\&|A|B|C|D|2024||ADT^A28|1|P|2.5|||||FRA|8859/15\rPID|||x||".to_vec();
+        raw.extend_from_slice(&[b'L', 0xC9, b'A', 0xBD, b' ', 0xA4]);
+        let m = Message::parse(&raw, &ReadOptions::default()).unwrap();
+        assert!(!m.is_borrowed());
+        assert_eq!(m.charset(), Charset::Latin9);
+        assert_eq!(m.segment("PID").unwrap().field(5).raw(), "LÉAœ €");
+        let opts = ReadOptions {
+            default_charset: Charset::Latin1,
+            ..ReadOptions::default()
+        };
+        let m = Message::parse(b"MSH|^~\\&|A\rNTE|1||caf\xe9", &opts).unwrap();
+        assert_eq!(m.segment("NTE").unwrap().field(3).raw(), "café");
+    }
+
+    #[test]
+    fn decoded_accessor_resolves_escapes() {
+        let m = parse("MSH|^~\\&|A\rNTE|1||H\\E\\mo \\T\\ co\\.br\\fin\\X4F\\").unwrap();
+        assert_eq!(
+            m.segment("NTE").unwrap().field(3).decoded(),
+            "H\\mo & co\nfinO"
+        );
+    }
+}
