@@ -1,1 +1,404 @@
-//! CDA R2 writers (placeholder).
+//! CDA R2 writers for the CI-SIS models dmpflow generates: CR-BIO (`lab`), CR-IMG
+//! (`imaging`) and eDISP-MED (`pharmacy`), on a shared French header (`header`).
+//!
+//! Every writer is a pure function from a typed record (`crate::model`) to the XML text.
+//! This module holds the small XML helpers they share; quick-xml escapes all text and
+//! attribute values, so nothing here concatenates markup by hand.
+
+pub mod header;
+pub mod imaging;
+pub mod lab;
+pub mod pharmacy;
+
+mod pdf;
+
+use std::io;
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, Event};
+use sha2::{Digest, Sha256};
+
+/// The writer every CDA function writes into. Writing into a `Vec` cannot fail, so the
+/// `io::Result`s only exist because quick-xml's API is generic over `Write`.
+pub(crate) type Xml = Writer<Vec<u8>>;
+
+/// CDA and CI-SIS constants shared by the three models.
+pub(crate) mod oid {
+    pub const LOINC: &str = "2.16.840.1.113883.6.1";
+    /// IdNat_PS (health professionals).
+    pub const IDNAT_PS: &str = "1.2.250.1.71.4.2.1";
+    /// IdNat_Struct (organisations).
+    pub const IDNAT_STRUCT: &str = "1.2.250.1.71.4.2.2";
+    /// TRE_R02 secteur d'activité (healthCareFacility/code).
+    pub const TRE_R02: &str = "1.2.250.1.71.4.2.4";
+    /// TRE_G15 profession/specialty.
+    pub const TRE_G15: &str = "1.2.250.1.213.1.1.4.5";
+    /// TRE_A01 cadre d'exercice (standardIndustryClassCode).
+    pub const TRE_A01: &str = "1.2.250.1.213.1.1.4.9";
+    pub const ADMINISTRATIVE_GENDER: &str = "2.16.840.1.113883.5.1";
+    pub const CONFIDENTIALITY: &str = "2.16.840.1.113883.5.25";
+    pub const ACT_CODE: &str = "2.16.840.1.113883.5.4";
+    pub const OBSERVATION_INTERPRETATION: &str = "2.16.840.1.113883.5.83";
+}
+
+pub(crate) const NS_HL7: &str = "urn:hl7-org:v3";
+pub(crate) const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// A fresh, indented writer with the XML declaration already written.
+pub(crate) fn new_writer() -> Xml {
+    let mut w = Writer::new_with_indent(Vec::with_capacity(32 * 1024), b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+        .expect("writing to a Vec cannot fail");
+    w
+}
+
+/// The finished document as a `String` (quick-xml only ever writes UTF-8).
+pub(crate) fn finish(w: Xml) -> String {
+    String::from_utf8(w.into_inner()).expect("quick-xml writes UTF-8")
+}
+
+/// `<name a="v" .../>`
+pub(crate) fn empty(w: &mut Xml, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+    w.create_element(name)
+        .with_attributes(attrs.iter().copied())
+        .write_empty()?;
+    Ok(())
+}
+
+/// `<name a="v" ...>children</name>`
+pub(crate) fn node<F>(
+    w: &mut Xml,
+    name: &str,
+    attrs: &[(&str, &str)],
+    children: F,
+) -> io::Result<()>
+where
+    F: FnOnce(&mut Xml) -> io::Result<()>,
+{
+    w.create_element(name)
+        .with_attributes(attrs.iter().copied())
+        .write_inner_content(children)?;
+    Ok(())
+}
+
+/// `<name a="v" ...>text</name>` (text escaped by quick-xml).
+pub(crate) fn text(w: &mut Xml, name: &str, attrs: &[(&str, &str)], value: &str) -> io::Result<()> {
+    w.create_element(name)
+        .with_attributes(attrs.iter().copied())
+        .write_text_content(quick_xml::events::BytesText::new(value))?;
+    Ok(())
+}
+
+/// `<templateId root=".."/>`, with an optional extension (model versions like "2024.01").
+pub(crate) fn template_id(w: &mut Xml, root: &str, extension: Option<&str>) -> io::Result<()> {
+    match extension {
+        Some(ext) => empty(w, "templateId", &[("root", root), ("extension", ext)]),
+        None => empty(w, "templateId", &[("root", root)]),
+    }
+}
+
+/// A `code`-like element (code, translation, value xsi:type="CD" ...) written from a
+/// `Coded`: empty display or system attributes are left out rather than written empty,
+/// because the XSD rejects empty OIDs.
+pub(crate) fn coded(w: &mut Xml, name: &str, c: &crate::model::Coded) -> io::Result<()> {
+    let mut attrs: Vec<(&str, &str)> = vec![("code", c.code.as_str())];
+    if !c.display.is_empty() {
+        attrs.push(("displayName", c.display.as_str()));
+    }
+    if !c.system.is_empty() {
+        attrs.push(("codeSystem", c.system.as_str()));
+    }
+    if c.system == oid::LOINC {
+        attrs.push(("codeSystemName", "LOINC"));
+    }
+    empty(w, name, &attrs)
+}
+
+/// A deterministic UUID (RFC 9562 version 8, "custom") from a list of strings. Used where
+/// CI-SIS wants an `id` (sections, entries) but the record has none: the same record must
+/// always give the same document, so random UUIDs are out.
+pub(crate) fn uuid_for(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        // Separator so that ("ab","c") and ("a","bc") differ.
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC variant
+    let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A birth date `YYYY-MM-DD` (schemas::PatientIdentity) as a CDA TS `YYYYMMDD`.
+pub(crate) fn date_to_ts(date: &str) -> String {
+    date.chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
+/// Whether `s` is a decimal the XSD accepts for PQ/@value (`-?digits[.digits]`).
+pub(crate) fn is_decimal(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let mut parts = s.splitn(2, '.');
+    let int = parts.next().unwrap_or("");
+    let frac = parts.next();
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match frac {
+        None => digits(int),
+        Some(f) => (int.is_empty() || digits(int)) && digits(f),
+    }
+}
+
+/// A French display form of an HL7 DTM (`20240104073500+0100` → `04/01/2024 07:35`), for
+/// narrative text and the PDF copy. Falls back to the raw value when it is not a date.
+pub(crate) fn human_time(ts: &str) -> String {
+    let d: Vec<char> = ts.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let s = |a: usize, b: usize| d[a..b].iter().collect::<String>();
+    match d.len() {
+        n if n >= 12 => format!(
+            "{}/{}/{} {}:{}",
+            s(6, 8),
+            s(4, 6),
+            s(0, 4),
+            s(8, 10),
+            s(10, 12)
+        ),
+        n if n >= 8 => format!("{}/{}/{}", s(6, 8), s(4, 6), s(0, 4)),
+        _ => ts.to_string(),
+    }
+}
+
+/// The "FR-Document-PDF-copie" section (1.2.250.1.213.1.1.2.243): a PDF rendering of the
+/// document, base64, referenced from the narrative. `doc_id` seeds the deterministic ids.
+pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf_base64: &str) -> io::Result<()> {
+    node(w, "component", &[], |w| {
+        node(w, "section", &[], |w| {
+            template_id(w, "1.2.250.1.213.1.1.2.243", None)?;
+            empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-section"]))])?;
+            empty(
+                w,
+                "code",
+                &[
+                    ("code", "55108-5"),
+                    ("displayName", "Copie du document"),
+                    ("codeSystem", oid::LOINC),
+                    ("codeSystemName", "LOINC"),
+                ],
+            )?;
+            text(w, "title", &[], "Copie du document")?;
+            node(w, "text", &[], |w| {
+                node(w, "table", &[("border", "0")], |w| {
+                    node(w, "tbody", &[], |w| {
+                        node(w, "tr", &[], |w| {
+                            node(w, "td", &[], |w| {
+                                text(
+                                    w,
+                                    "content",
+                                    &[("ID", "pdf-copy-type")],
+                                    "Copie du document",
+                                )?;
+                                empty(w, "renderMultiMedia", &[("referencedObject", "pdf-copy")])
+                            })
+                        })
+                    })
+                })
+            })?;
+            node(w, "entry", &[], |w| {
+                node(
+                    w,
+                    "organizer",
+                    &[("classCode", "CLUSTER"), ("moodCode", "EVN")],
+                    |w| {
+                        template_id(w, "1.2.250.1.213.1.1.3.18", None)?;
+                        empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-organizer"]))])?;
+                        empty(
+                            w,
+                            "code",
+                            &[
+                                ("code", "55107-7"),
+                                ("displayName", "Document attaché"),
+                                ("codeSystem", oid::LOINC),
+                                ("codeSystemName", "LOINC"),
+                            ],
+                        )?;
+                        empty(w, "statusCode", &[("code", "completed")])?;
+                        node(w, "component", &[], |w| {
+                            node(
+                                w,
+                                "observation",
+                                &[("classCode", "OBS"), ("moodCode", "EVN")],
+                                |w| {
+                                    template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.13", None)?;
+                                    template_id(w, "1.2.250.1.213.1.1.3.48", None)?;
+                                    template_id(w, "1.2.250.1.213.1.1.3.48.18", None)?;
+                                    empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-type"]))])?;
+                                    empty(
+                                        w,
+                                        "code",
+                                        &[
+                                            ("code", "69764-9"),
+                                            ("displayName", "Type de document"),
+                                            ("codeSystem", oid::LOINC),
+                                            ("codeSystemName", "LOINC"),
+                                        ],
+                                    )?;
+                                    node(w, "text", &[], |w| {
+                                        empty(w, "reference", &[("value", "#pdf-copy-type")])
+                                    })?;
+                                    empty(w, "statusCode", &[("code", "completed")])?;
+                                    empty(w, "effectiveTime", &[("nullFlavor", "NA")])?;
+                                    empty(
+                                        w,
+                                        "value",
+                                        &[
+                                            ("xsi:type", "CD"),
+                                            ("code", "55108-5"),
+                                            ("displayName", "Copie du document"),
+                                            ("codeSystem", oid::LOINC),
+                                            ("codeSystemName", "LOINC"),
+                                        ],
+                                    )
+                                },
+                            )
+                        })?;
+                        node(w, "component", &[], |w| {
+                            node(
+                                w,
+                                "observationMedia",
+                                &[
+                                    ("classCode", "OBS"),
+                                    ("moodCode", "EVN"),
+                                    ("ID", "pdf-copy"),
+                                ],
+                                |w| {
+                                    text(
+                                        w,
+                                        "value",
+                                        &[
+                                            ("mediaType", "application/pdf"),
+                                            ("representation", "B64"),
+                                        ],
+                                        pdf_base64,
+                                    )
+                                },
+                            )
+                        })
+                    },
+                )
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Synthetic records for the writers' unit tests (no real person, test INS OID).
+    use crate::model::{DocumentHeader, Organisation, Professional};
+    use dmpflow_schemas::{Lifecycle, PatientIdentity};
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+
+    pub fn professional(id: &str, family: &str, given: &str) -> Professional {
+        Professional {
+            id: id.into(),
+            family: family.into(),
+            given: given.into(),
+            specialty: "G15_10/SM03".into(),
+        }
+    }
+
+    pub fn header(sector: &str) -> DocumentHeader {
+        DocumentHeader {
+            unique_id: "1.2.250.1.999.1.1.20240104.1".into(),
+            set_id: "1.2.250.1.999.1.2.20240104.1".into(),
+            version: 1,
+            lifecycle: Lifecycle::Initial,
+            replaces: None,
+            effective_time: "20240104160500+0100".into(),
+            patient: PatientIdentity {
+                // 2 85 07 75 056 123, key 97 - (2850775056123 mod 97).
+                ins: "285077505612370".into(),
+                ins_oid: "1.2.250.1.213.1.4.10".into(),
+                ipp: None,
+                ipp_authority: None,
+                birth_name: "TEST-ŒUVRE".into(),
+                first_names: vec!["Zoé".into(), "Anne".into()],
+                birth_date: "1985-07-14".into(),
+                sex: "F".into(),
+                birth_place: Some("75056".into()),
+                identity_status: vec!["VALI".into()],
+            },
+            author: professional("801234567891", "BIOLO", "Marc"),
+            organisation: Organisation {
+                id: "1120459876".into(),
+                name: "Laboratoire d'essai & fils".into(),
+            },
+            legal_authenticator: professional("801234567891", "BIOLO", "Marc"),
+            facility_sector: sector.into(),
+            practice_setting: "AMBULATOIRE".into(),
+            service_start: None,
+            service_stop: None,
+            confidentiality: "N".into(),
+        }
+    }
+
+    /// Parses the whole document with quick-xml's reader (panics if not well-formed) and
+    /// returns the element names in document order.
+    pub fn parse_all(xml: &str) -> Vec<String> {
+        let mut reader = Reader::from_str(xml);
+        reader.config_mut().check_end_names = true;
+        let mut names = Vec::new();
+        loop {
+            match reader.read_event() {
+                Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                    names.push(e.name().as_ref().to_string())
+                }
+                Ok(Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("not well-formed at {}: {e}", reader.buffer_position()),
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_is_stable_and_well_formed() {
+        let a = uuid_for(&["1.2.3", "pdf"]);
+        assert_eq!(a, uuid_for(&["1.2.3", "pdf"]));
+        assert_ne!(a, uuid_for(&["1.2.3p", "df"]));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8");
+    }
+
+    #[test]
+    fn decimals() {
+        assert!(is_decimal("1.950"));
+        assert!(is_decimal("-3"));
+        assert!(is_decimal(".5"));
+        assert!(!is_decimal("1,5"));
+        assert!(!is_decimal("1:40"));
+        assert!(!is_decimal(""));
+        assert!(!is_decimal("1."));
+    }
+
+    #[test]
+    fn human_times() {
+        assert_eq!(human_time("20240104073500+0100"), "04/01/2024 07:35");
+        assert_eq!(human_time("20240104"), "04/01/2024");
+        assert_eq!(human_time("2024"), "2024");
+    }
+}

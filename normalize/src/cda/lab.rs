@@ -1,0 +1,820 @@
+//! CR-BIO 2024.01 writer (CI-SIS "Compte rendu d'examens de biologie médicale", on IHE
+//! XD-LAB): one chapter section per LOINC chapter, one sub-section per battery (OBR) with
+//! its narrative table, and the structured entry act → battery organizer → observations
+//! (OBX). Modelled on the ANS example `BIO-CR-BIO_2024.01_TSH_1.xml`.
+
+use std::io;
+
+use base64::Engine;
+
+use super::header::{self, Order, Participant, ServiceEvent, Spec};
+use super::{NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, node, oid, template_id, text};
+use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
+
+const NS_LAB: &str = "urn:oid:1.3.6.1.4.1.19376.1.3.2";
+pub const TITLE: &str = "Compte rendu d'examens biologiques";
+pub const CODE: (&str, &str) = ("11502-2", "CR d'examens biologiques");
+/// IHE XD-LAB and CI-SIS CR-BIO document templateIds.
+pub const TEMPLATE_IDS: [(&str, Option<&str>); 2] = [
+    ("1.3.6.1.4.1.19376.1.3.3", None),
+    ("1.2.250.1.213.1.1.1.55", None),
+];
+
+/// Writes the CR-BIO document of a lab report.
+///
+/// Chapters follow the order in which batteries first name them. A report without any
+/// battery still gets its (empty) header and PDF copy, but CR-BIO requires at least one
+/// chapter: the mapping should not produce one.
+pub fn write(r: &LabReport) -> String {
+    let mut w = super::new_writer();
+    write_doc(&mut w, r).expect("writing to a Vec cannot fail");
+    super::finish(w)
+}
+
+/// Batteries grouped by chapter code, in first-seen order.
+fn chapters(r: &LabReport) -> Vec<(&Coded, Vec<(usize, &LabBattery)>)> {
+    let mut out: Vec<(&Coded, Vec<(usize, &LabBattery)>)> = Vec::new();
+    for (i, b) in r.batteries.iter().enumerate() {
+        match out.iter_mut().find(|(c, _)| c.code == b.chapter.code) {
+            Some((_, v)) => v.push((i, b)),
+            None => out.push((&b.chapter, vec![(i, b)])),
+        }
+    }
+    out
+}
+
+/// HL7 v2 battery status (OBR-25) → statusCode of the battery organizer and entry act.
+/// P(reliminary) and the in-progress codes stay "active"; X (cannot be obtained) is
+/// "aborted"; F and C (corrected) are final, "completed".
+fn status_code(hl7: &str) -> &'static str {
+    match hl7 {
+        "P" | "I" | "R" | "S" | "A" => "active",
+        "X" => "aborted",
+        _ => "completed",
+    }
+}
+
+/// statusCode of one result (OBX-11). CR-BIO only allows "completed" or "aborted" here: a
+/// preliminary result is a completed observation inside an "active" battery (the battery
+/// and the header's lab:statusCode carry the report's state), and the narrative says
+/// "provisoire".
+fn result_status_code(hl7: &str) -> &'static str {
+    if hl7 == "X" { "aborted" } else { "completed" }
+}
+
+/// A battery is still "active" when it or one of its results is preliminary.
+fn battery_status(b: &LabBattery) -> &'static str {
+    if b.observations
+        .iter()
+        .any(|o| status_code(&o.status) == "active")
+    {
+        "active"
+    } else {
+        status_code(&b.status)
+    }
+}
+
+fn status_label(hl7: &str) -> &'static str {
+    match hl7 {
+        "C" => "corrigé",
+        "P" | "I" | "R" | "S" | "A" => "provisoire",
+        "X" => "non réalisable",
+        _ => "validé",
+    }
+}
+
+/// Display names of HL7 ObservationInterpretation codes (JDV_HL7_ObservationInterpretation
+/// -CISIS). Codes outside the value set are not written as codes (the narrative keeps them).
+fn interpretation_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "<" => "Inférieur à la limite de détection",
+        ">" => "Supérieur à la limite maximale de mesure",
+        "A" => "Anormal",
+        "AA" => "Très anormal, alerte",
+        "B" => "Amélioration",
+        "D" => "Diminution significative par rapport au résultat antérieur",
+        "DET" => "Détecté",
+        "E" => "Équivoque",
+        "H" => "Anormalement haut",
+        "HH" => "Très anormalement haut, alerte",
+        "HU" => "Significativement haut",
+        "I" => "Intermédiaire",
+        "IND" => "Indéterminé",
+        "L" => "Anormalement bas",
+        "LL" => "Très anormalement bas, alerte",
+        "LU" => "Significativement bas",
+        "N" => "Normal",
+        "ND" => "Non détecté",
+        "NEG" => "Négatif",
+        "NR" => "Non réactif",
+        "NS" => "Non sensible",
+        "POS" => "Positif",
+        "R" => "Résistant",
+        "RR" => "Réactif",
+        "S" => "Sensible",
+        "SDD" => "Sensible à forte dose",
+        "U" => "Augmentation significative par rapport au résultat antérieur",
+        "W" => "Dégradation",
+        "WR" => "Faiblement réactif",
+        _ => return None,
+    })
+}
+
+/// The unit of a numeric value: UCUM "1" when the sender gave none (unitless results,
+/// ratios, indices), because PQ requires a unit.
+fn ucum(unit: &str) -> &str {
+    if unit.trim().is_empty() {
+        "1"
+    } else {
+        unit.trim()
+    }
+}
+
+/// Decimal text as the XSD wants it: a French decimal comma becomes a point.
+fn decimal(v: &str) -> Option<String> {
+    let v = v.trim().replace(',', ".");
+    is_decimal(&v).then_some(v)
+}
+
+/// Result and unit as shown in the narrative and the PDF.
+fn value_text(v: &ResultValue) -> (String, String) {
+    match v {
+        ResultValue::Quantity { value, unit } => (value.clone(), unit.clone()),
+        ResultValue::Structured {
+            comparator,
+            value,
+            unit,
+        } => (format!("{comparator}{value}"), unit.clone()),
+        ResultValue::Coded(c) => (
+            if c.display.is_empty() {
+                c.code.clone()
+            } else {
+                c.display.clone()
+            },
+            String::new(),
+        ),
+        ResultValue::Text(t) => (t.clone(), String::new()),
+    }
+}
+
+fn range_text(o: &LabObservation) -> String {
+    match (&o.range.low, &o.range.high, &o.range.text) {
+        (Some(l), Some(h), _) => format!("{l} - {h}"),
+        (Some(l), None, _) => format!("> {l}"),
+        (None, Some(h), _) => format!("< {h}"),
+        (None, None, Some(t)) => t.clone(),
+        _ => String::new(),
+    }
+}
+
+fn label(c: &Coded) -> &str {
+    if c.display.is_empty() {
+        &c.code
+    } else {
+        &c.display
+    }
+}
+
+/// Narrative IDs, unique in the document: battery index, observation index, comment index.
+fn obs_id(b: usize, o: usize) -> String {
+    format!("res-{b}-{o}")
+}
+fn obs_comment_id(b: usize, o: usize, k: usize) -> String {
+    format!("com-{b}-{o}-{k}")
+}
+fn battery_comment_id(b: usize, k: usize) -> String {
+    format!("com-{b}-{k}")
+}
+
+fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
+    let h = &r.header;
+    let chapters = chapters(r);
+    let any_active = r.batteries.iter().any(|b| battery_status(b) == "active");
+    // Service period: from the first sampling to the report, unless the mapping gave one.
+    let first_specimen = r
+        .batteries
+        .iter()
+        .filter_map(|b| b.specimen_time.as_deref())
+        .min();
+    let low = h.service_start.as_deref().or(first_specimen);
+    let high = h
+        .service_stop
+        .as_deref()
+        .or(Some(h.effective_time.as_str()));
+
+    let mut service_events = Vec::new();
+    for (i, (chapter, _)) in chapters.iter().enumerate() {
+        service_events.push(if i == 0 {
+            ServiceEvent {
+                id: None,
+                code: chapter,
+                translations: vec![],
+                lab_status: Some(if any_active { "active" } else { "completed" }),
+                low,
+                high,
+                performer: Some(Some("1.3.6.1.4.1.19376.1.3.3.1.7")),
+            }
+        } else {
+            ServiceEvent {
+                id: None,
+                code: chapter,
+                translations: vec![],
+                lab_status: None,
+                low: None,
+                high: None,
+                performer: None,
+            }
+        });
+    }
+    let spec = Spec {
+        template_ids: &TEMPLATE_IDS,
+        code: CODE,
+        title: TITLE,
+        participants: r
+            .prescriber
+            .iter()
+            .map(|p| Participant {
+                type_code: "REF",
+                template_id: Some("1.3.6.1.4.1.19376.1.3.3.1.6"),
+                function_code: None,
+                who: p,
+            })
+            .collect(),
+        orders: if r.order_id.is_empty() {
+            vec![]
+        } else {
+            vec![Order {
+                id: &r.order_id,
+                accession_number: None,
+            }]
+        },
+        service_events,
+    };
+
+    node(
+        w,
+        "ClinicalDocument",
+        &[
+            ("xmlns", NS_HL7),
+            ("xmlns:lab", NS_LAB),
+            ("xmlns:xsi", NS_XSI),
+        ],
+        |w| {
+            header::write(w, h, &spec)?;
+            node(w, "component", &[], |w| {
+                node(w, "structuredBody", &[], |w| {
+                    for (chapter, batteries) in &chapters {
+                        chapter_section(w, chapter, batteries)?;
+                    }
+                    pdf_section(w, r)
+                })
+            })
+        },
+    )
+}
+
+fn chapter_section(
+    w: &mut Xml,
+    chapter: &Coded,
+    batteries: &[(usize, &LabBattery)],
+) -> io::Result<()> {
+    node(w, "component", &[], |w| {
+        node(w, "section", &[], |w| {
+            template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.1", None)?;
+            template_id(w, "1.2.250.1.213.1.1.2.70", None)?;
+            super::coded(w, "code", chapter)?;
+            text(w, "title", &[], label(chapter))?;
+            for (bi, b) in batteries {
+                node(w, "component", &[], |w| battery_section(w, chapter, *bi, b))?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The sub-section and entry act are coded with the battery when it is LOINC, and with the
+/// chapter otherwise (CR-BIO wants LOINC act codes).
+fn battery_section(w: &mut Xml, chapter: &Coded, bi: usize, b: &LabBattery) -> io::Result<()> {
+    let act_code = if b.code.system == oid::LOINC {
+        &b.code
+    } else {
+        chapter
+    };
+    node(w, "section", &[], |w| {
+        template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.2", None)?;
+        template_id(w, "1.2.250.1.213.1.1.2.71", None)?;
+        super::coded(w, "code", act_code)?;
+        text(w, "title", &[], label(&b.code))?;
+        battery_narrative(w, bi, b)?;
+        node(w, "entry", &[("typeCode", "DRIV")], |w| {
+            template_id(w, "1.3.6.1.4.1.19376.1.3.1", None)?;
+            template_id(w, "1.2.250.1.213.1.1.3.21", None)?;
+            node(
+                w,
+                "act",
+                &[("classCode", "ACT"), ("moodCode", "EVN")],
+                |w| {
+                    super::coded(w, "code", act_code)?;
+                    empty(w, "statusCode", &[("code", battery_status(b))])?;
+                    node(w, "entryRelationship", &[("typeCode", "COMP")], |w| {
+                        battery_organizer(w, bi, b)
+                    })?;
+                    for k in 0..b.comments.len() {
+                        comment(w, &battery_comment_id(bi, k))?;
+                    }
+                    Ok(())
+                },
+            )
+        })
+    })
+}
+
+fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
+    node(w, "text", &[], |w| {
+        node(w, "table", &[("border", "1")], |w| {
+            node(w, "thead", &[], |w| {
+                node(w, "tr", &[], |w| {
+                    for th in [
+                        "Examen",
+                        "Résultat",
+                        "Unité",
+                        "Valeurs de référence",
+                        "Interprétation",
+                        "Statut",
+                    ] {
+                        text(w, "th", &[], th)?;
+                    }
+                    Ok(())
+                })
+            })?;
+            node(w, "tbody", &[], |w| {
+                for (oi, o) in b.observations.iter().enumerate() {
+                    let (value, unit) = value_text(&o.value);
+                    node(w, "tr", &[], |w| {
+                        node(w, "td", &[], |w| {
+                            text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
+                        })?;
+                        node(w, "td", &[], |w| lines(w, &value))?;
+                        text(w, "td", &[], &unit)?;
+                        text(w, "td", &[], &range_text(o))?;
+                        text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
+                        text(w, "td", &[], status_label(&o.status))
+                    })?;
+                    for (k, c) in o.comments.iter().enumerate() {
+                        node(w, "tr", &[], |w| {
+                            node(w, "td", &[("colspan", "6")], |w| {
+                                node(w, "content", &[("ID", &obs_comment_id(bi, oi, k))], |w| {
+                                    lines(w, c)
+                                })
+                            })
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        if let Some(t) = &b.specimen_time {
+            text(
+                w,
+                "paragraph",
+                &[],
+                &format!("Prélèvement : {}", human_time(t)),
+            )?;
+        }
+        for (k, c) in b.comments.iter().enumerate() {
+            node(w, "paragraph", &[("ID", &battery_comment_id(bi, k))], |w| {
+                lines(w, c)
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Multi-line text in narrative: lines separated by `<br/>`.
+fn lines(w: &mut Xml, s: &str) -> io::Result<()> {
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            empty(w, "br", &[])?;
+        }
+        if !line.is_empty() {
+            w.write_event(quick_xml::events::Event::Text(
+                quick_xml::events::BytesText::new(line),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// An IHE "Comment" entry pointing at its narrative (NTE lines).
+fn comment(w: &mut Xml, id: &str) -> io::Result<()> {
+    node(
+        w,
+        "entryRelationship",
+        &[("typeCode", "SUBJ"), ("inversionInd", "true")],
+        |w| {
+            node(
+                w,
+                "act",
+                &[("classCode", "ACT"), ("moodCode", "EVN")],
+                |w| {
+                    template_id(w, "2.16.840.1.113883.10.20.1.40", None)?;
+                    template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.2", None)?;
+                    template_id(w, "1.2.250.1.213.1.1.3.32", None)?;
+                    empty(
+                        w,
+                        "code",
+                        &[
+                            ("code", "48767-8"),
+                            ("displayName", "Commentaire"),
+                            ("codeSystem", oid::LOINC),
+                            ("codeSystemName", "LOINC"),
+                        ],
+                    )?;
+                    node(w, "text", &[], |w| {
+                        empty(w, "reference", &[("value", &format!("#{id}"))])
+                    })?;
+                    empty(w, "statusCode", &[("code", "completed")])
+                },
+            )
+        },
+    )
+}
+
+/// `code` of an observation or battery: LOINC codes as attributes; a local code as a
+/// translation of an uncoded `code`, as CR-BIO asks for non-LOINC results.
+fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result<()> {
+    let reference = |w: &mut Xml| -> io::Result<()> {
+        if let Some(id) = narrative_id {
+            node(w, "originalText", &[], |w| {
+                empty(w, "reference", &[("value", &format!("#{id}"))])
+            })?;
+        }
+        Ok(())
+    };
+    if c.system == oid::LOINC {
+        let attrs = [
+            ("code", c.code.as_str()),
+            ("displayName", label(c)),
+            ("codeSystem", oid::LOINC),
+            ("codeSystemName", "LOINC"),
+        ];
+        match narrative_id {
+            Some(_) => node(w, "code", &attrs, reference),
+            None => empty(w, "code", &attrs),
+        }
+    } else {
+        node(w, "code", &[], |w| {
+            reference(w)?;
+            let mut attrs: Vec<(&str, &str)> = vec![("code", &c.code), ("displayName", label(c))];
+            if !c.system.is_empty() {
+                attrs.push(("codeSystem", &c.system));
+            }
+            empty(w, "translation", &attrs)
+        })
+    }
+}
+
+fn battery_organizer(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
+    node(
+        w,
+        "organizer",
+        &[("classCode", "BATTERY"), ("moodCode", "EVN")],
+        |w| {
+            template_id(w, "1.3.6.1.4.1.19376.1.3.1.4", None)?;
+            template_id(w, "1.2.250.1.213.1.1.3.78", None)?;
+            result_code(w, &b.code, None)?;
+            empty(w, "statusCode", &[("code", battery_status(b))])?;
+            if let Some(t) = &b.specimen_time {
+                empty(w, "effectiveTime", &[("value", t)])?;
+            }
+            for (oi, o) in b.observations.iter().enumerate() {
+                node(w, "component", &[], |w| observation(w, bi, oi, b, o))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn observation(
+    w: &mut Xml,
+    bi: usize,
+    oi: usize,
+    b: &LabBattery,
+    o: &LabObservation,
+) -> io::Result<()> {
+    node(
+        w,
+        "observation",
+        &[("classCode", "OBS"), ("moodCode", "EVN")],
+        |w| {
+            template_id(w, "1.3.6.1.4.1.19376.1.3.1.6", None)?;
+            template_id(w, "1.2.250.1.213.1.1.3.80", None)?;
+            result_code(w, &o.code, Some(&obs_id(bi, oi)))?;
+            empty(w, "statusCode", &[("code", result_status_code(&o.status))])?;
+            match o.time.as_deref().or(b.specimen_time.as_deref()) {
+                Some(t) => empty(w, "effectiveTime", &[("value", t)])?,
+                None => empty(w, "effectiveTime", &[("nullFlavor", "UNK")])?,
+            }
+            let unit = value(w, &o.value)?;
+            if let Some(code) = o.interpretation.as_deref()
+                && let Some(display) = interpretation_display(code)
+            {
+                empty(
+                    w,
+                    "interpretationCode",
+                    &[
+                        ("code", code),
+                        ("displayName", display),
+                        ("codeSystem", oid::OBSERVATION_INTERPRETATION),
+                    ],
+                )?;
+            }
+            for k in 0..o.comments.len() {
+                comment(w, &obs_comment_id(bi, oi, k))?;
+            }
+            reference_range(w, o, unit.as_deref())
+        },
+    )
+}
+
+/// Writes `value` by result type; returns the UCUM unit when the value is a quantity, for
+/// the reference range.
+fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
+    match v {
+        ResultValue::Quantity { value, unit } => match decimal(value) {
+            Some(d) => {
+                let u = ucum(unit);
+                empty(
+                    w,
+                    "value",
+                    &[("xsi:type", "PQ"), ("value", &d), ("unit", u)],
+                )?;
+                Ok(Some(u.to_string()))
+            }
+            // Not a number after all (e.g. "1/40"): keep it as text rather than drop it.
+            None => {
+                string_value(w, &format!("{value} {unit}"))?;
+                Ok(None)
+            }
+        },
+        ResultValue::Structured {
+            comparator,
+            value,
+            unit,
+        } => {
+            let u = ucum(unit);
+            let bound = match comparator.as_str() {
+                "" | "=" => None,
+                "<" => Some(("high", "false")),
+                "<=" => Some(("high", "true")),
+                ">" => Some(("low", "false")),
+                ">=" => Some(("low", "true")),
+                _ => {
+                    string_value(w, &format!("{comparator}{value} {unit}"))?;
+                    return Ok(None);
+                }
+            };
+            let Some(d) = decimal(value) else {
+                string_value(w, &format!("{comparator}{value} {unit}"))?;
+                return Ok(None);
+            };
+            match bound {
+                None => empty(
+                    w,
+                    "value",
+                    &[("xsi:type", "PQ"), ("value", &d), ("unit", u)],
+                )?,
+                // "<0.5": an interval with only the bound the sender gave.
+                Some((side, inclusive)) => node(w, "value", &[("xsi:type", "IVL_PQ")], |w| {
+                    empty(
+                        w,
+                        side,
+                        &[("value", &d), ("unit", u), ("inclusive", inclusive)],
+                    )
+                })?,
+            }
+            Ok(Some(u.to_string()))
+        }
+        ResultValue::Coded(c) => {
+            if c.system.is_empty() || c.code.is_empty() {
+                string_value(w, label(c))?;
+            } else {
+                let mut attrs: Vec<(&str, &str)> = vec![("xsi:type", "CD"), ("code", &c.code)];
+                if !c.display.is_empty() {
+                    attrs.push(("displayName", &c.display));
+                }
+                attrs.push(("codeSystem", &c.system));
+                empty(w, "value", &attrs)?;
+            }
+            Ok(None)
+        }
+        ResultValue::Text(t) => {
+            string_value(w, t)?;
+            Ok(None)
+        }
+    }
+}
+
+fn string_value(w: &mut Xml, s: &str) -> io::Result<()> {
+    text(w, "value", &[("xsi:type", "ST")], s.trim())
+}
+
+/// `referenceRange`: an IVL_PQ when the bounds are numbers and the result a quantity,
+/// otherwise the range as text.
+fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::Result<()> {
+    let low = o.range.low.as_deref().and_then(decimal);
+    let high = o.range.high.as_deref().and_then(decimal);
+    let numeric = unit.is_some()
+        && (low.is_some() || high.is_some())
+        && o.range.low.is_some() == low.is_some()
+        && o.range.high.is_some() == high.is_some();
+    let shown = range_text(o);
+    if !numeric && shown.is_empty() {
+        return Ok(());
+    }
+    node(w, "referenceRange", &[("typeCode", "REFV")], |w| {
+        node(
+            w,
+            "observationRange",
+            &[("classCode", "OBS"), ("moodCode", "EVN.CRT")],
+            |w| {
+                if numeric {
+                    let u = unit.unwrap_or("1");
+                    node(w, "value", &[("xsi:type", "IVL_PQ")], |w| {
+                        if let Some(l) = &low {
+                            empty(w, "low", &[("value", l), ("unit", u)])?;
+                        }
+                        if let Some(h) = &high {
+                            empty(w, "high", &[("value", h), ("unit", u)])?;
+                        }
+                        Ok(())
+                    })?;
+                } else {
+                    text(w, "text", &[], &shown)?;
+                }
+                empty(
+                    w,
+                    "interpretationCode",
+                    &[
+                        ("code", "N"),
+                        ("displayName", "Normal"),
+                        ("codeSystem", oid::OBSERVATION_INTERPRETATION),
+                    ],
+                )
+            },
+        )
+    })
+}
+
+/// The PDF copy of the report (section FR-Document-PDF-copie, mandatory in CR-BIO 2024.01).
+fn pdf_section(w: &mut Xml, r: &LabReport) -> io::Result<()> {
+    let pdf = super::pdf::render(TITLE, &pdf_lines(r));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pdf);
+    super::pdf_copy_section(w, &r.header.unique_id, &b64)
+}
+
+fn pdf_lines(r: &LabReport) -> Vec<String> {
+    let h = &r.header;
+    let p = &h.patient;
+    let mut out = vec![
+        format!(
+            "Patient : {} {} - né(e) le {} - INS {}",
+            p.birth_name,
+            p.first_names.join(" "),
+            p.birth_date,
+            p.ins
+        ),
+        format!("Laboratoire : {}", h.organisation.name),
+        format!(
+            "Biologiste : {} {}",
+            h.legal_authenticator.given, h.legal_authenticator.family
+        ),
+        format!("Date du compte rendu : {}", human_time(&h.effective_time)),
+    ];
+    if let Some(pr) = &r.prescriber {
+        out.push(format!("Prescripteur : {} {}", pr.given, pr.family));
+    }
+    if !r.order_id.is_empty() {
+        out.push(format!("Demande : {}", r.order_id));
+    }
+    for (chapter, batteries) in chapters(r) {
+        out.push(String::new());
+        out.push(label(chapter).to_uppercase());
+        for (_, b) in batteries {
+            out.push(String::new());
+            let when = b
+                .specimen_time
+                .as_deref()
+                .map(|t| format!(" (prélèvement {})", human_time(t)))
+                .unwrap_or_default();
+            out.push(format!("{}{when}", label(&b.code)));
+            for o in &b.observations {
+                let (v, unit) = value_text(&o.value);
+                let mut line =
+                    format!("  {} : {} {}", label(&o.code), v.replace('\n', " / "), unit);
+                let range = range_text(o);
+                if !range.is_empty() {
+                    line.push_str(&format!("  [{range}]"));
+                }
+                if let Some(i) = &o.interpretation {
+                    line.push_str(&format!("  {i}"));
+                }
+                if o.status != "F" && !o.status.is_empty() {
+                    line.push_str(&format!("  ({})", status_label(&o.status)));
+                }
+                out.push(line);
+                for c in &o.comments {
+                    out.push(format!("    {c}"));
+                }
+            }
+            for c in &b.comments {
+                out.push(format!("  {c}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cda::test_support::{header, parse_all, professional};
+    use crate::model::{LabObservation, ReferenceRange};
+
+    fn loinc(code: &str, display: &str) -> Coded {
+        Coded {
+            code: code.into(),
+            display: display.into(),
+            system: oid::LOINC.into(),
+        }
+    }
+
+    fn report() -> LabReport {
+        LabReport {
+            header: header("SA25"),
+            order_id: "CMD<&>1".into(),
+            prescriber: Some(professional("810002422979", "CHARLES", "Pascal")),
+            batteries: vec![LabBattery {
+                code: loinc("24348-5", "Bilan thyroïdien"),
+                chapter: loinc("18719-5", "Biochimie"),
+                specimen_time: Some("20240104073500+0100".into()),
+                status: "F".into(),
+                observations: vec![LabObservation {
+                    code: loinc("3016-3", "TSH"),
+                    value: ResultValue::Quantity {
+                        value: "1,950".into(),
+                        unit: "m[IU]/L".into(),
+                    },
+                    range: ReferenceRange {
+                        low: Some("0.27".into()),
+                        high: Some("4.2".into()),
+                        text: None,
+                    },
+                    interpretation: Some("N".into()),
+                    status: "C".into(),
+                    time: None,
+                    comments: vec!["Contrôle <5> & Œdème".into()],
+                }],
+                comments: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn well_formed_with_templates_and_escaping() {
+        let xml = write(&report());
+        let elements = parse_all(&xml);
+        for t in [
+            "2.16.840.1.113883.2.8.2.1",
+            "1.2.250.1.213.1.1.1.1",
+            "1.3.6.1.4.1.19376.1.3.3",
+            "1.2.250.1.213.1.1.1.55",
+            "1.3.6.1.4.1.19376.1.3.3.2.1",
+            "1.3.6.1.4.1.19376.1.3.1.6",
+            "1.2.250.1.213.1.1.2.243",
+        ] {
+            assert!(
+                xml.contains(&format!("root=\"{t}\"")),
+                "templateId {t} missing"
+            );
+        }
+        assert!(elements.iter().any(|e| e == "lab:statusCode"));
+        assert!(xml.contains("Contrôle &lt;5&gt; &amp; Œdème"));
+        assert!(xml.contains("extension=\"CMD&lt;&amp;&gt;1\""));
+        // The decimal comma became a point.
+        assert!(xml.contains("value=\"1.950\" unit=\"m[IU]/L\""));
+    }
+
+    #[test]
+    fn structured_values() {
+        let mut r = report();
+        r.batteries[0].observations[0].value = ResultValue::Structured {
+            comparator: "<".into(),
+            value: "0.5".into(),
+            unit: "".into(),
+        };
+        let xml = write(&r);
+        parse_all(&xml);
+        assert!(xml.contains("<high value=\"0.5\" unit=\"1\" inclusive=\"false\"/>"));
+    }
+}
