@@ -14,6 +14,8 @@ use dmpflow_normalize::model::*;
 use dmpflow_schemas::{Lifecycle, PatientIdentity};
 
 const LOINC: &str = "2.16.840.1.113883.6.1";
+const CIP: &str = "1.2.250.1.213.2.3.2";
+const UCD: &str = "1.2.250.1.213.2.61";
 
 /// A synthetic test INS: 13-digit body + key 97 − (body mod 97), test OID.
 fn ins(body: &str) -> String {
@@ -365,12 +367,106 @@ fn lab_replacement() -> LabReport {
     r
 }
 
+fn pharmacist() -> Professional {
+    pro("807505123456", "DELIVE", "Pierre", "G15_21")
+}
+
+fn dispensed(
+    code: &str,
+    system: &str,
+    label: &str,
+    quantity: &str,
+    unit: Option<&str>,
+) -> DispensedItem {
+    DispensedItem {
+        code: code.into(),
+        code_system: system.into(),
+        label: label.into(),
+        quantity: quantity.into(),
+        unit: unit.map(Into::into),
+        dispensed_at: "20240105101500+0100".into(),
+        prescription_id: None,
+    }
+}
+
+fn pharmacy_header(n: u32) -> DocumentHeader {
+    // The mapping may leave the author empty: the writer uses the pharmacist.
+    let mut h = header(
+        n,
+        "SA33",
+        Professional::default(),
+        ("2750512345", "Pharmacie de l'Œillet & du Marché"),
+    );
+    h.legal_authenticator = pharmacist();
+    h
+}
+
+/// One CIP item, no prescription.
+fn pharmacy_one() -> Dispensation {
+    Dispensation {
+        header: pharmacy_header(10),
+        prescription_id: None,
+        prescriber: None,
+        pharmacist: pharmacist(),
+        items: vec![dispensed(
+            "3400933516390",
+            CIP,
+            "PARACETAMOL 500 mg, comprimé <16> & co",
+            "2",
+            Some("boîte"),
+        )],
+    }
+}
+
+/// Three items (CIP and UCD), prescription number and prescriber, one item with its own
+/// prescription number, one without unit; a replacement.
+fn pharmacy_three() -> Dispensation {
+    let mut h = pharmacy_header(11);
+    h.version = 2;
+    h.lifecycle = Lifecycle::Replace;
+    h.replaces = Some("1.2.250.1.999.7.1.10".into());
+    let mut second = dispensed(
+        "3400892088310",
+        UCD,
+        "ŒSTRADIOL 0,06 % gel",
+        "1,5",
+        Some("tube de 80 g"),
+    );
+    second.prescription_id = Some("ORD-2024/778".into());
+    second.dispensed_at = "20240105101700+0100".into();
+    Dispensation {
+        header: h,
+        prescription_id: Some("ORD-2024/777<A&B>".into()),
+        prescriber: Some(pro("810002422979", "L'HÔPITAL", "Jean-Noël", "G15_10/SM26")),
+        pharmacist: pharmacist(),
+        items: vec![
+            dispensed(
+                "3400930000007",
+                CIP,
+                "AMOXICILLINE 1 g, comprimé",
+                "3",
+                Some("boîte"),
+            ),
+            second,
+            dispensed(
+                "3400893875780",
+                UCD,
+                "Héparine sodique 5000 UI/mL",
+                "10",
+                None,
+            ),
+        ],
+    }
+}
+
 fn corpus() -> Vec<(&'static str, String)> {
     vec![
         ("lab_tsh", cda::lab::write(&lab_tsh())),
         ("lab_multi", cda::lab::write(&lab_multi())),
         ("lab_micro", cda::lab::write(&lab_micro())),
         ("lab_replacement", cda::lab::write(&lab_replacement())),
+        ("pharmacy_one", cda::pharmacy::write(&pharmacy_one())),
+        ("pharmacy_three", cda::pharmacy::write(&pharmacy_three())),
     ]
 }
 

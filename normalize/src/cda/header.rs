@@ -37,7 +37,9 @@ pub struct Participant<'a> {
 
 /// An `inFulfillmentOf/order`.
 pub struct Order<'a> {
-    /// The placer order number; written under [`order_root`] of the organisation.
+    /// Root of the order number: see [`local_id_root`].
+    pub root: String,
+    /// The placer order (or prescription) number.
     pub id: &'a str,
     /// DICOM accession number (CR-IMG `ps3-20:accessionNumber`), when known.
     pub accession_number: Option<&'a str>,
@@ -57,11 +59,12 @@ pub struct ServiceEvent<'a> {
     pub performer: Option<Option<&'a str>>,
 }
 
-/// Root of placer order numbers. HL7 v2 order numbers (ORC-2/OBR-2) come without an
-/// assigning-authority OID, so the writer names the namespace "order numbers of this
-/// organisation" with a deterministic UUID, and keeps the number itself in `extension`.
-pub fn order_root(org: &Organisation) -> String {
-    super::uuid_for(&["dmpflow/placer-order", &org.id])
+/// Root for identifiers the sender numbers locally (placer order numbers, prescription
+/// numbers, accession numbers). HL7 v2 carries them without an assigning-authority OID, so
+/// the writer names the namespace "`kind` numbers as issued around organisation X" with a
+/// deterministic UUID, and keeps the number itself in `extension`.
+pub fn local_id_root(kind: &str, org: &Organisation) -> String {
+    super::uuid_for(&["dmpflow/local-id", kind, &org.id])
 }
 
 /// Writes `<ClinicalDocument>`'s header children, up to and including `componentOf`.
@@ -403,13 +406,13 @@ fn participant(w: &mut Xml, _h: &DocumentHeader, p: &Participant<'_>) -> io::Res
 }
 
 fn in_fulfillment_of(w: &mut Xml, h: &DocumentHeader, o: &Order<'_>) -> io::Result<()> {
-    let root = order_root(&h.organisation);
     node(w, "inFulfillmentOf", &[], |w| {
         node(w, "order", &[], |w| {
-            empty(w, "id", &[("root", &root), ("extension", o.id)])?;
+            empty(w, "id", &[("root", &o.root), ("extension", o.id)])?;
             if let Some(acc) = o.accession_number {
                 // DICOM PS3.20: the accession number travels in its own element, namespaced
                 // (declared on ClinicalDocument by the CR-IMG writer).
+                let root = local_id_root("accession", &h.organisation);
                 empty(
                     w,
                     "ps3-20:accessionNumber",

@@ -244,6 +244,7 @@ fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
             vec![]
         } else {
             vec![Order {
+                root: header::local_id_root("placer-order", &h.organisation),
                 id: &r.order_id,
                 accession_number: None,
             }]
