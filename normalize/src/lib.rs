@@ -6,3 +6,5 @@ pub mod cda;
 pub mod hl7;
 pub mod mapping;
 pub mod model;
+
+pub use mapping::{Config, normalize};

@@ -1,1 +1,142 @@
-//! HL7 v2 message → typed records and DMP metadata (placeholder).
+//! HL7 v2 message → typed records and DMP metadata: the feed mappings behind
+//! [`normalize`], the crate's single entry point.
+//!
+//! | feed | messages | result |
+//! |---|---|---|
+//! | lab | ORU^R01 structured (NM/SN/ST/CE/CWE/TX/FT OBX) | generated CR-BIO + `Entry::LabObservation` |
+//! | imaging | ORU^R01 with TX/FT report lines | generated CR-IMG |
+//! | pharmacy | RDS^O13 (ORC + RXD...) | generated eDISP-MED + `Entry::Dispensation` |
+//! | every document feed | ORU^R01 / MDM^T02,T10,T04 with an ED OBX (base64 CDA) | the received CDA with its header metadata |
+//! | identity | ADT^A28, A31, A40, A47 (PAM-FR PID, MRG, ZFA) | `PatientUpdate` |
+//!
+//! Everything here is deterministic: the same message always gives the same output
+//! (uniqueId and setId are hashes of message data, never random or clock-based).
+
+mod common;
+mod embedded;
+mod identity;
+mod imaging;
+mod lab;
+mod pharmacy;
+mod pid;
+
+use dmpflow_schemas::reasons::{Reason, Reject};
+use dmpflow_schemas::{Feed, Normalized};
+
+use crate::hl7::{Charset, Message, ReadOptions};
+
+pub use common::{derived_oid, lab_chapter};
+pub use pharmacy::{DrugCodeKind, check_drug_code};
+
+/// Normalisation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Charset assumed when MSH-18 is empty: `UNICODE UTF-8`, `8859/1` or `8859/15`.
+    pub default_charset: String,
+    pub max_message_bytes: usize,
+    pub max_segment_bytes: usize,
+    /// Must allow a base64 CDA in OBX-5 (several MB).
+    pub max_field_bytes: usize,
+    /// Accept ORC-1 `SC` (status changed) on document messages and take the lifecycle from
+    /// OBX-11 alone. The official ANS ORU examples use `SC`; the PFI volet table only lists
+    /// NW/RO/CA.
+    pub accept_orc_status_changed: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let r = ReadOptions::default();
+        Config {
+            default_charset: Charset::Utf8.as_msh18().to_string(),
+            max_message_bytes: r.max_message_bytes,
+            max_segment_bytes: r.max_segment_bytes,
+            max_field_bytes: r.max_field_bytes,
+            accept_orc_status_changed: true,
+        }
+    }
+}
+
+impl Config {
+    /// The reader options, or `hl7.charset.unsupported` if the default charset is unknown.
+    pub fn read_options(&self) -> Result<ReadOptions, Reject> {
+        let default_charset = Charset::from_msh18(&self.default_charset).ok_or_else(|| {
+            Reject::new(
+                Reason::Hl7CharsetUnsupported,
+                "configured default charset is not UNICODE UTF-8, 8859/1 or 8859/15",
+            )
+        })?;
+        Ok(ReadOptions {
+            default_charset,
+            max_message_bytes: self.max_message_bytes,
+            max_segment_bytes: self.max_segment_bytes,
+            max_field_bytes: self.max_field_bytes,
+        })
+    }
+}
+
+/// The typed records behind the generated documents, for callers (and tests) that want the
+/// record rather than the CDA: same reading and the same rejects as [`normalize`].
+pub mod records {
+    use super::*;
+    use crate::model::{Dispensation, ImagingReport, LabReport};
+
+    fn read<T>(
+        feed: Feed,
+        raw: &[u8],
+        cfg: &Config,
+        f: impl FnOnce(&common::Ctx<'_>, &Message<'_>) -> Result<T, Reject>,
+    ) -> Result<T, Reject> {
+        let opts = cfg.read_options()?;
+        let msg = Message::parse(raw, &opts)?;
+        let ctx = common::Ctx::new(feed, &msg, cfg)?;
+        f(&ctx, &msg)
+    }
+
+    /// ORU^R01 structured results → `LabReport`.
+    pub fn lab(raw: &[u8], cfg: &Config) -> Result<LabReport, Reject> {
+        read(Feed::Lab, raw, cfg, lab::report)
+    }
+
+    /// ORU^R01 text report → `ImagingReport`.
+    pub fn imaging(raw: &[u8], cfg: &Config) -> Result<ImagingReport, Reject> {
+        read(Feed::Imaging, raw, cfg, imaging::report)
+    }
+
+    /// RDS^O13 → `Dispensation`.
+    pub fn dispensation(raw: &[u8], cfg: &Config) -> Result<Dispensation, Reject> {
+        read(Feed::Pharmacy, raw, cfg, pharmacy::report)
+    }
+}
+
+/// Normalises one raw message of `feed` into documents or patient updates.
+///
+/// `SourceRef.topic/partition/offset` are left `None`: the runtime fills them.
+pub fn normalize(feed: Feed, raw: &[u8], cfg: &Config) -> Result<Vec<Normalized>, Reject> {
+    let opts = cfg.read_options()?;
+    let msg = Message::parse(raw, &opts)?;
+    let ctx = common::Ctx::new(feed, &msg, cfg)?;
+    let kind = (ctx.msg_type.as_str(), ctx.event.as_str());
+    let unsupported = || {
+        Reject::new(
+            Reason::Hl7MessageTypeUnsupported,
+            format!(
+                "MSH-9 {}^{} is not mapped for the {feed} feed",
+                ctx.msg_type, ctx.event
+            ),
+        )
+    };
+    match feed {
+        Feed::Identity => match kind {
+            ("ADT", "A28" | "A31" | "A40" | "A47") => identity::map(&ctx, &msg),
+            _ => Err(unsupported()),
+        },
+        _ => match kind {
+            ("MDM", "T02" | "T10" | "T04") => embedded::map(&ctx, &msg),
+            ("ORU", "R01") if embedded::has_document(&msg) => embedded::map(&ctx, &msg),
+            ("ORU", "R01") if feed == Feed::Lab => lab::map(&ctx, &msg),
+            ("ORU", "R01") if feed == Feed::Imaging => imaging::map(&ctx, &msg),
+            ("RDS", "O13") if feed == Feed::Pharmacy => pharmacy::map(&ctx, &msg),
+            _ => Err(unsupported()),
+        },
+    }
+}

@@ -1,0 +1,781 @@
+//! A finished CDA carried in an HL7 v2 message (PFI "transmission de documents CDA" volet,
+//! domain.md §4.2): ORU^R01 with one or two ED OBX (CDA N1 + N3), or MDM^T02/T10/T04 with
+//! TXA. The base64 in OBX-5.5 is decoded, checked to be a well-formed CDA R2
+//! `ClinicalDocument` for the patient of PID-3, and its header becomes the DMP metadata.
+//! The CDA itself is passed on unchanged.
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use dmpflow_schemas::reasons::{Reason, Reject};
+use dmpflow_schemas::{
+    CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientIdentity,
+};
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::reader::NsReader;
+
+use super::common::{Ctx, is_meta_obx, segment_missing, visibility};
+use super::pid::{birth_date, patient, pid_segment, sex};
+use crate::hl7::{Message, Segment};
+
+const NS_V3: &str = "urn:hl7-org:v3";
+const IDNAT_PS: &str = "1.2.250.1.71.4.2.1";
+const INS_OIDS: &[&str] = &[
+    "1.2.250.1.213.1.4.8",
+    "1.2.250.1.213.1.4.9",
+    "1.2.250.1.213.1.4.10",
+    "1.2.250.1.213.1.4.11",
+];
+
+/// An OBX carrying a document (OBX-2 ED), as opposed to MetaDMPMSS lines (which may be ED
+/// too, for the mail body).
+fn is_document_obx(obx: &Segment<'_>) -> bool {
+    obx.field(2).raw() == "ED" && !is_meta_obx(obx)
+}
+
+/// True when the message carries at least one finished document.
+pub fn has_document(msg: &Message<'_>) -> bool {
+    msg.segments("OBX").any(|o| is_document_obx(&o))
+}
+
+pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
+    let pid_patient = patient(msg)?;
+    let pid = pid_segment(msg)?;
+    let statuses = super::pid::statuses(&pid);
+    let orc1 = msg
+        .segment("ORC")
+        .map(|o| o.field(1).raw().trim().to_string())
+        .unwrap_or_default();
+    let is_mdm = ctx.msg_type == "MDM";
+    let txa = msg.segment("TXA");
+    if is_mdm && txa.is_none() {
+        return Err(segment_missing("TXA"));
+    }
+    let replaced = txa
+        .map(|t| t.field(13).component(1).decoded().trim().to_string())
+        .filter(|s| !s.is_empty());
+    let flags = visibility(msg);
+    let mut out = Vec::new();
+    for (position, obx) in msg
+        .segments("OBX")
+        .filter(|o| is_document_obx(o))
+        .enumerate()
+    {
+        let position = position as u32;
+        let status = obx.field(11).raw().trim();
+        let lifecycle = lifecycle(ctx, &orc1, status)?;
+        let xml = decode_base64(obx.field(5).component(5).raw(), position)?;
+        let header = read_header(&xml)?;
+        let cda_patient = header.patient(&pid_patient, &statuses)?;
+        let meta = header.into_meta(
+            ctx,
+            cda_patient,
+            lifecycle,
+            replaced.clone(),
+            flags.clone(),
+            position,
+        )?;
+        out.push(Normalized::Document(Box::new(Document {
+            meta,
+            cda: xml,
+            entries: Vec::new(),
+        })));
+    }
+    if out.is_empty() {
+        return Err(segment_missing("OBX with an ED document"));
+    }
+    Ok(out)
+}
+
+/// Lifecycle of one carried document (domain.md §3.4).
+///
+/// - MDM: T02 initial, T10 replace, T04 delete; OBX-11 (when given) must be F, C, D
+///   respectively, and ORC-1 (when present) NW, RO, CA.
+/// - ORU: ORC-1 NW + OBX-11 F initial, RO + C replace, CA + D delete. ORC-1 `SC` (status
+///   changed, used by the ANS examples) or no ORC: OBX-11 alone decides, if the config
+///   accepts SC.
+fn lifecycle(ctx: &Ctx<'_>, orc1: &str, status: &str) -> Result<Lifecycle, Reject> {
+    let inconsistent = |what: &str| Reject::new(Reason::Hl7LifecycleInconsistent, what.to_string());
+    let from_status = |s: &str| match s {
+        "F" => Some(Lifecycle::Initial),
+        "C" => Some(Lifecycle::Replace),
+        "D" => Some(Lifecycle::Delete),
+        _ => None,
+    };
+    let from_orc = |o: &str| match o {
+        "NW" => Some(Lifecycle::Initial),
+        "RO" => Some(Lifecycle::Replace),
+        "CA" => Some(Lifecycle::Delete),
+        _ => None,
+    };
+    let orc_known = orc1.is_empty() || (orc1 == "SC" && ctx.cfg.accept_orc_status_changed);
+    if ctx.msg_type == "MDM" {
+        let by_event = match ctx.event.as_str() {
+            "T02" => Lifecycle::Initial,
+            "T10" => Lifecycle::Replace,
+            _ => Lifecycle::Delete,
+        };
+        if !status.is_empty() && from_status(status) != Some(by_event) {
+            return Err(inconsistent("MSH-9 event and OBX-11 disagree"));
+        }
+        if !orc_known && from_orc(orc1) != Some(by_event) {
+            return Err(inconsistent("MSH-9 event and ORC-1 disagree"));
+        }
+        return Ok(by_event);
+    }
+    let by_status =
+        from_status(status).ok_or_else(|| inconsistent("OBX-11 of a document is not F, C or D"))?;
+    if orc_known {
+        return Ok(by_status);
+    }
+    match from_orc(orc1) {
+        Some(l) if l == by_status => Ok(l),
+        Some(_) => Err(inconsistent("ORC-1 and OBX-11 disagree")),
+        None => Err(inconsistent(
+            "ORC-1 of a document message is not NW, RO or CA",
+        )),
+    }
+}
+
+/// OBX-5.5 → the CDA text. Whitespace (line-wrapped base64) is tolerated, padding is
+/// optional; the result must be UTF-8 because the pipeline carries the CDA as text.
+fn decode_base64(b64: &str, position: u32) -> Result<String, Reject> {
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: std::borrow::Cow<'_, str> = if b64.bytes().any(|b| b.is_ascii_whitespace()) {
+        b64.chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect::<String>()
+            .into()
+    } else {
+        b64.into()
+    };
+    if compact.is_empty() {
+        return Err(Reject::new(
+            Reason::CdaBase64Invalid,
+            format!("OBX-5.5 of document {position} is empty"),
+        ));
+    }
+    let bytes = ENGINE.decode(compact.as_bytes()).map_err(|_| {
+        Reject::new(
+            Reason::CdaBase64Invalid,
+            format!("OBX-5.5 of document {position} is not valid base64"),
+        )
+    })?;
+    let mut s = String::from_utf8(bytes).map_err(|_| {
+        Reject::new(
+            Reason::CdaXmlInvalid,
+            format!("document {position} is not UTF-8 text"),
+        )
+    })?;
+    if s.starts_with('\u{feff}') {
+        s.drain(..3);
+    }
+    Ok(s)
+}
+
+/// An `II` (root + optional extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Ii {
+    root: String,
+    extension: String,
+}
+
+impl Ii {
+    /// The DMP uniqueId form: the root alone, or `root^extension`.
+    fn as_unique_id(&self) -> String {
+        if self.extension.is_empty() {
+            self.root.clone()
+        } else {
+            format!("{}^{}", self.root, self.extension)
+        }
+    }
+}
+
+/// What dmpflow reads from a CDA header.
+#[derive(Debug, Default)]
+struct Header {
+    id: Option<Ii>,
+    set_id: Option<Ii>,
+    version: Option<String>,
+    code: Option<String>,
+    title: String,
+    effective_time: Option<String>,
+    confidentiality: Option<String>,
+    template_ids: Vec<String>,
+    patient_ids: Vec<Ii>,
+    families: Vec<(String, String)>,
+    givens: Vec<(String, String)>,
+    gender: Option<String>,
+    birth_time: Option<String>,
+    birth_county: Option<String>,
+    author_id: Option<Ii>,
+    author_org: Option<Ii>,
+    service_low: Option<String>,
+    service_high: Option<String>,
+    parent_id: Option<Ii>,
+    non_xml_media_type: Option<String>,
+}
+
+/// Where captured text goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Capture {
+    Title,
+    Family,
+    Given,
+    County,
+}
+
+fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
+    e.try_get_attribute(name).ok().flatten().and_then(|a| {
+        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .ok()
+            .map(|v| v.trim().to_string())
+    })
+}
+
+fn ii(e: &quick_xml::events::BytesStart<'_>) -> Ii {
+    Ii {
+        root: attr(e, "root").unwrap_or_default(),
+        extension: attr(e, "extension").unwrap_or_default(),
+    }
+}
+
+fn xml_invalid(what: &str) -> Reject {
+    Reject::new(Reason::CdaXmlInvalid, what.to_string())
+}
+
+/// Reads the whole document (so that well-formedness is checked to the end) and collects
+/// the header elements on the way.
+fn read_header(xml: &str) -> Result<Header, Reject> {
+    let mut r = NsReader::from_str(xml);
+    let mut h = Header::default();
+    // Path of element local names from the root; elements outside the v3 namespace are
+    // recorded as "~" so they never match a header path.
+    let mut path: Vec<String> = Vec::with_capacity(16);
+    let mut root_seen = false;
+    let mut capture: Option<(Capture, usize, String, String)> = None;
+    let mut in_first_name = false;
+    let mut name_done = false;
+    let mut author_done = false;
+    let mut service_done = false;
+    loop {
+        let (ns, ev) = r
+            .read_resolved_event()
+            .map_err(|_| xml_invalid("embedded document is not well-formed XML"))?;
+        let is_v3 = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == NS_V3);
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                let local = e.local_name().into_inner().to_string();
+                if path.is_empty() {
+                    if root_seen {
+                        return Err(xml_invalid("more than one root element"));
+                    }
+                    root_seen = true;
+                    if local != "ClinicalDocument" || !is_v3 {
+                        return Err(Reject::new(
+                            Reason::CdaNotClinicalDocument,
+                            "root element is not urn:hl7-org:v3 ClinicalDocument",
+                        ));
+                    }
+                }
+                path.push(if is_v3 { local } else { "~".to_string() });
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                match &p[..] {
+                    ["ClinicalDocument", "id"] => h.id = Some(ii(e)),
+                    ["ClinicalDocument", "setId"] => h.set_id = Some(ii(e)),
+                    ["ClinicalDocument", "versionNumber"] => h.version = attr(e, "value"),
+                    ["ClinicalDocument", "code"] => h.code = attr(e, "code"),
+                    ["ClinicalDocument", "effectiveTime"] => h.effective_time = attr(e, "value"),
+                    ["ClinicalDocument", "confidentialityCode"] => {
+                        h.confidentiality = attr(e, "code")
+                    }
+                    ["ClinicalDocument", "templateId"] => {
+                        h.template_ids.extend(attr(e, "root"));
+                    }
+                    ["ClinicalDocument", "title"] if !empty => {
+                        capture = Some((Capture::Title, path.len(), String::new(), String::new()))
+                    }
+                    ["ClinicalDocument", "recordTarget", "patientRole", "id"] => {
+                        h.patient_ids.push(ii(e))
+                    }
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "name",
+                    ] => {
+                        in_first_name = !name_done && !empty;
+                        name_done = true;
+                    }
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "name",
+                        part @ ("family" | "given"),
+                    ] if in_first_name && !empty => {
+                        let kind = if *part == "family" {
+                            Capture::Family
+                        } else {
+                            Capture::Given
+                        };
+                        let q = attr(e, "qualifier").unwrap_or_default();
+                        capture = Some((kind, path.len(), q, String::new()));
+                    }
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "administrativeGenderCode",
+                    ] => h.gender = attr(e, "code"),
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "birthTime",
+                    ] => h.birth_time = attr(e, "value"),
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "birthplace",
+                        "place",
+                        "addr",
+                        "county",
+                    ] if !empty => {
+                        capture = Some((Capture::County, path.len(), String::new(), String::new()))
+                    }
+                    ["ClinicalDocument", "author", "assignedAuthor", "id"]
+                        if !author_done && h.author_id.is_none() =>
+                    {
+                        h.author_id = Some(ii(e))
+                    }
+                    [
+                        "ClinicalDocument",
+                        "author",
+                        "assignedAuthor",
+                        "representedOrganization",
+                        "id",
+                    ] if !author_done && h.author_org.is_none() => h.author_org = Some(ii(e)),
+                    [
+                        "ClinicalDocument",
+                        "documentationOf",
+                        "serviceEvent",
+                        "effectiveTime",
+                        bound @ ("low" | "high"),
+                    ] if !service_done => {
+                        let v = attr(e, "value");
+                        if *bound == "low" {
+                            h.service_low = v;
+                        } else {
+                            h.service_high = v;
+                        }
+                    }
+                    [
+                        "ClinicalDocument",
+                        "relatedDocument",
+                        "parentDocument",
+                        "id",
+                    ] => h.parent_id = Some(ii(e)),
+                    ["ClinicalDocument", "component", "nonXMLBody", "text"] => {
+                        h.non_xml_media_type = attr(e, "mediaType")
+                    }
+                    _ => {}
+                }
+                if empty {
+                    path.pop();
+                }
+            }
+            Event::End(_) => {
+                if let Some((kind, depth, q, text)) = capture.take() {
+                    if depth == path.len() {
+                        let text = text.trim().to_string();
+                        match kind {
+                            Capture::Title => h.title = text,
+                            Capture::Family => h.families.push((q, text)),
+                            Capture::Given => h.givens.push((q, text)),
+                            Capture::County => h.birth_county = Some(text),
+                        }
+                    } else {
+                        capture = Some((kind, depth, q, text));
+                    }
+                }
+                let closed: Vec<&str> = path.iter().map(String::as_str).collect();
+                match &closed[..] {
+                    [
+                        "ClinicalDocument",
+                        "recordTarget",
+                        "patientRole",
+                        "patient",
+                        "name",
+                    ] => in_first_name = false,
+                    ["ClinicalDocument", "author"] => author_done = true,
+                    ["ClinicalDocument", "documentationOf", "serviceEvent"] => service_done = true,
+                    _ => {}
+                }
+                path.pop();
+            }
+            Event::Text(ref t) => {
+                let s = t.xml10_content();
+                if path.is_empty() && !s.trim().is_empty() {
+                    return Err(xml_invalid("text outside the root element"));
+                }
+                if let Some((_, _, _, buf)) = capture.as_mut() {
+                    buf.push_str(&s);
+                }
+            }
+            Event::CData(ref t) => {
+                if path.is_empty() {
+                    return Err(xml_invalid("CDATA outside the root element"));
+                }
+                if let Some((_, _, _, buf)) = capture.as_mut() {
+                    buf.push_str(t);
+                }
+            }
+            Event::GeneralRef(ref g) => {
+                if path.is_empty() {
+                    return Err(xml_invalid("reference outside the root element"));
+                }
+                let c = if g.is_char_ref() {
+                    g.resolve_char_ref().ok().flatten()
+                } else {
+                    match &*g.xml10_content() {
+                        "amp" => Some('&'),
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "quot" => Some('"'),
+                        "apos" => Some('\''),
+                        _ => None,
+                    }
+                };
+                if let (Some(c), Some((_, _, _, buf))) = (c, capture.as_mut()) {
+                    buf.push(c);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !root_seen {
+        return Err(xml_invalid("embedded document holds no XML element"));
+    }
+    if !path.is_empty() {
+        return Err(xml_invalid("embedded document ends inside an element"));
+    }
+    Ok(h)
+}
+
+fn header_missing(what: &str) -> Reject {
+    Reject::new(
+        Reason::CdaHeaderMissing,
+        format!("CDA header has no {what}"),
+    )
+}
+
+/// Document types accepted on each feed, with their TRE_A03 class.
+///
+/// The classes of 11502-2 (→ 10 Compte rendu), 60593-1 (→ 43 Dispensation) and
+/// 34794-8 (→ 10 Compte rendu, an RCP report) are our assumption: the ASS_X04 rows were not
+/// available (domain.md §3.2); 18748-4 → 31 is supported by an ANS change request.
+fn accepted(feed: Feed, type_code: &str) -> Option<&'static str> {
+    match (feed, type_code) {
+        (Feed::Lab, "11502-2") => Some("10"),
+        (Feed::Imaging, "18748-4") => Some("31"),
+        (Feed::Pharmacy, "60593-1") => Some("43"),
+        (Feed::Cancer, "34794-8") => Some("10"),
+        _ => None,
+    }
+}
+
+/// ASS_A11 templateId → formatCode (domain.md §3.1) for structured (N3) documents.
+fn format_from_templates(ids: &[String]) -> Option<&'static str> {
+    const TABLE: &[(&str, &str)] = &[
+        ("1.2.250.1.213.1.1.1.55", "urn:ihe:lab:xd-lab:2008"),
+        ("1.3.6.1.4.1.19376.1.3.3", "urn:ihe:lab:xd-lab:2008"),
+        (
+            "1.2.250.1.213.1.1.1.45",
+            "urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013",
+        ),
+        ("1.2.250.1.213.1.1.1.8", "urn:asip:ci-sis:frcp:2011"),
+        ("1.2.250.1.213.1.1.1.26", "urn:asip:ci-sis:pps-cancer:2017"),
+        ("1.2.250.1.213.1.1.1.32", "urn:asip:ci-sis:crgm:2018"),
+        ("1.2.250.1.213.1.1.1.27", "urn:asip:ci-sis:d2lm-fin:2017"),
+        ("1.2.250.1.213.1.1.1.28", "urn:asip:ci-sis:d2lm-fidd:2017"),
+        ("1.2.250.1.213.1.1.1.57", "urn:ihe:palm:apsr:2016"),
+        ("1.2.250.1.213.1.1.1.54", "urn:ihe:pharm:dis:2010"),
+        ("1.2.250.1.213.1.1.1.39", "urn:ihe:pharm:pre:2010"),
+        ("1.2.250.1.213.1.1.1.36", "urn:asip:ci-sis:hr:2019"),
+        ("1.2.250.1.213.1.1.1.37", "urn:asip:ci-sis:vac:2019"),
+        ("1.2.250.1.213.1.1.1.46", "urn:asip:ci-sis:vac-note:2021"),
+        ("1.2.250.1.213.1.1.1.51", "urn:ihe:pcc:ips:2020"),
+        ("1.2.250.1.213.1.1.1.59", "urn:ans:ci-sis:trod:2024"),
+    ];
+    TABLE
+        .iter()
+        .find(|(root, _)| ids.iter().any(|i| i == root))
+        .map(|(_, f)| *f)
+}
+
+/// CDA level 1 (nonXMLBody) → XDS-SD formatCode by media type.
+fn format_from_media_type(media: &str) -> Option<&'static str> {
+    match media {
+        "application/pdf" => Some("urn:ihe:iti:xds-sd:pdf:2008"),
+        "text/plain" => Some("urn:ihe:iti:xds-sd:text:2008"),
+        "image/jpeg" => Some("urn:ihe:iti-fr:xds-sd:jpeg:2010"),
+        "text/rtf" | "application/rtf" => Some("urn:ihe:iti-fr:xds-sd:rtf:2010"),
+        "image/tiff" => Some("urn:ihe:iti-fr:xds-sd:tiff:2010"),
+        _ => None,
+    }
+}
+
+fn national_id(i: &Ii) -> String {
+    if i.extension.is_empty() {
+        i.root.clone()
+    } else {
+        i.extension.clone()
+    }
+}
+
+impl Header {
+    /// The patient as the CDA states it, checked against PID-3. A received CDA's INS is the
+    /// qualified case (status QUAL), plus whatever PID-32 says.
+    fn patient(&self, pid: &PatientIdentity, pid32: &[String]) -> Result<PatientIdentity, Reject> {
+        let ins = self
+            .patient_ids
+            .iter()
+            .find(|i| INS_OIDS.contains(&i.root.as_str()) && !i.extension.is_empty())
+            .ok_or_else(|| header_missing("recordTarget/patientRole/id with an INS"))?;
+        if ins.extension != pid.ins {
+            return Err(Reject::new(
+                Reason::CdaPatientMismatch,
+                "patientRole/id INS differs from PID-3",
+            ));
+        }
+        let ipp = self
+            .patient_ids
+            .iter()
+            .find(|i| !INS_OIDS.contains(&i.root.as_str()) && !i.extension.is_empty());
+        let birth_name = self
+            .families
+            .iter()
+            .find(|(q, _)| q == "BR")
+            .or_else(|| self.families.first())
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        // CI-SIS: `given qualifier="BR"` is the first birth first name, unqualified `given`
+        // elements hold the birth first names. Some documents put only the *other* names in
+        // the unqualified ones, so the BR name is put first when it is missing.
+        let mut first_names: Vec<String> = self
+            .givens
+            .iter()
+            .filter(|(q, _)| q.is_empty())
+            .flat_map(|(_, g)| g.split_whitespace().map(str::to_string))
+            .collect();
+        if let Some((_, br)) = self.givens.iter().find(|(q, _)| q == "BR")
+            && first_names.first() != Some(br)
+            && !br.is_empty()
+        {
+            first_names.retain(|g| g != br);
+            first_names.insert(0, br.clone());
+        }
+        let mut identity_status = vec!["QUAL".to_string()];
+        identity_status.extend(pid32.iter().filter(|s| *s != "QUAL").cloned());
+        Ok(PatientIdentity {
+            ins: ins.extension.clone(),
+            ins_oid: ins.root.clone(),
+            ipp: ipp.map(|i| i.extension.clone()).or_else(|| pid.ipp.clone()),
+            ipp_authority: ipp
+                .map(|i| i.root.clone())
+                .or_else(|| pid.ipp_authority.clone()),
+            birth_name,
+            first_names,
+            birth_date: birth_date(
+                self.birth_time.as_deref().unwrap_or(""),
+                "CDA patient birthTime",
+            )
+            .map_err(|_| Reject::new(Reason::CdaHeaderMissing, "CDA birthTime is malformed"))?,
+            sex: sex(self.gender.as_deref().unwrap_or("")),
+            birth_place: self.birth_county.clone().filter(|s| !s.is_empty()),
+            identity_status,
+        })
+    }
+
+    fn into_meta(
+        self,
+        ctx: &Ctx<'_>,
+        patient: PatientIdentity,
+        lifecycle: Lifecycle,
+        replaced: Option<String>,
+        visibility: Vec<String>,
+        position: u32,
+    ) -> Result<DocumentMeta, Reject> {
+        let id = self
+            .id
+            .as_ref()
+            .filter(|i| !i.root.is_empty())
+            .ok_or_else(|| header_missing("id"))?;
+        let unique_id = id.as_unique_id();
+        let type_code = self.code.clone().ok_or_else(|| header_missing("code"))?;
+        let creation_time = self
+            .effective_time
+            .clone()
+            .ok_or_else(|| header_missing("effectiveTime"))?;
+        let class_code = accepted(ctx.feed, &type_code).ok_or_else(|| {
+            Reject::new(
+                Reason::CdaModelUnsupported,
+                format!(
+                    "document type {type_code} is not accepted on the {} feed",
+                    ctx.feed
+                ),
+            )
+        })?;
+        let format_code = match &self.non_xml_media_type {
+            Some(media) => format_from_media_type(media),
+            None => format_from_templates(&self.template_ids),
+        }
+        .ok_or_else(|| {
+            Reject::new(
+                Reason::CdaModelUnsupported,
+                "no ASS_A11 formatCode for the templateIds or media type",
+            )
+        })?;
+        let set_id = self
+            .set_id
+            .as_ref()
+            .filter(|i| !i.root.is_empty())
+            .map(Ii::as_unique_id)
+            // A first version may omit setId: it then equals the document id.
+            .unwrap_or_else(|| unique_id.clone());
+        let version = match self.version.as_deref() {
+            None | Some("") => 1,
+            Some(v) => v.parse().map_err(|_| {
+                Reject::new(Reason::CdaHeaderMissing, "versionNumber is not a number")
+            })?,
+        };
+        let target_unique_id = match lifecycle {
+            Lifecycle::Initial => None,
+            Lifecycle::Replace => {
+                replaced.or_else(|| self.parent_id.as_ref().map(Ii::as_unique_id))
+            }
+            // A deletion carries the (last version of the) document to delete.
+            Lifecycle::Delete => Some(unique_id.clone()),
+        };
+        Ok(DocumentMeta {
+            unique_id,
+            set_id,
+            version,
+            lifecycle,
+            target_unique_id,
+            type_code,
+            class_code: class_code.to_string(),
+            format_code: format_code.to_string(),
+            title: self.title.clone(),
+            patient,
+            author: PartyRef {
+                person_id: self.author_id.as_ref().map(|i| {
+                    if i.root == IDNAT_PS {
+                        i.extension.clone()
+                    } else {
+                        national_id(i)
+                    }
+                }),
+                organisation_id: self.author_org.as_ref().map(national_id),
+            },
+            creation_time,
+            service_start: self.service_low.clone(),
+            service_stop: self.service_high.clone(),
+            confidentiality: self.confidentiality.clone().unwrap_or_else(|| "N".into()),
+            visibility,
+            origin: CdaOrigin::Received,
+            source: ctx.source(position),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:lab="urn:oid:1.3.6.1.4.1.19376.1.3.2">
+  <templateId root="1.2.250.1.213.1.1.1.55"/>
+  <id root="1.2.3" extension="X1"/>
+  <code code="11502-2" codeSystem="2.16.840.1.113883.6.1"/>
+  <title>CR &amp; bio&#233;</title>
+  <effectiveTime value="20240101120000+0100"/>
+  <confidentialityCode code="N"/>
+  <setId root="1.2.3.9"/>
+  <versionNumber value="3"/>
+  <recordTarget><patientRole>
+    <id root="1.2.250.1.213.1.4.10" extension="279035121518989"/>
+    <patient><name><family qualifier="BR">DUPONT</family><given qualifier="BR">Jean</given><given>Jean Paul</given></name>
+    <administrativeGenderCode code="M"/><birthTime value="19790328"/>
+    <birthplace><place><addr><county>63220</county></addr></place></birthplace></patient>
+  </patientRole></recordTarget>
+  <author><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="801234567866"/>
+    <representedOrganization><id root="1.2.250.1.71.4.2.2" extension="1120459876"/></representedOrganization>
+  </assignedAuthor></author>
+  <documentationOf><serviceEvent><effectiveTime><low value="2024"/><high value="2025"/></effectiveTime></serviceEvent></documentationOf>
+  <lab:statusCode code="completed"/>
+  <component><structuredBody/></component>
+</ClinicalDocument>"#;
+
+    #[test]
+    fn reads_a_header() {
+        let h = read_header(MINI).unwrap();
+        assert_eq!(h.id.as_ref().unwrap().as_unique_id(), "1.2.3^X1");
+        assert_eq!(h.title, "CR & bioé");
+        assert_eq!(h.version.as_deref(), Some("3"));
+        assert_eq!(h.families, vec![("BR".to_string(), "DUPONT".to_string())]);
+        assert_eq!(h.givens.len(), 2);
+        assert_eq!(h.birth_county.as_deref(), Some("63220"));
+        assert_eq!(h.author_id.as_ref().unwrap().extension, "801234567866");
+        assert_eq!(h.service_low.as_deref(), Some("2024"));
+        assert_eq!(
+            format_from_templates(&h.template_ids),
+            Some("urn:ihe:lab:xd-lab:2008")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_xml() {
+        let code = |s: &str| read_header(s).unwrap_err().reason;
+        assert_eq!(code("Document medcial"), Reason::CdaXmlInvalid);
+        assert_eq!(
+            code("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><b></ClinicalDocument>"),
+            Reason::CdaXmlInvalid
+        );
+        assert_eq!(
+            code("<ClinicalDocument xmlns=\"urn:hl7-org:v3\">"),
+            Reason::CdaXmlInvalid
+        );
+        assert_eq!(code("<ClinicalDocument/>"), Reason::CdaNotClinicalDocument);
+        assert_eq!(
+            code("<html xmlns=\"urn:hl7-org:v3\"/>"),
+            Reason::CdaNotClinicalDocument
+        );
+        assert_eq!(
+            code("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/><x/>"),
+            Reason::CdaXmlInvalid
+        );
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(decode_base64("PGE+PC9hPg", 0).unwrap(), "<a></a>");
+        assert_eq!(decode_base64("PGE+\nPC9hPg==", 0).unwrap(), "<a></a>");
+        assert_eq!(
+            decode_base64("not base64!", 0).unwrap_err().reason,
+            Reason::CdaBase64Invalid
+        );
+    }
+}
