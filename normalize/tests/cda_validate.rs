@@ -459,6 +459,79 @@ fn pharmacy_three() -> Dispensation {
     }
 }
 
+fn radiologist() -> Professional {
+    pro("801234560801", "RADIO", "Léa", "G15_10/SM44")
+}
+
+fn imaging_header(n: u32) -> DocumentHeader {
+    header(
+        n,
+        "SA08",
+        radiologist(),
+        ("1920008059", "Centre d'imagerie Œdipe & Sphinx <CIOS>"),
+    )
+}
+
+/// LOINC exam, CT, Study Instance UID and accession number, findings and a conclusion.
+fn imaging_full() -> ImagingReport {
+    let mut h = imaging_header(20);
+    h.service_start = Some("20240104102500+0100".into());
+    h.service_stop = Some("20240104111700+0100".into());
+    ImagingReport {
+        header: h,
+        order_id: "DEM-2024-0042".into(),
+        study_instance_uid: Some("1.2.250.1.999.3.20240104.1876360".into()),
+        accession_number: Some("105234751".into()),
+        exam: loinc("24727-0", "CT tête avec contraste IV"),
+        modality: Some("CT".into()),
+        paragraphs: vec![
+            "Indication : céphalées & vertiges depuis 3 jours (patient < 50 ans).".into(),
+            "Technique : acquisition hélicoïdale avant et après injection.".into(),
+            "Résultats :\nPas de lésion intra-parenchymateuse.\nPas d'effet de masse.".into(),
+            "CONCLUSION :".into(),
+            "Examen normal. Œdème absent.".into(),
+        ],
+        prescriber: Some(pro("810002422979", "L'HÔPITAL", "Jean-Noël", "G15_10/SM26")),
+    }
+}
+
+/// No Study UID, no accession number, local exam code, modality outside the value set, no
+/// conclusion heading; a replacement.
+fn imaging_minimal() -> ImagingReport {
+    let mut h = imaging_header(21);
+    h.version = 3;
+    h.lifecycle = Lifecycle::Replace;
+    h.replaces = Some("1.2.250.1.999.7.1.20".into());
+    ImagingReport {
+        header: h,
+        order_id: "DEM<77>&B".into(),
+        study_instance_uid: None,
+        accession_number: None,
+        exam: coded(
+            "ECHO-ABD",
+            "Échographie abdominale (code local)",
+            "1.2.250.1.999.42.9",
+        ),
+        modality: Some("ZZ".into()),
+        paragraphs: vec!["Foie, vésicule & voies biliaires : aspect normal.".into()],
+        prescriber: None,
+    }
+}
+
+/// MR with an order number only, no report paragraph at all, no prescriber.
+fn imaging_no_text() -> ImagingReport {
+    ImagingReport {
+        header: imaging_header(22),
+        order_id: "DEM-9".into(),
+        study_instance_uid: Some("1.2.250.1.999.3.20240104.99".into()),
+        accession_number: None,
+        exam: loinc("24590-2", "IRM cérébrale"),
+        modality: Some("MR".into()),
+        paragraphs: vec![],
+        prescriber: None,
+    }
+}
+
 fn corpus() -> Vec<(&'static str, String)> {
     vec![
         ("lab_tsh", cda::lab::write(&lab_tsh())),
@@ -467,6 +540,9 @@ fn corpus() -> Vec<(&'static str, String)> {
         ("lab_replacement", cda::lab::write(&lab_replacement())),
         ("pharmacy_one", cda::pharmacy::write(&pharmacy_one())),
         ("pharmacy_three", cda::pharmacy::write(&pharmacy_three())),
+        ("imaging_full", cda::imaging::write(&imaging_full())),
+        ("imaging_minimal", cda::imaging::write(&imaging_minimal())),
+        ("imaging_no_text", cda::imaging::write(&imaging_no_text())),
     ]
 }
 

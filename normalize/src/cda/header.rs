@@ -41,8 +41,9 @@ pub struct Order<'a> {
     pub root: String,
     /// The placer order (or prescription) number.
     pub id: &'a str,
-    /// DICOM accession number (CR-IMG `ps3-20:accessionNumber`), when known.
-    pub accession_number: Option<&'a str>,
+    /// CR-IMG only: `ps3-20:accessionNumber`, required in every order of a CR-IMG.
+    /// `None` for other models; `Some(None)` when the message gave none (nullFlavor UNK).
+    pub accession_number: Option<Option<&'a str>>,
 }
 
 /// A `documentationOf/serviceEvent`.
@@ -51,6 +52,10 @@ pub struct ServiceEvent<'a> {
     pub id: Option<(&'a str, Option<&'a str>)>,
     pub code: &'a Coded,
     pub translations: Vec<Coded>,
+    /// CR-IMG only: the acquisition modality as a DICOM (DCM) translation qualified by
+    /// 121139 "Modalité d'imagerie", as CR-IMG requires on LOINC-coded service events.
+    /// `Some(None)` when the modality is unknown (translation nullFlavor UNK).
+    pub modality: Option<Option<(&'a str, &'a str)>>,
     /// CR-BIO only: `lab:statusCode` (completed / active).
     pub lab_status: Option<&'a str>,
     pub low: Option<&'a str>,
@@ -408,20 +413,62 @@ fn participant(w: &mut Xml, _h: &DocumentHeader, p: &Participant<'_>) -> io::Res
 fn in_fulfillment_of(w: &mut Xml, h: &DocumentHeader, o: &Order<'_>) -> io::Result<()> {
     node(w, "inFulfillmentOf", &[], |w| {
         node(w, "order", &[], |w| {
-            empty(w, "id", &[("root", &o.root), ("extension", o.id)])?;
-            if let Some(acc) = o.accession_number {
-                // DICOM PS3.20: the accession number travels in its own element, namespaced
-                // (declared on ClinicalDocument by the CR-IMG writer).
-                let root = local_id_root("accession", &h.organisation);
-                empty(
-                    w,
-                    "ps3-20:accessionNumber",
-                    &[("root", &root), ("extension", acc)],
-                )?;
+            if o.id.is_empty() {
+                empty(w, "id", &[("nullFlavor", "UNK")])?;
+            } else {
+                empty(w, "id", &[("root", &o.root), ("extension", o.id)])?;
+            }
+            // DICOM PS3.20: the accession number travels in its own namespaced element
+            // (the prefix is declared on ClinicalDocument by the CR-IMG writer).
+            match o.accession_number {
+                None => {}
+                Some(None) => empty(w, "ps3-20:accessionNumber", &[("nullFlavor", "UNK")])?,
+                Some(Some(acc)) => {
+                    let root = local_id_root("accession", &h.organisation);
+                    empty(
+                        w,
+                        "ps3-20:accessionNumber",
+                        &[("root", &root), ("extension", acc)],
+                    )?;
+                }
             }
             Ok(())
         })
     })
+}
+
+const DCM: &str = "1.2.840.10008.2.16.4";
+
+/// The modality translation of a CR-IMG service event, qualified as "Modalité d'imagerie".
+fn modality_translation(w: &mut Xml, modality: Option<(&str, &str)>) -> io::Result<()> {
+    let qualifier = |w: &mut Xml| -> io::Result<()> {
+        node(w, "qualifier", &[], |w| {
+            empty(
+                w,
+                "name",
+                &[
+                    ("code", "121139"),
+                    ("displayName", "Modalité d'imagerie"),
+                    ("codeSystem", DCM),
+                    ("codeSystemName", "DCM"),
+                ],
+            )
+        })
+    };
+    match modality {
+        Some((code, display)) => node(
+            w,
+            "translation",
+            &[
+                ("code", code),
+                ("displayName", display),
+                ("codeSystem", DCM),
+                ("codeSystemName", "DCM"),
+            ],
+            qualifier,
+        ),
+        None => node(w, "translation", &[("nullFlavor", "UNK")], qualifier),
+    }
 }
 
 fn service_event(w: &mut Xml, h: &DocumentHeader, se: &ServiceEvent<'_>) -> io::Result<()> {
@@ -433,7 +480,7 @@ fn service_event(w: &mut Xml, h: &DocumentHeader, se: &ServiceEvent<'_>) -> io::
                     None => empty(w, "id", &[("root", root)])?,
                 }
             }
-            if se.translations.is_empty() {
+            if se.translations.is_empty() && se.modality.is_none() {
                 super::coded(w, "code", se.code)?;
             } else {
                 let mut attrs: Vec<(&str, &str)> = vec![("code", se.code.code.as_str())];
@@ -444,6 +491,9 @@ fn service_event(w: &mut Xml, h: &DocumentHeader, se: &ServiceEvent<'_>) -> io::
                 node(w, "code", &attrs, |w| {
                     for t in &se.translations {
                         super::coded(w, "translation", t)?;
+                    }
+                    if let Some(m) = se.modality {
+                        modality_translation(w, m)?;
                     }
                     Ok(())
                 })?;

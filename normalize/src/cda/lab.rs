@@ -8,7 +8,9 @@ use std::io;
 use base64::Engine;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
-use super::{NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, node, oid, template_id, text};
+use super::{
+    NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, lines, node, oid, template_id, text,
+};
 use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
 
 const NS_LAB: &str = "urn:oid:1.3.6.1.4.1.19376.1.3.2";
@@ -209,6 +211,7 @@ fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
                 id: None,
                 code: chapter,
                 translations: vec![],
+                modality: None,
                 lab_status: Some(if any_active { "active" } else { "completed" }),
                 low,
                 high,
@@ -219,6 +222,7 @@ fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
                 id: None,
                 code: chapter,
                 translations: vec![],
+                modality: None,
                 lab_status: None,
                 low: None,
                 high: None,
@@ -389,21 +393,6 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
         }
         Ok(())
     })
-}
-
-/// Multi-line text in narrative: lines separated by `<br/>`.
-fn lines(w: &mut Xml, s: &str) -> io::Result<()> {
-    for (i, line) in s.split('\n').enumerate() {
-        if i > 0 {
-            empty(w, "br", &[])?;
-        }
-        if !line.is_empty() {
-            w.write_event(quick_xml::events::Event::Text(
-                quick_xml::events::BytesText::new(line),
-            ))?;
-        }
-    }
-    Ok(())
 }
 
 /// An IHE "Comment" entry pointing at its narrative (NTE lines).

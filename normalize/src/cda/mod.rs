@@ -89,6 +89,21 @@ pub(crate) fn text(w: &mut Xml, name: &str, attrs: &[(&str, &str)], value: &str)
     Ok(())
 }
 
+/// Multi-line text in narrative: lines separated by `<br/>`.
+pub(crate) fn lines(w: &mut Xml, s: &str) -> io::Result<()> {
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            empty(w, "br", &[])?;
+        }
+        if !line.is_empty() {
+            w.write_event(quick_xml::events::Event::Text(
+                quick_xml::events::BytesText::new(line),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// `<templateId root=".."/>`, with an optional extension (model versions like "2024.01").
 pub(crate) fn template_id(w: &mut Xml, root: &str, extension: Option<&str>) -> io::Result<()> {
     match extension {

@@ -104,6 +104,7 @@ fn write_doc(w: &mut Xml, d: &Dispensation) -> io::Result<()> {
             id: None,
             code: &service_code,
             translations: vec![],
+            modality: None,
             lab_status: None,
             low: h.service_start.as_deref().or(first),
             high: h.service_stop.as_deref().or(last),
