@@ -602,3 +602,80 @@ fn component_of(w: &mut Xml, h: &DocumentHeader) -> io::Result<()> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cda::test_support::{header, parse_all};
+
+    fn render(h: &DocumentHeader) -> String {
+        let code = Coded {
+            code: "11502-2".into(),
+            display: "CR d'examens biologiques".into(),
+            system: oid::LOINC.into(),
+        };
+        let spec = Spec {
+            template_ids: &[("1.2.250.1.213.1.1.1.55", None)],
+            code: ("11502-2", "CR d'examens biologiques"),
+            title: "Titre <&>",
+            participants: vec![],
+            orders: vec![],
+            service_events: vec![ServiceEvent {
+                id: None,
+                code: &code,
+                translations: vec![],
+                modality: None,
+                lab_status: None,
+                low: None,
+                high: None,
+                performer: None,
+            }],
+        };
+        let mut w = super::super::new_writer();
+        node(
+            &mut w,
+            "ClinicalDocument",
+            &[("xmlns", super::super::NS_HL7)],
+            |w| write(w, h, &spec),
+        )
+        .unwrap();
+        super::super::finish(w)
+    }
+
+    #[test]
+    fn patient_identity_and_fixed_elements() {
+        let xml = render(&header("SA25"));
+        parse_all(&xml);
+        assert!(xml.contains("<id root=\"1.2.250.1.213.1.4.10\" extension=\"285077505612370\"/>"));
+        assert!(xml.contains("<family qualifier=\"BR\">TEST-ŒUVRE</family>"));
+        assert!(xml.contains("<given>Zoé Anne</given>"));
+        assert!(xml.contains("<given qualifier=\"BR\">Zoé</given>"));
+        assert!(xml.contains("<birthTime value=\"19850714\"/>"));
+        assert!(xml.contains("<county>75056</county>"));
+        assert!(xml.contains("<realmCode code=\"FR\"/>"));
+        assert!(xml.contains("<languageCode code=\"fr-FR\"/>"));
+        assert!(xml.contains("<title>Titre &lt;&amp;&gt;</title>"));
+        assert!(xml.contains("code=\"SA25\""));
+        assert!(!xml.contains("relatedDocument"));
+    }
+
+    #[test]
+    fn replacement_and_unknowns() {
+        let mut h = header("");
+        h.replaces = Some("1.2.3.4.5".into());
+        h.version = 0;
+        h.patient.sex = "U".into();
+        h.patient.birth_date = String::new();
+        h.patient.birth_place = None;
+        h.author.specialty = String::new();
+        let xml = render(&h);
+        parse_all(&xml);
+        assert!(xml.contains("<relatedDocument typeCode=\"RPLC\">"));
+        assert!(xml.contains("<id root=\"1.2.3.4.5\"/>"));
+        assert!(xml.contains("<versionNumber value=\"1\"/>"));
+        assert!(xml.contains("code=\"UN\""));
+        assert!(xml.contains("<birthTime nullFlavor=\"UNK\"/>"));
+        assert!(!xml.contains("birthplace"));
+        assert!(xml.contains("<code nullFlavor=\"UNK\"/>"));
+    }
+}

@@ -547,7 +547,7 @@ fn text_section(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cda::test_support::{header, parse_all, professional};
+    use crate::cda::test_support::{check_references, header, parse_all, professional};
 
     fn report() -> ImagingReport {
         ImagingReport {
@@ -575,6 +575,7 @@ mod tests {
     fn well_formed_with_study_uid_accession_and_sections() {
         let xml = write(&report());
         parse_all(&xml);
+        check_references(&xml);
         for t in [
             "1.2.840.10008.9.1",
             "1.2.250.1.213.1.1.1.45",

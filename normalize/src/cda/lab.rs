@@ -728,7 +728,7 @@ fn pdf_lines(r: &LabReport) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cda::test_support::{header, parse_all, professional};
+    use crate::cda::test_support::{check_references, header, parse_all, professional};
     use crate::model::{LabObservation, ReferenceRange};
 
     fn loinc(code: &str, display: &str) -> Coded {
@@ -774,6 +774,7 @@ mod tests {
     fn well_formed_with_templates_and_escaping() {
         let xml = write(&report());
         let elements = parse_all(&xml);
+        check_references(&xml);
         for t in [
             "2.16.840.1.113883.2.8.2.1",
             "1.2.250.1.213.1.1.1.1",

@@ -366,6 +366,44 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Checks that narrative IDs are unique and that every `reference value="#X"` (and
+    /// `renderMultiMedia referencedObject`) points at an existing ID.
+    pub fn check_references(xml: &str) {
+        let mut reader = Reader::from_str(xml);
+        let mut ids = Vec::new();
+        let mut refs = Vec::new();
+        loop {
+            match reader.read_event().expect("well-formed") {
+                Event::Start(e) | Event::Empty(e) => {
+                    for a in e.attributes() {
+                        let a = a.unwrap();
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::default())
+                            .unwrap()
+                            .to_string();
+                        match a.key.as_ref() {
+                            "ID" => ids.push(v),
+                            "referencedObject" => refs.push(v),
+                            "value" if e.name().as_ref() == "reference" => {
+                                refs.push(v.trim_start_matches('#').to_string())
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "duplicate narrative IDs: {ids:?}");
+        for r in refs {
+            assert!(ids.contains(&r), "reference #{r} points at no ID");
+        }
+    }
+
     /// Parses the whole document with quick-xml's reader (panics if not well-formed) and
     /// returns the element names in document order.
     pub fn parse_all(xml: &str) -> Vec<String> {

@@ -316,7 +316,7 @@ fn supply(w: &mut Xml, doc_id: &str, i: usize, item: &DispensedItem) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cda::test_support::{header, parse_all, professional};
+    use crate::cda::test_support::{check_references, header, parse_all, professional};
 
     fn item(code: &str, system: &str, label: &str) -> DispensedItem {
         DispensedItem {
@@ -344,6 +344,7 @@ mod tests {
         };
         let xml = write(&d);
         let names = parse_all(&xml);
+        check_references(&xml);
         assert_eq!(names.iter().filter(|n| *n == "supply").count(), 2);
         for t in [
             "1.3.6.1.4.1.19376.1.9.1.1.3",
