@@ -293,11 +293,19 @@ fn lab_multi() -> LabReport {
         "F",
         vec![groupe, hiv, note],
     );
+    // An OBR sent before its results: no OBX yet.
+    let mut pending = battery(
+        loinc("2345-7", "Glucose [Masse/Volume] Sérum/Plasma"),
+        biochimie(),
+        "P",
+        vec![],
+    );
+    pending.specimen_time = None;
     LabReport {
         header: lab_header(2),
         order_id: "CMD/2024&01<04>".into(),
         prescriber: Some(pro("810002422979", "L'HÔPITAL", "Jean-Noël", "G15_10/SM26")),
-        batteries: vec![biochimie_b, hemato, hemostase, sero],
+        batteries: vec![biochimie_b, hemato, hemostase, sero, pending],
     }
 }
 

@@ -353,6 +353,16 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
                 })
             })?;
             node(w, "tbody", &[], |w| {
+                // A table body needs a row: an OBR sent before its results (or without any)
+                // says so instead.
+                if b.observations.is_empty() {
+                    let note = if battery_status(b) == "active" {
+                        "Résultats en attente"
+                    } else {
+                        "Aucun résultat transmis"
+                    };
+                    node(w, "tr", &[], |w| text(w, "td", &[("colspan", "6")], note))?;
+                }
                 for (oi, o) in b.observations.iter().enumerate() {
                     let (value, unit) = value_text(&o.value);
                     node(w, "tr", &[], |w| {
