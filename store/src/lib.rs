@@ -1,1 +1,157 @@
-//! store: the patient DMP on PostgreSQL or SQLite (placeholder).
+//! dmpflow-store: the patient DMP on PostgreSQL or SQLite, through one code path.
+//!
+//! Everything goes through sqlx's `AnyPool` with runtime queries (no `query!`, so builds
+//! need no database). The SQL is written once in the dialect both backends share (`$n`
+//! placeholders, `ON CONFLICT`, partial indexes); only the migrations differ, in column
+//! types, and live in `migrations/postgres` and `migrations/sqlite`.
+//!
+//! The core guarantee lives in [`Store::write_batch`]: all items of a batch and the
+//! consumer offsets that cover them commit in one transaction, and every item is
+//! idempotent, so the runtime can resume from [`Store::committed_offsets`] after any crash
+//! without losing or doubling anything.
+
+mod batch;
+mod error;
+mod model;
+mod patients;
+mod queries;
+mod util;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+
+pub use error::{CsvLineError, StoreError};
+pub use model::{
+    DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit, QuarantineRow,
+    QuarantineStatus, ResultRow, StoreItem,
+};
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Handle on the DMP store. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `postgres://…`, `sqlite://path` (the file is created if missing) or
+    /// `sqlite::memory:`, and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(url))
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let memory = backend == Backend::Sqlite && url.contains(":memory:");
+        // Statement logging would print bound SQL at INFO; the store's statements carry
+        // patient data, so keep sqlx quiet and let callers log ids themselves.
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|_| StoreError::UnsupportedUrl)?
+            .disable_statement_logging();
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        pool = match backend {
+            Backend::Postgres => pool.max_connections(8),
+            // An in-memory database lives and dies with its single connection: never
+            // open a second one, never let the pool recycle it.
+            Backend::Sqlite if memory => pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            // SQLite has one writer at a time anyway; a few connections let reads proceed.
+            Backend::Sqlite => pool.max_connections(4),
+        };
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::from_sqlx("connect", e))?;
+        let migrator = match backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        };
+        migrator.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx("migrate", e),
+            other => StoreError::Migrate(other.to_string()),
+        })?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The database behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for connections in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so that SQLite creates the file when it does not exist yet.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_files() {
+        assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(
+            sqlite_url("sqlite://a.db?x=1"),
+            "sqlite://a.db?x=1&mode=rwc"
+        );
+        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+
+    #[tokio::test]
+    async fn connects_to_memory_and_file_and_refuses_other_urls() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        assert_eq!(s.backend(), Backend::Sqlite);
+        assert_eq!(s.document_count().await.unwrap(), 0);
+
+        let dir = std::env::temp_dir().join(format!("dmpflow-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fresh.db");
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}", path.display());
+        let s = Store::connect(&url).await.unwrap();
+        s.close().await;
+        assert!(path.exists());
+        // Re-opening runs the (already applied) migrations again without harm.
+        let s = Store::connect(&url).await.unwrap();
+        assert_eq!(s.document_count().await.unwrap(), 0);
+        s.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert!(matches!(
+            Store::connect("mysql://x").await,
+            Err(StoreError::UnsupportedUrl)
+        ));
+    }
+}

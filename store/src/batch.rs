@@ -1,0 +1,923 @@
+//! `Store::write_batch`: documents, quarantine entries, patient updates and consumer
+//! offsets in one transaction (exactly-once into the DMP).
+//!
+//! A batch runs in three steps so that the database sees a handful of statements however
+//! many items there are:
+//! 1. look up, in a few `IN (...)` queries, everything the batch could collide with (known
+//!    uniqueIds and setIds, message keys already applied, items already in quarantine);
+//! 2. decide every item in memory, in order, updating that picture as it goes, so that a
+//!    batch holding a document and its replacement behaves as if they came one by one;
+//! 3. write the result with multi-row INSERTs and grouped UPDATEs, then the offsets, then
+//!    commit. Statement text only depends on the chunk size, so sqlx's per-connection
+//!    statement cache reuses the prepared statements from batch to batch.
+
+use std::collections::{HashMap, HashSet};
+
+use dmpflow_schemas::reasons::Reason;
+use dmpflow_schemas::{
+    Document, Entry, Lifecycle, Normalized, PatientChange, PatientUpdate, SourceRef,
+};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+use crate::model::{DocStatus, ItemOutcome, OffsetCommit, StoreItem};
+use crate::util::{PackedCda, in_list, now_rfc3339, pack_cda, values_sql};
+use crate::{Store, StoreError, patients};
+
+pub(crate) type Tx = Transaction<'static, Any>;
+
+/// Rows per multi-row statement. Bounded by SQLite's 32766 variables and PostgreSQL's
+/// 65535 parameters, and kept fixed so the statement text repeats.
+const DOC_CHUNK: usize = 100;
+const ENTRY_CHUNK: usize = 400;
+const AUDIT_CHUNK: usize = 400;
+const QUARANTINE_CHUNK: usize = 100;
+const LOOKUP_CHUNK: usize = 500;
+
+/// A message's identity: sender, control id (MSH-10), position in the message.
+type MsgKey = (String, String, i64);
+
+fn msg_key(s: &SourceRef) -> Option<MsgKey> {
+    // Without a control id there is no message identity to deduplicate on; the document
+    // uniqueId still is one.
+    (!s.control_id.is_empty()).then(|| (s.sender.clone(), s.control_id.clone(), s.position as i64))
+}
+
+/// Quarantine deduplication key of an item.
+pub(crate) fn item_key(item: &Normalized) -> String {
+    match item {
+        Normalized::Document(d) => format!("doc:{}", d.meta.unique_id),
+        Normalized::Patient(p) => format!(
+            "msg:{}/{}/{}",
+            p.source.sender, p.source.control_id, p.source.position
+        ),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    set_id: String,
+    status: DocStatus,
+    /// Index into `Plan::docs` when the row is inserted by this batch.
+    new_idx: Option<usize>,
+}
+
+struct NewDoc<'a> {
+    doc: &'a Document,
+    seq: i64,
+    status: DocStatus,
+}
+
+pub(crate) struct AuditRow<'a> {
+    pub action: &'static str,
+    pub unique_id: Option<String>,
+    pub patient_ins: Option<String>,
+    pub source: Option<&'a SourceRef>,
+    pub detail: String,
+}
+
+struct NewQuarantine<'a> {
+    reason: String,
+    detail: String,
+    key: String,
+    unique_id: Option<String>,
+    payload: String,
+    source: &'a SourceRef,
+}
+
+/// The in-memory picture of what the batch touches, and what it will write.
+#[derive(Default)]
+struct Plan<'a> {
+    known: HashMap<String, Known>,
+    current_by_set: HashMap<String, String>,
+    max_seq: HashMap<String, i64>,
+    seen: HashSet<MsgKey>,
+    open_quarantine: HashSet<String>,
+
+    docs: Vec<NewDoc<'a>>,
+    status_changes: HashMap<String, DocStatus>,
+    audits: Vec<AuditRow<'a>>,
+    quarantines: Vec<NewQuarantine<'a>>,
+    patients: Vec<&'a PatientUpdate>,
+}
+
+impl<'a> Plan<'a> {
+    fn load_doc(&mut self, unique_id: String, set_id: String, seq: i64, status: DocStatus) {
+        let max = self.max_seq.entry(set_id.clone()).or_insert(seq);
+        *max = (*max).max(seq);
+        if status == DocStatus::Current {
+            self.current_by_set
+                .insert(set_id.clone(), unique_id.clone());
+        }
+        self.known.insert(
+            unique_id,
+            Known {
+                set_id,
+                status,
+                new_idx: None,
+            },
+        );
+    }
+
+    fn set_status(&mut self, unique_id: &str, status: DocStatus) {
+        let k = self.known.get_mut(unique_id).expect("target is known");
+        k.status = status;
+        if self.current_by_set.get(&k.set_id).map(String::as_str) == Some(unique_id) {
+            self.current_by_set.remove(&k.set_id);
+        }
+        match k.new_idx {
+            Some(i) => self.docs[i].status = status,
+            None => {
+                self.status_changes.insert(unique_id.to_owned(), status);
+            }
+        }
+    }
+
+    fn insert_doc(&mut self, doc: &'a Document, seq: i64, action: &'static str, detail: String) {
+        let m = &doc.meta;
+        self.known.insert(
+            m.unique_id.clone(),
+            Known {
+                set_id: m.set_id.clone(),
+                status: DocStatus::Current,
+                new_idx: Some(self.docs.len()),
+            },
+        );
+        self.current_by_set
+            .insert(m.set_id.clone(), m.unique_id.clone());
+        self.max_seq.insert(m.set_id.clone(), seq);
+        if let Some(k) = msg_key(&m.source) {
+            self.seen.insert(k);
+        }
+        self.docs.push(NewDoc {
+            doc,
+            seq,
+            status: DocStatus::Current,
+        });
+        self.audits.push(AuditRow {
+            action,
+            unique_id: Some(m.unique_id.clone()),
+            patient_ins: None,
+            source: Some(&m.source),
+            detail,
+        });
+    }
+
+    fn quarantine(
+        &mut self,
+        item: Normalized,
+        reason: String,
+        detail: String,
+        source: &'a SourceRef,
+    ) -> Result<ItemOutcome, StoreError> {
+        let key = item_key(&item);
+        if self.open_quarantine.contains(&key) {
+            return Ok(ItemOutcome::Duplicate);
+        }
+        let unique_id = match &item {
+            Normalized::Document(d) => Some(d.meta.unique_id.clone()),
+            Normalized::Patient(_) => None,
+        };
+        let payload = serde_json::to_string(&item).map_err(|e| StoreError::Data {
+            op: "write_batch",
+            detail: format!("quarantine payload does not serialise: {e}"),
+        })?;
+        self.audits.push(AuditRow {
+            action: "quarantined",
+            unique_id: unique_id.clone(),
+            patient_ins: None,
+            source: Some(source),
+            detail: reason.clone(),
+        });
+        self.open_quarantine.insert(key.clone());
+        self.quarantines.push(NewQuarantine {
+            reason: reason.clone(),
+            detail,
+            key,
+            unique_id,
+            payload,
+            source,
+        });
+        Ok(ItemOutcome::Quarantined(reason))
+    }
+
+    fn lifecycle_quarantine(
+        &mut self,
+        doc: &'a Document,
+        reason: Reason,
+        detail: String,
+    ) -> Result<ItemOutcome, StoreError> {
+        self.quarantine(
+            Normalized::Document(Box::new(doc.clone())),
+            reason.as_str().to_owned(),
+            detail,
+            &doc.meta.source,
+        )
+    }
+
+    fn document(&mut self, doc: &'a Document) -> Result<ItemOutcome, StoreError> {
+        let m = &doc.meta;
+        if msg_key(&m.source).is_some_and(|k| self.seen.contains(&k)) {
+            return Ok(ItemOutcome::Duplicate);
+        }
+        match m.lifecycle {
+            Lifecycle::Initial => {
+                if self.known.contains_key(&m.unique_id) {
+                    return Ok(ItemOutcome::Duplicate);
+                }
+                if self.max_seq.contains_key(&m.set_id) {
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleSetExists,
+                        format!(
+                            "initial document {} names a setId that already has versions",
+                            m.unique_id
+                        ),
+                    );
+                }
+                self.insert_doc(doc, 1, "stored", String::new());
+                Ok(ItemOutcome::Stored)
+            }
+            Lifecycle::Replace => {
+                if self.known.contains_key(&m.unique_id) {
+                    return Ok(ItemOutcome::Duplicate);
+                }
+                let target = match &m.target_unique_id {
+                    Some(t) => self.known.contains_key(t).then(|| t.clone()),
+                    None => self.current_by_set.get(&m.set_id).cloned(),
+                };
+                let Some(target) = target else {
+                    if m.target_unique_id.is_none() && self.max_seq.contains_key(&m.set_id) {
+                        return self.lifecycle_quarantine(
+                            doc,
+                            Reason::LifecycleTargetNotCurrent,
+                            format!(
+                                "replacement {}: its set has no current version",
+                                m.unique_id
+                            ),
+                        );
+                    }
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleTargetUnknown,
+                        format!("replacement {}: target document not found", m.unique_id),
+                    );
+                };
+                let t = &self.known[&target];
+                if t.set_id != m.set_id {
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleSetMismatch,
+                        format!(
+                            "replacement {} targets {target} of another set",
+                            m.unique_id
+                        ),
+                    );
+                }
+                if t.status != DocStatus::Current {
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleTargetNotCurrent,
+                        format!(
+                            "replacement {} targets {target}, which is {}",
+                            m.unique_id,
+                            t.status.as_str()
+                        ),
+                    );
+                }
+                let seq = self.max_seq[&m.set_id] + 1;
+                self.set_status(&target, DocStatus::Superseded);
+                self.audits.push(AuditRow {
+                    action: "superseded",
+                    unique_id: Some(target.clone()),
+                    patient_ins: None,
+                    source: Some(&m.source),
+                    detail: format!("superseded by {}", m.unique_id),
+                });
+                self.insert_doc(doc, seq, "replaced", format!("replaces {target}"));
+                Ok(ItemOutcome::Replaced { superseded: target })
+            }
+            Lifecycle::Delete => {
+                let target = if let Some(t) = &m.target_unique_id {
+                    if !self.known.contains_key(t) {
+                        return self.lifecycle_quarantine(
+                            doc,
+                            Reason::LifecycleTargetUnknown,
+                            format!("deletion {}: target document not found", m.unique_id),
+                        );
+                    }
+                    t.clone()
+                } else if self.known.contains_key(&m.unique_id) {
+                    // MDM^T04 naming the document itself.
+                    m.unique_id.clone()
+                } else if let Some(c) = self.current_by_set.get(&m.set_id) {
+                    c.clone()
+                } else if self.max_seq.contains_key(&m.set_id) {
+                    // The set exists and nothing in it is current: already deleted.
+                    return Ok(ItemOutcome::Duplicate);
+                } else {
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleTargetUnknown,
+                        format!("deletion {}: no document in its set", m.unique_id),
+                    );
+                };
+                let t = &self.known[&target];
+                if t.set_id != m.set_id {
+                    return self.lifecycle_quarantine(
+                        doc,
+                        Reason::LifecycleSetMismatch,
+                        format!("deletion {} targets {target} of another set", m.unique_id),
+                    );
+                }
+                if t.status == DocStatus::Deleted {
+                    return Ok(ItemOutcome::Duplicate);
+                }
+                self.set_status(&target, DocStatus::Deleted);
+                if let Some(k) = msg_key(&m.source) {
+                    self.seen.insert(k);
+                }
+                self.audits.push(AuditRow {
+                    action: "deleted",
+                    unique_id: Some(target.clone()),
+                    patient_ins: None,
+                    source: Some(&m.source),
+                    detail: format!("deletion message document {}", m.unique_id),
+                });
+                Ok(ItemOutcome::Deleted { target })
+            }
+        }
+    }
+
+    fn quarantined(
+        &mut self,
+        q: &'a dmpflow_schemas::Quarantined,
+    ) -> Result<ItemOutcome, StoreError> {
+        let (source, unique_id) = match &q.item {
+            Normalized::Document(d) => (&d.meta.source, Some(&d.meta.unique_id)),
+            Normalized::Patient(p) => (&p.source, None),
+        };
+        // Already stored (a replay after the item was released and stored): nothing to do.
+        if unique_id.is_some_and(|u| self.known.contains_key(u))
+            || msg_key(source).is_some_and(|k| self.seen.contains(&k))
+        {
+            return Ok(ItemOutcome::Duplicate);
+        }
+        self.quarantine(q.item.clone(), q.reason.clone(), q.detail.clone(), source)
+    }
+
+    fn patient(&mut self, u: &'a PatientUpdate) -> ItemOutcome {
+        if let Some(k) = msg_key(&u.source)
+            && !self.seen.insert(k)
+        {
+            return ItemOutcome::Duplicate;
+        }
+        self.patients.push(u);
+        let merged = match &u.change {
+            PatientChange::Upsert => false,
+            PatientChange::Merge { from_ins, .. } => *from_ins != u.patient.ins,
+            PatientChange::IdentifierChange { old_ins, .. } => *old_ins != u.patient.ins,
+        };
+        if merged {
+            ItemOutcome::PatientMerged
+        } else {
+            ItemOutcome::PatientUpdated
+        }
+    }
+}
+
+impl Store {
+    pub(crate) async fn begin(&self, op: &'static str) -> Result<Tx, StoreError> {
+        let tx = match self.backend {
+            // Take the write lock up front: a deferred SQLite transaction that reads and then
+            // writes fails with SQLITE_BUSY_SNAPSHOT instead of waiting for the lock.
+            crate::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            crate::Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(|e| StoreError::from_sqlx(op, e))
+    }
+
+    /// Writes a batch and the consumer offsets covering it in ONE transaction, and returns
+    /// one outcome per item, in order.
+    ///
+    /// - Idempotent by document uniqueId and by (sender, control id, position): a
+    ///   duplicate is [`ItemOutcome::Duplicate`] and changes nothing.
+    /// - Replacement: stored as current with seq = previous + 1; the target
+    ///   (`target_unique_id`, else the set's current version) becomes superseded.
+    /// - Deletion: the target (`target_unique_id`, else the document itself, else the
+    ///   set's current version) is marked deleted (logical delete).
+    /// - A replacement/deletion whose target is unknown goes to quarantine as
+    ///   `lifecycle.target.unknown`; it is never guessed.
+    ///
+    /// On error nothing of the batch is written, offsets included;
+    /// [`StoreError::is_transient`] tells whether to retry it.
+    pub async fn write_batch(
+        &self,
+        items: &[StoreItem],
+        offsets: &[OffsetCommit],
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        const OP: &str = "write_batch";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let mut tx = self.begin(OP).await?;
+        let mut plan = Plan::default();
+        lookup(&mut tx, items, &mut plan).await?;
+
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            outcomes.push(match item {
+                StoreItem::Document(d) => plan.document(d)?,
+                StoreItem::Quarantine(q) => plan.quarantined(q)?,
+                StoreItem::Patient(u) => plan.patient(u),
+            });
+        }
+
+        let now = now_rfc3339();
+        if !plan.docs.is_empty() {
+            // Compression is CPU work: keep it off the async workers.
+            let cdas: Vec<String> = plan.docs.iter().map(|d| d.doc.cda.clone()).collect();
+            let packed = tokio::task::spawn_blocking(move || {
+                cdas.iter().map(|c| pack_cda(c)).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| StoreError::Data {
+                op: OP,
+                detail: "CDA compression task failed".into(),
+            })?;
+            insert_documents(&mut tx, &plan.docs, &packed, &now).await?;
+            insert_entries(&mut tx, &plan.docs).await?;
+        }
+        for status in [
+            DocStatus::Superseded,
+            DocStatus::Deleted,
+            DocStatus::Current,
+        ] {
+            let ids: Vec<&str> = plan
+                .status_changes
+                .iter()
+                .filter(|(_, s)| **s == status)
+                .map(|(u, _)| u.as_str())
+                .collect();
+            for chunk in ids.chunks(LOOKUP_CHUNK) {
+                let sql = format!(
+                    "UPDATE documents SET status = $1 WHERE unique_id IN ({})",
+                    in_list(2, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(status.as_str());
+                for u in chunk {
+                    q = q.bind(*u);
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+        }
+        insert_quarantines(&mut tx, &plan.quarantines, &now).await?;
+        for u in &plan.patients {
+            patients::apply_in_tx(&mut tx, u, &now).await?;
+            plan.audits.push(patients::audit_row(u));
+        }
+        insert_audits(&mut tx, &plan.audits, &now).await?;
+        commit_offsets(&mut tx, offsets).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(outcomes)
+    }
+
+    /// The offsets committed for `group` on `topic`: `(partition, next offset to read)`,
+    /// sorted by partition.
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Vec<(i32, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT \"partition\", next_offset FROM consumer_offsets \
+             WHERE group_id = $1 AND topic = $2 ORDER BY \"partition\"",
+        )
+        .bind(group)
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("committed_offsets", e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<i32, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| StoreError::from_sqlx("committed_offsets", e))
+    }
+}
+
+/// Step 1: load what the batch may collide with.
+async fn lookup<'a>(
+    tx: &mut Tx,
+    items: &'a [StoreItem],
+    plan: &mut Plan<'a>,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx("write_batch lookup", e);
+    let mut ids: HashSet<&str> = HashSet::new();
+    let mut sets: HashSet<&str> = HashSet::new();
+    let mut controls: HashSet<&str> = HashSet::new();
+    let mut qkeys: HashSet<String> = HashSet::new();
+    for item in items {
+        match item {
+            StoreItem::Document(d) => {
+                let m = &d.meta;
+                ids.insert(&m.unique_id);
+                if let Some(t) = &m.target_unique_id {
+                    ids.insert(t);
+                }
+                sets.insert(&m.set_id);
+                controls.insert(&m.source.control_id);
+                // Any lifecycle may end in a store-made quarantine entry.
+                qkeys.insert(format!("doc:{}", m.unique_id));
+            }
+            StoreItem::Quarantine(q) => {
+                qkeys.insert(item_key(&q.item));
+                match &q.item {
+                    Normalized::Document(d) => {
+                        ids.insert(&d.meta.unique_id);
+                        controls.insert(&d.meta.source.control_id);
+                    }
+                    Normalized::Patient(p) => {
+                        controls.insert(&p.source.control_id);
+                    }
+                }
+            }
+            StoreItem::Patient(u) => {
+                controls.insert(&u.source.control_id);
+            }
+        }
+    }
+    controls.remove("");
+
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let sets: Vec<&str> = sets.into_iter().collect();
+    for (column, values) in [("unique_id", &ids), ("set_id", &sets)] {
+        for chunk in values.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT unique_id, set_id, seq, status FROM documents WHERE {column} IN ({})",
+                in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for v in chunk {
+                q = q.bind(*v);
+            }
+            for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+                let unique_id: String = r.try_get(0).map_err(err)?;
+                if plan.known.contains_key(&unique_id) {
+                    continue;
+                }
+                let status: String = r.try_get(3).map_err(err)?;
+                let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
+                    op: "write_batch lookup",
+                    detail: format!("document {unique_id} has an unknown status"),
+                })?;
+                plan.load_doc(
+                    unique_id,
+                    r.try_get(1).map_err(err)?,
+                    r.try_get(2).map_err(err)?,
+                    status,
+                );
+            }
+        }
+    }
+
+    let controls: Vec<&str> = controls.into_iter().collect();
+    for chunk in controls.chunks(LOOKUP_CHUNK) {
+        let list = in_list(1, chunk.len());
+        // Messages already applied: stored documents, deletions and patient updates.
+        // Quarantine entries are not in this list on purpose: a released item must be
+        // accepted when it is re-routed under the same message key.
+        let sql = format!(
+            "SELECT source_sender, source_control_id, source_position FROM documents \
+             WHERE source_control_id IN ({list}) \
+             UNION ALL \
+             SELECT source_sender, source_control_id, source_position FROM audit \
+             WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id IN ({list})"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+            plan.seen.insert((
+                r.try_get(0).map_err(err)?,
+                r.try_get(1).map_err(err)?,
+                r.try_get(2).map_err(err)?,
+            ));
+        }
+    }
+
+    let qkeys: Vec<String> = qkeys.into_iter().collect();
+    for chunk in qkeys.chunks(LOOKUP_CHUNK) {
+        let sql = format!(
+            "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key IN ({})",
+            in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in chunk {
+            q = q.bind(v.as_str());
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+            plan.open_quarantine.insert(r.try_get(0).map_err(err)?);
+        }
+    }
+    Ok(())
+}
+
+const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, seq, lifecycle, status, \
+    target_unique_id, type_code, class_code, format_code, title, patient_ins, patient_ins_oid, \
+    author_person_id, author_organisation_id, creation_time, service_start, service_stop, \
+    confidentiality, visibility, origin, cda_gz, cda_sha256, cda_size, source_feed, source_sender, \
+    source_control_id, source_position, source_topic, source_partition, source_offset, stored_at)";
+
+async fn insert_documents(
+    tx: &mut Tx,
+    docs: &[NewDoc<'_>],
+    packed: &[PackedCda],
+    now: &str,
+) -> Result<(), StoreError> {
+    let visibility: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::to_string(&d.doc.meta.visibility).expect("strings serialise"))
+        .collect();
+    let mut start = 0;
+    for chunk in docs.chunks(DOC_CHUNK) {
+        let sql = values_sql(DOC_COLUMNS, 32, chunk.len(), "");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (i, d) in chunk.iter().enumerate() {
+            let m = &d.doc.meta;
+            let p = &packed[start + i];
+            let s = &m.source;
+            q = q
+                .bind(m.unique_id.as_str())
+                .bind(m.set_id.as_str())
+                .bind(i64::from(m.version))
+                .bind(d.seq)
+                .bind(m.lifecycle.as_str())
+                .bind(d.status.as_str())
+                .bind(m.target_unique_id.as_deref())
+                .bind(m.type_code.as_str())
+                .bind(m.class_code.as_str())
+                .bind(m.format_code.as_str())
+                .bind(m.title.as_str())
+                .bind(m.patient.ins.as_str())
+                .bind(m.patient.ins_oid.as_str())
+                .bind(m.author.person_id.as_deref())
+                .bind(m.author.organisation_id.as_deref())
+                .bind(m.creation_time.as_str())
+                .bind(m.service_start.as_deref())
+                .bind(m.service_stop.as_deref())
+                .bind(m.confidentiality.as_str())
+                .bind(visibility[start + i].as_str())
+                .bind(match m.origin {
+                    dmpflow_schemas::CdaOrigin::Generated => "generated",
+                    dmpflow_schemas::CdaOrigin::Received => "received",
+                })
+                .bind(p.gz.as_slice())
+                .bind(p.sha256.as_str())
+                .bind(p.size)
+                .bind(s.feed.map(|f| f.as_str()))
+                .bind(s.sender.as_str())
+                .bind((!s.control_id.is_empty()).then_some(s.control_id.as_str()))
+                .bind(i64::from(s.position))
+                .bind(s.topic.as_deref())
+                .bind(s.partition.map(i64::from))
+                .bind(s.offset)
+                .bind(now);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("write_batch documents", e))?;
+        start += chunk.len();
+    }
+    Ok(())
+}
+
+/// One `entries` row, flattened from an `Entry`.
+struct EntryRow<'a> {
+    unique_id: &'a str,
+    position: i64,
+    kind: &'static str,
+    code: &'a str,
+    code_system: Option<&'a str>,
+    label: &'a str,
+    value: Option<&'a str>,
+    value_type: Option<&'a str>,
+    unit: Option<&'a str>,
+    interpretation: Option<&'a str>,
+    reference_low: Option<&'a str>,
+    reference_high: Option<&'a str>,
+    reference_text: Option<&'a str>,
+    status: Option<&'a str>,
+    time: Option<&'a str>,
+    quantity: Option<&'a str>,
+}
+
+fn entry_row<'a>(unique_id: &'a str, position: usize, e: &'a Entry) -> EntryRow<'a> {
+    match e {
+        Entry::LabObservation {
+            loinc,
+            label,
+            value,
+            value_type,
+            unit,
+            interpretation,
+            reference_low,
+            reference_high,
+            reference_text,
+            status,
+            time,
+        } => EntryRow {
+            unique_id,
+            position: position as i64,
+            kind: "lab_observation",
+            code: loinc,
+            code_system: None,
+            label,
+            value: Some(value),
+            value_type: Some(value_type),
+            unit: unit.as_deref(),
+            interpretation: interpretation.as_deref(),
+            reference_low: reference_low.as_deref(),
+            reference_high: reference_high.as_deref(),
+            reference_text: reference_text.as_deref(),
+            status: Some(status),
+            time: time.as_deref(),
+            quantity: None,
+        },
+        Entry::Dispensation {
+            code,
+            code_system,
+            label,
+            quantity,
+            unit,
+            time,
+        } => EntryRow {
+            unique_id,
+            position: position as i64,
+            kind: "dispensation",
+            code,
+            code_system: Some(code_system),
+            label,
+            value: None,
+            value_type: None,
+            unit: unit.as_deref(),
+            interpretation: None,
+            reference_low: None,
+            reference_high: None,
+            reference_text: None,
+            status: None,
+            time: Some(time),
+            quantity: Some(quantity),
+        },
+    }
+}
+
+async fn insert_entries(tx: &mut Tx, docs: &[NewDoc<'_>]) -> Result<(), StoreError> {
+    let rows: Vec<EntryRow<'_>> = docs
+        .iter()
+        .flat_map(|d| {
+            let uid = d.doc.meta.unique_id.as_str();
+            d.doc
+                .entries
+                .iter()
+                .enumerate()
+                .map(move |(i, e)| entry_row(uid, i, e))
+        })
+        .collect();
+    for chunk in rows.chunks(ENTRY_CHUNK) {
+        let sql = values_sql(
+            "INSERT INTO entries (document_unique_id, position, kind, code, code_system, label, value, \
+             value_type, unit, interpretation, reference_low, reference_high, reference_text, status, \
+             time, quantity)",
+            16,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.unique_id)
+                .bind(r.position)
+                .bind(r.kind)
+                .bind(r.code)
+                .bind(r.code_system)
+                .bind(r.label)
+                .bind(r.value)
+                .bind(r.value_type)
+                .bind(r.unit)
+                .bind(r.interpretation)
+                .bind(r.reference_low)
+                .bind(r.reference_high)
+                .bind(r.reference_text)
+                .bind(r.status)
+                .bind(r.time)
+                .bind(r.quantity);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("write_batch entries", e))?;
+    }
+    Ok(())
+}
+
+async fn insert_quarantines(
+    tx: &mut Tx,
+    rows: &[NewQuarantine<'_>],
+    now: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(QUARANTINE_CHUNK) {
+        let sql = values_sql(
+            "INSERT INTO quarantine (reason, detail, item_key, unique_id, payload, source_feed, \
+             source_sender, source_control_id, source_position, source_topic, source_partition, \
+             source_offset, status, created_at)",
+            14,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            let s = r.source;
+            q = q
+                .bind(r.reason.as_str())
+                .bind(r.detail.as_str())
+                .bind(r.key.as_str())
+                .bind(r.unique_id.as_deref())
+                .bind(r.payload.as_str())
+                .bind(s.feed.map(|f| f.as_str()))
+                .bind(s.sender.as_str())
+                .bind((!s.control_id.is_empty()).then_some(s.control_id.as_str()))
+                .bind(i64::from(s.position))
+                .bind(s.topic.as_deref())
+                .bind(s.partition.map(i64::from))
+                .bind(s.offset)
+                .bind("open")
+                .bind(now);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("write_batch quarantine", e))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_audits(
+    tx: &mut Tx,
+    rows: &[AuditRow<'_>],
+    now: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(AUDIT_CHUNK) {
+        let sql = values_sql(
+            "INSERT INTO audit (at, action, unique_id, patient_ins, source_feed, source_sender, \
+             source_control_id, source_position, source_topic, source_partition, source_offset, detail)",
+            12,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            let s = r.source;
+            q = q
+                .bind(now)
+                .bind(r.action)
+                .bind(r.unique_id.as_deref())
+                .bind(r.patient_ins.as_deref())
+                .bind(s.and_then(|s| s.feed).map(|f| f.as_str()))
+                .bind(s.map(|s| s.sender.as_str()))
+                .bind(s.and_then(|s| (!s.control_id.is_empty()).then_some(s.control_id.as_str())))
+                .bind(s.map(|s| i64::from(s.position)))
+                .bind(s.and_then(|s| s.topic.as_deref()))
+                .bind(s.and_then(|s| s.partition).map(i64::from))
+                .bind(s.and_then(|s| s.offset))
+                .bind(r.detail.as_str());
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("write_batch audit", e))?;
+    }
+    Ok(())
+}
+
+async fn commit_offsets(tx: &mut Tx, offsets: &[OffsetCommit]) -> Result<(), StoreError> {
+    // One row per partition (the last commit wins): PostgreSQL refuses an upsert that
+    // touches the same row twice in one statement.
+    let mut last: HashMap<(&str, &str, i32), i64> = HashMap::new();
+    for o in offsets {
+        last.insert((&o.group, &o.topic, o.partition), o.next_offset);
+    }
+    let rows: Vec<_> = last.into_iter().collect();
+    for chunk in rows.chunks(LOOKUP_CHUNK) {
+        // Plain overwrite, not "max": a deliberate rewind must be possible, and a stale
+        // writer moving it back only causes re-reads that come out as duplicates.
+        let sql = values_sql(
+            "INSERT INTO consumer_offsets (group_id, topic, \"partition\", next_offset)",
+            4,
+            chunk.len(),
+            "ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = excluded.next_offset",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for ((g, t, p), n) in chunk {
+            q = q.bind(*g).bind(*t).bind(i64::from(*p)).bind(*n);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("write_batch offsets", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The store's public values: what `write_batch` takes and answers, and the rows the
+//! queries return. Kept apart from the SQL so the runtime can read the API in one place.
+
+use dmpflow_schemas::{Document, Normalized, PatientUpdate, Quarantined};
+
+/// One item of a batch. Each carries its `SourceRef` inside (`meta.source`, `source`, or
+/// the source of the quarantined item).
+// Not boxed: the runtime moves whole Documents into a batch anyway, and `Document(Document)`
+// is the shape the stages agreed on.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreItem {
+    Document(Document),
+    Quarantine(Quarantined),
+    /// Identity-feed update, so patient changes get the same exactly-once commit as documents.
+    Patient(PatientUpdate),
+}
+
+/// Consumer position to commit with a batch: the next offset to read on `topic/partition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// What happened to one item of a batch (same order as the items).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Initial document stored as the current version of a new set.
+    Stored,
+    /// Replacement stored as the current version; the previous version is superseded.
+    Replaced { superseded: String },
+    /// Deletion applied: the target document is now logically deleted.
+    Deleted { target: String },
+    /// Put in quarantine with this reason code (from route, or `lifecycle.*` from the store).
+    Quarantined(String),
+    /// Patient registry updated (A28/A31 upsert).
+    PatientUpdated,
+    /// Patient merged (A40) or identifier changed (A47): `from` now points to the survivor.
+    PatientMerged,
+    /// Seen before (same document uniqueId or same sender/control id/position, or the same
+    /// item already waiting in quarantine): nothing changed.
+    Duplicate,
+}
+
+impl ItemOutcome {
+    /// Short label for metrics and counts.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ItemOutcome::Stored => "stored",
+            ItemOutcome::Replaced { .. } => "replaced",
+            ItemOutcome::Deleted { .. } => "deleted",
+            ItemOutcome::Quarantined(_) => "quarantined",
+            ItemOutcome::PatientUpdated => "patient_upsert",
+            ItemOutcome::PatientMerged => "patient_merge",
+            ItemOutcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Status of a stored document version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocStatus {
+    Current,
+    Superseded,
+    Deleted,
+}
+
+impl DocStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocStatus::Current => "current",
+            DocStatus::Superseded => "superseded",
+            DocStatus::Deleted => "deleted",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<DocStatus> {
+        match s {
+            "current" => Some(DocStatus::Current),
+            "superseded" => Some(DocStatus::Superseded),
+            "deleted" => Some(DocStatus::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// A document as listed for a patient (metadata only, no CDA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRow {
+    pub unique_id: String,
+    pub set_id: String,
+    pub version: i64,
+    pub seq: i64,
+    /// initial | replace | delete (the message that created this version).
+    pub lifecycle: String,
+    pub status: DocStatus,
+    pub type_code: String,
+    pub class_code: String,
+    pub format_code: String,
+    pub title: String,
+    /// INS the document was filed under (differs from the asked INS after a merge).
+    pub patient_ins: String,
+    pub creation_time: String,
+    pub service_start: Option<String>,
+    pub service_stop: Option<String>,
+    pub confidentiality: String,
+    pub visibility: Vec<String>,
+    /// generated | received
+    pub origin: String,
+    pub source_feed: Option<String>,
+    pub cda_size: i64,
+    pub stored_at: String,
+}
+
+/// One lab result of a current document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    pub document_unique_id: String,
+    pub loinc: String,
+    pub label: String,
+    pub value: Option<String>,
+    pub value_type: Option<String>,
+    pub unit: Option<String>,
+    pub interpretation: Option<String>,
+    pub reference_low: Option<String>,
+    pub reference_high: Option<String>,
+    pub reference_text: Option<String>,
+    pub status: Option<String>,
+    /// Observation time, else the document's creation time (the sort key).
+    pub time: String,
+}
+
+/// open | released
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuarantineStatus {
+    Open,
+    Released,
+}
+
+impl QuarantineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineStatus::Open => "open",
+            QuarantineStatus::Released => "released",
+        }
+    }
+}
+
+/// A quarantine entry with the item to re-route after a fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub reason: String,
+    pub detail: String,
+    pub unique_id: Option<String>,
+    pub item: Normalized,
+    pub source_feed: Option<String>,
+    pub source_topic: Option<String>,
+    pub source_partition: Option<i64>,
+    pub source_offset: Option<i64>,
+    pub status: QuarantineStatus,
+    pub created_at: String,
+    pub released_at: Option<String>,
+}
+
+/// Result of a patient CSV import (all lines valid, all applied in one transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportSummary {
+    /// Data lines read (header excluded, blank lines skipped).
+    pub lines: usize,
+    pub inserted: usize,
+    pub updated: usize,
+}

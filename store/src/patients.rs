@@ -1,0 +1,491 @@
+//! The patient registry: identity-feed updates (A28/A31 upsert, A40 merge, A47 identifier
+//! change), lookups for route, and the bulk CSV import.
+//!
+//! The CSV is parsed by hand: the format is nine fixed columns of plain values, and a
+//! forty-line reader (with RFC 4180 quoting) is easier to audit for "no patient data in
+//! errors" than a general CSV crate's error messages, which quote the offending field.
+
+use std::collections::HashMap;
+
+use dmpflow_schemas::{PatientChange, PatientRecord, PatientUpdate};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::batch::{AuditRow, Tx, insert_audits};
+use crate::util::{in_list, now_rfc3339, values_sql};
+use crate::{CsvLineError, ImportSummary, ItemOutcome, Store, StoreError, StoreItem};
+
+/// The header `import_patients_csv` expects, exactly.
+pub const CSV_HEADER: &str =
+    "ins,ins_oid,birth_name,first_names,birth_date,sex,birth_place,identity_status,feeding_opposed";
+
+const STATUSES: [&str; 4] = ["QUAL", "VALI", "RECUP", "PROV"];
+const INS_OIDS: [&str; 4] = [
+    "1.2.250.1.213.1.4.8",
+    "1.2.250.1.213.1.4.9",
+    "1.2.250.1.213.1.4.10",
+    "1.2.250.1.213.1.4.11",
+];
+const IMPORT_CHUNK: usize = 500;
+/// Stop collecting errors after this many: the file needs fixing anyway.
+const MAX_CSV_ERRORS: usize = 1000;
+
+/// The registry status to keep from PID-32 values: the strongest one present.
+fn registry_status(values: &[String]) -> Option<&str> {
+    STATUSES
+        .iter()
+        .find(|s| values.iter().any(|v| v == *s))
+        .copied()
+        .or_else(|| values.first().map(String::as_str))
+}
+
+/// Applies one identity update inside the batch transaction.
+pub(crate) async fn apply_in_tx(
+    tx: &mut Tx,
+    u: &PatientUpdate,
+    now: &str,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx("patient update", e);
+    let p = &u.patient;
+    let first_names = serde_json::to_string(&p.first_names).expect("strings serialise");
+    let status = registry_status(&p.identity_status);
+    // Fields the message does not state keep their registry value on update.
+    sqlx::query(
+        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+         identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) \
+         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, birth_name = excluded.birth_name, \
+         first_names = excluded.first_names, birth_date = excluded.birth_date, sex = excluded.sex, \
+         birth_place = excluded.birth_place, \
+         identity_status = COALESCE($12, patients.identity_status), \
+         feeding_opposed = COALESCE($13, patients.feeding_opposed), \
+         dmp_status = COALESCE($10, patients.dmp_status), updated_at = excluded.updated_at",
+    )
+    .bind(p.ins.as_str())
+    .bind(p.ins_oid.as_str())
+    .bind(p.birth_name.as_str())
+    .bind(first_names.as_str())
+    .bind(p.birth_date.as_str())
+    .bind(p.sex.as_str())
+    .bind(p.birth_place.as_deref())
+    .bind(status.unwrap_or("PROV"))
+    .bind(i16::from(u.feeding_opposed.unwrap_or(false)))
+    .bind(u.dmp_status.as_deref())
+    .bind(now)
+    .bind(status)
+    .bind(u.feeding_opposed.map(i16::from))
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+
+    let (old_ins, old_oid) = match &u.change {
+        PatientChange::Upsert => return Ok(()),
+        PatientChange::Merge { from_ins, from_oid } => (from_ins, from_oid),
+        PatientChange::IdentifierChange { old_ins, old_oid } => (old_ins, old_oid),
+    };
+    if *old_ins == p.ins {
+        return Ok(());
+    }
+    // The disappearing INS points to the survivor; a stub keeps the pointer when the
+    // registry never knew the old INS (traits empty, status PROV: nothing to match on).
+    sqlx::query(
+        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+         identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
+         VALUES ($1, $2, '', '[]', '', 'U', NULL, 'PROV', 0, NULL, $3, $4) \
+         ON CONFLICT (ins) DO UPDATE SET merged_into = excluded.merged_into, updated_at = excluded.updated_at",
+    )
+    .bind(old_ins.as_str())
+    .bind(old_oid.as_str())
+    .bind(p.ins.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    // Records merged earlier into the old INS follow it, so lookups need one hop only.
+    sqlx::query("UPDATE patients SET merged_into = $1, updated_at = $2 WHERE merged_into = $3 AND ins <> $1")
+        .bind(p.ins.as_str())
+        .bind(now)
+        .bind(old_ins.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    // A survivor that pointed to the old INS (merge in the other direction before) is
+    // a survivor again.
+    sqlx::query("UPDATE patients SET merged_into = NULL WHERE ins = $1 AND merged_into = $2")
+        .bind(p.ins.as_str())
+        .bind(old_ins.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+pub(crate) fn audit_row(u: &PatientUpdate) -> AuditRow<'_> {
+    let (action, detail) = match &u.change {
+        PatientChange::Upsert => ("patient_upsert", String::new()),
+        PatientChange::Merge { from_ins, .. } => {
+            ("patient_merge", format!("A40 merged from {from_ins}"))
+        }
+        PatientChange::IdentifierChange { old_ins, .. } => (
+            "patient_merge",
+            format!("A47 identifier changed from {old_ins}"),
+        ),
+    };
+    AuditRow {
+        action,
+        unique_id: None,
+        patient_ins: Some(u.patient.ins.clone()),
+        source: Some(&u.source),
+        detail,
+    }
+}
+
+fn record_from_row(r: &sqlx::any::AnyRow) -> Result<PatientRecord, sqlx::Error> {
+    let first_names: String = r.try_get("first_names")?;
+    Ok(PatientRecord {
+        ins: r.try_get("ins")?,
+        ins_oid: r.try_get("ins_oid")?,
+        birth_name: r.try_get("birth_name")?,
+        first_names: serde_json::from_str(&first_names)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        birth_date: r.try_get("birth_date")?,
+        sex: r.try_get("sex")?,
+        birth_place: r.try_get("birth_place")?,
+        identity_status: r.try_get("identity_status")?,
+        feeding_opposed: r.try_get::<i64, _>("feeding_opposed")? != 0,
+        merged_into: r.try_get("merged_into")?,
+    })
+}
+
+impl Store {
+    /// The registry record of `ins`, if any. A merged record has `merged_into` set.
+    pub async fn get_patient(&self, ins: &str) -> Result<Option<PatientRecord>, StoreError> {
+        let err = |e| StoreError::from_sqlx("get_patient", e);
+        let row = sqlx::query(
+            "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+             identity_status, feeding_opposed, merged_into FROM patients WHERE ins = $1",
+        )
+        .bind(ins)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.as_ref().map(record_from_row).transpose().map_err(err)
+    }
+
+    /// Applies one identity update on its own (upsert, A40 merge, A47 identifier change).
+    /// Idempotent by its message key. The runtime should rather put updates in
+    /// `write_batch` as [`StoreItem::Patient`] to commit them with their offsets.
+    pub async fn apply_patient_update(
+        &self,
+        update: &PatientUpdate,
+    ) -> Result<ItemOutcome, StoreError> {
+        let mut out = self
+            .write_batch(&[StoreItem::Patient(update.clone())], &[])
+            .await?;
+        Ok(out.pop().expect("one item, one outcome"))
+    }
+
+    /// Imports (upserts) the patient registry from CSV with the header [`CSV_HEADER`]:
+    /// first names space-separated, sex M/F/U, status PROV/RECUP/VALI/QUAL, opposition
+    /// true/false, birth place may be empty. All or nothing: if any line is invalid,
+    /// nothing is written and [`StoreError::Csv`] lists the lines (numbers count the
+    /// header as line 1; messages name columns, never values). `merged_into` and
+    /// `dmp_status` of existing records are kept.
+    pub async fn import_patients_csv<R: AsyncBufRead + Unpin>(
+        &self,
+        reader: R,
+    ) -> Result<ImportSummary, StoreError> {
+        let mut lines = reader.lines();
+        let mut errors = Vec::new();
+        let header = lines.next_line().await?.unwrap_or_default();
+        if header.trim_start_matches('\u{feff}').trim_end() != CSV_HEADER {
+            return Err(StoreError::Csv(vec![CsvLineError {
+                line: 1,
+                message: format!("header must be exactly {CSV_HEADER}"),
+            }]));
+        }
+        // Written as we go inside one transaction (bounded memory), rolled back if any
+        // line turns out bad.
+        let mut tx = self.begin("import_patients_csv").await?;
+        let now = now_rfc3339();
+        let mut summary = ImportSummary::default();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut pending: Vec<PatientRecord> = Vec::with_capacity(IMPORT_CHUNK);
+        let mut n = 1;
+        while let Some(line) = lines.next_line().await? {
+            n += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            summary.lines += 1;
+            match parse_line(&line) {
+                Err(message) => errors.push(CsvLineError { line: n, message }),
+                Ok(rec) => {
+                    if let Some(first) = seen.insert(rec.ins.clone(), n) {
+                        errors.push(CsvLineError {
+                            line: n,
+                            message: format!("column ins: same INS as line {first}"),
+                        });
+                    } else if errors.is_empty() {
+                        pending.push(rec);
+                    }
+                }
+            }
+            if errors.len() >= MAX_CSV_ERRORS {
+                break;
+            }
+            if errors.is_empty() && pending.len() == IMPORT_CHUNK {
+                upsert_records(&mut tx, &pending, &now, &mut summary).await?;
+                pending.clear();
+            }
+        }
+        if !errors.is_empty() {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Csv(errors));
+        }
+        upsert_records(&mut tx, &pending, &now, &mut summary).await?;
+        insert_audits(
+            &mut tx,
+            &[AuditRow {
+                action: "patient_import",
+                unique_id: None,
+                patient_ins: None,
+                source: None,
+                detail: format!(
+                    "{} lines, {} inserted, {} updated",
+                    summary.lines, summary.inserted, summary.updated
+                ),
+            }],
+            &now,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::from_sqlx("import_patients_csv", e))?;
+        Ok(summary)
+    }
+}
+
+async fn upsert_records(
+    tx: &mut Tx,
+    recs: &[PatientRecord],
+    now: &str,
+    summary: &mut ImportSummary,
+) -> Result<(), StoreError> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    let err = |e| StoreError::from_sqlx("import_patients_csv", e);
+    let sql = format!(
+        "SELECT COUNT(*) FROM patients WHERE ins IN ({})",
+        in_list(1, recs.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for r in recs {
+        q = q.bind(r.ins.as_str());
+    }
+    let existing: i64 = q
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?
+        .try_get(0)
+        .map_err(err)?;
+    summary.updated += existing as usize;
+    summary.inserted += recs.len() - existing as usize;
+
+    let names: Vec<String> = recs
+        .iter()
+        .map(|r| serde_json::to_string(&r.first_names).expect("strings serialise"))
+        .collect();
+    let sql = values_sql(
+        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+         identity_status, feeding_opposed, updated_at)",
+        10,
+        recs.len(),
+        "ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, birth_name = excluded.birth_name, \
+         first_names = excluded.first_names, birth_date = excluded.birth_date, sex = excluded.sex, \
+         birth_place = excluded.birth_place, identity_status = excluded.identity_status, \
+         feeding_opposed = excluded.feeding_opposed, updated_at = excluded.updated_at",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (r, names) in recs.iter().zip(&names) {
+        q = q
+            .bind(r.ins.as_str())
+            .bind(r.ins_oid.as_str())
+            .bind(r.birth_name.as_str())
+            .bind(names.as_str())
+            .bind(r.birth_date.as_str())
+            .bind(r.sex.as_str())
+            .bind(r.birth_place.as_deref())
+            .bind(r.identity_status.as_str())
+            .bind(i16::from(r.feeding_opposed))
+            .bind(now);
+    }
+    q.execute(&mut **tx).await.map_err(err)?;
+    Ok(())
+}
+
+/// Splits one CSV line (RFC 4180 quoting, no embedded newlines).
+fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (false, '"') if at_start => {
+                quoted = true;
+                at_start = false;
+            }
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => {
+                quoted = false;
+                if !matches!(chars.peek(), None | Some(',')) {
+                    return Err(format!(
+                        "field {} has text after its closing quote",
+                        fields.len() + 1
+                    ));
+                }
+            }
+            (false, ',') => {
+                fields.push(std::mem::take(&mut field));
+                at_start = true;
+            }
+            (_, c) => {
+                field.push(c);
+                at_start = false;
+            }
+        }
+    }
+    if quoted {
+        return Err(format!("field {} has an unclosed quote", fields.len() + 1));
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    if !b
+        .iter()
+        .enumerate()
+        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month) && (1..=31).contains(&day)
+}
+
+/// Validates one data line. Errors name the column and what was expected, never the value.
+fn parse_line(line: &str) -> Result<PatientRecord, String> {
+    let f = split_csv(line)?;
+    if f.len() != 9 {
+        return Err(format!("expected 9 columns, found {}", f.len()));
+    }
+    let f: Vec<&str> = f.iter().map(|s| s.trim()).collect();
+    let ins = f[0];
+    if ins.len() != 15
+        || !ins
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == 'A' || c == 'B')
+    {
+        return Err("column ins: expected 15 characters (digits, 2A/2B for Corsica)".into());
+    }
+    if !INS_OIDS.contains(&f[1]) {
+        return Err("column ins_oid: expected 1.2.250.1.213.1.4.8, .9, .10 or .11".into());
+    }
+    if f[2].is_empty() {
+        return Err("column birth_name: empty".into());
+    }
+    let first_names: Vec<String> = f[3].split_whitespace().map(str::to_owned).collect();
+    if first_names.is_empty() {
+        return Err("column first_names: empty".into());
+    }
+    if !is_date(f[4]) {
+        return Err("column birth_date: expected YYYY-MM-DD".into());
+    }
+    if !matches!(f[5], "M" | "F" | "U") {
+        return Err("column sex: expected M, F or U".into());
+    }
+    let birth_place = match f[6] {
+        "" => None,
+        p if p.len() == 5 && p.chars().all(|c| c.is_ascii_alphanumeric()) => Some(p.to_owned()),
+        _ => return Err("column birth_place: expected a 5-character INSEE code or nothing".into()),
+    };
+    if !STATUSES.contains(&f[7]) {
+        return Err("column identity_status: expected PROV, RECUP, VALI or QUAL".into());
+    }
+    let feeding_opposed = match f[8] {
+        "true" => true,
+        "false" => false,
+        _ => return Err("column feeding_opposed: expected true or false".into()),
+    };
+    Ok(PatientRecord {
+        ins: ins.to_owned(),
+        ins_oid: f[1].to_owned(),
+        birth_name: f[2].to_owned(),
+        first_names,
+        birth_date: f[4].to_owned(),
+        sex: f[5].to_owned(),
+        birth_place,
+        identity_status: f[7].to_owned(),
+        feeding_opposed,
+        merged_into: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_quoted_fields() {
+        assert_eq!(
+            split_csv("a,\"b,c\",\"d\"\"e\",").unwrap(),
+            ["a", "b,c", "d\"e", ""]
+        );
+        assert_eq!(split_csv("a,b\r").unwrap(), ["a", "b"]);
+        assert!(split_csv("a,\"b").is_err());
+        assert!(split_csv("a,\"b\"x").is_err());
+    }
+
+    #[test]
+    fn validates_lines_without_echoing_values() {
+        let ok =
+            "279035121518989,1.2.250.1.213.1.4.8,DUPONT,Marie Claire,1979-03-05,F,75056,QUAL,false";
+        let r = parse_line(ok).unwrap();
+        assert_eq!(r.first_names, ["Marie", "Claire"]);
+        assert_eq!(r.birth_place.as_deref(), Some("75056"));
+        let bad = ok.replace(",F,", ",X,");
+        let e = parse_line(&bad).unwrap_err();
+        assert_eq!(e, "column sex: expected M, F or U");
+        assert!(!e.contains("DUPONT"));
+        assert!(parse_line(&ok.replace("1979-03-05", "1979-13-05")).is_err());
+        assert!(parse_line(&ok.replace(",false", ",no")).is_err());
+        assert!(
+            parse_line(&ok.replace(",75056,", ",,"))
+                .unwrap()
+                .birth_place
+                .is_none()
+        );
+        assert!(parse_line("1,2").unwrap_err().contains("9 columns"));
+    }
+
+    #[test]
+    fn keeps_the_strongest_status() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(registry_status(&v(&["PROV", "VALI"])), Some("VALI"));
+        assert_eq!(registry_status(&v(&["XYZ"])), Some("XYZ"));
+        assert_eq!(registry_status(&[]), None);
+    }
+}
