@@ -113,6 +113,12 @@ proptest! {
     }
 
     #[test]
+    fn segments_named_like_headers_never_panic(names in proptest::collection::vec("(MSH|BHS|FHS|PID)[|^]?", 0..5)) {
+        let m = format!("MSH|^~\\&|A\r{}", names.join("\r"));
+        check_any(m.as_bytes());
+    }
+
+    #[test]
     fn text_with_delimiters_and_escapes_never_panics(s in "[A-Z|^~&\\\\\r\nXé.br0-9]{0,80}") {
         let m = format!("MSH|^~\\&|A\rNTE|1||{s}");
         check_any(m.as_bytes());

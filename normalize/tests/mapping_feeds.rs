@@ -9,6 +9,7 @@ use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
     CdaOrigin, Document, Entry, Feed, Lifecycle, Normalized, PatientChange, PatientUpdate,
 };
+use proptest::prelude::*;
 
 fn fixture(name: &str) -> String {
     let p = format!("{}/tests/fixtures/hl7/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -480,6 +481,45 @@ fn reject_details_hold_no_patient_data() {
         let e = normalize(Feed::Lab, bad.as_bytes(), &Config::default()).unwrap_err();
         for secret in ["288059205012397", "LÉGER", "Zoé", "19881399", "cinq"] {
             assert!(!e.detail.contains(secret), "{} leaks {secret}", e.detail);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever is spliced into a fixture, normalize never panics and every refusal carries
+    /// a registered reason code.
+    #[test]
+    fn mutated_fixtures_never_panic(
+        which in 0usize..7,
+        at in 0usize..2000,
+        len in 0usize..40,
+        insert in "[A-Z0-9|^~&\\\r\n .é˜-]{0,40}",
+    ) {
+        let names = [
+            "lab_oru_r01_two_batteries.hl7",
+            "imaging_oru_r01.hl7",
+            "pharmacy_rds_o13.hl7",
+            "adt_a28.hl7",
+            "adt_a31.hl7",
+            "adt_a40.hl7",
+            "adt_a47.hl7",
+        ];
+        let src = fixture(names[which]);
+        let mut at = at.min(src.len());
+        while !src.is_char_boundary(at) {
+            at -= 1;
+        }
+        let mut end = (at + len).min(src.len());
+        while !src.is_char_boundary(end) {
+            end -= 1;
+        }
+        let m = format!("{}{}{}", &src[..at], insert, &src[end..]);
+        for feed in Feed::ALL {
+            if let Err(e) = normalize(feed, m.as_bytes(), &Config::default()) {
+                prop_assert_eq!(Reason::parse(e.reason.as_str()), Some(e.reason));
+            }
         }
     }
 }

@@ -410,8 +410,9 @@ impl<'m> Segment<'m> {
         if self.is_msh() {
             match n {
                 1 => {
+                    // A later bare `MSH` segment has no separator: empty, never a panic.
                     let l = fs.len_utf8();
-                    return Value::literal(&self.raw[3..3 + l], self.d);
+                    return Value::literal(self.raw.get(3..3 + l).unwrap_or(""), self.d);
                 }
                 2 => {
                     let v = self.raw.split(fs).nth(1).unwrap_or("");
@@ -669,6 +670,15 @@ mod tests {
         assert_eq!(code(b"MSH|^~\\&|A\r\xff\xfe"), Reason::Hl7CharsetInvalid);
         assert_eq!(code(b"MSH|^~\\&|A\rZ1|x\rPID|1"), Reason::Hl7SegmentInvalid);
         assert_eq!(code(b"MSH|^~\\&|A\rpid|x"), Reason::Hl7SegmentInvalid);
+        // A bare header segment later in the message is read, and safe to access.
+        let m = parse("MSH|^~\\&|A\rMSH\rBHS\r").unwrap();
+        for seg in m.all() {
+            assert_eq!(seg.field(1).raw(), if seg.index() == 0 { "|" } else { "" });
+            assert_eq!(
+                seg.field(2).raw(),
+                if seg.index() == 0 { "^~\\&" } else { "" }
+            );
+        }
         assert_eq!(code(b"MSH|^~\\&|A\rPIDX|x"), Reason::Hl7SegmentInvalid);
         let small = ReadOptions {
             max_message_bytes: 100,

@@ -241,7 +241,7 @@ pub fn range(raw: &str) -> ReferenceRange {
         }
     }
     // Split on a '-' that is not a sign: the first one after at least one character.
-    if let Some(i) = s[1..].find('-').map(|i| i + 1) {
+    if let Some((i, _)) = s.char_indices().skip(1).find(|(_, c)| *c == '-') {
         let (lo, hi) = (s[..i].trim(), s[i + 1..].trim());
         if is_number(lo) && is_number(hi) {
             return ReferenceRange {
@@ -319,6 +319,7 @@ mod tests {
             (Some("-2"), Some("2"))
         );
         assert_eq!(range("négatif").text.as_deref(), Some("négatif"));
+        assert_eq!(range("é-1").text.as_deref(), Some("é-1"));
         assert_eq!(range(""), ReferenceRange::default());
     }
 
