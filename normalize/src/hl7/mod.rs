@@ -156,6 +156,32 @@ fn find_eol(b: &[u8], from: usize) -> usize {
     b.len()
 }
 
+/// Part `n` (0-based) of `s` split on `sep`, or None when there are fewer parts.
+///
+/// For an ASCII separator (the usual case) this is a plain byte loop: HL7 fields are short,
+/// and a per-part `memchr` call (what `str::split` does) costs more than it saves there.
+#[inline]
+fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
+    if !sep.is_ascii() {
+        return s.split(sep).nth(n);
+    }
+    let d = sep as u8;
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut idx = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == d {
+            if idx == n {
+                // `d` is ASCII, so both ends are char boundaries.
+                return Some(&s[start..i]);
+            }
+            idx += 1;
+            start = i + 1;
+        }
+    }
+    (idx == n).then(|| &s[start..])
+}
+
 impl<'a> Message<'a> {
     /// Parses raw bytes (charset from MSH-18).
     pub fn parse(raw: &'a [u8], opts: &ReadOptions) -> Result<Message<'a>, Reject> {
@@ -415,17 +441,17 @@ impl<'m> Segment<'m> {
                     return Value::literal(self.raw.get(3..3 + l).unwrap_or(""), self.d);
                 }
                 2 => {
-                    let v = self.raw.split(fs).nth(1).unwrap_or("");
+                    let v = nth_part(self.raw, fs, 1).unwrap_or("");
                     return Value::literal(v, self.d);
                 }
                 _ => {}
             }
-            let v = self.raw.split(fs).nth(n - 1);
+            let v = nth_part(self.raw, fs, n - 1);
             return v.map_or(Value::empty(self.d), |v| {
                 Value::new(v, Level::Field, self.d)
             });
         }
-        match self.raw.split(fs).nth(n) {
+        match nth_part(self.raw, fs, n) {
             Some(v) => Value::new(v, Level::Field, self.d),
             None => Value::empty(self.d),
         }
@@ -512,7 +538,7 @@ impl<'m> Value<'m> {
             // Already at or below this level: it is its own first part.
             return if n == 1 { *self } else { Value::empty(self.d) };
         }
-        match self.raw.split(sep).nth(n - 1) {
+        match nth_part(self.raw, sep, n - 1) {
             Some(v) => Value::new(v, level, self.d),
             None => Value::empty(self.d),
         }
