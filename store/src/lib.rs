@@ -25,9 +25,10 @@ use sqlx::{AnyPool, ConnectOptions};
 
 pub use error::{CsvLineError, StoreError};
 pub use model::{
-    DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit, QuarantineRow,
+    AuditEntry, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit, QuarantineRow,
     QuarantineStatus, ResultRow, StoreItem,
 };
+pub use patients::CSV_HEADER;
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -174,3 +174,18 @@ pub struct ImportSummary {
     pub inserted: usize,
     pub updated: usize,
 }
+
+/// One audit row: what the store did, to which document, from which source message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    /// stored, replaced, superseded, deleted, quarantined, released, patient_upsert,
+    /// patient_merge, patient_import.
+    pub action: String,
+    pub unique_id: Option<String>,
+    pub source_topic: Option<String>,
+    pub source_partition: Option<i64>,
+    pub source_offset: Option<i64>,
+    pub detail: String,
+}

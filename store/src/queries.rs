@@ -8,7 +8,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::model::{DocStatus, DocumentRow, QuarantineRow, QuarantineStatus, ResultRow};
+use crate::model::{
+    AuditEntry, DocStatus, DocumentRow, QuarantineRow, QuarantineStatus, ResultRow,
+};
 use crate::util::{now_rfc3339, unpack_cda};
 use crate::{Store, StoreError};
 
@@ -259,6 +261,34 @@ impl Store {
         }
         tx.commit().await.map_err(err)?;
         Ok(done)
+    }
+
+    /// The audit trail of one document, oldest first.
+    pub async fn audit_for_document(&self, unique_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let err = |e| StoreError::from_sqlx("audit_for_document", e);
+        let rows = sqlx::query(
+            "SELECT id, at, action, unique_id, source_topic, source_partition, source_offset, detail \
+             FROM audit WHERE unique_id = $1 ORDER BY id",
+        )
+        .bind(unique_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    unique_id: r.try_get(3)?,
+                    source_topic: r.try_get(4)?,
+                    source_partition: r.try_get(5)?,
+                    source_offset: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(err)
     }
 
     /// Number of stored document versions (all statuses).

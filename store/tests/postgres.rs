@@ -1,0 +1,132 @@
+//! The shared store scenarios on a real PostgreSQL, plus a throughput measurement.
+//!
+//! The server comes from `DMPFLOW_DATABASE_URL`, else from `DMPFLOW_DATABASE_URL=` in the
+//! repo's `.stack.env` (written by `scripts/stack up`). Without a reachable server these
+//! tests FAIL on purpose: a skipped database test would let the PostgreSQL path rot.
+//! Each test runs in its own freshly created database, so tests run in parallel.
+
+mod scenarios;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dmpflow_store::{Backend, Store};
+use sqlx::{AnyConnection, Connection, Executor};
+
+fn database_url() -> String {
+    if let Ok(url) = std::env::var("DMPFLOW_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().to_owned();
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack.env");
+    let from_file = std::fs::read_to_string(path).ok().and_then(|text| {
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("DMPFLOW_DATABASE_URL=")
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+    });
+    match from_file {
+        Some(url) if !url.is_empty() => url,
+        _ => panic!(
+            "no PostgreSQL for the store tests: set DMPFLOW_DATABASE_URL or run `scripts/stack up` \
+             (it writes DMPFLOW_DATABASE_URL to .stack.env)"
+        ),
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[host_start..].find('/') {
+        Some(i) => &base[..host_start + i],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+/// A fresh, migrated database for one test, and its name.
+async fn store(test: &str) -> (Store, String) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let db = format!(
+        "dmpflow_store_{test}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    admin(&format!("CREATE DATABASE {db}")).await;
+    let store = Store::connect(&with_database(&database_url(), &db))
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    (store, db)
+}
+
+/// Runs one statement on the server's default database.
+async fn admin(sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&database_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at DMPFLOW_DATABASE_URL is not reachable ({e}); run `scripts/stack up`"
+            )
+        });
+    conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Drops a test database once its test passed (a failed one is kept for inspection).
+async fn dispose(store: Store, db: String) {
+    store.close().await;
+    admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
+
+macro_rules! pg_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (store, db) = store(stringify!($name)).await;
+            scenarios::$name(&store).await;
+            dispose(store, db).await;
+        }
+    )*};
+}
+
+pg_tests!(
+    same_message_three_times,
+    batch_replayed_twice,
+    lifecycle_initial_replace_delete,
+    unknown_target_goes_to_quarantine,
+    offsets_commit_with_documents,
+    merge_then_lookups,
+    csv_import_with_bad_line,
+    results_over_time,
+    cda_round_trip,
+);
+
+#[test]
+fn replaces_the_database_name() {
+    assert_eq!(
+        with_database("postgres://u@h:5/postgres", "x"),
+        "postgres://u@h:5/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h:5/db?sslmode=disable", "x"),
+        "postgres://u@h:5/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+}
+
+/// Prints docs/s for the PostgreSQL path (run with `--nocapture`); no time is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_postgres() {
+    let (store, db) = store("throughput").await;
+    scenarios::throughput(&store, "postgres", 10_000, 500).await;
+    dispose(store, db).await;
+}

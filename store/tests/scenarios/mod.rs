@@ -1,0 +1,856 @@
+//! Store scenarios shared by the SQLite and PostgreSQL test files: each function takes a
+//! freshly migrated, empty `Store`, so both backends run the very same test body.
+
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+use dmpflow_schemas::{
+    CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PartyRef, PatientChange,
+    PatientIdentity, PatientUpdate, Quarantined, SourceRef,
+};
+use dmpflow_store::{
+    DocStatus, ItemOutcome, OffsetCommit, QuarantineStatus, Store, StoreError, StoreItem,
+};
+
+pub const INS_A: &str = "279035121518989";
+pub const INS_B: &str = "180012A12345678";
+const NIR_OID: &str = "1.2.250.1.213.1.4.8";
+pub const TOPIC: &str = "dmp.routed";
+pub const GROUP: &str = "dmpflow-store";
+
+fn source(control_id: &str, position: u32, offset: i64) -> SourceRef {
+    SourceRef {
+        feed: Some(Feed::Lab),
+        sender: "LABO^FINESS123".into(),
+        control_id: control_id.into(),
+        position,
+        topic: Some("dmp.feed.lab".into()),
+        partition: Some(0),
+        offset: Some(offset),
+    }
+}
+
+fn identity(ins: &str) -> PatientIdentity {
+    PatientIdentity {
+        ins: ins.into(),
+        ins_oid: NIR_OID.into(),
+        ipp: None,
+        ipp_authority: None,
+        birth_name: "TESTNOM".into(),
+        first_names: vec!["Prenom".into(), "Second".into()],
+        birth_date: "1979-03-05".into(),
+        sex: "F".into(),
+        birth_place: Some("75056".into()),
+        identity_status: vec!["VALI".into()],
+    }
+}
+
+pub fn glucose(value: &str, time: &str) -> Entry {
+    Entry::LabObservation {
+        loinc: "2345-7".into(),
+        label: "Glucose".into(),
+        value: value.into(),
+        value_type: "NM".into(),
+        unit: Some("mmol/L".into()),
+        interpretation: Some("N".into()),
+        reference_low: Some("3.9".into()),
+        reference_high: Some("5.5".into()),
+        reference_text: None,
+        status: "F".into(),
+        time: Some(time.into()),
+    }
+}
+
+fn cda_for(unique_id: &str, filler: usize) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ClinicalDocument xmlns=\"urn:hl7-org:v3\">\
+         <id root=\"{unique_id}\"/><title>Compte rendu d'examens biologiques — résultats</title>{}\
+         </ClinicalDocument>",
+        "<component><observation><code code=\"2345-7\"/><value value=\"5.1\" unit=\"mmol/L\"/></observation></component>"
+            .repeat(filler)
+    )
+}
+
+/// A lab document. `msg` is the MSH-10 of the carrying message.
+pub fn doc(
+    unique_id: &str,
+    set_id: &str,
+    lifecycle: Lifecycle,
+    target: Option<&str>,
+    ins: &str,
+    msg: &str,
+    offset: i64,
+) -> Document {
+    Document {
+        meta: DocumentMeta {
+            unique_id: unique_id.into(),
+            set_id: set_id.into(),
+            version: match lifecycle {
+                Lifecycle::Initial => 1,
+                _ => 2,
+            },
+            lifecycle,
+            target_unique_id: target.map(str::to_owned),
+            type_code: "11502-2".into(),
+            class_code: "10".into(),
+            format_code: "urn:ihe:lab:xd-lab:2008".into(),
+            title: "CR de biologie".into(),
+            patient: identity(ins),
+            author: PartyRef {
+                person_id: Some("810000000001".into()),
+                organisation_id: Some("1123456789".into()),
+            },
+            creation_time: "20260301101500+0100".into(),
+            service_start: Some("20260301080000+0100".into()),
+            service_stop: None,
+            confidentiality: "N".into(),
+            visibility: vec!["MASQUE_PS".into()],
+            origin: CdaOrigin::Generated,
+            source: source(msg, 0, offset),
+        },
+        cda: cda_for(unique_id, 4),
+        entries: vec![glucose("5.1", "20260301080000+0100")],
+    }
+}
+
+fn initial(uid: &str, set: &str, msg: &str) -> Document {
+    doc(uid, set, Lifecycle::Initial, None, INS_A, msg, 0)
+}
+
+fn offset(partition: i32, next: i64) -> OffsetCommit {
+    OffsetCommit {
+        group: GROUP.into(),
+        topic: TOPIC.into(),
+        partition,
+        next_offset: next,
+    }
+}
+
+fn items(docs: impl IntoIterator<Item = Document>) -> Vec<StoreItem> {
+    docs.into_iter().map(StoreItem::Document).collect()
+}
+
+/// The same message three times (three batches, then three times in one batch, then a
+/// sender retry with a new uniqueId) → one row.
+pub async fn same_message_three_times(store: &Store) {
+    let d = initial("1.2.3.1", "1.2.3.100", "MSG1");
+    for expected in [
+        ItemOutcome::Stored,
+        ItemOutcome::Duplicate,
+        ItemOutcome::Duplicate,
+    ] {
+        let out = store.write_batch(&items([d.clone()]), &[]).await.unwrap();
+        assert_eq!(out, vec![expected]);
+    }
+    let d2 = initial("1.2.3.2", "1.2.3.200", "MSG2");
+    let out = store
+        .write_batch(&items([d2.clone(), d2.clone(), d2]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            ItemOutcome::Stored,
+            ItemOutcome::Duplicate,
+            ItemOutcome::Duplicate
+        ]
+    );
+    // Same MSH-10 and position, different uniqueId: the sender's retry, not a new document.
+    let retry = initial("1.2.3.3", "1.2.3.300", "MSG2");
+    assert_eq!(
+        store.write_batch(&items([retry]), &[]).await.unwrap(),
+        [ItemOutcome::Duplicate]
+    );
+    assert_eq!(store.document_count().await.unwrap(), 2);
+}
+
+/// A batch (with its offsets) written twice leaves the same rows, audit and offsets.
+pub async fn batch_replayed_twice(store: &Store) {
+    let batch = items((0..50).map(|i| {
+        doc(
+            &format!("1.2.4.{i}"),
+            &format!("1.2.4.{i}.set"),
+            Lifecycle::Initial,
+            None,
+            INS_A,
+            &format!("R{i}"),
+            i,
+        )
+    }));
+    let offs = [offset(0, 50), offset(1, 7)];
+    let first = store.write_batch(&batch, &offs).await.unwrap();
+    assert!(first.iter().all(|o| *o == ItemOutcome::Stored));
+    let counts = store.counts_by_feed_and_outcome().await.unwrap();
+    let docs = store.documents_for_patient(INS_A).await.unwrap();
+    let second = store.write_batch(&batch, &offs).await.unwrap();
+    assert!(second.iter().all(|o| *o == ItemOutcome::Duplicate));
+    assert_eq!(store.document_count().await.unwrap(), 50);
+    assert_eq!(store.counts_by_feed_and_outcome().await.unwrap(), counts);
+    assert_eq!(store.documents_for_patient(INS_A).await.unwrap(), docs);
+    assert_eq!(counts, [("lab".to_string(), "stored".to_string(), 50)]);
+    assert_eq!(
+        store.committed_offsets(GROUP, TOPIC).await.unwrap(),
+        [(0, 50), (1, 7)]
+    );
+}
+
+/// initial → replacement → deletion: supersede, logical delete, audit rows; replays are
+/// duplicates.
+pub async fn lifecycle_initial_replace_delete(store: &Store) {
+    let set = "1.2.5.set";
+    let a = initial("1.2.5.1", set, "L1");
+    let b = doc("1.2.5.2", set, Lifecycle::Replace, None, INS_A, "L2", 1);
+    // Initial and replacement in one batch behave as if they came one by one.
+    let out = store
+        .write_batch(&items([a, b.clone()]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            ItemOutcome::Stored,
+            ItemOutcome::Replaced {
+                superseded: "1.2.5.1".into()
+            }
+        ]
+    );
+    let rows = store.documents_for_patient(INS_A).await.unwrap();
+    let st: Vec<_> = rows
+        .iter()
+        .map(|r| (r.unique_id.as_str(), r.seq, r.status))
+        .collect();
+    assert_eq!(
+        st,
+        [
+            ("1.2.5.1", 1, DocStatus::Superseded),
+            ("1.2.5.2", 2, DocStatus::Current)
+        ]
+    );
+    assert_eq!(rows[1].visibility, ["MASQUE_PS"]);
+    assert_eq!(rows[1].lifecycle, "replace");
+
+    // A second replacement, naming its target explicitly.
+    let c = doc(
+        "1.2.5.3",
+        set,
+        Lifecycle::Replace,
+        Some("1.2.5.2"),
+        INS_A,
+        "L3",
+        2,
+    );
+    assert_eq!(
+        store.write_batch(&items([c]), &[]).await.unwrap(),
+        [ItemOutcome::Replaced {
+            superseded: "1.2.5.2".into()
+        }]
+    );
+    // Replacing a superseded version is not guessed into a fork.
+    let fork = doc(
+        "1.2.5.9",
+        set,
+        Lifecycle::Replace,
+        Some("1.2.5.1"),
+        INS_A,
+        "L9",
+        9,
+    );
+    assert_eq!(
+        store.write_batch(&items([fork]), &[]).await.unwrap(),
+        [ItemOutcome::Quarantined(
+            "lifecycle.target.not_current".into()
+        )]
+    );
+
+    // Deletion by set (MDM^T04 without TXA-13): the current version goes.
+    let del = doc("1.2.5.4", set, Lifecycle::Delete, None, INS_A, "L4", 3);
+    assert_eq!(
+        store.write_batch(&items([del.clone()]), &[]).await.unwrap(),
+        [ItemOutcome::Deleted {
+            target: "1.2.5.3".into()
+        }]
+    );
+    assert_eq!(
+        store.write_batch(&items([del]), &[]).await.unwrap(),
+        [ItemOutcome::Duplicate]
+    );
+    // Replaying the replacement after the deletion changes nothing either.
+    assert_eq!(
+        store.write_batch(&items([b]), &[]).await.unwrap(),
+        [ItemOutcome::Duplicate]
+    );
+
+    let rows = store.documents_for_patient(INS_A).await.unwrap();
+    let st: Vec<_> = rows.iter().map(|r| (r.seq, r.status)).collect();
+    assert_eq!(
+        st,
+        [
+            (1, DocStatus::Superseded),
+            (2, DocStatus::Superseded),
+            (3, DocStatus::Deleted)
+        ]
+    );
+    // Deleted documents are kept (logical delete) with their CDA.
+    assert!(store.get_document_cda("1.2.5.3").await.unwrap().is_some());
+
+    let actions =
+        |v: Vec<dmpflow_store::AuditEntry>| v.into_iter().map(|a| a.action).collect::<Vec<_>>();
+    assert_eq!(
+        actions(store.audit_for_document("1.2.5.1").await.unwrap()),
+        ["stored", "superseded"]
+    );
+    assert_eq!(
+        actions(store.audit_for_document("1.2.5.2").await.unwrap()),
+        ["replaced", "superseded"]
+    );
+    assert_eq!(
+        actions(store.audit_for_document("1.2.5.3").await.unwrap()),
+        ["replaced", "deleted"]
+    );
+    let deleted = store
+        .audit_for_document("1.2.5.3")
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (deleted.source_topic.as_deref(), deleted.source_offset),
+        (Some("dmp.feed.lab"), Some(3))
+    );
+
+    // Deletion naming an explicit target, and of the document itself (T04 on its own id).
+    let x = initial("1.2.5.20", "1.2.5.set2", "L20");
+    let y = initial("1.2.5.30", "1.2.5.set3", "L30");
+    store.write_batch(&items([x, y]), &[]).await.unwrap();
+    let del_x = doc(
+        "1.2.5.21",
+        "1.2.5.set2",
+        Lifecycle::Delete,
+        Some("1.2.5.20"),
+        INS_A,
+        "L21",
+        21,
+    );
+    let del_y = doc(
+        "1.2.5.30",
+        "1.2.5.set3",
+        Lifecycle::Delete,
+        None,
+        INS_A,
+        "L31",
+        31,
+    );
+    assert_eq!(
+        store
+            .write_batch(&items([del_x, del_y]), &[])
+            .await
+            .unwrap(),
+        [
+            ItemOutcome::Deleted {
+                target: "1.2.5.20".into()
+            },
+            ItemOutcome::Deleted {
+                target: "1.2.5.30".into()
+            }
+        ]
+    );
+    assert_eq!(store.document_count().await.unwrap(), 5);
+}
+
+/// A replacement (or deletion) of an unknown document goes to quarantine, once; after the
+/// target arrives and the entry is released, the re-routed item is stored.
+pub async fn unknown_target_goes_to_quarantine(store: &Store) {
+    let r = doc(
+        "1.2.6.2",
+        "1.2.6.set",
+        Lifecycle::Replace,
+        Some("1.2.6.1"),
+        INS_A,
+        "Q2",
+        5,
+    );
+    let d = doc(
+        "1.2.6.9",
+        "1.2.6.other",
+        Lifecycle::Delete,
+        None,
+        INS_A,
+        "Q9",
+        6,
+    );
+    let reason = "lifecycle.target.unknown".to_string();
+    let out = store
+        .write_batch(&items([r.clone(), d]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            ItemOutcome::Quarantined(reason.clone()),
+            ItemOutcome::Quarantined(reason.clone())
+        ]
+    );
+    assert_eq!(
+        store.write_batch(&items([r.clone()]), &[]).await.unwrap(),
+        [ItemOutcome::Duplicate]
+    );
+    assert_eq!(store.document_count().await.unwrap(), 0);
+
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].reason, reason);
+    assert_eq!(open[0].unique_id.as_deref(), Some("1.2.6.2"));
+    assert_eq!(open[0].source_offset, Some(5));
+    assert_eq!(open[0].item, Normalized::Document(Box::new(r.clone())));
+
+    // The target arrives late; ops release the entry and re-route it.
+    store
+        .write_batch(&items([initial("1.2.6.1", "1.2.6.set", "Q1")]), &[])
+        .await
+        .unwrap();
+    let id = open[0].id;
+    assert!(store.quarantine_mark_released(id).await.unwrap());
+    assert!(!store.quarantine_mark_released(id).await.unwrap());
+    let entry = store.quarantine_get(id).await.unwrap().unwrap();
+    assert_eq!(entry.status, QuarantineStatus::Released);
+    assert!(entry.released_at.is_some());
+    let Normalized::Document(again) = entry.item else {
+        panic!("document expected")
+    };
+    assert_eq!(
+        store
+            .write_batch(&[StoreItem::Document(*again)], &[])
+            .await
+            .unwrap(),
+        [ItemOutcome::Replaced {
+            superseded: "1.2.6.1".into()
+        }]
+    );
+    assert_eq!(
+        store
+            .quarantine_list(Some(QuarantineStatus::Open))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.quarantine_list(None).await.unwrap().len(), 2);
+    assert!(store.quarantine_get(9999).await.unwrap().is_none());
+
+    // A route quarantine item: stored once, a replay is a duplicate, and once the document
+    // is stored a late replay of the quarantine item is a duplicate too.
+    let q = Quarantined {
+        reason: "identity.traits.mismatch".into(),
+        detail: "birth_name differs".into(),
+        item: Normalized::Document(Box::new(initial("1.2.6.50", "1.2.6.set50", "Q50"))),
+    };
+    let qi = StoreItem::Quarantine(q);
+    assert_eq!(
+        store
+            .write_batch(&[qi.clone(), qi.clone()], &[])
+            .await
+            .unwrap(),
+        [
+            ItemOutcome::Quarantined("identity.traits.mismatch".into()),
+            ItemOutcome::Duplicate
+        ]
+    );
+    let counts = store.counts_by_feed_and_outcome().await.unwrap();
+    assert!(
+        counts.contains(&("lab".into(), "quarantined".into(), 3)),
+        "{counts:?}"
+    );
+}
+
+/// Offsets commit with the documents: a failing batch leaves neither its documents nor
+/// its offsets.
+pub async fn offsets_commit_with_documents(store: &Store) {
+    let good = items([
+        initial("1.2.7.1", "1.2.7.s1", "O1"),
+        initial("1.2.7.2", "1.2.7.s2", "O2"),
+    ]);
+    store
+        .write_batch(&good, &[offset(0, 10), offset(3, 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.committed_offsets(GROUP, TOPIC).await.unwrap(),
+        [(0, 10), (3, 4)]
+    );
+
+    // The last document has no uniqueId: the database refuses it (CHECK). It comes after
+    // 100 good ones, so the first multi-row INSERT (100 rows) already ran in the same
+    // transaction when the second one fails.
+    let mut failing = items((0..100).map(|i| {
+        initial(
+            &format!("1.2.7.3.{i}"),
+            &format!("1.2.7.s3.{i}"),
+            &format!("O3.{i}"),
+        )
+    }));
+    failing.extend(items([initial("", "1.2.7.s4", "O4")]));
+    let e = store
+        .write_batch(&failing, &[offset(0, 20), offset(1, 5)])
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(matches!(e, StoreError::Database { .. }), "{e}");
+    assert_eq!(store.document_count().await.unwrap(), 2);
+    assert!(store.get_document_cda("1.2.7.3.0").await.unwrap().is_none());
+    assert_eq!(
+        store.committed_offsets(GROUP, TOPIC).await.unwrap(),
+        [(0, 10), (3, 4)]
+    );
+    assert!(
+        store
+            .committed_offsets("other-group", TOPIC)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Offsets alone (e.g. a batch of duplicates) still move forward.
+    store.write_batch(&good, &[offset(0, 12)]).await.unwrap();
+    assert_eq!(
+        store.committed_offsets(GROUP, TOPIC).await.unwrap(),
+        [(0, 12), (3, 4)]
+    );
+}
+
+fn patient_update(change: PatientChange, ins: &str, msg: &str) -> PatientUpdate {
+    PatientUpdate {
+        change,
+        patient: identity(ins),
+        feeding_opposed: Some(false),
+        dmp_status: Some("ACTIF".into()),
+        source: SourceRef {
+            feed: Some(Feed::Identity),
+            ..source(msg, 0, 0)
+        },
+    }
+}
+
+/// A40 merge, then lookups by the old and the surviving INS; A47 on an unknown INS.
+pub async fn merge_then_lookups(store: &Store) {
+    let old = patient_update(PatientChange::Upsert, INS_B, "P1");
+    assert_eq!(
+        store.apply_patient_update(&old).await.unwrap(),
+        ItemOutcome::PatientUpdated
+    );
+    assert_eq!(
+        store.apply_patient_update(&old).await.unwrap(),
+        ItemOutcome::Duplicate
+    );
+    // A document filed under the INS that will disappear.
+    let d = doc(
+        "1.2.8.1",
+        "1.2.8.set",
+        Lifecycle::Initial,
+        None,
+        INS_B,
+        "P-DOC",
+        0,
+    );
+    store.write_batch(&items([d]), &[]).await.unwrap();
+
+    let merge = patient_update(
+        PatientChange::Merge {
+            from_ins: INS_B.into(),
+            from_oid: NIR_OID.into(),
+        },
+        INS_A,
+        "P2",
+    );
+    // Through write_batch, with an offset, like the runtime does.
+    let out = store
+        .write_batch(&[StoreItem::Patient(merge.clone())], &[offset(2, 99)])
+        .await
+        .unwrap();
+    assert_eq!(out, [ItemOutcome::PatientMerged]);
+    assert_eq!(
+        store.apply_patient_update(&merge).await.unwrap(),
+        ItemOutcome::Duplicate
+    );
+    assert_eq!(
+        store.committed_offsets(GROUP, TOPIC).await.unwrap(),
+        [(2, 99)]
+    );
+
+    let a = store.get_patient(INS_A).await.unwrap().unwrap();
+    assert_eq!(a.merged_into, None);
+    assert_eq!(a.first_names, ["Prenom", "Second"]);
+    assert_eq!(a.identity_status, "VALI");
+    assert!(!a.feeding_opposed);
+    let b = store.get_patient(INS_B).await.unwrap().unwrap();
+    assert_eq!(b.merged_into.as_deref(), Some(INS_A));
+    // The survivor's record includes the merged INS's documents.
+    let docs = store.documents_for_patient(INS_A).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].patient_ins, INS_B);
+    assert_eq!(
+        store
+            .results_for_loinc(INS_A, "2345-7")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A47 from an INS the registry never knew: a stub points to the new INS, and what was
+    // merged into the old INS follows.
+    const INS_C: &str = "299999999999999";
+    let change = patient_update(
+        PatientChange::IdentifierChange {
+            old_ins: INS_A.into(),
+            old_oid: NIR_OID.into(),
+        },
+        INS_C,
+        "P3",
+    );
+    assert_eq!(
+        store.apply_patient_update(&change).await.unwrap(),
+        ItemOutcome::PatientMerged
+    );
+    assert_eq!(
+        store
+            .get_patient(INS_A)
+            .await
+            .unwrap()
+            .unwrap()
+            .merged_into
+            .as_deref(),
+        Some(INS_C)
+    );
+    assert_eq!(
+        store
+            .get_patient(INS_B)
+            .await
+            .unwrap()
+            .unwrap()
+            .merged_into
+            .as_deref(),
+        Some(INS_C)
+    );
+    assert_eq!(store.documents_for_patient(INS_C).await.unwrap().len(), 1);
+    const INS_D: &str = "288888888888888";
+    let stub = patient_update(
+        PatientChange::Merge {
+            from_ins: INS_D.into(),
+            from_oid: NIR_OID.into(),
+        },
+        INS_C,
+        "P4",
+    );
+    store.apply_patient_update(&stub).await.unwrap();
+    let d = store.get_patient(INS_D).await.unwrap().unwrap();
+    assert_eq!(
+        (d.identity_status.as_str(), d.merged_into.as_deref()),
+        ("PROV", Some(INS_C))
+    );
+    assert!(
+        store
+            .get_patient("100000000000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// CSV import: a bad line rejects the whole file with its line number and no patient
+/// data; the fixed file imports, and importing it again updates.
+pub async fn csv_import_with_bad_line(store: &Store) {
+    let header = dmpflow_store::CSV_HEADER;
+    let good1 =
+        "279035121518989,1.2.250.1.213.1.4.8,DUPONT,Marie Claire,1979-03-05,F,75056,QUAL,false";
+    let good2 = "180012A12345678,1.2.250.1.213.1.4.8,MARTIN,Jean,1980-01-01,M,,VALI,true";
+    let bad = "299999999999999,1.2.250.1.213.1.4.8,DURAND,Paul,1990-02-30x,M,13055,QUAL,false";
+    let file = format!("{header}\n{good1}\n\n{bad}\n{good2}\n");
+    let e = store
+        .import_patients_csv(file.as_bytes())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, StoreError::Csv(v) if v.len() == 1 && v[0].line == 4),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("line 4") && msg.contains("birth_date"),
+        "{msg}"
+    );
+    for secret in ["DURAND", "Paul", "299999999999999", "1990"] {
+        assert!(!msg.contains(secret), "{msg}");
+    }
+    assert!(
+        store
+            .get_patient("279035121518989")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing imported"
+    );
+
+    let fixed = format!("{header}\r\n{good1}\r\n{good2}\r\n");
+    let s = store.import_patients_csv(fixed.as_bytes()).await.unwrap();
+    assert_eq!((s.lines, s.inserted, s.updated), (2, 2, 0));
+    let s = store.import_patients_csv(fixed.as_bytes()).await.unwrap();
+    assert_eq!((s.lines, s.inserted, s.updated), (2, 0, 2));
+    let p = store.get_patient("180012A12345678").await.unwrap().unwrap();
+    assert_eq!(p.first_names, ["Jean"]);
+    assert!(p.feeding_opposed);
+    assert_eq!(p.birth_place, None);
+
+    let dup = format!("{header}\n{good1}\n{good1}\n");
+    let e = store
+        .import_patients_csv(dup.as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3: column ins: same INS as line 2"), "{e}");
+    let e = store
+        .import_patients_csv("ins,name\n".as_bytes())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 1: header"), "{e}");
+}
+
+/// A patient's results for one LOINC code, in time order, from current versions only.
+pub async fn results_over_time(store: &Store) {
+    let mut d1 = initial("1.2.9.1", "1.2.9.s1", "T1");
+    d1.entries = vec![glucose("6.2", "20260110080000+0100")];
+    let mut d2 = initial("1.2.9.2", "1.2.9.s2", "T2");
+    d2.entries = vec![
+        glucose("5.0", "20251201080000+0100"),
+        Entry::LabObservation {
+            loinc: "718-7".into(),
+            label: "Hémoglobine".into(),
+            value: "13.5".into(),
+            value_type: "NM".into(),
+            unit: Some("g/dL".into()),
+            interpretation: None,
+            reference_low: None,
+            reference_high: None,
+            reference_text: None,
+            status: "F".into(),
+            time: None,
+        },
+        Entry::Dispensation {
+            code: "3400930000001".into(),
+            code_system: "1.2.250.1.213.2.3.2".into(),
+            label: "x".into(),
+            quantity: "2".into(),
+            unit: None,
+            time: "20251201".into(),
+        },
+    ];
+    let mut d3 = initial("1.2.9.3", "1.2.9.s3", "T3");
+    d3.entries = vec![glucose("9.9", "20260201080000+0100")];
+    // The third report is corrected: 9.9 was wrong, 7.1 replaces it.
+    let mut d3b = doc(
+        "1.2.9.4",
+        "1.2.9.s3",
+        Lifecycle::Replace,
+        None,
+        INS_A,
+        "T4",
+        4,
+    );
+    d3b.entries = vec![glucose("7.1", "20260201080000+0100")];
+    let other = doc(
+        "1.2.9.5",
+        "1.2.9.s5",
+        Lifecycle::Initial,
+        None,
+        INS_B,
+        "T5",
+        5,
+    );
+    store
+        .write_batch(&items([d1, d3, d2, other]), &[])
+        .await
+        .unwrap();
+    store.write_batch(&items([d3b]), &[]).await.unwrap();
+
+    let rows = store.results_for_loinc(INS_A, "2345-7").await.unwrap();
+    let v: Vec<_> = rows
+        .iter()
+        .map(|r| (r.value.as_deref().unwrap(), r.time.as_str()))
+        .collect();
+    assert_eq!(
+        v,
+        [
+            ("5.0", "20251201080000+0100"),
+            ("6.2", "20260110080000+0100"),
+            ("7.1", "20260201080000+0100")
+        ]
+    );
+    assert_eq!(rows[0].unit.as_deref(), Some("mmol/L"));
+    assert_eq!(rows[0].reference_high.as_deref(), Some("5.5"));
+    // No observation time: the document's creation time orders it.
+    let hb = store.results_for_loinc(INS_A, "718-7").await.unwrap();
+    assert_eq!(hb[0].time, "20260301101500+0100");
+    assert!(
+        store
+            .results_for_loinc(INS_A, "3400930000001")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The CDA comes back byte for byte through gzip, checked by sha256.
+pub async fn cda_round_trip(store: &Store) {
+    let mut d = initial("1.2.10.1", "1.2.10.s", "C1");
+    d.cda = cda_for("1.2.10.1", 2000); // ~200 kB, accents included
+    store.write_batch(&items([d.clone()]), &[]).await.unwrap();
+    assert_eq!(
+        store.get_document_cda("1.2.10.1").await.unwrap().as_deref(),
+        Some(d.cda.as_str())
+    );
+    let row = &store.documents_for_patient(INS_A).await.unwrap()[0];
+    assert_eq!(row.cda_size, d.cda.len() as i64);
+    assert!(
+        store
+            .get_document_cda("1.2.10.404")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Throughput: `total` documents (~9 kB CDA, 10 results each) in batches of `batch`, with
+/// offsets. Prints docs/s; asserts only the count.
+pub async fn throughput(store: &Store, label: &str, total: usize, batch: usize) -> f64 {
+    let make = |i: usize| {
+        let mut d = doc(
+            &format!("1.2.250.99.{i}"),
+            &format!("1.2.250.99.{i}.set"),
+            Lifecycle::Initial,
+            None,
+            INS_A,
+            &format!("BENCH{i}"),
+            i as i64,
+        );
+        d.cda = cda_for(&d.meta.unique_id, 80);
+        d.entries = (0..10)
+            .map(|k| glucose(&format!("{k}.0"), "20260301080000+0100"))
+            .collect();
+        d
+    };
+    let all: Vec<StoreItem> = (0..total).map(|i| StoreItem::Document(make(i))).collect();
+    let start = Instant::now();
+    for (n, chunk) in all.chunks(batch).enumerate() {
+        let next = ((n + 1) * batch).min(total) as i64;
+        store.write_batch(chunk, &[offset(0, next)]).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = total as f64 / secs;
+    println!("{label}: {total} documents in batches of {batch}: {secs:.2} s, {rate:.0} docs/s");
+    assert_eq!(store.document_count().await.unwrap(), total as i64);
+    rate
+}
