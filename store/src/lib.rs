@@ -2,8 +2,10 @@
 //!
 //! Everything goes through sqlx's `AnyPool` with runtime queries (no `query!`, so builds
 //! need no database). The SQL is written once in the dialect both backends share (`$n`
-//! placeholders, `ON CONFLICT`, partial indexes); only the migrations differ, in column
-//! types, and live in `migrations/postgres` and `migrations/sqlite`.
+//! placeholders, `ON CONFLICT`, partial indexes). Two things differ per backend: the
+//! migrations, in column types only (`migrations/postgres`, `migrations/sqlite`), and the
+//! one statement that unpacks a batch's structured entries from JSON
+//! (`json_to_recordset` vs `json_each`), which `batch.rs` picks by backend.
 //!
 //! The core guarantee lives in [`Store::write_batch`]: all items of a batch and the
 //! consumer offsets that cover them commit in one transaction, and every item is
