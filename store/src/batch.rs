@@ -416,6 +416,9 @@ impl Store {
         offsets: &[OffsetCommit],
     ) -> Result<Vec<ItemOutcome>, StoreError> {
         const OP: &str = "write_batch";
+        if items.is_empty() && offsets.is_empty() {
+            return Ok(Vec::new());
+        }
         let err = |e| StoreError::from_sqlx(OP, e);
         let mut tx = self.begin(OP).await?;
         let mut plan = Plan::default();

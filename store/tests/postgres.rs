@@ -110,6 +110,34 @@ pg_tests!(
     cda_round_trip,
 );
 
+/// The server drops every connection (as on a restart): the next batch still commits on
+/// fresh connections, and a replay of the earlier batch stays a duplicate.
+#[tokio::test]
+async fn survives_dropped_connections() {
+    let (store, db) = store("dropped").await;
+    scenarios::same_message_three_times(&store).await;
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .await;
+    let d = scenarios::doc(
+        "1.2.11.1",
+        "1.2.11.set",
+        dmpflow_schemas::Lifecycle::Initial,
+        None,
+        scenarios::INS_A,
+        "DROP1",
+        1,
+    );
+    let out = store
+        .write_batch(&[dmpflow_store::StoreItem::Document(d)], &[])
+        .await
+        .unwrap();
+    assert_eq!(out, [dmpflow_store::ItemOutcome::Stored]);
+    assert_eq!(store.document_count().await.unwrap(), 3);
+    dispose(store, db).await;
+}
+
 #[test]
 fn replaces_the_database_name() {
     assert_eq!(
