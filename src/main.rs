@@ -1,2 +1,194 @@
-//! dmpflow binary (placeholder).
-fn main() {}
+//! dmpflow: the command line. One binary runs any stage of the pipeline, the embedded
+//! one-process chain, and the operator's tools (topics, patients, quarantine, documents).
+
+mod admin;
+mod config;
+mod embedded;
+mod inspect;
+mod metrics;
+mod pipeline;
+mod runtime;
+mod stages;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+
+/// dmpflow feeds each patient's DMP (Dossier Médical Partagé) from the confluent flows:
+/// laboratory results, imaging reports, pharmacy dispensations, cancer-care forms and the
+/// identity/consent feed. HL7 v2 in, CI-SIS CDA R2 documents routed by INS and stored.
+///
+/// Quick start, no services needed:   dmpflow demo
+/// Against Kafka + PostgreSQL:          scripts/stack up && dmpflow topics create && dmpflow run
+///
+/// Settings: flags > DMPFLOW_* environment > --config FILE (TOML) > .stack.env > defaults.
+#[derive(Parser)]
+#[command(name = "dmpflow", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// TOML configuration file (see README: [kafka], [topics], [limits], database_url).
+    #[arg(long, global = true, env = "DMPFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, global = true)]
+    bootstrap: Option<String>,
+    /// Database URL: postgres://user@host:port/db or sqlite://path.
+    #[arg(long = "store", global = true, alias = "database-url")]
+    store: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipeline stages against Kafka and the database until SIGINT/SIGTERM.
+    Run {
+        /// Which stage(s) this process runs; each is a consumer group and scales by partitions.
+        #[arg(long, value_enum, default_value = "all")]
+        stage: stages::StageName,
+        /// Serve /metrics and /health/{live,ready} on this address.
+        #[arg(long)]
+        metrics_addr: Option<String>,
+    },
+    /// Manage Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        action: admin::TopicsAction,
+    },
+    /// Produce HL7 v2 messages from files to a feed topic; reports a file done only when
+    /// every message of it is acknowledged by Kafka (acks=all).
+    Load(admin::LoadArgs),
+    /// Read HL7 v2 messages and write the CDA documents and metadata they yield (inspection;
+    /// no Kafka, no database).
+    Normalize(inspect::NormalizeArgs),
+    /// The whole chain normalize → route → store in this process, no Kafka (SQLite by default).
+    Process(embedded::ProcessArgs),
+    /// Run `process` on the bundled synthetic feeds of every flow, into a fresh SQLite file.
+    Demo(embedded::DemoArgs),
+    /// The patient registry.
+    Patients {
+        #[command(subcommand)]
+        action: embedded::PatientsAction,
+    },
+    /// Identity-vigilance quarantine: list, inspect, release after the registry was fixed.
+    Quarantine {
+        #[command(subcommand)]
+        action: embedded::QuarantineAction,
+    },
+    /// Documents stored in a patient's DMP.
+    Documents {
+        #[command(subcommand)]
+        action: embedded::DocumentsAction,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DMPFLOW_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancelled on the first SIGINT or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested: finishing in-flight work");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match real_main(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(b) = cli.bootstrap {
+        settings.kafka.bootstrap = b;
+    }
+    let store_flag = cli.store.clone();
+    if let Some(s) = &store_flag {
+        settings.database_url = s.clone();
+    }
+    use std::process::ExitCode;
+    match cli.command {
+        Command::Run {
+            stage,
+            metrics_addr,
+        } => {
+            if let Some(a) = metrics_addr {
+                settings.metrics_addr = a;
+            }
+            let shutdown = shutdown_token();
+            let health = metrics::Health::default();
+            let server = {
+                let (addr, h, t) = (
+                    settings.metrics_addr.clone(),
+                    health.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = metrics::serve(&addr, h, t).await {
+                        tracing::warn!(error = %format!("{e:#}"), "metrics endpoint not served");
+                    }
+                })
+            };
+            let timeout = std::time::Duration::from_millis(settings.limits.shutdown_timeout_ms);
+            let run = stages::run(stage, settings, health, shutdown.clone());
+            tokio::pin!(run);
+            let result = tokio::select! {
+                r = &mut run => r,
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(timeout).await } => {
+                    anyhow::bail!("stages did not stop within the shutdown bound of {timeout:?}")
+                }
+            };
+            shutdown.cancel();
+            let _ = server.await;
+            result.map(|_| ExitCode::SUCCESS)
+        }
+        Command::Topics { action } => admin::topics(&settings, action).await,
+        Command::Load(args) => admin::load(&settings, args).await,
+        Command::Normalize(args) => inspect::normalize(args),
+        Command::Process(args) => embedded::process(&settings, store_flag, args).await,
+        Command::Demo(args) => embedded::demo(args).await,
+        Command::Patients { action } => embedded::patients(&settings, action).await,
+        Command::Quarantine { action } => embedded::quarantine(&settings, action).await,
+        Command::Documents { action } => embedded::documents(&settings, action).await,
+    }
+}

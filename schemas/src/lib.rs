@@ -49,7 +49,9 @@ impl std::str::FromStr for Feed {
         Feed::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown feed '{s}' (expected lab, imaging, pharmacy, cancer or identity)"))
+            .ok_or_else(|| {
+                format!("unknown feed '{s}' (expected lab, imaging, pharmacy, cancer or identity)")
+            })
     }
 }
 

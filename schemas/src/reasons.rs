@@ -65,6 +65,8 @@ reasons! {
     CdaPatientMismatch = "cda.patient.mismatch",
     /// The document model (templateId/code) is not one dmpflow accepts on this feed.
     CdaModelUnsupported = "cda.model.unsupported",
+    /// The imaging exam (OBR-4) names no anatomical site that CR-IMG can code.
+    ImagingSiteUnknown = "imaging.site.unknown",
     // --- Drug codes (normalize) ---
     /// CIP13/UCD13 code whose check digit is wrong.
     DrugCip13Checkdigit = "drug.cip13.checkdigit",

@@ -153,10 +153,42 @@ const SITES: &[(&[&str], &str, &str)] = &[
     (&["genou"], "361291001", "région entière du genou"),
     (&["cheville"], "361292008", "région entière de la cheville"),
     (&["pied"], "302545001", "pied entier"),
+    // English exam labels (LOINC display names) of the same sites.
+    (
+        &["spine", "cervical"],
+        "361684008",
+        "colonne vertébrale cervicale entière",
+    ),
+    (
+        &["spine", "lumbar"],
+        "361686005",
+        "colonne vertébrale lombaire entière",
+    ),
+    (&["spine"], "44300000", "colonne vertébrale entière"),
+    (&["brain"], "258335003", "encéphale entier"),
+    (&["head"], "302548004", "tête entière"),
+    (&["neck"], "302550007", "cou entier"),
+    (&["breast"], "181131000", "sein entier"),
+    (&["heart"], "302509004", "cœur entier"),
+    (&["chest"], "302551006", "thorax entier"),
+    (&["lung"], "181216001", "poumon entier"),
+    (&["liver"], "181268008", "foie entier"),
+    (&["kidney"], "181414000", "rein entier"),
+    (&["pelvis"], "229765004", "pelvis entier"),
+    (&["shoulder"], "361103004", "région entière de l'épaule"),
+    (&["elbow"], "76248009", "région entière du coude"),
+    (&["wrist"], "361289009", "région entière du poignet"),
+    (&["hand"], "302539009", "main entière"),
+    (&["hip"], "302543008", "région entière de la hanche"),
+    (&["knee"], "361291001", "région entière du genou"),
+    (&["ankle"], "361292008", "région entière de la cheville"),
+    (&["foot"], "302545001", "pied entier"),
 ];
 
-/// The anatomical site named by the exam label, as (SNOMED CT code, display).
-fn body_site(exam_label: &str) -> Option<(&'static str, &'static str)> {
+/// The anatomical site named by the exam label, as (SNOMED CT code, display). The mapping
+/// calls it too: a report whose exam names no known site is refused before writing, since
+/// CR-IMG forbids an uncoded site and we never emit a document that fails the schematrons.
+pub fn body_site(exam_label: &str) -> Option<(&'static str, &'static str)> {
     let lower = exam_label.to_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !c.is_alphanumeric())

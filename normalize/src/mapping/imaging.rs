@@ -1,7 +1,7 @@
 //! Imaging report as text (ORU^R01: OBR exam, OBX TX/FT report lines, optional DICOM
 //! Study Instance UID) → `ImagingReport` → CR-IMG via `cda::imaging::write`.
 
-use dmpflow_schemas::reasons::Reject;
+use dmpflow_schemas::reasons::{Reason, Reject};
 use dmpflow_schemas::{Document, Normalized};
 
 use super::common::{
@@ -117,12 +117,24 @@ pub fn report(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<ImagingReport, Reject>
         },
         0,
     );
+    let exam = coded(obr.field(4));
+    let exam_label = if exam.display.is_empty() {
+        &exam.code
+    } else {
+        &exam.display
+    };
+    if crate::cda::imaging::body_site(exam_label).is_none() {
+        return Err(Reject::new(
+            Reason::ImagingSiteUnknown,
+            "OBR-4: the exam label names no anatomical site CR-IMG can code",
+        ));
+    }
     Ok(ImagingReport {
         header,
         order_id,
         study_instance_uid,
         accession_number,
-        exam: coded(obr.field(4)),
+        exam,
         modality,
         paragraphs,
         prescriber,

@@ -1,0 +1,511 @@
+//! The embedded mode and the operator's database tools: `process` runs normalize → route →
+//! store in one process without Kafka (SQLite by default), `demo` runs it on the bundled
+//! synthetic feeds, and `patients`, `quarantine`, `documents` read and fix the store.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dmpflow_route::RouteConfig;
+use dmpflow_schemas::{Feed, Normalized};
+use dmpflow_store::{ItemOutcome, Store, StoreItem};
+use serde::Serialize;
+
+use crate::admin::{collect_files, read_input, split};
+use crate::config::Settings;
+use crate::inspect::guess_feed;
+use crate::pipeline::{self, Coordinates, Routed};
+
+#[derive(clap::Args)]
+pub struct ProcessArgs {
+    /// Files or directories of HL7 v2 messages; `-` reads standard input.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Feed of every message; guessed per message when absent.
+    #[arg(long)]
+    pub feed: Option<Feed>,
+    /// Patient registry CSV to import before processing (see `patients import`).
+    #[arg(long)]
+    pub patients: Option<PathBuf>,
+    /// Accept the test/demo INS OIDs (1.2.250.1.213.1.4.10 / .11).
+    #[arg(long)]
+    pub accept_test_oids: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// SQLite file the demo writes (replaced if present).
+    #[arg(long, default_value = "dmpflow-demo.db")]
+    pub db: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Outcome counts of a run, by feed and reason.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub messages: usize,
+    pub stored: usize,
+    pub replaced: usize,
+    pub deleted: usize,
+    pub duplicates: usize,
+    pub patient_updates: usize,
+    pub quarantined: usize,
+    pub rejected: usize,
+    /// reason code → count (quarantine and rejects).
+    pub reasons: BTreeMap<String, usize>,
+    /// feed → outcome → count.
+    pub by_feed: BTreeMap<String, BTreeMap<String, usize>>,
+    pub seconds: f64,
+}
+
+impl Summary {
+    fn count(&mut self, feed: Feed, outcome: &str) {
+        *self
+            .by_feed
+            .entry(feed.as_str().to_string())
+            .or_default()
+            .entry(outcome.to_string())
+            .or_default() += 1;
+    }
+
+    fn print(&self) {
+        println!();
+        println!(
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+            "feed", "stored", "replaced", "deleted", "dup", "patient", "quarantine", "reject"
+        );
+        for (feed, o) in &self.by_feed {
+            let g = |k: &str| o.get(k).copied().unwrap_or(0);
+            println!(
+                "{feed:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+                g("stored"),
+                g("replaced"),
+                g("deleted"),
+                g("duplicate"),
+                g("patient"),
+                g("quarantined"),
+                g("rejected")
+            );
+        }
+        println!(
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+            "total",
+            self.stored,
+            self.replaced,
+            self.deleted,
+            self.duplicates,
+            self.patient_updates,
+            self.quarantined,
+            self.rejected
+        );
+        if !self.reasons.is_empty() {
+            println!("\nby reason:");
+            for (r, n) in &self.reasons {
+                println!("  {r:<32} {n}");
+            }
+        }
+        println!("\n{} messages in {:.2}s", self.messages, self.seconds);
+    }
+}
+
+async fn import_csv(store: &Store, path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let summary = store
+        .import_patients_csv(text.as_slice())
+        .await
+        .with_context(|| format!("importing {}", path.display()))?;
+    Ok(describe_import(&summary))
+}
+
+fn describe_import(s: &dmpflow_store::ImportSummary) -> String {
+    format!(
+        "{} lines: {} inserted, {} updated",
+        s.lines, s.inserted, s.updated
+    )
+}
+
+async fn open_store(url: &str) -> Result<Store> {
+    Store::connect(url)
+        .await
+        .with_context(|| format!("opening the store {}", redact(url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Runs the chain on messages into `store`. Items are written in batches of `batch`.
+pub async fn run_chain(
+    store: &Store,
+    inputs: Vec<(Feed, Vec<u8>)>,
+    route_cfg: &RouteConfig,
+    show_progress: bool,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let cfg = dmpflow_normalize::Config::default();
+    let mut summary = Summary::default();
+    let bar = if show_progress && inputs.len() > 200 {
+        let b = indicatif::ProgressBar::new(inputs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec}")
+                .expect("static template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut pending: Vec<StoreItem> = Vec::new();
+    let mut pending_feeds: Vec<Feed> = Vec::new();
+    for (feed, raw) in inputs {
+        summary.messages += 1;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        let items = match pipeline::normalize_message(feed, &raw, &Coordinates::default(), &cfg) {
+            Ok(items) => items,
+            Err(reject) => {
+                summary.rejected += 1;
+                *summary
+                    .reasons
+                    .entry(reject.reason.as_str().into())
+                    .or_default() += 1;
+                summary.count(feed, "rejected");
+                continue;
+            }
+        };
+        for item in items {
+            // Route reads the registry, which an earlier item of this run may have
+            // changed: flush pending writes first when an identity update comes.
+            let is_patient = matches!(item, Normalized::Patient(_));
+            if is_patient && !pending.is_empty() {
+                flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+            }
+            match pipeline::route_item(store, item, route_cfg).await? {
+                Routed::Document(Normalized::Document(doc)) => {
+                    pending.push(StoreItem::Document(*doc));
+                    pending_feeds.push(feed);
+                }
+                Routed::Document(Normalized::Patient(_)) => {
+                    unreachable!("route yields documents only")
+                }
+                Routed::PatientApplied => {
+                    summary.patient_updates += 1;
+                    summary.count(feed, "patient");
+                }
+                Routed::Quarantine(q) => {
+                    pending.push(StoreItem::Quarantine(q));
+                    pending_feeds.push(feed);
+                }
+            }
+            if pending.len() >= 500 {
+                flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+            }
+        }
+    }
+    flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn flush(
+    store: &Store,
+    pending: &mut Vec<StoreItem>,
+    feeds: &mut Vec<Feed>,
+    summary: &mut Summary,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let outcomes = store.write_batch(pending, &[]).await?;
+    for (o, feed) in outcomes.iter().zip(feeds.iter()) {
+        let (label, reason) = crate::stages::outcome_label(o);
+        match o {
+            ItemOutcome::Stored => summary.stored += 1,
+            ItemOutcome::Replaced { .. } => summary.replaced += 1,
+            ItemOutcome::Deleted { .. } => summary.deleted += 1,
+            ItemOutcome::Duplicate => summary.duplicates += 1,
+            ItemOutcome::Quarantined(_) => summary.quarantined += 1,
+            ItemOutcome::PatientUpdated | ItemOutcome::PatientMerged => {
+                summary.patient_updates += 1
+            }
+        }
+        if let Some(r) = reason {
+            *summary.reasons.entry(r.to_string()).or_default() += 1;
+        }
+        summary.count(*feed, label);
+    }
+    pending.clear();
+    feeds.clear();
+    Ok(())
+}
+
+/// Reads the inputs into (feed, message) pairs.
+/// Messages with the feed each belongs to.
+type FeedMessages = Vec<(Feed, Vec<u8>)>;
+
+fn read_messages(inputs: &[PathBuf], feed: Option<Feed>) -> Result<(FeedMessages, usize)> {
+    let mut out = Vec::new();
+    let mut framing_errors = 0;
+    for file in collect_files(inputs)? {
+        let data = read_input(&file)?;
+        let (messages, errors) = split(&data);
+        for e in errors {
+            framing_errors += 1;
+            eprintln!("{}: framing error: {e}", file.display());
+        }
+        for m in messages {
+            let f = feed.unwrap_or_else(|| guess_feed(&m));
+            out.push((f, m));
+        }
+    }
+    Ok((out, framing_errors))
+}
+
+pub async fn process(
+    settings: &Settings,
+    store_flag: Option<String>,
+    args: ProcessArgs,
+) -> Result<ExitCode> {
+    // The embedded default is a local SQLite file, whatever .stack.env says for the stages.
+    let _ = settings;
+    let url = store_flag.unwrap_or_else(|| "sqlite://dmpflow.db".into());
+    let store = open_store(&url).await?;
+    if let Some(csv) = &args.patients {
+        let s = import_csv(&store, csv).await?;
+        eprintln!("patients imported: {s}");
+    }
+    let (inputs, framing_errors) = read_messages(&args.inputs, args.feed)?;
+    let route_cfg = RouteConfig {
+        accept_test_oids: args.accept_test_oids || settings.accept_test_oids,
+    };
+    let mut summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    summary.rejected += framing_errors;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        summary.print();
+    }
+    Ok(if summary.rejected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The bundled synthetic feeds (test INS, OID .10), generated by `scripts/gen-demo`.
+pub const DEMO_PATIENTS: &str = include_str!("../demo/patients.csv");
+pub const DEMO_FEEDS: &[(Feed, &str)] = &[
+    (Feed::Identity, include_str!("../demo/identity.hl7")),
+    (Feed::Lab, include_str!("../demo/lab.hl7")),
+    (Feed::Imaging, include_str!("../demo/imaging.hl7")),
+    (Feed::Pharmacy, include_str!("../demo/pharmacy.hl7")),
+    (Feed::Cancer, include_str!("../demo/cancer.hl7")),
+];
+
+pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", args.db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    let url = format!("sqlite://{}", args.db.display());
+    let store = open_store(&url).await?;
+    let imported = describe_import(&store.import_patients_csv(DEMO_PATIENTS.as_bytes()).await?);
+    let mut inputs = Vec::new();
+    for (feed, text) in DEMO_FEEDS {
+        let (messages, errors) = split(text.as_bytes());
+        anyhow::ensure!(
+            errors.is_empty(),
+            "bundled {feed} feed has framing errors: {errors:?}"
+        );
+        inputs.extend(messages.into_iter().map(|m| (*feed, m)));
+    }
+    if !args.json {
+        println!(
+            "dmpflow demo: {} synthetic messages of every flow → {}",
+            inputs.len(),
+            url
+        );
+        println!("registry: {imported}");
+    }
+    let route_cfg = RouteConfig {
+        accept_test_oids: true,
+    };
+    let summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        summary.print();
+        println!(
+            "\nexplore: dmpflow --store {url} documents list --ins <INS>   |   dmpflow --store {url} quarantine list"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum PatientsAction {
+    /// Import patients from CSV: ins,ins_oid,birth_name,first_names,birth_date,sex,birth_place,identity_status,feeding_opposed
+    Import { file: PathBuf },
+}
+
+pub async fn patients(settings: &Settings, action: PatientsAction) -> Result<ExitCode> {
+    let store = open_store(&settings.database_url).await?;
+    match action {
+        PatientsAction::Import { file } => {
+            println!("{}", import_csv(&store, &file).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum QuarantineAction {
+    /// Open quarantine cases (add --all for released ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One case with its reason and the document metadata.
+    Show { id: i64 },
+    /// Re-route a case after the registry was fixed; it is stored if it now passes.
+    Release { id: i64 },
+}
+
+pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result<ExitCode> {
+    let store = open_store(&settings.database_url).await?;
+    match action {
+        QuarantineAction::List { all } => {
+            let filter = (!all).then_some(dmpflow_store::QuarantineStatus::Open);
+            let rows = store.quarantine_list(filter).await?;
+            println!(
+                "{:<6} {:<28} {:<8} {:<10} created",
+                "id", "reason", "feed", "status"
+            );
+            for r in &rows {
+                println!(
+                    "{:<6} {:<28} {:<8} {:<10} {}",
+                    r.id,
+                    r.reason,
+                    r.source_feed.as_deref().unwrap_or("-"),
+                    r.status.as_str(),
+                    r.created_at
+                );
+            }
+            println!("{} cases", rows.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineAction::Show { id } => {
+            let Some(q) = store.quarantine_get(id).await? else {
+                anyhow::bail!("no quarantine case {id}");
+            };
+            println!(
+                "case {} [{}] {}: {}",
+                q.id,
+                q.status.as_str(),
+                q.reason,
+                q.detail
+            );
+            println!(
+                "created {}  source {:?} {:?}/{:?}@{:?}",
+                q.created_at, q.source_feed, q.source_topic, q.source_partition, q.source_offset
+            );
+            println!("{}", serde_json::to_string_pretty(&q.item)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineAction::Release { id } => {
+            let Some(q) = store.quarantine_get(id).await? else {
+                anyhow::bail!("no quarantine case {id}");
+            };
+            let cfg = RouteConfig {
+                accept_test_oids: settings.accept_test_oids,
+            };
+            match pipeline::route_item(&store, q.item.clone(), &cfg).await? {
+                Routed::Document(Normalized::Document(doc)) => {
+                    let outcome = store.write_batch(&[StoreItem::Document(*doc)], &[]).await?;
+                    store.quarantine_mark_released(id).await?;
+                    println!("case {id} released: {:?}", outcome.first());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Routed::PatientApplied => {
+                    store.quarantine_mark_released(id).await?;
+                    println!("case {id} released: patient update applied");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Routed::Quarantine(again) => {
+                    println!(
+                        "case {id} still fails: {} ({}); left open",
+                        again.reason, again.detail
+                    );
+                    Ok(ExitCode::from(1))
+                }
+                Routed::Document(Normalized::Patient(_)) => {
+                    unreachable!("route yields documents only")
+                }
+            }
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum DocumentsAction {
+    /// A patient's documents with their status and visibility.
+    List {
+        #[arg(long)]
+        ins: String,
+    },
+    /// Print one document's CDA (integrity-checked).
+    Show { unique_id: String },
+}
+
+pub async fn documents(settings: &Settings, action: DocumentsAction) -> Result<ExitCode> {
+    let store = open_store(&settings.database_url).await?;
+    match action {
+        DocumentsAction::List { ins } => {
+            let rows = store.documents_for_patient(&ins).await?;
+            println!(
+                "{:<46} {:<9} {:<11} {:<8} {:<3} {:<20} visibility",
+                "uniqueId", "type", "status", "lifecycle", "v", "created"
+            );
+            for d in &rows {
+                println!(
+                    "{:<46} {:<9} {:<11} {:<8} {:<3} {:<20} {}",
+                    d.unique_id,
+                    d.type_code,
+                    d.status.as_str(),
+                    d.lifecycle,
+                    d.version,
+                    d.creation_time,
+                    d.visibility.join(",")
+                );
+            }
+            println!("{} documents", rows.len());
+        }
+        DocumentsAction::Show { unique_id } => match store.get_document_cda(&unique_id).await? {
+            Some(cda) => println!("{cda}"),
+            None => anyhow::bail!("no document {unique_id}"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,264 @@
+//! Every metric dmpflow exports, declared once with one meaning each (as vector's
+//! internal events), and the HTTP endpoint that serves them with the health checks.
+//!
+//! Labels carry stages, feeds, outcomes, reason codes and topic coordinates: never patient
+//! data (no INS, names or results).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageFeedOutcome {
+    pub stage: &'static str,
+    pub feed: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageReason {
+    pub stage: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub stage: &'static str,
+    pub topic: String,
+    pub partition: i32,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+/// The metrics of one process.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages handled by a stage, by feed and outcome (document, patient, quarantined,
+    /// dead_lettered, stored, replaced, deleted, duplicate).
+    pub messages: Family<StageFeedOutcome, Counter>,
+    /// Rejects (DLQ) and quarantines by stable reason code.
+    pub rejects: Family<StageReason, Counter>,
+    /// Messages currently held by a stage (its in-flight batch).
+    pub in_flight: Family<StageLabel, Gauge>,
+    /// Partitions a stage has paused because its next hop is slow or down.
+    pub paused_partitions: Family<StageLabel, Gauge>,
+    /// Consumer lag per partition (high watermark − position), sampled.
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Time to handle one batch in a stage, seconds.
+    pub batch_seconds: HistogramFamily<StageLabel>,
+    /// End-to-end latency: produce time of the raw message → stored, seconds.
+    pub end_to_end_seconds: HistogramFamily<StageLabel>,
+    /// Messages per store batch.
+    pub store_batch_size: Histogram,
+    /// Time of one store transaction (documents + offsets), seconds.
+    pub store_commit_seconds: Histogram,
+    /// Transient failures retried (broker or database unavailable), by stage.
+    pub retries: Family<StageLabel, Counter>,
+    /// 1 while the process can reach its broker and database and holds assignments.
+    pub ready: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("dmpflow");
+        let m = Metrics {
+            messages: Family::default(),
+            rejects: Family::default(),
+            in_flight: Family::default(),
+            paused_partitions: Family::default(),
+            consumer_lag: Family::default(),
+            batch_seconds: Family::new_with_constructor(latency_histogram),
+            end_to_end_seconds: Family::new_with_constructor(latency_histogram),
+            store_batch_size: batch_histogram(),
+            store_commit_seconds: latency_histogram(),
+            retries: Family::default(),
+            ready: Gauge::default(),
+            registry: Registry::default(),
+        };
+        // prometheus-client appends `_total` to counters itself.
+        registry.register(
+            "messages",
+            "Messages handled by a stage, by feed and outcome",
+            m.messages.clone(),
+        );
+        registry.register(
+            "rejects",
+            "Dead-lettered or quarantined messages by stable reason code",
+            m.rejects.clone(),
+        );
+        registry.register(
+            "in_flight_messages",
+            "Messages held by a stage",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "paused_partitions",
+            "Partitions paused by backpressure",
+            m.paused_partitions.clone(),
+        );
+        registry.register(
+            "consumer_lag_messages",
+            "Consumer lag per partition",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "batch_seconds",
+            "Time to handle one batch",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "end_to_end_seconds",
+            "Raw message produce time to stored",
+            m.end_to_end_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_size",
+            "Messages per store transaction",
+            m.store_batch_size.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Duration of one store transaction",
+            m.store_commit_seconds.clone(),
+        );
+        registry.register(
+            "retries",
+            "Transient failures retried with backoff",
+            m.retries.clone(),
+        );
+        registry.register("ready", "1 when ready", m.ready.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn message(&self, stage: &'static str, feed: &str, outcome: &'static str) {
+        self.messages
+            .get_or_create(&StageFeedOutcome {
+                stage,
+                feed: feed.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn reject(&self, stage: &'static str, reason: &str) {
+        self.rejects
+            .get_or_create(&StageReason {
+                stage,
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a String cannot fail");
+        out
+    }
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Readiness shared between the stages and the health endpoint.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+        metrics().ready.set(ready as i64);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` until the token is cancelled.
+pub async fn serve(
+    addr: &str,
+    health: Health,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::{Router, http::StatusCode, routing::get};
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics().encode(),
+                )
+            }),
+        )
+        .route("/health/live", get(|| async { "live\n" }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let h = health.clone();
+                async move {
+                    if h.is_ready() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics endpoint on {addr}: {e}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_exposition_with_their_labels() {
+        let m = metrics();
+        m.message("normalize", "lab", "document");
+        m.reject("normalize", "hl7.msh.missing");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "dmpflow_messages_total{stage=\"normalize\",feed=\"lab\",outcome=\"document\"}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"hl7.msh.missing\""), "{text}");
+    }
+}

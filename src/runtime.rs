@@ -1,0 +1,319 @@
+//! The Kafka stage runtime, written once for every stage: consume a bounded batch, hand it
+//! to the stage, wait until every output is durable (acknowledged by the broker with
+//! acks=all, or committed in the database), and only then commit the input offsets.
+//!
+//! Why batches: a batch bounds what a stage holds in memory (messages and bytes), lets the
+//! store write many documents in one transaction, and lets the producer keep many sends in
+//! flight. While a batch waits on a slow next hop, the stage does not read further, so the
+//! backlog stays in Kafka (lag) rather than in memory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::metrics::metrics;
+
+/// Consumer context: remembers that a rebalance happened so stages can drop per-partition
+/// state, and logs assignments (topic coordinates only).
+#[derive(Default)]
+pub struct StageContext {
+    pub rebalanced: AtomicBool,
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+}
+
+pub type StageConsumer = StreamConsumer<StageContext>;
+
+fn client_config(settings: &Settings) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.kafka.bootstrap);
+    for (k, v) in &settings.kafka.client {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+/// A consumer of `topics` in the group `<prefix>.<name>`, offsets committed by us only.
+pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Arc<StageConsumer>> {
+    let group = format!("{}.{}", settings.kafka.group_prefix, name);
+    let mut cfg = client_config(settings);
+    cfg.set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set(
+            "queued.max.messages.kbytes",
+            settings.limits.consumer_queue_kbytes.to_string(),
+        )
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    // The operator's pass-through settings win over our defaults.
+    for (k, v) in &settings.kafka.client {
+        cfg.set(k, v);
+    }
+    let consumer: StageConsumer = cfg
+        .create_with_context(StageContext::default())
+        .with_context(|| format!("creating the Kafka consumer of group {group}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .with_context(|| format!("subscribing to {names:?}"))?;
+    Ok(Arc::new(consumer))
+}
+
+/// The idempotent producer every stage writes with (acks=all: "acknowledged" means
+/// replicated to the in-sync replicas).
+pub fn producer(settings: &Settings) -> Result<FutureProducer> {
+    let mut cfg = client_config(settings);
+    cfg.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "30000")
+        .set(
+            "queue.buffering.max.kbytes",
+            settings.limits.producer_queue_kbytes.to_string(),
+        );
+    for (k, v) in &settings.kafka.client {
+        cfg.set(k, v);
+    }
+    cfg.create().context("creating the Kafka producer")
+}
+
+/// One message to produce.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Sends every output and waits for every acknowledgement. A failed send is retried with
+/// backoff (the idempotent producer makes a retry safe); this returns only when all are
+/// durable, or with an error when shutdown is requested first.
+pub async fn produce_all(
+    producer: &FutureProducer,
+    outputs: &[Output],
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut pending: Vec<usize> = (0..outputs.len()).collect();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Enqueue everything first (many sends in flight), then await the acknowledgements.
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            let out = &outputs[i];
+            let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+            for (k, v) in &out.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(&out.topic)
+                .payload(&out.payload)
+                .headers(headers);
+            if let Some(key) = &out.key {
+                record = record.key(key);
+            }
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push((i, delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // Queue full: wait for room, never drop.
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err((e, _)) => {
+                        anyhow::bail!("cannot enqueue a message for {}: {e}", out.topic);
+                    }
+                }
+            }
+        }
+        let mut failed = Vec::new();
+        for (i, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    warn!(stage, error = %e, topic = %outputs[i].topic, "produce failed; will retry");
+                    failed.push(i);
+                }
+                Err(_) => failed.push(i),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        metrics()
+            .retries
+            .get_or_create(&crate::metrics::StageLabel { stage })
+            .inc();
+        pending = failed;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => anyhow::bail!("shutdown while {} outputs were not acknowledged", pending.len()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reads one batch: waits for a first message, then fills up to the limits for at most
+/// `linger`. Returns an empty batch when shutdown is requested or nothing arrives.
+pub async fn next_batch(
+    consumer: &StageConsumer,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Vec<OwnedMessage>> {
+    let limits = &settings.limits;
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    let first = tokio::select! {
+        m = consumer.recv() => m,
+        _ = shutdown.cancelled() => return Ok(batch),
+        _ = tokio::time::sleep(Duration::from_millis(500)) => return Ok(batch),
+    };
+    match first {
+        Ok(m) => {
+            bytes += m.payload_len();
+            batch.push(m.detach());
+        }
+        Err(e) => {
+            warn!(error = %e, "consumer error");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Ok(batch);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(limits.batch_linger_ms);
+    while batch.len() < limits.batch_messages && bytes < limits.batch_bytes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                bytes += m.payload_len();
+                batch.push(m.detach());
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "consumer error");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// The next offset to commit per (topic, partition): highest handled offset + 1.
+pub fn next_offsets(batch: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let e = next
+            .entry((m.topic().to_string(), m.partition()))
+            .or_insert(0);
+        *e = (*e).max(m.offset() + 1);
+    }
+    next
+}
+
+/// Commits the offsets after the batch's outputs are durable.
+pub fn commit(consumer: &StageConsumer, offsets: &BTreeMap<(String, i32), i64>, mode: CommitMode) {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            warn!(error = %e, "building the commit list");
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        // A partition revoked in a rebalance cannot be committed; its messages come back
+        // to the new owner, whose writes are idempotent.
+        warn!(error = %e, "offset commit failed; the messages will be redelivered");
+    }
+}
+
+/// A header's value as text.
+pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Produce time of the raw message (ms since epoch): the ingest-time header carried from
+/// the feed topic, or this message's own timestamp.
+pub fn ingest_time_ms(m: &OwnedMessage) -> Option<i64> {
+    header(m, dmpflow_schemas::headers::INGEST_TIME)
+        .and_then(|v| v.parse().ok())
+        .or_else(|| m.timestamp().to_millis())
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Headers of a dead-lettered message: the stage, the reason, where it came from.
+pub fn dlq_headers(
+    m: &OwnedMessage,
+    stage: &'static str,
+    reason: &str,
+    error: &str,
+) -> Vec<(&'static str, String)> {
+    use dmpflow_schemas::headers as h;
+    let mut v = vec![
+        (h::STAGE, stage.to_string()),
+        (h::REASON, reason.to_string()),
+        (h::ERROR, error.to_string()),
+        (h::SOURCE_TOPIC, m.topic().to_string()),
+        (h::SOURCE_PARTITION, m.partition().to_string()),
+        (h::SOURCE_OFFSET, m.offset().to_string()),
+        (h::TIME, now_ms().to_string()),
+        (
+            h::ATTEMPT,
+            header(m, h::ATTEMPT).unwrap_or_else(|| "1".into()),
+        ),
+    ];
+    if let Some(t) = ingest_time_ms(m) {
+        v.push((h::INGEST_TIME, t.to_string()));
+    }
+    if let Some(f) = header(m, h::FEED) {
+        v.push((h::FEED, f));
+    }
+    v
+}

@@ -1,0 +1,503 @@
+//! The three Kafka stages, each a loop over the shared runtime: read a batch, run the
+//! stage's logic from `pipeline`, make the outcome durable, commit.
+//!
+//! - normalize: `dmp.feed.*` → `dmp.documents` (key = INS) or `dmp.dlq`;
+//! - route: `dmp.documents` → `dmp.routed` / `dmp.quarantine`, identity updates applied to
+//!   the registry;
+//! - store: `dmp.routed` + `dmp.quarantine` → the database, documents and consumer offsets
+//!   in one transaction. On start and after a rebalance it reads its offsets from the
+//!   database and skips what is already stored there: exactly-once into the DMP.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use dmpflow_route::RouteConfig;
+use dmpflow_schemas::reasons::Reason;
+use dmpflow_schemas::{Normalized, Quarantined, headers as h};
+use dmpflow_store::{ItemOutcome, OffsetCommit, Store, StoreItem};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::metrics::{Health, StageLabel, metrics};
+use crate::pipeline::{self, Coordinates, Routed};
+use crate::runtime::{self, Output, StageConsumer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageName {
+    All,
+    Normalize,
+    Route,
+    Store,
+}
+
+/// Runs the chosen stage(s) until shutdown.
+pub async fn run(
+    which: StageName,
+    settings: Settings,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let settings = std::sync::Arc::new(settings);
+    let mut tasks = tokio::task::JoinSet::new();
+    if matches!(which, StageName::All | StageName::Normalize) {
+        let (s, t) = (settings.clone(), shutdown.clone());
+        tasks.spawn(async move { run_normalize(&s, &t).await });
+    }
+    if matches!(which, StageName::All | StageName::Route) {
+        let (s, t) = (settings.clone(), shutdown.clone());
+        tasks.spawn(async move { run_route(&s, &t).await });
+    }
+    if matches!(which, StageName::All | StageName::Store) {
+        let (s, t) = (settings.clone(), shutdown.clone());
+        tasks.spawn(async move { run_store(&s, &t).await });
+    }
+    health.set_ready(true);
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(error = %format!("{e:#}"), "stage failed");
+                shutdown.cancel();
+                result = Err(e);
+            }
+            Err(e) => {
+                shutdown.cancel();
+                result = Err(e.into());
+            }
+        }
+    }
+    health.set_ready(false);
+    result
+}
+
+fn observe_batch(stage: &'static str, started: Instant, n: usize) {
+    let m = metrics();
+    m.batch_seconds
+        .get_or_create(&StageLabel { stage })
+        .observe(started.elapsed().as_secs_f64());
+    m.in_flight
+        .get_or_create(&StageLabel { stage })
+        .set(n as i64);
+}
+
+fn coordinates(m: &OwnedMessage) -> Coordinates {
+    Coordinates {
+        topic: Some(m.topic().to_string()),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+    }
+}
+
+fn carried_headers(m: &OwnedMessage, feed: &str) -> Vec<(&'static str, String)> {
+    let mut v = vec![(h::FEED, feed.to_string())];
+    if let Some(t) = runtime::ingest_time_ms(m) {
+        v.push((h::INGEST_TIME, t.to_string()));
+    }
+    v
+}
+
+fn feed_label(item: &Normalized) -> String {
+    pipeline::source_of(item)
+        .feed
+        .map(|f| f.as_str().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn run_normalize(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
+    const STAGE: &str = "normalize";
+    let consumer = runtime::consumer(settings, STAGE, &settings.topics.feeds())?;
+    let producer = runtime::producer(settings)?;
+    let cfg = dmpflow_normalize::Config {
+        max_message_bytes: settings.limits.max_message_bytes,
+        ..Default::default()
+    };
+    info!(stage = STAGE, "started");
+    while !shutdown.is_cancelled() {
+        let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut outputs = Vec::with_capacity(batch.len());
+        let mut tally: Vec<(String, &'static str, Option<String>)> = Vec::new();
+        for m in &batch {
+            let Some(feed) = settings.topics.feed_of(m.topic()) else {
+                continue;
+            };
+            let raw = m.payload().unwrap_or_default();
+            match pipeline::normalize_message(feed, raw, &coordinates(m), &cfg) {
+                Ok(items) => {
+                    for item in items {
+                        let payload = serde_json::to_vec(&item)?;
+                        outputs.push(Output {
+                            topic: settings.topics.documents.clone(),
+                            key: Some(pipeline::patient_key(&item).to_string()),
+                            payload,
+                            headers: carried_headers(m, feed.as_str()),
+                        });
+                        let outcome = match item {
+                            Normalized::Document(_) => "document",
+                            Normalized::Patient(_) => "patient",
+                        };
+                        tally.push((feed.as_str().into(), outcome, None));
+                    }
+                }
+                Err(reject) => {
+                    let mut headers =
+                        runtime::dlq_headers(m, STAGE, reject.reason.as_str(), &reject.detail);
+                    headers.push((h::FEED, feed.as_str().into()));
+                    outputs.push(Output {
+                        topic: settings.topics.dlq.clone(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: raw.to_vec(),
+                        headers,
+                    });
+                    warn!(
+                        stage = STAGE,
+                        topic = m.topic(),
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        reason = reject.reason.as_str(),
+                        "dead-lettered"
+                    );
+                    tally.push((
+                        feed.as_str().into(),
+                        "dead_lettered",
+                        Some(reject.reason.as_str().into()),
+                    ));
+                }
+            }
+        }
+        if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
+            // Shutdown before the outputs were acknowledged: do not commit; they come back.
+            warn!(stage = STAGE, error = %e, "batch not committed");
+            break;
+        }
+        runtime::commit(&consumer, &runtime::next_offsets(&batch), CommitMode::Async);
+        for (feed, outcome, reason) in tally {
+            metrics().message(STAGE, &feed, outcome);
+            if let Some(r) = reason {
+                metrics().reject(STAGE, &r);
+            }
+        }
+        observe_batch(STAGE, started, batch.len());
+    }
+    finish(&consumer, STAGE);
+    Ok(())
+}
+
+fn finish(consumer: &StageConsumer, stage: &'static str) {
+    // Whatever was committed asynchronously is flushed before leaving the group.
+    if let Ok(tpl) = rdkafka::consumer::Consumer::position(consumer) {
+        let _ = tpl;
+    }
+    let _ = rdkafka::consumer::Consumer::commit_consumer_state(consumer, CommitMode::Sync);
+    info!(stage, "stopped");
+}
+
+/// Retries a database operation on transient errors until it works or shutdown.
+async fn with_db_retry<T, F, Fut>(
+    stage: &'static str,
+    shutdown: &CancellationToken,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, dmpflow_store::StoreError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() => {
+                warn!(stage, error = %e, "database unavailable; retrying");
+                metrics().retries.get_or_create(&StageLabel { stage }).inc();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => anyhow::bail!("shutdown while the database was unavailable"),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn connect_store(
+    settings: &Settings,
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<Store> {
+    with_db_retry(stage, shutdown, || Store::connect(&settings.database_url)).await
+}
+
+async fn run_route(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
+    const STAGE: &str = "route";
+    let store = connect_store(settings, STAGE, shutdown).await?;
+    let consumer = runtime::consumer(
+        settings,
+        STAGE,
+        std::slice::from_ref(&settings.topics.documents),
+    )?;
+    let producer = runtime::producer(settings)?;
+    let cfg = RouteConfig {
+        accept_test_oids: settings.accept_test_oids,
+    };
+    info!(stage = STAGE, "started");
+    while !shutdown.is_cancelled() {
+        let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut outputs = Vec::with_capacity(batch.len());
+        let mut tally: Vec<(String, &'static str, Option<String>)> = Vec::new();
+        for m in &batch {
+            let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+            let item: Normalized = match serde_json::from_slice(m.payload().unwrap_or_default()) {
+                Ok(i) => i,
+                Err(e) => {
+                    outputs.push(dead_letter(
+                        settings,
+                        m,
+                        STAGE,
+                        Reason::PayloadInvalid,
+                        &e.to_string(),
+                    ));
+                    tally.push((
+                        feed,
+                        "dead_lettered",
+                        Some(Reason::PayloadInvalid.as_str().into()),
+                    ));
+                    continue;
+                }
+            };
+            let routed = with_db_retry(STAGE, shutdown, || {
+                pipeline::route_item(&store, item.clone(), &cfg)
+            })
+            .await?;
+            match routed {
+                Routed::Document(doc) => {
+                    outputs.push(Output {
+                        topic: settings.topics.routed.clone(),
+                        key: Some(pipeline::patient_key(&doc).to_string()),
+                        payload: serde_json::to_vec(&doc)?,
+                        headers: carried_headers(m, &feed),
+                    });
+                    tally.push((feed, "routed", None));
+                }
+                Routed::PatientApplied => tally.push((feed, "patient", None)),
+                Routed::Quarantine(q) => {
+                    let mut headers = carried_headers(m, &feed);
+                    headers.push((h::REASON, q.reason.clone()));
+                    headers.push((h::STAGE, STAGE.into()));
+                    tally.push((feed_label(&q.item), "quarantined", Some(q.reason.clone())));
+                    outputs.push(Output {
+                        topic: settings.topics.quarantine.clone(),
+                        key: Some(pipeline::patient_key(&q.item).to_string()),
+                        payload: serde_json::to_vec(&q)?,
+                        headers,
+                    });
+                }
+            }
+        }
+        if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
+            warn!(stage = STAGE, error = %e, "batch not committed");
+            break;
+        }
+        runtime::commit(&consumer, &runtime::next_offsets(&batch), CommitMode::Async);
+        for (feed, outcome, reason) in tally {
+            metrics().message(STAGE, &feed, outcome);
+            if let Some(r) = reason {
+                metrics().reject(STAGE, &r);
+            }
+        }
+        observe_batch(STAGE, started, batch.len());
+    }
+    finish(&consumer, STAGE);
+    Ok(())
+}
+
+fn dead_letter(
+    settings: &Settings,
+    m: &OwnedMessage,
+    stage: &'static str,
+    reason: Reason,
+    error: &str,
+) -> Output {
+    warn!(
+        stage,
+        topic = m.topic(),
+        partition = m.partition(),
+        offset = m.offset(),
+        reason = reason.as_str(),
+        "dead-lettered"
+    );
+    Output {
+        topic: settings.topics.dlq.clone(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers: runtime::dlq_headers(m, stage, reason.as_str(), error),
+    }
+}
+
+async fn run_store(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
+    const STAGE: &str = "store";
+    let store = connect_store(settings, STAGE, shutdown).await?;
+    let group = format!("{}.{}", settings.kafka.group_prefix, STAGE);
+    let topics = vec![
+        settings.topics.routed.clone(),
+        settings.topics.quarantine.clone(),
+    ];
+    let consumer = runtime::consumer(settings, STAGE, &topics)?;
+    let producer: FutureProducer = runtime::producer(settings)?;
+    // Next offset per partition as recorded in the database: the source of truth.
+    let mut db_offsets: HashMap<(String, i32), i64> = HashMap::new();
+    info!(stage = STAGE, "started");
+    while !shutdown.is_cancelled() {
+        let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        if consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
+            db_offsets.clear();
+        }
+        for topic in &topics {
+            let needs_load = batch.iter().any(|m| {
+                m.topic() == topic && !db_offsets.contains_key(&(topic.clone(), m.partition()))
+            });
+            if needs_load {
+                let rows =
+                    with_db_retry(STAGE, shutdown, || store.committed_offsets(&group, topic))
+                        .await?;
+                for (p, next) in rows {
+                    db_offsets.insert((topic.clone(), p), next);
+                }
+                for m in batch.iter().filter(|m| m.topic() == topic) {
+                    db_offsets
+                        .entry((topic.clone(), m.partition()))
+                        .or_insert(0);
+                }
+            }
+        }
+        let offsets = runtime::next_offsets(&batch);
+        let mut items = Vec::with_capacity(batch.len());
+        let mut item_feeds = Vec::with_capacity(batch.len());
+        let mut dlq = Vec::new();
+        let mut skipped = 0usize;
+        let mut e2e = Vec::new();
+        for m in &batch {
+            let stored_next = db_offsets
+                .get(&(m.topic().to_string(), m.partition()))
+                .copied()
+                .unwrap_or(0);
+            if m.offset() < stored_next {
+                // Already in the database (a crash between the DB commit and the Kafka
+                // commit): skip, do not store twice.
+                skipped += 1;
+                continue;
+            }
+            let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+            let payload = m.payload().unwrap_or_default();
+            let decoded = if m.topic() == settings.topics.quarantine {
+                serde_json::from_slice::<Quarantined>(payload).map(StoreItem::Quarantine)
+            } else {
+                serde_json::from_slice::<Normalized>(payload).and_then(|n| match n {
+                    Normalized::Document(d) => Ok(StoreItem::Document(*d)),
+                    Normalized::Patient(_) => Err(serde::de::Error::custom(
+                        "patient update on the routed topic",
+                    )),
+                })
+            };
+            match decoded {
+                Ok(item) => {
+                    items.push(item);
+                    item_feeds.push(feed);
+                    if let Some(t) = runtime::ingest_time_ms(m) {
+                        e2e.push(t);
+                    }
+                }
+                Err(e) => {
+                    dlq.push(dead_letter(
+                        settings,
+                        m,
+                        STAGE,
+                        Reason::PayloadInvalid,
+                        &e.to_string(),
+                    ));
+                    metrics().message(STAGE, &feed, "dead_lettered");
+                    metrics().reject(STAGE, Reason::PayloadInvalid.as_str());
+                }
+            }
+        }
+        // Dead letters first: the DB commit below records the offsets past them.
+        if let Err(e) = runtime::produce_all(&producer, &dlq, STAGE, shutdown).await {
+            warn!(stage = STAGE, error = %e, "batch not committed");
+            break;
+        }
+        let commits: Vec<OffsetCommit> = offsets
+            .iter()
+            .map(|((topic, partition), next)| OffsetCommit {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+        let tx_started = Instant::now();
+        let outcomes =
+            match with_db_retry(STAGE, shutdown, || store.write_batch(&items, &commits)).await {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
+                    break;
+                }
+            };
+        let m = metrics();
+        m.store_commit_seconds
+            .observe(tx_started.elapsed().as_secs_f64());
+        m.store_batch_size.observe(items.len() as f64);
+        for (key, next) in &offsets {
+            db_offsets.insert(key.clone(), *next);
+        }
+        runtime::commit(&consumer, &offsets, CommitMode::Async);
+        for (outcome, feed) in outcomes.iter().zip(&item_feeds) {
+            let (label, reason) = outcome_label(outcome);
+            m.message(STAGE, feed, label);
+            if let Some(r) = reason {
+                m.reject(STAGE, r);
+            }
+        }
+        let now = runtime::now_ms();
+        for t in e2e {
+            m.end_to_end_seconds
+                .get_or_create(&StageLabel { stage: STAGE })
+                .observe(((now - t).max(0) as f64) / 1000.0);
+        }
+        if skipped > 0 {
+            info!(
+                stage = STAGE,
+                skipped, "messages already stored were skipped"
+            );
+        }
+        observe_batch(STAGE, started, batch.len());
+    }
+    finish(&consumer, STAGE);
+    Ok(())
+}
+
+/// Metric outcome label (and reason) of one store outcome.
+pub fn outcome_label(o: &ItemOutcome) -> (&'static str, Option<&str>) {
+    match o {
+        ItemOutcome::Quarantined(r) => ("quarantined", Some(r.as_str())),
+        other => (other.as_str(), None),
+    }
+}

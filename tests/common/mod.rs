@@ -1,0 +1,238 @@
+//! Shared helpers of the integration tests that need the real services started by
+//! `scripts/stack up` (Kafka in KRaft mode and PostgreSQL). When a service cannot be
+//! reached the test FAILS with a message saying to run `scripts/stack up`: it never skips.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Settings of the running stack: the environment first, then `.stack.env`.
+pub fn stack_env() -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(repo_root().join(".stack.env")) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                vars.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    for key in ["DMPFLOW_KAFKA_BOOTSTRAP", "DMPFLOW_DATABASE_URL"] {
+        if let Ok(v) = std::env::var(key) {
+            vars.insert(key.to_string(), v);
+        }
+    }
+    vars
+}
+
+pub fn bootstrap() -> String {
+    stack_env().get("DMPFLOW_KAFKA_BOOTSTRAP").cloned().expect(
+        "no DMPFLOW_KAFKA_BOOTSTRAP in the environment or .stack.env: run `scripts/stack up` first",
+    )
+}
+
+pub fn database_url() -> String {
+    stack_env().get("DMPFLOW_DATABASE_URL").cloned().expect(
+        "no DMPFLOW_DATABASE_URL in the environment or .stack.env: run `scripts/stack up` first",
+    )
+}
+
+/// Fails unless the broker answers a metadata request.
+pub fn require_kafka() -> String {
+    let bs = bootstrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .create()
+        .expect("creating a Kafka client");
+    c.fetch_metadata(None, Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            panic!("Kafka at {bs} does not answer ({e}): run `scripts/stack up` first")
+        });
+    bs
+}
+
+/// A fresh database on the stack's PostgreSQL, so each test starts empty.
+pub async fn fresh_database(tag: &str) -> String {
+    use sqlx::Connection;
+    let admin_url = database_url();
+    let mut conn = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL does not answer ({e}): run `scripts/stack up` first")
+        });
+    let name = format!("dmpflow_t_{tag}_{}", unique());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("creating a test database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL with a database name");
+    format!("{base}/{name}")
+}
+
+/// A short value unique to this test run.
+pub fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+/// Environment for a dmpflow process isolated on its own topics, groups and database.
+pub fn isolated_env(prefix: &str, db: &str) -> Vec<(String, String)> {
+    vec![
+        ("DMPFLOW_KAFKA_BOOTSTRAP".into(), bootstrap()),
+        ("DMPFLOW_DATABASE_URL".into(), db.into()),
+        ("DMPFLOW_GROUP_PREFIX".into(), format!("{prefix}.g")),
+        ("DMPFLOW_FEED_PREFIX".into(), format!("{prefix}.feed.")),
+        (
+            "DMPFLOW_TOPIC_DOCUMENTS".into(),
+            format!("{prefix}.documents"),
+        ),
+        ("DMPFLOW_TOPIC_ROUTED".into(), format!("{prefix}.routed")),
+        (
+            "DMPFLOW_TOPIC_QUARANTINE".into(),
+            format!("{prefix}.quarantine"),
+        ),
+        ("DMPFLOW_TOPIC_DLQ".into(), format!("{prefix}.dlq")),
+        ("DMPFLOW_ACCEPT_TEST_OIDS".into(), "true".into()),
+        ("DMPFLOW_LOG".into(), "info,rdkafka=warn,sqlx=warn".into()),
+    ]
+}
+
+pub fn dmpflow() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dmpflow"));
+    c.current_dir(std::env::temp_dir());
+    c
+}
+
+/// Runs a dmpflow command to completion, returning stdout; panics with its output on failure.
+pub fn run_ok(env: &[(String, String)], args: &[&str]) -> String {
+    let out = dmpflow()
+        .envs(env.iter().cloned())
+        .args(args)
+        .output()
+        .expect("running dmpflow");
+    assert!(
+        out.status.success(),
+        "dmpflow {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `dmpflow run --stage <stage>` in the background.
+pub fn spawn_stage(env: &[(String, String)], stage: &str, metrics_port: u16, log: &str) -> Child {
+    let log = std::fs::File::create(std::env::temp_dir().join(log)).expect("log file");
+    dmpflow()
+        .envs(env.iter().cloned())
+        .args([
+            "run",
+            "--stage",
+            stage,
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting dmpflow run")
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id() as i32;
+    unsafe_kill(pid, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for dmpflow") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dmpflow did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn unsafe_kill(pid: i32, signal: &str) {
+    Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+}
+
+/// Sum over partitions of a topic's high watermarks (messages ever written).
+pub fn topic_count(topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut total = 0;
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (lo, hi) = c
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            total += hi - lo;
+        }
+    }
+    total
+}
+
+/// Polls `f` until it returns true or the timeout passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+pub const TEST_OID: &str = "1.2.250.1.213.1.4.10";
+
+/// A synthetic qualified patient, with a valid INS key.
+pub fn patient_csv(ins_body: &str) -> (String, String) {
+    let n: u64 = ins_body.parse().unwrap();
+    let ins = format!("{ins_body}{:02}", 97 - n % 97);
+    let csv = format!(
+        "ins,ins_oid,birth_name,first_names,birth_date,sex,birth_place,identity_status,feeding_opposed\n{ins},{TEST_OID},DURAND,CLAIRE MARIE,1980-03-15,F,75056,QUAL,false\n"
+    );
+    (ins, csv)
+}
+
+/// A structured lab ORU^R01 for that patient; `n` makes MSH-10 and the order unique.
+pub fn lab_oru(ins: &str, run: &str, n: usize) -> String {
+    format!(
+        "MSH|^~\\&|SIL-TEST|LABO-TEST|DMPFLOW|DMP|20241105143000||ORU^R01^ORU_R01|{run}-{n}|P|2.5|||||FRA|UNICODE UTF-8\r\
+PID|1||{ins}^^^ASIP-SANTE-INS-NIR&{TEST_OID}&ISO^INS||DURAND^CLAIRE^CLAIRE MARIE^^^^L||19800315|F|||^^^^^^BDL^^75056|||||||||||||||||||||VALI\r\
+PV1|1|O\r\
+ORC|NW|{run}-CMD{n}^SIL-TEST|||||||20241105143000\r\
+OBR|1|{run}-CMD{n}^SIL-TEST||24362-6^Ionogramme sanguin^LN|||20241105080000|||||||||10003456789^DUPONT^CLAIRE||||||20241105143000|||F\r\
+OBX|1|NM|2823-3^Potassium^LN||4.{d}|mmol/L|3.5-5.1|N|||F|||20241105080000\r",
+        d = n % 10
+    )
+}
