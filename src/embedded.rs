@@ -444,9 +444,25 @@ pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result
             match pipeline::route_item(&store, q.item.clone(), &cfg).await? {
                 Routed::Document(Normalized::Document(doc)) => {
                     let outcome = store.write_batch(&[StoreItem::Document(*doc)], &[]).await?;
-                    store.quarantine_mark_released(id).await?;
-                    println!("case {id} released: {:?}", outcome.first());
-                    Ok(ExitCode::SUCCESS)
+                    match outcome.first() {
+                        // Only a write that really filed the document closes the case.
+                        Some(
+                            o @ (ItemOutcome::Stored
+                            | ItemOutcome::Replaced { .. }
+                            | ItemOutcome::Deleted { .. }),
+                        ) => {
+                            store.quarantine_mark_released(id).await?;
+                            println!("case {id} released: {}", o.as_str());
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        other => {
+                            let what = other.map(|o| o.as_str()).unwrap_or("nothing");
+                            println!(
+                                "case {id} not released: the store answered {what}; left open"
+                            );
+                            Ok(ExitCode::from(1))
+                        }
+                    }
                 }
                 Routed::PatientApplied => {
                     store.quarantine_mark_released(id).await?;

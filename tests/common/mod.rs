@@ -231,7 +231,7 @@ pub fn lab_oru(ins: &str, run: &str, n: usize) -> String {
 PID|1||{ins}^^^ASIP-SANTE-INS-NIR&{TEST_OID}&ISO^INS||DURAND^CLAIRE^CLAIRE MARIE^^^^L||19800315|F|||^^^^^^BDL^^75056|||||||||||||||||||||VALI\r\
 PV1|1|O\r\
 ORC|NW|{run}-CMD{n}^SIL-TEST|||||||20241105143000\r\
-OBR|1|{run}-CMD{n}^SIL-TEST||24362-6^Ionogramme sanguin^LN|||20241105080000|||||||||10003456789^DUPONT^CLAIRE||||||20241105143000|||F\r\
+OBR|1|{run}-CMD{n}^SIL-TEST||24362-6^Ionogramme sanguin^LN|||20241105080000|||||||||10003456789^DUPONT^CLAIRE||||||20241105143000|||F|||||||801234567866&BIOLO&ANNE\r\
 OBX|1|NM|2823-3^Potassium^LN||4.{d}|mmol/L|3.5-5.1|N|||F|||20241105080000\r",
         d = n % 10
     )
