@@ -3,10 +3,13 @@
 
 mod admin;
 mod config;
+mod dlq;
 mod embedded;
 mod inspect;
 mod metrics;
+mod mllp;
 mod pipeline;
+mod replay;
 mod runtime;
 mod stages;
 
@@ -92,6 +95,15 @@ enum Command {
         #[command(subcommand)]
         action: embedded::DocumentsAction,
     },
+    /// The dead-letter queue: list, show, replay after a fix.
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::DlqAction,
+    },
+    /// Re-process a window of a stage's input through a separate consumer group.
+    Replay(replay::ReplayArgs),
+    /// MLLP gateway: receive HL7 v2 over TCP, acknowledge once durably written to Kafka.
+    Mllp(mllp::MllpArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -191,5 +203,8 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Patients { action } => embedded::patients(&settings, action).await,
         Command::Quarantine { action } => embedded::quarantine(&settings, action).await,
         Command::Documents { action } => embedded::documents(&settings, action).await,
+        Command::Dlq { action } => dlq::dlq(&settings, action).await,
+        Command::Replay(args) => replay::replay(&settings, args).await,
+        Command::Mllp(args) => mllp::mllp(&settings, args).await,
     }
 }
