@@ -119,30 +119,24 @@ pub fn route_document(meta: &DocumentMeta, chain: &[PatientRecord], cfg: &RouteC
             "registry holds this matricule under another OID",
         );
     }
-    if !reg_status_qualified(&first.identity_status) {
-        return Decision::quarantine(
-            Reason::IdentityNotQualified,
-            format!(
-                "registry identity status {} is neither QUAL nor VALI",
-                status_label(&first.identity_status)
-            ),
-        );
-    }
-
-    // 3. The five strict traits, against the record of the INS the document names.
-    let bad = mismatched_traits(p, first);
-    if !bad.is_empty() {
-        let names: Vec<&str> = bad.iter().map(|t| t.as_str()).collect();
-        return Decision::quarantine(
-            Reason::IdentityTraitsMismatch,
-            format!("differs from registry: {}", names.join(", ")),
-        );
-    }
-
-    // 4. Merges: follow the chain to the current record.
+    // A merged (A40) or changed (A47) identifier is retired: the surviving record is the
+    // identity that counts, for the status and the traits alike. The old record may be a
+    // bare stub the registry created when the merge named an INS it never knew.
     let last = match check_chain(chain) {
         Ok(last) => last,
         Err((reason, detail)) => return Decision::quarantine(reason, detail),
+    };
+    let reference = if first.merged_into.is_some() {
+        last
+    } else {
+        first
+    };
+    // Traits are those of the record the document names, unless that record is a stub
+    // with no traits (then the survivor's, the only ones the registry knows).
+    let traits_of = if first.birth_name.is_empty() {
+        reference
+    } else {
+        first
     };
     if !std::ptr::eq(last, first) {
         // The merge target is where the data lands: it must be as acceptable as the
@@ -150,15 +144,30 @@ pub fn route_document(meta: &DocumentMeta, chain: &[PatientRecord], cfg: &RouteC
         if let Err((reason, detail)) = check_ins(&last.ins, &last.ins_oid, cfg) {
             return Decision::quarantine(reason, format!("merge target INS: {detail}"));
         }
-        if !reg_status_qualified(&last.identity_status) {
-            return Decision::quarantine(
-                Reason::IdentityNotQualified,
-                format!(
-                    "merge target identity status {} is neither QUAL nor VALI",
-                    status_label(&last.identity_status)
-                ),
-            );
-        }
+    }
+    if !reg_status_qualified(&reference.identity_status) {
+        let whose = if std::ptr::eq(reference, first) {
+            "registry"
+        } else {
+            "merge target"
+        };
+        return Decision::quarantine(
+            Reason::IdentityNotQualified,
+            format!(
+                "{whose} identity status {} is neither QUAL nor VALI",
+                status_label(&reference.identity_status)
+            ),
+        );
+    }
+
+    // 3. The five strict traits.
+    let bad = mismatched_traits(p, traits_of);
+    if !bad.is_empty() {
+        let names: Vec<&str> = bad.iter().map(|t| t.as_str()).collect();
+        return Decision::quarantine(
+            Reason::IdentityTraitsMismatch,
+            format!("differs from registry: {}", names.join(", ")),
+        );
     }
 
     // 5. Opposition, as recorded on the current record (merges carry consent forward).

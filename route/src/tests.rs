@@ -460,3 +460,25 @@ fn patient_update_checks_every_identifier() {
     let (r, _) = check_patient_update(&update(change(INS_B, "1.2.3"), INS_A), &PROD).unwrap_err();
     assert_eq!(r, Reason::InsOidRejected);
 }
+
+#[test]
+fn a_document_for_a_merged_stub_follows_the_survivor_and_its_traits() {
+    // A40 named an INS the registry never knew: the store keeps a stub (no traits, PROV)
+    // pointing to the survivor. The document is checked against the survivor.
+    let mut stub = merged(INS_A, INS_B);
+    stub.birth_name.clear();
+    stub.first_names.clear();
+    stub.birth_date.clear();
+    stub.sex = "U".into();
+    stub.identity_status = "PROV".into();
+    assert_eq!(
+        route_document(&meta(INS_A), &[stub.clone(), record(INS_B)], &PROD),
+        routed(INS_B)
+    );
+    let mut other = record(INS_B);
+    other.birth_name = "AUTRE".into();
+    assert_quarantine(
+        route_document(&meta(INS_A), &[stub, other], &PROD),
+        Reason::IdentityTraitsMismatch,
+    );
+}
