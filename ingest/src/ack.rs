@@ -367,7 +367,9 @@ mod tests {
             text: "a#b$c",
         };
         let ack = build_ack(&inb, AckCode::Error, "9", "T", Some(&e));
-        assert!(ack.starts_with("MSH#$~\\&#PFI-X#Organisation-X#SIL-Y#labo#T##ACK$R01$ACK#9#P#2.5\r"));
+        assert!(
+            ack.starts_with("MSH#$~\\&#PFI-X#Organisation-X#SIL-Y#labo#T##ACK$R01$ACK#9#P#2.5\r")
+        );
         assert!(ack.contains("MSA#AE#015#a\\F\\b\\S\\c\r"));
         assert!(ack.contains("#kafka.unavailable$$DMPFLOW#"));
     }
