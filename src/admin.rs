@@ -211,24 +211,39 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
     let topic = settings.topics.feed(args.feed);
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
-            .expect("static template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} files, {msg} [{elapsed_precise}]",
+        )
+        .expect("static template"),
     );
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let (mut sent, mut failures) = (0usize, Vec::new());
+    let (mut sent, mut files_done, mut failures) = (0usize, 0usize, Vec::new());
     for file in &files {
-        let data = read_input(file)?;
+        let data = match read_input(file) {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(format!("{}: {e:#}", file.display()));
+                bar.inc(1);
+                continue;
+            }
+        };
         let (messages, errors) = split(&data);
+        let framing_errors = errors.len();
         for e in errors {
             failures.push(format!("{}: {e}", file.display()));
         }
         let now = runtime::now_ms().to_string();
+        // Keyed like the MLLP gateway (INS, else MSH-3^MSH-4), so a patient's messages
+        // keep their order whichever way they arrive.
         let outputs: Vec<Output> = messages
             .into_iter()
             .map(|payload| Output {
                 topic: topic.clone(),
-                key: None,
+                key: Some(crate::mllp::key_of_raw(
+                    &payload,
+                    settings.limits.max_message_bytes,
+                )),
                 payload,
                 headers: vec![
                     (h::FEED, args.feed.as_str().to_string()),
@@ -237,20 +252,27 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
             })
             .collect();
         let n = outputs.len();
+        // A file is done only when Kafka acknowledged every one of its messages.
         let produce = runtime::produce_all(&producer, &outputs, "load", &shutdown);
         match tokio::time::timeout(Duration::from_secs(120), produce).await {
-            Ok(Ok(())) => sent += n,
+            Ok(Ok(())) => {
+                sent += n;
+                if framing_errors == 0 {
+                    files_done += 1;
+                }
+            }
             Ok(Err(e)) => failures.push(format!("{}: {e:#}", file.display())),
             Err(_) => failures.push(format!(
-                "{}: Kafka did not acknowledge within 120 s",
+                "{}: Kafka did not acknowledge its {n} messages within 120 s",
                 file.display()
             )),
         }
         bar.inc(1);
+        bar.set_message(format!("{sent} messages acknowledged"));
     }
     bar.finish_and_clear();
     println!(
-        "loaded {sent} messages from {} files into {topic} in {:.1}s; {} failures",
+        "loaded {sent} messages from {files_done}/{} files into {topic} in {:.1}s; {} failures",
         files.len(),
         started.elapsed().as_secs_f64(),
         failures.len()

@@ -1,14 +1,669 @@
-//! `dmpflow mllp`: the MLLP gateway (placeholder until implemented).
+//! `dmpflow mllp`: the MLLP gateway. Receives HL7 v2 messages over TCP and answers each
+//! with an HL7 ACK whose meaning is exact (design guarantee 5):
+//!
+//! - **AA** only after Kafka acknowledged the write (acks=all, idempotent producer), so a
+//!   sender that got AA may forget the message;
+//! - **AR** when the message itself is refused (unparseable MSH, unknown charset, no
+//!   MSH-10, message type not routed): resending the same bytes will not help;
+//! - **AE** when Kafka did not acknowledge within `--ack-timeout-ms`: resend later.
+//!
+//! The ACK echoes MSH-10 in MSA-2 and is written with the sender's separators and MSH-18
+//! charset. The Kafka key keeps one patient's messages in order (PID-3 INS, else
+//! MSH-3^MSH-4). A resend of a message already acknowledged (same sender, MSH-10 and
+//! bytes) is answered AA from a bounded recent-ids cache without a second write; past the
+//! cache (or after a restart) the duplicate reaches the feed topic and normalize's
+//! deterministic uniqueIds plus the idempotent store absorb it.
+//!
+//! Memory is bounded: at most `--max-connections` connections, each holding at most one
+//! frame of `--max-frame` bytes and handling one message at a time (the listener stops
+//! reading a connection while its message waits on Kafka). Logs name the peer, MSH-10 and
+//! topic coordinates only, never message content.
 
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use dmpflow_ingest::{
+    AckCharset, AckCode, AckError, Inbound, MllpDecoder, MllpError, build_ack, encode_charset,
+    encode_frame, hl7_timestamp,
+};
+use dmpflow_normalize::hl7::{Charset, Message, ReadOptions};
+use dmpflow_schemas::reasons::Reason;
+use dmpflow_schemas::{Feed, headers as h};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::bytes::BytesMut;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::runtime;
 
-#[derive(clap::Args)]
-pub struct MllpArgs {}
+#[derive(clap::Args, Clone)]
+pub struct MllpArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    pub listen: String,
+    /// Feed every message goes to; its message types are checked (others get AR).
+    #[arg(long, required_unless_present = "route")]
+    pub feed: Option<Feed>,
+    /// Route by MSH-9 instead of one feed: `TYPE[^EVENT]=FEED`, repeatable, first match
+    /// wins (e.g. `--route ADT=identity --route RDS^O13=pharmacy --route ORU=lab`).
+    #[arg(long, conflicts_with = "feed")]
+    pub route: Vec<String>,
+    /// Largest message accepted, in bytes (a larger frame closes the connection).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_frame: usize,
+    /// A frame already started must keep arriving: longest silence inside a frame (ms).
+    #[arg(long, default_value_t = 30_000)]
+    pub read_timeout_ms: u64,
+    /// A connection with no traffic between messages for this long is closed (ms).
+    #[arg(long, default_value_t = 600_000)]
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones are closed at accept.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// How long a message may wait for Kafka's acknowledgement before the sender gets AE (ms).
+    #[arg(long, default_value_t = 10_000)]
+    pub ack_timeout_ms: u64,
+    /// Recently acknowledged (sender, MSH-10, content) kept to answer a resend without a
+    /// second write; 0 disables.
+    #[arg(long, default_value_t = 100_000)]
+    pub dedupe_cache: usize,
+}
 
-pub async fn mllp(_settings: &Settings, _args: MllpArgs) -> Result<ExitCode> {
-    anyhow::bail!("dmpflow mllp is not implemented yet")
+/// Where a message goes, decided from MSH-9.
+#[derive(Debug, Clone)]
+enum Routing {
+    Feed(Feed),
+    /// (type, optional event, feed), first match wins.
+    Table(Vec<(String, Option<String>, Feed)>),
+}
+
+/// The message types normalize maps for a feed (mirrors `dmpflow_normalize::normalize`).
+fn feed_accepts(feed: Feed, typ: &str, event: &str) -> bool {
+    match feed {
+        Feed::Identity => typ == "ADT" && matches!(event, "A28" | "A31" | "A40" | "A47"),
+        _ => match (typ, event) {
+            ("MDM", "T02" | "T10" | "T04") | ("ORU", "R01") => true,
+            ("RDS", "O13") => feed == Feed::Pharmacy,
+            _ => false,
+        },
+    }
+}
+
+impl Routing {
+    fn from_args(args: &MllpArgs) -> Result<Routing> {
+        if let Some(f) = args.feed {
+            return Ok(Routing::Feed(f));
+        }
+        let mut table = Vec::new();
+        for r in &args.route {
+            let (ty, feed) = r
+                .split_once('=')
+                .with_context(|| format!("--route {r}: expected TYPE[^EVENT]=FEED"))?;
+            let feed: Feed = feed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let (typ, event) = match ty.split_once('^') {
+                Some((t, e)) => (t.to_string(), Some(e.to_string())),
+                None => (ty.to_string(), None),
+            };
+            table.push((typ, event, feed));
+        }
+        Ok(Routing::Table(table))
+    }
+
+    fn feed_for(&self, typ: &str, event: &str) -> Option<Feed> {
+        match self {
+            Routing::Feed(f) => feed_accepts(*f, typ, event).then_some(*f),
+            Routing::Table(t) => t
+                .iter()
+                .find(|(ty, ev, _)| ty == typ && ev.as_deref().is_none_or(|e| e == event))
+                .map(|(_, _, f)| *f),
+        }
+    }
+}
+
+/// The sender's MSH as the ACK needs it, read from the raw bytes so that even a message
+/// the parser refuses can be answered with its MSH-10.
+pub struct RawHeader {
+    pub inbound: Inbound,
+    pub charset: AckCharset,
+}
+
+/// Reads MSH-1..18 from the first line. Tolerant by design: this only serves the answer.
+pub fn read_header(raw: &[u8]) -> RawHeader {
+    let mut b = raw;
+    while let [0x0B | b'\r' | b'\n' | b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    if let [0xEF, 0xBB, 0xBF, rest @ ..] = b {
+        b = rest;
+    }
+    let line = &b[..b
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(b.len())];
+    let mut inbound = Inbound::unknown();
+    if line.len() < 4 || &line[..3] != b"MSH" || !line[3].is_ascii_graphic() {
+        return RawHeader {
+            inbound,
+            charset: AckCharset::Utf8,
+        };
+    }
+    let fs = line[3];
+    let msh18 = line.split(|&c| c == fs).nth(17).unwrap_or(&[]);
+    let msh18 = String::from_utf8_lossy(msh18).trim().to_string();
+    let cs = if msh18.is_empty() {
+        Some(Charset::Utf8)
+    } else {
+        Charset::from_msh18(&msh18)
+    };
+    let text = match cs.and_then(|c| c.decode(line)) {
+        Some(t) => t.into_owned(),
+        None => String::from_utf8_lossy(line).into_owned(),
+    };
+    let fields: Vec<&str> = text.split(fs as char).collect();
+    let get = |n: usize| fields.get(n - 1).copied().unwrap_or("").to_string();
+    inbound.field_sep = fs as char;
+    let enc = get(2);
+    let chars: Vec<char> = enc.chars().collect();
+    let usable = (4..=5).contains(&chars.len())
+        && chars.iter().enumerate().all(|(i, c)| {
+            !(c.is_alphanumeric() || c.is_whitespace() || c.is_control())
+                && *c != fs as char
+                && !chars[..i].contains(c)
+        });
+    if usable {
+        inbound.encoding = enc;
+    }
+    let comp = inbound.encoding.chars().next().unwrap_or('^');
+    inbound.sending_app = get(3);
+    inbound.sending_facility = get(4);
+    inbound.receiving_app = get(5);
+    inbound.receiving_facility = get(6);
+    inbound.trigger = get(9).split(comp).nth(1).unwrap_or("").to_string();
+    inbound.control_id = get(10);
+    let pid = get(11);
+    if !pid.is_empty() {
+        inbound.processing_id = pid;
+    }
+    let version = get(12);
+    if !version.is_empty() {
+        inbound.version = version;
+    }
+    inbound.country = get(17);
+    inbound.charset = msh18;
+    let charset = match cs {
+        Some(Charset::Latin1) => AckCharset::Latin1,
+        Some(Charset::Latin9) => AckCharset::Latin9,
+        _ => AckCharset::Utf8,
+    };
+    RawHeader { inbound, charset }
+}
+
+/// The Kafka key that keeps one patient's messages in order: the INS of PID-3 (the
+/// repetition typed `INS`) when present, else the sender MSH-3^MSH-4 (one sender's
+/// messages stay in order).
+pub fn message_key(msg: &Message<'_>) -> String {
+    if let Some(pid) = msg.segment("PID") {
+        for rep in pid.field(3).repetitions() {
+            let id = rep.component(1);
+            if rep.component(5).raw() == "INS" && !id.is_empty() {
+                return id.raw().to_string();
+            }
+        }
+    }
+    let msh = msg
+        .segment("MSH")
+        .expect("a parsed message starts with MSH");
+    format!("{}^{}", msh.field(3).raw(), msh.field(4).raw())
+}
+
+/// The key of raw bytes (parsing them); the sender key from the raw MSH when the message
+/// does not parse, so a loader keys like the gateway.
+pub fn key_of_raw(raw: &[u8], max_bytes: usize) -> String {
+    let opts = ReadOptions {
+        max_message_bytes: max_bytes,
+        ..ReadOptions::default()
+    };
+    match Message::parse(raw, &opts) {
+        Ok(m) => message_key(&m),
+        Err(_) => {
+            let hd = read_header(raw).inbound;
+            format!("{}^{}", hd.sending_app, hd.sending_facility)
+        }
+    }
+}
+
+/// A bounded set of recently acknowledged message fingerprints (FIFO eviction).
+struct Recent {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Recent {
+    fn contains(&self, k: u64) -> bool {
+        self.set.contains(&k)
+    }
+    fn insert(&mut self, k: u64) {
+        if self.cap == 0 || !self.set.insert(k) {
+            return;
+        }
+        self.order.push_back(k);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// What answering one message needs, shared by every connection.
+struct Gateway {
+    routing: Routing,
+    settings: Settings,
+    producer: FutureProducer,
+    read_opts: ReadOptions,
+    ack_timeout: Duration,
+    recent: Mutex<Recent>,
+    ack_seq: AtomicU64,
+    ack_prefix: String,
+}
+
+/// How a message was answered (for the log and counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    Resend,
+    Rejected,
+    Failed,
+}
+
+impl Gateway {
+    fn answer(&self, hd: &RawHeader, code: AckCode, err: Option<&AckError<'_>>) -> Vec<u8> {
+        let n = self.ack_seq.fetch_add(1, Ordering::Relaxed);
+        let ack_id = format!("{}{n:06}", self.ack_prefix);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let text = build_ack(&hd.inbound, code, &ack_id, &hl7_timestamp(now), err);
+        encode_charset(&text, hd.charset)
+    }
+
+    async fn handle(&self, raw: Vec<u8>, peer: SocketAddr) -> (Vec<u8>, Outcome) {
+        let hd = read_header(&raw);
+        let id = hd.inbound.control_id.clone();
+        let reject = |hl7_code: &str, reason: &str, text: &str| {
+            warn!(%peer, msh10 = %id, reason, "message refused (AR)");
+            let e = AckError {
+                hl7_code,
+                reason,
+                text,
+            };
+            (
+                self.answer(&hd, AckCode::Reject, Some(&e)),
+                Outcome::Rejected,
+            )
+        };
+        let msg = match Message::parse(&raw, &self.read_opts) {
+            Ok(m) => m,
+            Err(rej) => {
+                let code = match rej.reason {
+                    Reason::Hl7MshMissing | Reason::Hl7SegmentInvalid => "100",
+                    _ => "102",
+                };
+                // Reject details name positions and limits, never content.
+                return reject(code, rej.reason.as_str(), &rej.detail);
+            }
+        };
+        let msh = msg.segment("MSH").expect("parsed messages start with MSH");
+        if msh.field(10).is_empty() {
+            return reject(
+                "101",
+                Reason::Hl7FieldMissing.as_str(),
+                "MSH-10 (message control id) is empty",
+            );
+        }
+        let (typ, event) = (
+            msh.field(9).component(1).raw().to_string(),
+            msh.field(9).component(2).raw().to_string(),
+        );
+        let Some(feed) = self.routing.feed_for(&typ, &event) else {
+            return reject(
+                "200",
+                Reason::Hl7MessageTypeUnsupported.as_str(),
+                &format!("message type {typ}^{event} is not accepted by this gateway"),
+            );
+        };
+        let fingerprint = {
+            let mut s = std::hash::DefaultHasher::new();
+            (msh.field(3).raw(), msh.field(4).raw(), msh.field(10).raw()).hash(&mut s);
+            raw.hash(&mut s);
+            s.finish()
+        };
+        if self.recent.lock().expect("poisoned").contains(fingerprint) {
+            debug!(%peer, msh10 = %id, "resend of an acknowledged message: AA, not written again");
+            return (self.answer(&hd, AckCode::Accept, None), Outcome::Resend);
+        }
+        let key = message_key(&msg);
+        drop(msg);
+        let topic = self.settings.topics.feed(feed);
+        match self.write(&topic, &key, &raw).await {
+            Ok((partition, offset)) => {
+                self.recent.lock().expect("poisoned").insert(fingerprint);
+                debug!(%peer, msh10 = %id, %topic, partition, offset, "written: AA");
+                (self.answer(&hd, AckCode::Accept, None), Outcome::Accepted)
+            }
+            Err(why) => {
+                warn!(%peer, msh10 = %id, %topic, error = %why, "Kafka write not acknowledged: AE");
+                let text = format!(
+                    "not accepted: Kafka did not acknowledge the write within {} ms; please resend",
+                    self.ack_timeout.as_millis()
+                );
+                let e = AckError {
+                    hl7_code: "207",
+                    reason: "kafka.unavailable",
+                    text: &text,
+                };
+                (self.answer(&hd, AckCode::Error, Some(&e)), Outcome::Failed)
+            }
+        }
+    }
+
+    /// Produces one message and waits for the broker's acknowledgement, at most the ACK
+    /// timeout. The producer's own message.timeout.ms equals that timeout, so a message we
+    /// answered AE for is normally abandoned by librdkafka too (a write that still lands
+    /// is a duplicate the pipeline absorbs).
+    async fn write(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(i32, i64), String> {
+        let now = runtime::now_ms().to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: h::FEED,
+                value: Some(
+                    self.settings
+                        .topics
+                        .feed_of(topic)
+                        .map(Feed::as_str)
+                        .unwrap_or(""),
+                ),
+            })
+            .insert(Header {
+                key: h::INGEST_TIME,
+                value: Some(&now),
+            });
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let send = self.producer.send(record, self.ack_timeout);
+        match tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), send).await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+}
+
+/// The gateway's producer: the runtime's idempotent acks=all settings, with the message
+/// timeout tied to the ACK timeout and a short linger (senders wait for each ACK).
+fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.kafka.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+        .set(
+            "queue.buffering.max.kbytes",
+            settings.limits.producer_queue_kbytes.to_string(),
+        );
+    for (k, v) in &settings.kafka.client {
+        cfg.set(k, v);
+    }
+    cfg.create().context("creating the Kafka producer")
+}
+
+struct ConnLimits {
+    max_frame: usize,
+    read_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// Serves one connection: one message at a time, each answered before the next is read.
+/// On shutdown, frames already read are still answered, then the connection closes.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gw: Arc<Gateway>,
+    lim: Arc<ConnLimits>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut dec = MllpDecoder::new(lim.max_frame);
+    let mut buf = BytesMut::with_capacity(16 << 10);
+    let mut eof = false;
+    loop {
+        let frame = if eof {
+            dec.decode_eof(&mut buf)
+        } else {
+            dec.decode(&mut buf)
+        };
+        match frame {
+            Ok(Some(msg)) => {
+                let (ack, _) = gw.handle(msg, peer).await;
+                if let Err(e) = stream.write_all(&encode_frame(&ack)).await {
+                    warn!(%peer, error = %e, "cannot send the ACK; closing");
+                    return;
+                }
+                continue;
+            }
+            Ok(None) if eof => {
+                debug!(%peer, "connection closed by the peer");
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Oversized frame, garbage, broken framing: say why in the log (no
+                // content) and close; the sender sees the connection drop without an ACK.
+                let what = match e {
+                    MllpError::FrameTooLarge { .. } => "frame too large",
+                    MllpError::Io(_) => "I/O",
+                    _ => "framing",
+                };
+                warn!(%peer, error = %e, kind = what, "MLLP error; closing the connection");
+                return;
+            }
+        }
+        if shutdown.is_cancelled() {
+            // Every complete frame already read has been answered.
+            return;
+        }
+        let wait = if buf.is_empty() {
+            lim.idle_timeout
+        } else {
+            lim.read_timeout
+        };
+        // Read in chunks; the decoder bounds how much of a frame is kept.
+        if buf.capacity() - buf.len() < 8 << 10 {
+            buf.reserve(64 << 10);
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => r,
+            _ = shutdown.cancelled() => continue,
+        };
+        match read {
+            Ok(Ok(0)) => eof = true,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "read error; closing");
+                return;
+            }
+            Err(_) => {
+                let what = if buf.is_empty() { "idle" } else { "read" };
+                info!(%peer, timeout = what, "timeout; closing the connection");
+                return;
+            }
+        }
+    }
+}
+
+pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
+    let routing = Routing::from_args(&args)?;
+    if let Routing::Table(t) = &routing
+        && t.is_empty()
+    {
+        anyhow::bail!("give --feed FEED or at least one --route TYPE[^EVENT]=FEED");
+    }
+    let ack_timeout = Duration::from_millis(args.ack_timeout_ms);
+    let gw = Arc::new(Gateway {
+        routing,
+        settings: settings.clone(),
+        producer: producer(settings, ack_timeout)?,
+        read_opts: ReadOptions {
+            max_message_bytes: args.max_frame,
+            ..ReadOptions::default()
+        },
+        ack_timeout,
+        recent: Mutex::new(Recent {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: args.dedupe_cache,
+        }),
+        ack_seq: AtomicU64::new(0),
+        ack_prefix: format!("{:x}", runtime::now_ms()),
+    });
+    let lim = Arc::new(ConnLimits {
+        max_frame: args.max_frame,
+        read_timeout: Duration::from_millis(args.read_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+    });
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    info!(addr = %local, max_frame = args.max_frame, max_connections = args.max_connections, "MLLP gateway listening");
+    println!("listening on {local}");
+    let shutdown = crate::shutdown_token();
+    let slots = Arc::new(Semaphore::new(args.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, do not spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, limit = args.max_connections, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let (gw, lim, sd) = (gw.clone(), lim.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            debug!(%peer, "connection accepted");
+            serve(stream, peer, gw, lim, sd).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    let bound = Duration::from_millis(settings.limits.shutdown_timeout_ms) + ack_timeout;
+    info!(
+        connections = tracker.len(),
+        "shutdown: answering the messages already read"
+    );
+    if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
+        warn!("connections still open after the shutdown bound; exiting");
+    }
+    let _ = gw.producer.flush(Duration::from_secs(5));
+    info!("MLLP gateway stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_of_a_latin9_message_with_custom_separators() {
+        let mut raw = b"MSH#$~\\&#APP#FAC\xc9#DMP#X#2024##ORU$R01$ORU_R01#ID-1#P#2.5#####FRA#8859/15\rPID#1\r".to_vec();
+        raw.insert(0, 0x0B);
+        let hd = read_header(&raw);
+        assert_eq!(hd.charset, AckCharset::Latin9);
+        assert_eq!(hd.inbound.field_sep, '#');
+        assert_eq!(hd.inbound.encoding, "$~\\&");
+        assert_eq!(hd.inbound.sending_facility, "FACÉ");
+        assert_eq!(hd.inbound.trigger, "R01");
+        assert_eq!(hd.inbound.control_id, "ID-1");
+        assert_eq!(hd.inbound.charset, "8859/15");
+    }
+
+    #[test]
+    fn header_of_garbage_is_usable() {
+        let hd = read_header(b"hello");
+        assert_eq!(hd.inbound.control_id, "");
+        assert_eq!(hd.inbound.encoding, "^~\\&");
+    }
+
+    #[test]
+    fn key_is_the_ins_else_the_sender() {
+        let with_ins = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|1|P|2.5\rPID|1||123^^^X^PI~277076322082910^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS\r";
+        assert_eq!(key_of_raw(with_ins, 1 << 20), "277076322082910");
+        let without = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|1|P|2.5\rPID|1||123^^^X^PI\r";
+        assert_eq!(key_of_raw(without, 1 << 20), "SIL^LAB");
+    }
+
+    #[test]
+    fn routing_by_feed_and_by_table() {
+        let f = Routing::Feed(Feed::Lab);
+        assert_eq!(f.feed_for("ORU", "R01"), Some(Feed::Lab));
+        assert_eq!(f.feed_for("ADT", "A28"), None);
+        let args = MllpArgs {
+            listen: String::new(),
+            feed: None,
+            route: vec!["ADT=identity".into(), "RDS^O13=pharmacy".into()],
+            max_frame: 1,
+            read_timeout_ms: 1,
+            idle_timeout_ms: 1,
+            max_connections: 1,
+            ack_timeout_ms: 1,
+            dedupe_cache: 1,
+        };
+        let t = Routing::from_args(&args).unwrap();
+        assert_eq!(t.feed_for("ADT", "A31"), Some(Feed::Identity));
+        assert_eq!(t.feed_for("RDS", "O13"), Some(Feed::Pharmacy));
+        assert_eq!(t.feed_for("RDS", "O11"), None);
+    }
+
+    #[test]
+    fn recent_cache_is_bounded() {
+        let mut r = Recent {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: 2,
+        };
+        r.insert(1);
+        r.insert(2);
+        r.insert(3);
+        assert!(!r.contains(1) && r.contains(2) && r.contains(3));
+    }
 }

@@ -1,0 +1,667 @@
+//! End-to-end tests of `dmpflow mllp` on a real Kafka (the stack of `scripts/stack up`;
+//! they FAIL when it is unreachable): a real MLLP client over TCP checks every ACK
+//! (MSA-1, MSA-2, encoding characters, charset), and the feed topic is read back to prove
+//! that what was acknowledged is there exactly once. The broker-outage test runs on a
+//! separate side stack (own state dir, broker on 29092) so stopping its broker disturbs
+//! nobody; it starts that stack itself when needed.
+//!
+//! `throughput_table` (ignored) is the benchmark: run it with
+//! `bench/mllp-throughput` (release build).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dmpflow_ingest::encode_frame;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A gateway subprocess and what the test needs to talk to it.
+struct Gateway {
+    child: Child,
+    port: u16,
+    topic: String,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Topics of an isolated prefix on `bootstrap`, then a gateway on a free port.
+fn start_gateway(tag: &str, bootstrap: &str, extra: &[&str]) -> Gateway {
+    let prefix = format!("t.mllp.{tag}.{}", unique());
+    let mut env = isolated_env(&prefix, "sqlite://unused.db");
+    env.retain(|(k, _)| k != "DMPFLOW_KAFKA_BOOTSTRAP");
+    env.push(("DMPFLOW_KAFKA_BOOTSTRAP".into(), bootstrap.into()));
+    run_ok(&env, &["topics", "create"]);
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("{prefix}.log"));
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["mllp", "--listen", &listen];
+    if !extra.iter().any(|a| *a == "--route" || *a == "--feed") {
+        args.extend(["--feed", "lab"]);
+    }
+    args.extend(extra);
+    let child = dmpflow()
+        .envs(env.iter().cloned())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting dmpflow mllp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not listen; log {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Gateway {
+        child,
+        port,
+        topic: format!("{prefix}.feed.lab"),
+        log,
+    }
+}
+
+/// A minimal MLLP client: one frame out, one frame back.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next ACK (frame content), or None when the gateway closed the connection.
+    async fn read_ack(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == [0x1C, 0x0D]) {
+                let frame: Vec<u8> = self.buf.drain(..end + 2).collect();
+                assert_eq!(frame[0], 0x0B, "ACK frame starts with VT");
+                return Some(frame[1..end].to_vec());
+            }
+            let mut chunk = [0u8; 8192];
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("no ACK within {timeout:?}"),
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        self.stream.write_all(&encode_frame(msg)).await.ok()?;
+        self.read_ack(Duration::from_secs(60)).await
+    }
+}
+
+/// An ACK split into segments and fields (by its own MSH-1).
+struct Ack {
+    raw: Vec<u8>,
+    segs: Vec<Vec<String>>,
+}
+
+impl Ack {
+    fn parse(raw: Vec<u8>) -> Ack {
+        let fs = raw[3] as char;
+        // Latin bytes are read one char per byte: enough to compare ASCII fields.
+        let text: String = match std::str::from_utf8(&raw) {
+            Ok(s) => s.to_string(),
+            Err(_) => raw.iter().map(|&b| b as char).collect(),
+        };
+        let segs = text
+            .split('\r')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(fs).map(str::to_string).collect())
+            .collect();
+        Ack { raw, segs }
+    }
+    fn seg(&self, name: &str) -> Option<&Vec<String>> {
+        self.segs.iter().find(|s| s[0] == name)
+    }
+    fn msa(&self, n: usize) -> &str {
+        self.seg("MSA")
+            .and_then(|s| s.get(n))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+    fn msh(&self, n: usize) -> &str {
+        // MSH-1 is the separator: MSH-n is at split index n-1.
+        self.seg("MSH")
+            .and_then(|s| s.get(n - 1))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// MSH-10 of raw HL7 bytes.
+fn control_id(raw: &[u8]) -> String {
+    let raw = raw.strip_prefix(&[0x0B]).unwrap_or(raw);
+    let line = raw.split(|&b| b == b'\r' || b == b'\n').next().unwrap();
+    let fs = line[3];
+    String::from_utf8_lossy(line.split(|&b| b == fs).nth(9).unwrap_or(&[])).into_owned()
+}
+
+/// Every (key, payload) of a topic, read from the beginning to the high watermarks.
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("t.mllp.reader.{}", unique()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut want: HashMap<i32, i64> = HashMap::new();
+    for p in md.topics()[0].partitions() {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .unwrap();
+        if hi > lo {
+            want.insert(p.id(), hi);
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo))
+                .unwrap();
+        }
+    }
+    let mut out = Vec::new();
+    if want.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !want.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        if let Some(m) = c.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                m.payload().unwrap_or(&[]).to_vec(),
+            ));
+            if want
+                .get(&m.partition())
+                .is_some_and(|hi| m.offset() + 1 >= *hi)
+            {
+                want.remove(&m.partition());
+            }
+        }
+    }
+    out
+}
+
+fn examples_dir() -> PathBuf {
+    repo_root().join("../shared/hl7v2-examples")
+}
+
+/// The ANS example messages (ORU and MDM), one per file.
+fn ans_examples() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![examples_dir()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("../shared/hl7v2-examples") {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.starts_with("message_") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).unwrap();
+            let msgs: Vec<Vec<u8>> = dmpflow_ingest::split_messages(&data)
+                .map(|m| m.unwrap().bytes.to_vec())
+                .collect();
+            assert_eq!(msgs.len(), 1, "{}", p.display());
+            (p, msgs.into_iter().next().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ans_examples_and_generated_messages_get_the_right_acks() {
+    let bs = require_kafka();
+    let gw = start_gateway("ans", &bs, &[]);
+    let mut c = Client::connect(gw.port).await;
+    let examples = ans_examples();
+    assert!(
+        examples.len() >= 8,
+        "ANS examples found: {}",
+        examples.len()
+    );
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    for (path, msg) in &examples {
+        let ack = Ack::parse(c.send(msg).await.expect("ACK"));
+        let sent_enc: String = String::from_utf8_lossy(&msg[4..])
+            .split('|')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(ack.msa(1), "AA", "{}: {:?}", path.display(), ack.segs);
+        assert_eq!(ack.msa(2), "015", "{}", path.display());
+        assert_eq!(ack.msh(2), sent_enc, "ACK uses the sender's MSH-2");
+        assert!(ack.msh(9).starts_with("ACK^"), "{}", ack.msh(9));
+        assert_eq!(ack.msh(3), "PFI-X", "receiver becomes the ACK's sender");
+        assert_eq!(ack.msh(18), "UNICODE UTF-8");
+        expected.push(msg.clone());
+    }
+    let (ins, _) = patient_csv("180037512345");
+    for n in 0..20 {
+        let msg = lab_oru(&ins, "gen", n);
+        let ack = Ack::parse(c.send(msg.as_bytes()).await.expect("ACK"));
+        assert_eq!(ack.msa(1), "AA");
+        assert_eq!(ack.msa(2), format!("gen-{n}"));
+        assert_eq!(ack.msh(2), "^~\\&");
+        expected.push(msg.into_bytes());
+    }
+    // A resend of an acknowledged message: AA again, not written twice.
+    let again = Ack::parse(c.send(&expected[20]).await.expect("ACK"));
+    assert_eq!((again.msa(1), again.msa(2)), ("AA", "gen-12"));
+
+    // Refusals: AR with an ERR naming the reason, MSA-2 = the received MSH-10.
+    let unknown = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ADT^A28^ADT_A05|adt-1|P|2.5\rPID|1\r";
+    let ar = Ack::parse(c.send(unknown).await.expect("ACK"));
+    assert_eq!((ar.msa(1), ar.msa(2)), ("AR", "adt-1"));
+    let err = ar.seg("ERR").expect("ERR segment");
+    assert!(err[3].starts_with("200^"), "{err:?}");
+    assert!(
+        err[5].starts_with("hl7.message_type.unsupported"),
+        "{err:?}"
+    );
+    let charset = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|cs-1|P|2.5|||||FRA|8859/2\rPID|1\r";
+    let ar = Ack::parse(c.send(charset).await.expect("ACK"));
+    assert_eq!((ar.msa(1), ar.msa(2)), ("AR", "cs-1"));
+    assert!(ar.seg("ERR").unwrap()[5].starts_with("hl7.charset.unsupported"));
+    let no_msh = b"PID|1||123\r";
+    let ar = Ack::parse(c.send(no_msh).await.expect("ACK"));
+    assert_eq!((ar.msa(1), ar.msa(2)), ("AR", ""));
+    assert!(ar.seg("ERR").unwrap()[5].starts_with("hl7.msh.missing"));
+    let bad_seg = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|bad-1|P|2.5\rP!D|1\r";
+    let ar = Ack::parse(c.send(bad_seg).await.expect("ACK"));
+    assert_eq!((ar.msa(1), ar.msa(2)), ("AR", "bad-1"));
+
+    // The topic holds exactly the accepted messages, byte for byte, keyed by INS.
+    let got = read_topic(&bs, &gw.topic);
+    assert_eq!(got.len(), expected.len(), "one record per accepted message");
+    let mut sent_sorted = expected.clone();
+    sent_sorted.sort();
+    let mut got_sorted: Vec<Vec<u8>> = got.iter().map(|(_, p)| p.clone()).collect();
+    got_sorted.sort();
+    assert_eq!(got_sorted, sent_sorted);
+    for (k, p) in &got {
+        // PID-3.1 of the payload (its repetition is typed INS in every message here).
+        let text = String::from_utf8_lossy(p);
+        let pid = text
+            .split(['\r', '\n'])
+            .find(|l| l.starts_with("PID|"))
+            .unwrap();
+        let want = pid.split('|').nth(3).unwrap().split('^').next().unwrap();
+        assert!(want.len() == 15, "an INS in PID-3");
+        assert_eq!(k.as_deref(), Some(want), "key = PID-3 INS");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iso_8859_15_is_stored_unchanged_and_acknowledged_in_8859_15() {
+    let bs = require_kafka();
+    let gw = start_gateway("latin9", &bs, &[]);
+    // É in MSH-4 (echoed in the ACK's MSH-6), é € Œ in the patient's name.
+    let mut msg =
+        b"MSH|^~\\&|SIL|LABO-\xC9|DMP|X|20241105||ORU^R01^ORU_R01|l9-1|P|2.5|||||FRA|8859/15\r"
+            .to_vec();
+    msg.extend_from_slice(
+        b"PID|1||x^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^PI||C\xBCUR-H\xE9L\xE8NE^\xA4\rPV1|1|O\r",
+    );
+    let mut c = Client::connect(gw.port).await;
+    let raw = c.send(&msg).await.expect("ACK");
+    let ack = Ack::parse(raw.clone());
+    assert_eq!((ack.msa(1), ack.msa(2)), ("AA", "l9-1"));
+    assert_eq!(ack.msh(18), "8859/15");
+    assert!(
+        raw.windows(7).any(|w| w == b"LABO-\xC9"),
+        "ACK's MSH-6 in 8859-15 bytes: {raw:?}"
+    );
+    assert!(std::str::from_utf8(&raw).is_err(), "the ACK is not UTF-8");
+    let got = read_topic(&bs, &gw.topic);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, msg, "raw bytes stored unchanged");
+    assert_eq!(
+        got[0].0.as_deref(),
+        Some("SIL^LABO-\u{c9}"),
+        "no INS: sender key"
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_frame_and_garbage_close_the_connection_with_flat_memory() {
+    let bs = require_kafka();
+    let gw = start_gateway("big", &bs, &["--max-frame", "4194304"]);
+    // Warm up (producer connected) so the baseline includes it.
+    let mut c = Client::connect(gw.port).await;
+    let ok = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|w-1|P|2.5\rPID|1\r";
+    assert_eq!(Ack::parse(c.send(ok).await.unwrap()).msa(1), "AA");
+    let before = rss_kb(gw.child.id());
+
+    let mut big = Client::connect(gw.port).await;
+    let chunk = vec![b'A'; 1 << 20];
+    big.stream
+        .write_all(b"\x0bMSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|big-1|P|2.5\rOBX|1|ED|x||")
+        .await
+        .unwrap();
+    let mut written = 0usize;
+    for _ in 0..100 {
+        if big.stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+        written += chunk.len();
+    }
+    let _ = big.stream.write_all(b"\x1c\x0d").await;
+    assert!(
+        big.read_ack(Duration::from_secs(30)).await.is_none(),
+        "no ACK for an oversized frame; the connection is closed"
+    );
+    let after = rss_kb(gw.child.id());
+    eprintln!(
+        "RSS before {before} kB, after {after} kB, {} MB offered",
+        written >> 20
+    );
+    assert!(
+        after < before + 24 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+
+    // Garbage between frames: connection closed, no ACK.
+    let mut g = Client::connect(gw.port).await;
+    g.stream.write_all(b"HELLO\r\n").await.unwrap();
+    let _ = g.stream.write_all(&encode_frame(ok)).await;
+    assert!(g.read_ack(Duration::from_secs(10)).await.is_none());
+
+    // The gateway still serves others.
+    let ok2 = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|w-2|P|2.5\rPID|1\r";
+    assert_eq!(Ack::parse(c.send(ok2).await.unwrap()).msa(1), "AA");
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(
+        log.contains("MLLP frame larger than 4194304 bytes"),
+        "{log}"
+    );
+    assert!(log.contains("outside an MLLP frame"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_every_message_acked_once_and_on_the_topic_once() {
+    let bs = require_kafka();
+    let conns: usize = std::env::var("DMPFLOW_MLLP_TEST_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let per: usize = std::env::var("DMPFLOW_MLLP_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let gw = start_gateway("many", &bs, &[]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let port = gw.port;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(port).await;
+            let ins = format!("1800375{i:05}");
+            for n in 0..per {
+                let msg = lab_oru(&ins, &format!("c{i}"), n);
+                let ack = Ack::parse(c.send(msg.as_bytes()).await.expect("ACK"));
+                assert_eq!(ack.msa(1), "AA", "{:?}", ack.segs);
+                assert_eq!(ack.msa(2), format!("c{i}-{n}"), "ACKs come back in order");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{conns} connections x {per} messages acknowledged in {secs:.1}s ({:.0}/s, debug build)",
+        (conns * per) as f64 / secs
+    );
+    let got = read_topic(&bs, &gw.topic);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, p) in &got {
+        *counts.entry(control_id(p)).or_default() += 1;
+    }
+    assert_eq!(got.len(), conns * per, "one record per message");
+    assert_eq!(counts.len(), conns * per);
+    assert!(counts.values().all(|&n| n == 1));
+}
+
+// ------------------------------------------------------------------ broker outage
+
+fn side_stack_env() -> Vec<(String, String)> {
+    let dir = std::env::var("DMPFLOW_SIDE_STACK_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/dmpflow-stack-mllp",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    vec![
+        ("DMPFLOW_STACK_DIR".into(), dir),
+        ("DMPFLOW_KAFKA_BASE_PORT".into(), "29092".into()),
+        ("DMPFLOW_PG_PORT".into(), "55533".into()),
+    ]
+}
+
+fn side_stack(args: &[&str]) {
+    let dir = Path::new(&side_stack_env()[0].1).to_path_buf();
+    // Share the main stack's jar cache instead of fetching Kafka again.
+    let libs = dir.join("kafka-libs");
+    if !libs.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let main_libs = Path::new(&stack_env()["KAFKA_LIBS"]).to_path_buf();
+        std::os::unix::fs::symlink(main_libs, &libs).unwrap();
+    }
+    let st = Command::new(repo_root().join("scripts/stack"))
+        .args(args)
+        .envs(side_stack_env())
+        .status()
+        .expect("scripts/stack");
+    assert!(
+        st.success(),
+        "scripts/stack {args:?} on the side stack failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_stopped_gives_ae_then_aa_after_recovery_and_nothing_acked_is_lost() {
+    side_stack(&["up"]);
+    let bs = "127.0.0.1:29092";
+    let gw = start_gateway("outage", bs, &["--ack-timeout-ms", "3000"]);
+    let mut c = Client::connect(gw.port).await;
+    let (ins, _) = patient_csv("180037500001");
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let msg = lab_oru(&ins, "up", n);
+        let ack = Ack::parse(c.send(msg.as_bytes()).await.unwrap());
+        assert_eq!(ack.msa(1), "AA");
+        acked.push(format!("up-{n}"));
+    }
+    side_stack(&["stop-kafka", "1"]);
+    let mut pending = Vec::new();
+    for n in 0..5 {
+        let msg = lab_oru(&ins, "down", n);
+        let ack = Ack::parse(c.send(msg.as_bytes()).await.unwrap());
+        assert_eq!(ack.msa(1), "AE", "no AA while the broker is down");
+        assert_eq!(ack.msa(2), format!("down-{n}"));
+        let err = ack.seg("ERR").expect("ERR");
+        assert!(err[5].starts_with("kafka.unavailable"), "{err:?}");
+        pending.push(msg);
+    }
+    side_stack(&["start-kafka", "1"]);
+    // The sender retries what got AE until AA.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for msg in &pending {
+        loop {
+            let ack = Ack::parse(c.send(msg.as_bytes()).await.unwrap());
+            if ack.msa(1) == "AA" {
+                acked.push(ack.msa(2).to_string());
+                break;
+            }
+            assert_eq!(ack.msa(1), "AE");
+            assert!(
+                Instant::now() < deadline,
+                "no AA after the broker came back"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let got = read_topic(bs, &gw.topic);
+    let on_topic: BTreeMap<String, usize> = got.iter().fold(BTreeMap::new(), |mut m, (_, p)| {
+        *m.entry(control_id(p)).or_default() += 1;
+        m
+    });
+    for id in &acked {
+        assert!(
+            on_topic.contains_key(id),
+            "acknowledged {id} missing from the topic"
+        );
+    }
+    eprintln!(
+        "outage: {} acknowledged, {} records on the topic ({} duplicates of AE'd messages)",
+        acked.len(),
+        got.len(),
+        got.len() - on_topic.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_what_was_read_then_exits_cleanly() {
+    let bs = require_kafka();
+    let mut gw = start_gateway("term", &bs, &[]);
+    let mut c = Client::connect(gw.port).await;
+    let (ins, _) = patient_csv("180037500002");
+    // Pipelined: 50 frames in one write, then SIGTERM.
+    let mut bytes = Vec::new();
+    for n in 0..50 {
+        bytes.extend(encode_frame(lab_oru(&ins, "term", n).as_bytes()));
+    }
+    c.stream.write_all(&bytes).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    unsafe_kill(gw.child.id() as i32, "TERM");
+    let mut acked = Vec::new();
+    while let Some(a) = c.read_ack(Duration::from_secs(30)).await {
+        let a = Ack::parse(a);
+        assert_eq!(a.msa(1), "AA");
+        acked.push(a.msa(2).to_string());
+    }
+    let status = terminate(&mut gw.child);
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        !acked.is_empty(),
+        "messages read before SIGTERM are answered"
+    );
+    let got: Vec<String> = read_topic(&bs, &gw.topic)
+        .iter()
+        .map(|(_, p)| control_id(p))
+        .collect();
+    for id in &acked {
+        assert!(got.contains(id), "{id} acknowledged but not on the topic");
+    }
+    eprintln!(
+        "SIGTERM: {} of 50 pipelined messages answered AA",
+        acked.len()
+    );
+}
+
+// ------------------------------------------------------------------ benchmark
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with bench/mllp-throughput (release)"]
+async fn throughput_table() {
+    let bs = require_kafka();
+    let secs: u64 = std::env::var("DMPFLOW_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let gw = start_gateway("bench", &bs, &["--dedupe-cache", "0"]);
+    println!("| connections | ACKed msg/s | p50 ACK ms | p99 ACK ms | messages |");
+    println!("|---:|---:|---:|---:|---:|");
+    for conns in [1usize, 10, 100] {
+        let stop = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for i in 0..conns {
+            let port = gw.port;
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::connect(port).await;
+                let ins = format!("2800375{i:05}");
+                let mut lat = Vec::new();
+                let mut n = 0;
+                while Instant::now() < stop {
+                    let msg = lab_oru(&ins, &format!("b{conns}x{i}"), n);
+                    let t = Instant::now();
+                    let ack = c.send(msg.as_bytes()).await.expect("ACK");
+                    lat.push(t.elapsed());
+                    assert!(ack.windows(6).any(|w| w == b"MSA|AA"));
+                    n += 1;
+                }
+                lat
+            }));
+        }
+        let t0 = Instant::now();
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        lat.sort();
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        println!(
+            "| {conns} | {:.0} | {:.2} | {:.2} | {} |",
+            lat.len() as f64 / elapsed,
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            lat.len()
+        );
+    }
+}
