@@ -75,16 +75,16 @@ pub enum DlqAction {
 /// since the epoch.
 pub fn parse_time(s: &str) -> Result<i64> {
     let s = s.trim();
-    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
-        if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
-            let secs = match unit {
-                's' => n,
-                'm' => n * 60,
-                'h' => n * 3600,
-                _ => n * 86_400,
-            };
-            return Ok(runtime::now_ms() - secs * 1000);
-        }
+    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c))
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let secs = match unit {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            _ => n * 86_400,
+        };
+        return Ok(runtime::now_ms() - secs * 1000);
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("'{s}' is neither RFC 3339 nor a duration like 15m, 2h, 1d"))?;
@@ -163,10 +163,10 @@ pub fn read_all(settings: &Settings, topic: &str) -> Result<Vec<OwnedMessage>> {
                 // whose position reached its end is done even if its last offset never came.
                 if let Ok(pos) = c.position() {
                     for el in pos.elements() {
-                        if let Offset::Offset(o) = el.offset() {
-                            if ends.get(&el.partition()).is_some_and(|&end| o >= end) {
-                                ends.remove(&el.partition());
-                            }
+                        if let Offset::Offset(o) = el.offset()
+                            && ends.get(&el.partition()).is_some_and(|&end| o >= end)
+                        {
+                            ends.remove(&el.partition());
                         }
                     }
                 }

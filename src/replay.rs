@@ -200,11 +200,11 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
         // when a partition is past its end even if its last offset never comes.
         if let Ok(pos) = consumer.position() {
             for el in pos.elements() {
-                if let Offset::Offset(o) = el.offset() {
-                    let key = (el.topic().to_string(), el.partition());
-                    if ends.get(&key).is_some_and(|&end| o >= end) {
-                        ends.remove(&key);
-                    }
+                let key = (el.topic().to_string(), el.partition());
+                if let Offset::Offset(o) = el.offset()
+                    && ends.get(&key).is_some_and(|&end| o >= end)
+                {
+                    ends.remove(&key);
                 }
             }
         }
