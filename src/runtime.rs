@@ -33,6 +33,9 @@ use crate::metrics::metrics;
 #[derive(Default)]
 pub struct StageContext {
     pub rebalanced: AtomicBool,
+    /// True while the consumer holds an assignment from its group (possibly empty: a
+    /// member with more instances than partitions is a standby, still ready).
+    pub assigned: AtomicBool,
 }
 
 impl ClientContext for StageContext {}
@@ -40,9 +43,18 @@ impl ClientContext for StageContext {}
 impl ConsumerContext for StageContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "partitions assigned"),
-            Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "partitions revoked"),
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Assign(tpl) => {
+                info!(partitions = tpl.count(), "partitions assigned");
+                self.assigned.store(true, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(tpl) => {
+                info!(partitions = tpl.count(), "partitions revoked");
+                self.assigned.store(false, Ordering::SeqCst);
+            }
+            Rebalance::Error(e) => {
+                warn!(error = %e, "rebalance error");
+                self.assigned.store(false, Ordering::SeqCst);
+            }
         }
         self.rebalanced.store(true, Ordering::SeqCst);
     }
@@ -50,7 +62,7 @@ impl ConsumerContext for StageContext {
 
 pub type StageConsumer = StreamConsumer<StageContext>;
 
-fn client_config(settings: &Settings) -> ClientConfig {
+pub fn client_config(settings: &Settings) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &settings.kafka.bootstrap);
     for (k, v) in &settings.kafka.client {
@@ -316,4 +328,101 @@ pub fn dlq_headers(
         v.push((h::FEED, f));
     }
     v
+}
+
+/// Readiness, re-checked every [`HealthChecks::INTERVAL`]: the broker answers a metadata
+/// request, the database answers `SELECT 1` (for the stages that use it), and every stage
+/// consumer of this process holds an assignment from its group. Any failure turns
+/// `/health/ready` to 503 within one interval, so an orchestrator stops routing to (or
+/// restarts) an instance that cannot make progress; `/health/live` stays 200 throughout.
+#[derive(Clone)]
+pub struct HealthChecks {
+    consumers: Arc<std::sync::Mutex<Vec<Arc<StageConsumer>>>>,
+    expected: usize,
+}
+
+impl HealthChecks {
+    pub const INTERVAL: Duration = Duration::from_secs(2);
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// For a process running `expected` stage consumers.
+    pub fn new(expected: usize) -> HealthChecks {
+        HealthChecks {
+            consumers: Arc::default(),
+            expected,
+        }
+    }
+
+    /// A stage registers its consumer once created.
+    pub fn watch(&self, consumer: Arc<StageConsumer>) {
+        self.consumers
+            .lock()
+            .expect("health registry poisoned")
+            .push(consumer);
+    }
+
+    fn assigned(&self) -> bool {
+        let consumers = self.consumers.lock().expect("health registry poisoned");
+        consumers.len() == self.expected
+            && consumers
+                .iter()
+                .all(|c| c.context().assigned.load(Ordering::SeqCst))
+    }
+
+    /// Runs the checks until shutdown, setting `health` after each round.
+    pub async fn run(
+        self,
+        settings: Arc<Settings>,
+        needs_db: bool,
+        health: crate::metrics::Health,
+        shutdown: CancellationToken,
+    ) {
+        // A client of its own: a stage consumer's metadata call would wait behind its polls.
+        let probe: Option<Arc<BaseConsumer>> = client_config(&settings).create().ok().map(Arc::new);
+        let mut store: Option<dmpflow_store::Store> = None;
+        let mut was = None;
+        loop {
+            let broker = match &probe {
+                Some(p) => {
+                    let p = p.clone();
+                    tokio::task::spawn_blocking(move || {
+                        p.fetch_metadata(None, Self::TIMEOUT).is_ok()
+                    })
+                    .await
+                    .unwrap_or(false)
+                }
+                None => false,
+            };
+            let database = if !needs_db {
+                true
+            } else {
+                if store.is_none() {
+                    let connect = dmpflow_store::Store::connect(&settings.database_url);
+                    store = tokio::time::timeout(Self::TIMEOUT, connect)
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                }
+                match &store {
+                    Some(s) => matches!(
+                        tokio::time::timeout(Self::TIMEOUT, s.ping()).await,
+                        Ok(Ok(()))
+                    ),
+                    None => false,
+                }
+            };
+            let assigned = self.assigned();
+            let ready = broker && database && assigned && !shutdown.is_cancelled();
+            if was != Some(ready) {
+                info!(ready, broker, database, assigned, "readiness changed");
+                was = Some(ready);
+            }
+            health.set_ready(ready);
+            tokio::select! {
+                _ = tokio::time::sleep(Self::INTERVAL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        health.set_ready(false);
+    }
 }

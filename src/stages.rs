@@ -8,7 +8,7 @@
 //!   in one transaction. On start and after a rebalance it reads its offsets from the
 //!   database and skips what is already stored there: exactly-once into the DMP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::metrics::{Health, StageLabel, metrics};
 use crate::pipeline::{self, Coordinates, Routed};
-use crate::runtime::{self, Output, StageConsumer};
+use crate::runtime::{self, HealthChecks, Output, StageConsumer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StageName {
@@ -44,20 +44,32 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let settings = std::sync::Arc::new(settings);
+    let stages = [
+        (StageName::Normalize, false),
+        (StageName::Route, true),
+        (StageName::Store, true),
+    ];
+    let running: Vec<(StageName, bool)> = stages
+        .into_iter()
+        .filter(|(s, _)| which == StageName::All || which == *s)
+        .collect();
+    let checks = HealthChecks::new(running.len());
+    let needs_db = running.iter().any(|(_, db)| *db);
     let mut tasks = tokio::task::JoinSet::new();
-    if matches!(which, StageName::All | StageName::Normalize) {
-        let (s, t) = (settings.clone(), shutdown.clone());
-        tasks.spawn(async move { run_normalize(&s, &t).await });
+    for (stage, _) in running {
+        let (s, t, c) = (settings.clone(), shutdown.clone(), checks.clone());
+        tasks.spawn(async move {
+            match stage {
+                StageName::Normalize => run_normalize(&s, &c, &t).await,
+                StageName::Route => run_route(&s, &c, &t).await,
+                _ => run_store(&s, &c, &t).await,
+            }
+        });
     }
-    if matches!(which, StageName::All | StageName::Route) {
-        let (s, t) = (settings.clone(), shutdown.clone());
-        tasks.spawn(async move { run_route(&s, &t).await });
-    }
-    if matches!(which, StageName::All | StageName::Store) {
-        let (s, t) = (settings.clone(), shutdown.clone());
-        tasks.spawn(async move { run_store(&s, &t).await });
-    }
-    health.set_ready(true);
+    // Readiness follows the broker, the database and the assignments, re-checked
+    // periodically (not set once at start).
+    let checker =
+        tokio::spawn(checks.run(settings.clone(), needs_db, health.clone(), shutdown.clone()));
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -73,6 +85,8 @@ pub async fn run(
             }
         }
     }
+    shutdown.cancel();
+    let _ = checker.await;
     health.set_ready(false);
     result
 }
@@ -110,14 +124,101 @@ fn feed_label(item: &Normalized) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run_normalize(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
-    const STAGE: &str = "normalize";
-    let consumer = runtime::consumer(settings, STAGE, &settings.topics.feeds())?;
-    let producer = runtime::producer(settings)?;
-    let cfg = dmpflow_normalize::Config {
+/// What a batch yielded per message (feed, outcome, reason), counted in the metrics only
+/// once the batch's outputs are durable.
+pub type Tally = Vec<(String, &'static str, Option<String>)>;
+
+/// Counts a durable batch's outcomes in the metrics.
+pub fn record_tally(stage: &'static str, tally: Tally) {
+    for (feed, outcome, reason) in tally {
+        metrics().message(stage, &feed, outcome);
+        if let Some(r) = reason {
+            metrics().reject(stage, &r);
+        }
+    }
+}
+
+pub fn normalize_config(settings: &Settings) -> dmpflow_normalize::Config {
+    dmpflow_normalize::Config {
         max_message_bytes: settings.limits.max_message_bytes,
         ..Default::default()
-    };
+    }
+}
+
+/// The normalize stage's logic for one batch, shared by the live stage and `dmpflow
+/// replay`: the documents and dead letters to produce, and the tally. No IO.
+pub fn normalize_batch(
+    settings: &Settings,
+    cfg: &dmpflow_normalize::Config,
+    batch: &[OwnedMessage],
+) -> Result<(Vec<Output>, Tally)> {
+    const STAGE: &str = "normalize";
+    let mut outputs = Vec::with_capacity(batch.len());
+    let mut tally: Tally = Vec::new();
+    for m in batch {
+        let Some(feed) = settings.topics.feed_of(m.topic()) else {
+            continue;
+        };
+        let raw = m.payload().unwrap_or_default();
+        match pipeline::normalize_message(feed, raw, &coordinates(m), cfg) {
+            Ok(items) => {
+                for item in items {
+                    let payload = serde_json::to_vec(&item)?;
+                    outputs.push(Output {
+                        topic: settings.topics.documents.clone(),
+                        key: Some(pipeline::patient_key(&item).to_string()),
+                        payload,
+                        headers: carried_headers(m, feed.as_str()),
+                    });
+                    let outcome = match item {
+                        Normalized::Document(_) => "document",
+                        Normalized::Patient(_) => "patient",
+                    };
+                    tally.push((feed.as_str().into(), outcome, None));
+                }
+            }
+            Err(reject) => {
+                let mut headers =
+                    runtime::dlq_headers(m, STAGE, reject.reason.as_str(), &reject.detail);
+                if !headers.iter().any(|(k, _)| *k == h::FEED) {
+                    headers.push((h::FEED, feed.as_str().into()));
+                }
+                outputs.push(Output {
+                    topic: settings.topics.dlq.clone(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: raw.to_vec(),
+                    headers,
+                });
+                warn!(
+                    stage = STAGE,
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    reason = reject.reason.as_str(),
+                    "dead-lettered"
+                );
+                tally.push((
+                    feed.as_str().into(),
+                    "dead_lettered",
+                    Some(reject.reason.as_str().into()),
+                ));
+            }
+        }
+    }
+    Ok((outputs, tally))
+}
+
+async fn run_normalize(
+    settings: &Settings,
+    health: &HealthChecks,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    const STAGE: &str = "normalize";
+    let consumer = runtime::consumer(settings, STAGE, &settings.topics.feeds())?;
+    health.watch(consumer.clone());
+    let producer = runtime::producer(settings)?;
+    let cfg = normalize_config(settings);
+    let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
     while !shutdown.is_cancelled() {
         let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
@@ -125,80 +226,37 @@ async fn run_normalize(settings: &Settings, shutdown: &CancellationToken) -> Res
             continue;
         }
         let started = Instant::now();
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut tally: Vec<(String, &'static str, Option<String>)> = Vec::new();
-        for m in &batch {
-            let Some(feed) = settings.topics.feed_of(m.topic()) else {
-                continue;
-            };
-            let raw = m.payload().unwrap_or_default();
-            match pipeline::normalize_message(feed, raw, &coordinates(m), &cfg) {
-                Ok(items) => {
-                    for item in items {
-                        let payload = serde_json::to_vec(&item)?;
-                        outputs.push(Output {
-                            topic: settings.topics.documents.clone(),
-                            key: Some(pipeline::patient_key(&item).to_string()),
-                            payload,
-                            headers: carried_headers(m, feed.as_str()),
-                        });
-                        let outcome = match item {
-                            Normalized::Document(_) => "document",
-                            Normalized::Patient(_) => "patient",
-                        };
-                        tally.push((feed.as_str().into(), outcome, None));
-                    }
-                }
-                Err(reject) => {
-                    let mut headers =
-                        runtime::dlq_headers(m, STAGE, reject.reason.as_str(), &reject.detail);
-                    headers.push((h::FEED, feed.as_str().into()));
-                    outputs.push(Output {
-                        topic: settings.topics.dlq.clone(),
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        payload: raw.to_vec(),
-                        headers,
-                    });
-                    warn!(
-                        stage = STAGE,
-                        topic = m.topic(),
-                        partition = m.partition(),
-                        offset = m.offset(),
-                        reason = reject.reason.as_str(),
-                        "dead-lettered"
-                    );
-                    tally.push((
-                        feed.as_str().into(),
-                        "dead_lettered",
-                        Some(reject.reason.as_str().into()),
-                    ));
-                }
-            }
-        }
+        let (outputs, tally) = normalize_batch(settings, &cfg, &batch)?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             // Shutdown before the outputs were acknowledged: do not commit; they come back.
             warn!(stage = STAGE, error = %e, "batch not committed");
             break;
         }
-        runtime::commit(&consumer, &runtime::next_offsets(&batch), CommitMode::Async);
-        for (feed, outcome, reason) in tally {
-            metrics().message(STAGE, &feed, outcome);
-            if let Some(r) = reason {
-                metrics().reject(STAGE, &r);
-            }
-        }
+        let offsets = runtime::next_offsets(&batch);
+        runtime::commit(&consumer, &offsets, CommitMode::Async);
+        committed.extend(offsets);
+        record_tally(STAGE, tally);
         observe_batch(STAGE, started, batch.len());
     }
-    finish(&consumer, STAGE);
+    finish(&consumer, STAGE, &committed);
     Ok(())
 }
 
-fn finish(consumer: &StageConsumer, stage: &'static str) {
-    // Whatever was committed asynchronously is flushed before leaving the group.
-    if let Ok(tpl) = rdkafka::consumer::Consumer::position(consumer) {
-        let _ = tpl;
+/// Leaves the group after committing, synchronously, the offsets of every batch whose
+/// outputs were durable: an asynchronous commit sent just before a SIGTERM may not have
+/// reached the broker yet, and the next owner would process that batch a second time.
+fn finish(consumer: &StageConsumer, stage: &'static str, committed: &BTreeMap<(String, i32), i64>) {
+    // Only partitions still held: after a rebalance, another member may own (and have
+    // advanced) the others, and committing our older offset would move them back.
+    let held = consumer.assignment().unwrap_or_default();
+    let mine: BTreeMap<(String, i32), i64> = committed
+        .iter()
+        .filter(|((t, p), _)| held.find_partition(t, *p).is_some())
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if !mine.is_empty() {
+        runtime::commit(consumer, &mine, CommitMode::Sync);
     }
-    let _ = rdkafka::consumer::Consumer::commit_consumer_state(consumer, CommitMode::Sync);
     info!(stage, "stopped");
 }
 
@@ -238,7 +296,82 @@ async fn connect_store(
     with_db_retry(stage, shutdown, || Store::connect(&settings.database_url)).await
 }
 
-async fn run_route(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
+/// The route stage's logic for one batch, shared by the live stage and `dmpflow replay`:
+/// identity updates are applied to the registry (idempotently) as they come; the routed
+/// documents, quarantine cases and dead letters to produce are returned with the tally.
+pub async fn route_batch(
+    settings: &Settings,
+    store: &Store,
+    cfg: &RouteConfig,
+    batch: &[OwnedMessage],
+    shutdown: &CancellationToken,
+) -> Result<(Vec<Output>, Tally)> {
+    const STAGE: &str = "route";
+    let mut outputs = Vec::with_capacity(batch.len());
+    let mut tally: Tally = Vec::new();
+    for m in batch {
+        let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+        let item: Normalized = match serde_json::from_slice(m.payload().unwrap_or_default()) {
+            Ok(i) => i,
+            Err(e) => {
+                outputs.push(dead_letter(
+                    settings,
+                    m,
+                    STAGE,
+                    Reason::PayloadInvalid,
+                    &e.to_string(),
+                ));
+                tally.push((
+                    feed,
+                    "dead_lettered",
+                    Some(Reason::PayloadInvalid.as_str().into()),
+                ));
+                continue;
+            }
+        };
+        let routed = with_db_retry(STAGE, shutdown, || {
+            pipeline::route_item(store, item.clone(), cfg)
+        })
+        .await?;
+        match routed {
+            Routed::Document(doc) => {
+                outputs.push(Output {
+                    topic: settings.topics.routed.clone(),
+                    key: Some(pipeline::patient_key(&doc).to_string()),
+                    payload: serde_json::to_vec(&doc)?,
+                    headers: carried_headers(m, &feed),
+                });
+                tally.push((feed, "routed", None));
+            }
+            Routed::PatientApplied => tally.push((feed, "patient", None)),
+            Routed::Quarantine(q) => {
+                let mut headers = carried_headers(m, &feed);
+                headers.push((h::REASON, q.reason.clone()));
+                headers.push((h::STAGE, STAGE.into()));
+                tally.push((feed_label(&q.item), "quarantined", Some(q.reason.clone())));
+                outputs.push(Output {
+                    topic: settings.topics.quarantine.clone(),
+                    key: Some(pipeline::patient_key(&q.item).to_string()),
+                    payload: serde_json::to_vec(&q)?,
+                    headers,
+                });
+            }
+        }
+    }
+    Ok((outputs, tally))
+}
+
+pub fn route_config(settings: &Settings) -> RouteConfig {
+    RouteConfig {
+        accept_test_oids: settings.accept_test_oids,
+    }
+}
+
+async fn run_route(
+    settings: &Settings,
+    health: &HealthChecks,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     const STAGE: &str = "route";
     let store = connect_store(settings, STAGE, shutdown).await?;
     let consumer = runtime::consumer(
@@ -246,10 +379,10 @@ async fn run_route(settings: &Settings, shutdown: &CancellationToken) -> Result<
         STAGE,
         std::slice::from_ref(&settings.topics.documents),
     )?;
+    health.watch(consumer.clone());
     let producer = runtime::producer(settings)?;
-    let cfg = RouteConfig {
-        accept_test_oids: settings.accept_test_oids,
-    };
+    let cfg = route_config(settings);
+    let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
     while !shutdown.is_cancelled() {
         let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
@@ -257,71 +390,18 @@ async fn run_route(settings: &Settings, shutdown: &CancellationToken) -> Result<
             continue;
         }
         let started = Instant::now();
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut tally: Vec<(String, &'static str, Option<String>)> = Vec::new();
-        for m in &batch {
-            let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
-            let item: Normalized = match serde_json::from_slice(m.payload().unwrap_or_default()) {
-                Ok(i) => i,
-                Err(e) => {
-                    outputs.push(dead_letter(
-                        settings,
-                        m,
-                        STAGE,
-                        Reason::PayloadInvalid,
-                        &e.to_string(),
-                    ));
-                    tally.push((
-                        feed,
-                        "dead_lettered",
-                        Some(Reason::PayloadInvalid.as_str().into()),
-                    ));
-                    continue;
-                }
-            };
-            let routed = with_db_retry(STAGE, shutdown, || {
-                pipeline::route_item(&store, item.clone(), &cfg)
-            })
-            .await?;
-            match routed {
-                Routed::Document(doc) => {
-                    outputs.push(Output {
-                        topic: settings.topics.routed.clone(),
-                        key: Some(pipeline::patient_key(&doc).to_string()),
-                        payload: serde_json::to_vec(&doc)?,
-                        headers: carried_headers(m, &feed),
-                    });
-                    tally.push((feed, "routed", None));
-                }
-                Routed::PatientApplied => tally.push((feed, "patient", None)),
-                Routed::Quarantine(q) => {
-                    let mut headers = carried_headers(m, &feed);
-                    headers.push((h::REASON, q.reason.clone()));
-                    headers.push((h::STAGE, STAGE.into()));
-                    tally.push((feed_label(&q.item), "quarantined", Some(q.reason.clone())));
-                    outputs.push(Output {
-                        topic: settings.topics.quarantine.clone(),
-                        key: Some(pipeline::patient_key(&q.item).to_string()),
-                        payload: serde_json::to_vec(&q)?,
-                        headers,
-                    });
-                }
-            }
-        }
+        let (outputs, tally) = route_batch(settings, &store, &cfg, &batch, shutdown).await?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             warn!(stage = STAGE, error = %e, "batch not committed");
             break;
         }
-        runtime::commit(&consumer, &runtime::next_offsets(&batch), CommitMode::Async);
-        for (feed, outcome, reason) in tally {
-            metrics().message(STAGE, &feed, outcome);
-            if let Some(r) = reason {
-                metrics().reject(STAGE, &r);
-            }
-        }
+        let offsets = runtime::next_offsets(&batch);
+        runtime::commit(&consumer, &offsets, CommitMode::Async);
+        committed.extend(offsets);
+        record_tally(STAGE, tally);
         observe_batch(STAGE, started, batch.len());
     }
-    finish(&consumer, STAGE);
+    finish(&consumer, STAGE, &committed);
     Ok(())
 }
 
@@ -348,7 +428,97 @@ fn dead_letter(
     }
 }
 
-async fn run_store(settings: &Settings, shutdown: &CancellationToken) -> Result<()> {
+/// A store batch decoded: the items to write (with their feeds), the undecodable
+/// messages as dead letters, and the ingest times for the end-to-end latency.
+#[derive(Default)]
+pub struct StoreBatch {
+    pub items: Vec<StoreItem>,
+    pub item_feeds: Vec<String>,
+    pub dlq: Vec<Output>,
+    pub e2e: Vec<i64>,
+    pub skipped: usize,
+}
+
+/// The store stage's decoding of one batch, shared by the live stage and `dmpflow replay`.
+/// `already_stored` says which messages the database already holds (the live group's
+/// offsets); they are skipped.
+pub fn store_decode(
+    settings: &Settings,
+    batch: &[OwnedMessage],
+    already_stored: impl Fn(&OwnedMessage) -> bool,
+) -> StoreBatch {
+    const STAGE: &str = "store";
+    let mut out = StoreBatch::default();
+    for m in batch {
+        if already_stored(m) {
+            // Already in the database (a crash between the DB commit and the Kafka
+            // commit): skip, do not store twice.
+            out.skipped += 1;
+            continue;
+        }
+        let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+        let payload = m.payload().unwrap_or_default();
+        let decoded = if m.topic() == settings.topics.quarantine {
+            serde_json::from_slice::<Quarantined>(payload).map(StoreItem::Quarantine)
+        } else {
+            serde_json::from_slice::<Normalized>(payload).and_then(|n| match n {
+                Normalized::Document(d) => Ok(StoreItem::Document(*d)),
+                Normalized::Patient(_) => Err(serde::de::Error::custom(
+                    "patient update on the routed topic",
+                )),
+            })
+        };
+        match decoded {
+            Ok(item) => {
+                out.items.push(item);
+                out.item_feeds.push(feed);
+                if let Some(t) = runtime::ingest_time_ms(m) {
+                    out.e2e.push(t);
+                }
+            }
+            Err(e) => {
+                out.dlq.push(dead_letter(
+                    settings,
+                    m,
+                    STAGE,
+                    Reason::PayloadInvalid,
+                    &e.to_string(),
+                ));
+                metrics().message(STAGE, &feed, "dead_lettered");
+                metrics().reject(STAGE, Reason::PayloadInvalid.as_str());
+            }
+        }
+    }
+    out
+}
+
+/// Counts a committed store batch's outcomes in the metrics.
+pub fn record_store_outcomes(outcomes: &[ItemOutcome], feeds: &[String]) {
+    let m = metrics();
+    for (outcome, feed) in outcomes.iter().zip(feeds) {
+        let (label, reason) = outcome_label(outcome);
+        m.message("store", feed, label);
+        if let Some(r) = reason {
+            m.reject("store", r);
+        }
+    }
+}
+
+/// Writes decoded items, retrying transient database errors (a replay passes no offsets).
+pub async fn store_write(
+    store: &Store,
+    items: &[StoreItem],
+    commits: &[OffsetCommit],
+    shutdown: &CancellationToken,
+) -> Result<Vec<ItemOutcome>> {
+    with_db_retry("store", shutdown, || store.write_batch(items, commits)).await
+}
+
+async fn run_store(
+    settings: &Settings,
+    health: &HealthChecks,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     const STAGE: &str = "store";
     let store = connect_store(settings, STAGE, shutdown).await?;
     let group = format!("{}.{}", settings.kafka.group_prefix, STAGE);
@@ -357,9 +527,11 @@ async fn run_store(settings: &Settings, shutdown: &CancellationToken) -> Result<
         settings.topics.quarantine.clone(),
     ];
     let consumer = runtime::consumer(settings, STAGE, &topics)?;
+    health.watch(consumer.clone());
     let producer: FutureProducer = runtime::producer(settings)?;
     // Next offset per partition as recorded in the database: the source of truth.
     let mut db_offsets: HashMap<(String, i32), i64> = HashMap::new();
+    let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
     while !shutdown.is_cancelled() {
         let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
@@ -389,57 +561,15 @@ async fn run_store(settings: &Settings, shutdown: &CancellationToken) -> Result<
             }
         }
         let offsets = runtime::next_offsets(&batch);
-        let mut items = Vec::with_capacity(batch.len());
-        let mut item_feeds = Vec::with_capacity(batch.len());
-        let mut dlq = Vec::new();
-        let mut skipped = 0usize;
-        let mut e2e = Vec::new();
-        for m in &batch {
+        let decoded = store_decode(settings, &batch, |m| {
             let stored_next = db_offsets
                 .get(&(m.topic().to_string(), m.partition()))
                 .copied()
                 .unwrap_or(0);
-            if m.offset() < stored_next {
-                // Already in the database (a crash between the DB commit and the Kafka
-                // commit): skip, do not store twice.
-                skipped += 1;
-                continue;
-            }
-            let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
-            let payload = m.payload().unwrap_or_default();
-            let decoded = if m.topic() == settings.topics.quarantine {
-                serde_json::from_slice::<Quarantined>(payload).map(StoreItem::Quarantine)
-            } else {
-                serde_json::from_slice::<Normalized>(payload).and_then(|n| match n {
-                    Normalized::Document(d) => Ok(StoreItem::Document(*d)),
-                    Normalized::Patient(_) => Err(serde::de::Error::custom(
-                        "patient update on the routed topic",
-                    )),
-                })
-            };
-            match decoded {
-                Ok(item) => {
-                    items.push(item);
-                    item_feeds.push(feed);
-                    if let Some(t) = runtime::ingest_time_ms(m) {
-                        e2e.push(t);
-                    }
-                }
-                Err(e) => {
-                    dlq.push(dead_letter(
-                        settings,
-                        m,
-                        STAGE,
-                        Reason::PayloadInvalid,
-                        &e.to_string(),
-                    ));
-                    metrics().message(STAGE, &feed, "dead_lettered");
-                    metrics().reject(STAGE, Reason::PayloadInvalid.as_str());
-                }
-            }
-        }
+            m.offset() < stored_next
+        });
         // Dead letters first: the DB commit below records the offsets past them.
-        if let Err(e) = runtime::produce_all(&producer, &dlq, STAGE, shutdown).await {
+        if let Err(e) = runtime::produce_all(&producer, &decoded.dlq, STAGE, shutdown).await {
             warn!(stage = STAGE, error = %e, "batch not committed");
             break;
         }
@@ -453,44 +583,39 @@ async fn run_store(settings: &Settings, shutdown: &CancellationToken) -> Result<
             })
             .collect();
         let tx_started = Instant::now();
-        let outcomes =
-            match with_db_retry(STAGE, shutdown, || store.write_batch(&items, &commits)).await {
-                Ok(o) => o,
-                Err(e) => {
-                    warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
-                    break;
-                }
-            };
+        let outcomes = match store_write(&store, &decoded.items, &commits, shutdown).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
+                break;
+            }
+        };
         let m = metrics();
         m.store_commit_seconds
             .observe(tx_started.elapsed().as_secs_f64());
-        m.store_batch_size.observe(items.len() as f64);
+        m.store_batch_size.observe(decoded.items.len() as f64);
         for (key, next) in &offsets {
             db_offsets.insert(key.clone(), *next);
         }
         runtime::commit(&consumer, &offsets, CommitMode::Async);
-        for (outcome, feed) in outcomes.iter().zip(&item_feeds) {
-            let (label, reason) = outcome_label(outcome);
-            m.message(STAGE, feed, label);
-            if let Some(r) = reason {
-                m.reject(STAGE, r);
-            }
-        }
+        committed.extend(offsets);
+        record_store_outcomes(&outcomes, &decoded.item_feeds);
         let now = runtime::now_ms();
-        for t in e2e {
+        for t in decoded.e2e {
             m.end_to_end_seconds
                 .get_or_create(&StageLabel { stage: STAGE })
                 .observe(((now - t).max(0) as f64) / 1000.0);
         }
-        if skipped > 0 {
+        if decoded.skipped > 0 {
             info!(
                 stage = STAGE,
-                skipped, "messages already stored were skipped"
+                skipped = decoded.skipped,
+                "messages already stored were skipped"
             );
         }
         observe_batch(STAGE, started, batch.len());
     }
-    finish(&consumer, STAGE);
+    finish(&consumer, STAGE, &committed);
     Ok(())
 }
 

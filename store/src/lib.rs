@@ -100,6 +100,15 @@ impl Store {
         self.backend
     }
 
+    /// One round trip to the database (`SELECT 1`), for the readiness check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sqlx("ping", e))
+    }
+
     /// Closes the pool (waits for connections in use to come back).
     pub async fn close(&self) {
         self.pool.close().await;

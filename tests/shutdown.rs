@@ -1,0 +1,210 @@
+//! Integration tests of the process lifecycle on the real services of `scripts/stack up`
+//! (they fail, never skip, when those are unreachable): a SIGTERM in the middle of a
+//! steady flow processes nothing twice, and `/health/ready` reflects the broker, the
+//! database and the group assignments while `/health/live` always answers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use dmpflow_store::Store;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+async fn stored(db: &str) -> i64 {
+    let store = Store::connect(db).await.expect("store");
+    let n = store.document_count().await.expect("count") as i64;
+    store.close().await;
+    n
+}
+
+async fn setup(tag: &str) -> (Vec<(String, String)>, String, String, String, String) {
+    require_kafka();
+    let db = fresh_database(tag).await;
+    let run = unique();
+    let prefix = format!("t{run}");
+    let env = isolated_env(&prefix, &db);
+    run_ok(&env, &["topics", "create", "--partitions", "3"]);
+    let (ins, csv) = patient_csv("2800375056123");
+    let csv_path = std::env::temp_dir().join(format!("patients-{run}.csv"));
+    std::fs::write(&csv_path, csv).unwrap();
+    run_ok(&env, &["patients", "import", csv_path.to_str().unwrap()]);
+    (env, prefix, db, ins, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
+    let (env, prefix, db, ins, run) = setup("sigterm").await;
+    let feed = format!("{prefix}.feed.lab");
+    let mut env = env;
+    // Small batches: many commits in flight when the signal lands.
+    env.push(("DMPFLOW_BATCH_MESSAGES".into(), "20".into()));
+    const N: usize = 2000;
+
+    let mut pipeline = spawn_stage(&env, "all", 19611, &format!("{prefix}-a.log"));
+    // A steady flow: 20 messages every 50 ms, acknowledged one chunk at a time.
+    let produced = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let flow = {
+        let (produced, done, feed, ins, run) = (
+            produced.clone(),
+            done.clone(),
+            feed.clone(),
+            ins.clone(),
+            run.clone(),
+        );
+        tokio::spawn(async move {
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap())
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .create()
+                .expect("producer");
+            for chunk in (0..N).collect::<Vec<_>>().chunks(20) {
+                let mut pending = Vec::new();
+                for &n in chunk {
+                    let payload = lab_oru(&ins, &run, n);
+                    pending.push(
+                        producer
+                            .send_result(
+                                FutureRecord::<str, String>::to(&feed)
+                                    .payload(&payload)
+                                    .key(&ins),
+                            )
+                            .expect("enqueue"),
+                    );
+                }
+                for p in pending {
+                    p.await.expect("delivery").expect("acknowledged");
+                }
+                produced.fetch_add(chunk.len(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    // SIGTERM once the flow is well under way and documents are being stored.
+    let ok = wait_until(Duration::from_secs(60), || async {
+        stored(&db).await >= 200 && produced.load(Ordering::SeqCst) >= 600
+    })
+    .await;
+    assert!(ok, "the pipeline did not get going");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the flow ended before the signal"
+    );
+    let status = terminate(&mut pipeline);
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    let at_stop = stored(&db).await;
+    println!(
+        "SIGTERM with {} produced, {at_stop} stored",
+        produced.load(Ordering::SeqCst)
+    );
+
+    let mut pipeline = spawn_stage(&env, "all", 19612, &format!("{prefix}-b.log"));
+    flow.await.expect("producer task");
+    let ok = wait_until(Duration::from_secs(120), || async {
+        stored(&db).await >= N as i64
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} of {N} stored after the restart",
+        stored(&db).await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(terminate(&mut pipeline).success());
+    assert_eq!(
+        topic_count(&format!("{prefix}.documents")),
+        N as i64,
+        "normalize wrote each message once across the SIGTERM"
+    );
+    assert_eq!(
+        topic_count(&format!("{prefix}.routed")),
+        N as i64,
+        "route wrote each document once across the SIGTERM"
+    );
+    assert_eq!(stored(&db).await, N as i64, "one row per message");
+}
+
+/// Status code of a plain HTTP/1.1 GET, or None when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn wait_status(port: u16, path: &str, want: u16, within: Duration) -> bool {
+    wait_until(within, || async { http_status(port, path) == Some(want) }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_broker_the_database_and_the_assignments() {
+    let (env, prefix, _db, _ins, _run) = setup("health").await;
+
+    // Everything reachable: ready once the stages hold their assignments; live always.
+    let mut up = spawn_stage(&env, "all", 19621, &format!("{prefix}-up.log"));
+    assert!(
+        wait_status(19621, "/health/live", 200, Duration::from_secs(20)).await,
+        "live"
+    );
+    assert!(
+        wait_status(19621, "/health/ready", 200, Duration::from_secs(45)).await,
+        "ready while broker and database are up"
+    );
+    // It stays ready across several check rounds.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(http_status(19621, "/health/ready"), Some(200));
+    }
+    assert!(terminate(&mut up).success());
+
+    // The database unreachable: live, never ready.
+    let mut no_db = env.clone();
+    no_db.push((
+        "DMPFLOW_DATABASE_URL".into(),
+        "postgres://dmpflow@127.0.0.1:1/nowhere".into(),
+    ));
+    let mut store = spawn_stage(&no_db, "store", 19622, &format!("{prefix}-nodb.log"));
+    assert!(wait_status(19622, "/health/live", 200, Duration::from_secs(20)).await);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            http_status(19622, "/health/ready"),
+            Some(503),
+            "ready without a database"
+        );
+        assert_eq!(http_status(19622, "/health/live"), Some(200));
+    }
+    // An unhealthy process may spend its shutdown bound retrying; its exit is not the point.
+    let _ = store.kill();
+    let _ = store.wait();
+
+    // The broker unreachable: live, never ready.
+    let mut no_kafka = env.clone();
+    no_kafka.push(("DMPFLOW_KAFKA_BOOTSTRAP".into(), "127.0.0.1:1".into()));
+    let mut normalize = spawn_stage(&no_kafka, "normalize", 19623, &format!("{prefix}-nok.log"));
+    assert!(wait_status(19623, "/health/live", 200, Duration::from_secs(20)).await);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            http_status(19623, "/health/ready"),
+            Some(503),
+            "ready without a broker"
+        );
+    }
+    let _ = normalize.kill();
+    let _ = normalize.wait();
+}
