@@ -426,3 +426,61 @@ impl HealthChecks {
         health.set_ready(false);
     }
 }
+
+/// Samples the consumer lag of every assigned partition (high watermark − position) into
+/// `dmpflow_consumer_lag_messages` every `every`, until shutdown. The watermark lookup is a
+/// broker round trip, so it runs on the blocking pool, never in the batch loop.
+pub fn spawn_lag_sampler(
+    consumer: std::sync::Arc<StageConsumer>,
+    stage: &'static str,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let c = consumer.clone();
+            let samples = tokio::task::spawn_blocking(move || sample_lag(&c))
+                .await
+                .unwrap_or_default();
+            for (topic, partition, lag) in samples {
+                metrics()
+                    .consumer_lag
+                    .get_or_create(&crate::metrics::PartitionLabel {
+                        stage,
+                        topic,
+                        partition,
+                    })
+                    .set(lag);
+            }
+        }
+    });
+}
+
+fn sample_lag(consumer: &StageConsumer) -> Vec<(String, i32, i64)> {
+    let Ok(positions) = consumer.position() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for elem in positions.elements() {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_secs(2))
+        else {
+            continue;
+        };
+        // Before the first fetch the position is unknown: the whole retained log is behind.
+        let position = match elem.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        out.push((
+            elem.topic().to_string(),
+            elem.partition(),
+            (high - position).max(0),
+        ));
+    }
+    out
+}

@@ -91,14 +91,23 @@ pub async fn run(
     result
 }
 
-fn observe_batch(stage: &'static str, started: Instant, n: usize) {
-    let m = metrics();
-    m.batch_seconds
-        .get_or_create(&StageLabel { stage })
-        .observe(started.elapsed().as_secs_f64());
-    m.in_flight
+/// How often each stage samples its consumer lag into the metrics.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+fn set_in_flight(stage: &'static str, n: usize) {
+    metrics()
+        .in_flight
         .get_or_create(&StageLabel { stage })
         .set(n as i64);
+}
+
+/// A batch is done (durable and committed): record its time; nothing is in flight.
+fn observe_batch(stage: &'static str, started: Instant, _n: usize) {
+    metrics()
+        .batch_seconds
+        .get_or_create(&StageLabel { stage })
+        .observe(started.elapsed().as_secs_f64());
+    set_in_flight(stage, 0);
 }
 
 fn coordinates(m: &OwnedMessage) -> Coordinates {
@@ -216,6 +225,7 @@ async fn run_normalize(
     const STAGE: &str = "normalize";
     let consumer = runtime::consumer(settings, STAGE, &settings.topics.feeds())?;
     health.watch(consumer.clone());
+    runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
     let producer = runtime::producer(settings)?;
     let cfg = normalize_config(settings);
     let mut committed = BTreeMap::new();
@@ -226,6 +236,7 @@ async fn run_normalize(
             continue;
         }
         let started = Instant::now();
+        set_in_flight(STAGE, batch.len());
         let (outputs, tally) = normalize_batch(settings, &cfg, &batch)?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             // Shutdown before the outputs were acknowledged: do not commit; they come back.
@@ -380,6 +391,7 @@ async fn run_route(
         std::slice::from_ref(&settings.topics.documents),
     )?;
     health.watch(consumer.clone());
+    runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
     let producer = runtime::producer(settings)?;
     let cfg = route_config(settings);
     let mut committed = BTreeMap::new();
@@ -390,6 +402,7 @@ async fn run_route(
             continue;
         }
         let started = Instant::now();
+        set_in_flight(STAGE, batch.len());
         let (outputs, tally) = route_batch(settings, &store, &cfg, &batch, shutdown).await?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             warn!(stage = STAGE, error = %e, "batch not committed");
@@ -528,6 +541,7 @@ async fn run_store(
     ];
     let consumer = runtime::consumer(settings, STAGE, &topics)?;
     health.watch(consumer.clone());
+    runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
     let producer: FutureProducer = runtime::producer(settings)?;
     // Next offset per partition as recorded in the database: the source of truth.
     let mut db_offsets: HashMap<(String, i32), i64> = HashMap::new();
@@ -539,6 +553,7 @@ async fn run_store(
             continue;
         }
         let started = Instant::now();
+        set_in_flight(STAGE, batch.len());
         if consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
             db_offsets.clear();
         }
