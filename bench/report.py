@@ -117,8 +117,8 @@ w("")
 # ------------------------------------------------------------------ criterion
 w("## 1. Normalize, per core (criterion)")
 w("")
-w("`bench/benches/normalize.rs`: one thread, 64 distinct copies per iteration, 30 samples of "
-  "3 s after 1 s warm-up. `ours parse` = `hl7::Message::parse` (structure, charset, UTF-8 "
+w("`bench/benches/normalize.rs`: one thread, 64 distinct copies per iteration, 20 samples of "
+  "2 s of the thread's CPU time after 0.5 s warm-up (CPU time, not wall: the machine is shared). `ours parse` = `hl7::Message::parse` (structure, charset, UTF-8 "
   "check); `ours normalize` = `normalize::normalize` (parse + mapping + CDA R2 XML + metadata); "
   "`hl7-parser` = `hl7_parser::Message::parse` 0.3.0 on the same bytes (parse only). "
   "Messages/s, median (min–max over samples).")
@@ -165,8 +165,10 @@ if "e2e.sustained" in R:
     w("| first document after start / all stored after | %s s / %s s |" % (R.get("e2e.first_doc_after"), R.get("e2e.all_stored_after")))
     w("| documents/s first → last document | %s |" % fnum(float(R.get("e2e.overall", 0))))
     if drain:
-        w("| raw consume limit (`bench drain`, same topics, 3 runs) | median %s msg/s (%s), %s MB/s |" % (
-            fnum(drain_med), ", ".join(fnum(x) for x in drain), R.get("e2e.drain_mb", "").split()[0] if R.get("e2e.drain_mb") else "?"))
+        w("| raw consume limit (`bench drain`, same topics, 3 runs) | median %s msg/s (%s), %s MB/s; %s msg per drain CPU-second |" % (
+            fnum(drain_med), ", ".join(fnum(x) for x in drain),
+            R.get("e2e.drain_mb", "").split()[0] if R.get("e2e.drain_mb") else "?",
+            ", ".join(fnum(float(x)) for x in R.get("e2e.drain_cpu", "").split()) or "?"))
     if copy_runs:
         w("| PostgreSQL `\\copy` of the same %d documents rows (%d runs) | median %s rows/s (%s) |" % (
             copy_rows[0], len(copy_runs), fnum(copy_doc_rate), ", ".join(fnum(copy_rows[0] / d) for d, e in copy_runs)))
@@ -175,6 +177,14 @@ if "e2e.sustained" in R:
         w("| pipeline / raw consume | %.1f%% |" % (100 * sus / drain_med))
     if copy_all_rate:
         w("| pipeline / COPY (documents + entries) | %.1f%% |" % (100 * sus / copy_all_rate))
+    if "e2e.cpu_backlog" in R:
+        cp, cpg, ck, wall = (float(x) for x in R["e2e.cpu_backlog"].split())
+        docs = float(R.get("e2e.documents", 0))
+        w("| CPU seconds during the backlog (wall %.0f s incl. 10 s idle tail): pipeline / PostgreSQL (all backends) / Kafka | %.1f / %.0f / %.0f |" % (wall, cp, cpg, ck))
+        if cp:
+            w("| **documents per pipeline CPU-second** (contention-free view of the pipeline's own cost) | **%s** |" % fnum(docs / cp))
+        if cp + cpg + ck:
+            w("| documents per CPU-second of pipeline + PostgreSQL + Kafka | %s |" % fnum(docs / (cp + cpg + ck)))
     w("| peak RSS (VmHWM) after the backlog / at the end | %.0f MB / %.0f MB |" % (
         int(R.get("e2e.hwm_after_backlog_kb", 0)) / 1024, int(R.get("e2e.hwm_final_kb", 0)) / 1024))
     w("")

@@ -50,7 +50,11 @@ fn main() -> Result<()> {
         let msgs: VecDeque<Vec<u8>> = dmpflow_ingest::split_messages(&data)
             .filter_map(|m| m.ok().map(|m| m.bytes.to_vec()))
             .collect();
-        queues.push((feed.to_string(), format!("{}{feed}", args.feed_prefix), msgs));
+        queues.push((
+            feed.to_string(),
+            format!("{}{feed}", args.feed_prefix),
+            msgs,
+        ));
     }
     let total: usize = queues.iter().map(|q| q.2.len()).sum();
     if total == 0 {
