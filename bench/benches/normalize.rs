@@ -48,7 +48,7 @@ fn join(segs: Vec<String>) -> String {
     s
 }
 
-/// A typical lab ORU^R01 of about 3 KB: three panels, 12 OBX, NTE comments with accents
+/// A typical lab ORU^R01 of about 3 KB: four panels, 16 OBX, NTE comments with accents
 /// and escapes.
 fn lab(i: usize) -> String {
     let mut segs = vec![
@@ -65,7 +65,7 @@ fn lab(i: usize) -> String {
             "ORC|NW|CMD{i:08}^SIL-DEMO|||||||20241101101600|||10003456789^DUPONT^CLAIRE^^^DR^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^RPPS"
         ),
     ];
-    let panels: [(&str, &str, &[(&str, &str, &str, &str)]); 3] = [
+    let panels: [(&str, &str, &[(&str, &str, &str, &str)]); 4] = [
         (
             "24362-6",
             "Ionogramme sanguin",
@@ -96,6 +96,16 @@ fn lab(i: usize) -> String {
                 ("13457-7", "Cholestérol LDL calculé", "g/L", "0.50-1.60"),
             ],
         ),
+        (
+            "24325-3",
+            "Bilan hépatique",
+            &[
+                ("1920-8", "ASAT", "U/L", "5-34"),
+                ("1742-6", "ALAT", "U/L", "0-55"),
+                ("2324-2", "Gamma-GT", "U/L", "12-64"),
+                ("6768-6", "Phosphatases alcalines", "U/L", "40-150"),
+            ],
+        ),
     ];
     for (b, (code, label, tests)) in panels.iter().enumerate() {
         segs.push(format!(
@@ -110,7 +120,7 @@ fn lab(i: usize) -> String {
             ));
         }
         segs.push(format!(
-            "NTE|1||Résultat contrôlé sur un 2e prélèvement \\T\\ validé par le biologiste (panel {})",
+            "NTE|1||Résultat contrôlé sur un 2e prélèvement \\T\\ validé par le biologiste (panel {}) ; à interpréter selon le contexte clinique",
             b + 1
         ));
     }

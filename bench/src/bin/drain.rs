@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 
 #[derive(Parser)]
 struct Args {
