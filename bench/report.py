@@ -180,7 +180,7 @@ if "e2e.sustained" in R:
     if "e2e.cpu_backlog" in R:
         cp, cpg, ck, wall = (float(x) for x in R["e2e.cpu_backlog"].split())
         docs = float(R.get("e2e.documents", 0))
-        w("| CPU seconds during the backlog (wall %.0f s incl. 10 s idle tail): pipeline / PostgreSQL (all backends) / Kafka | %.1f / %.0f / %.0f |" % (wall, cp, cpg, ck))
+        w("| CPU seconds during the backlog (wall %.0f s incl. 10 s idle tail): pipeline / PostgreSQL (live processes only: a lower bound) / Kafka | %.1f / %.0f / %.0f |" % (wall, cp, cpg, ck))
         if cp:
             w("| **documents per pipeline CPU-second** (contention-free view of the pipeline's own cost) | **%s** |" % fnum(docs / cp))
         if cp + cpg + ck:
