@@ -108,9 +108,11 @@ if "e2e.lat_p99_ms" in R:
     w("| p99 ≤ 250 ms at %s msg/s | p99 %.0f ms (p50 %.0f ms) | %.2f× | %s |" % (
         R.get("knobs", "").split("BENCH_RATE=")[-1].split()[0], p99, float(R["e2e.lat_p50_ms"]),
         p99 / TARGET_P99, ok(p99 <= TARGET_P99)))
-if "e2e.hwm_after_backlog_kb" in R:
-    rss = int(R["e2e.hwm_after_backlog_kb"]) / 1024
-    w("| RSS ≤ 300 MB per pipeline process under overload | VmHWM %.0f MB | %.2f× | %s |" % (
+if "e2e.hwm_final_kb" in R or "e2e.hwm_after_backlog_kb" in R:
+    # VmHWM is the process's peak so far: at the end it covers the backlog and the paced
+    # overload, the two overload phases.
+    rss = int(R.get("e2e.hwm_final_kb", R.get("e2e.hwm_after_backlog_kb"))) / 1024
+    w("| RSS ≤ 300 MB per pipeline process under overload | VmHWM %.0f MB (peak over backlog + 2k msg/s overload) | %.2f× | %s |" % (
         rss, rss / TARGET_RSS_MB, ok(rss <= TARGET_RSS_MB)))
 w("")
 
