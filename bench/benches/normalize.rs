@@ -65,7 +65,9 @@ fn lab(i: usize) -> String {
             "ORC|NW|CMD{i:08}^SIL-DEMO|||||||20241101101600|||10003456789^DUPONT^CLAIRE^^^DR^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^RPPS"
         ),
     ];
-    let panels: [(&str, &str, &[(&str, &str, &str, &str)]); 4] = [
+    // (LOINC, label, tests as (LOINC, label, value, unit)).
+    type Panel<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str, &'a str, &'a str)]);
+    let panels: [Panel; 4] = [
         (
             "24362-6",
             "Ionogramme sanguin",
