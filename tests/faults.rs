@@ -128,8 +128,12 @@ async fn cluster_leader_loss_loses_nothing_acknowledged() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
 
     let started = Instant::now();
+    // scripts/fault-test exports the stack's env file; .stack.env when run by hand.
+    let brokers = std::env::var("DMPFLOW_KAFKA_BROKERS")
+        .ok()
+        .or_else(|| stack_env().get("DMPFLOW_KAFKA_BROKERS").cloned());
     assert_eq!(
-        stack_env().get("DMPFLOW_KAFKA_BROKERS").map(String::as_str),
+        brokers.as_deref(),
         Some("3"),
         "needs `scripts/stack up --brokers 3`"
     );
