@@ -30,6 +30,11 @@ const POOL: usize = 64;
 const INS: &str = "111061305595246";
 const OID: &str = "1.2.250.1.213.1.4.10";
 
+/// One lab test: LOINC, label, unit, reference range.
+type Test = (&'static str, &'static str, &'static str, &'static str);
+/// One lab panel: its LOINC, its label and its tests.
+type Panel = (&'static str, &'static str, &'static [Test]);
+
 fn msh(app: &str, fac: &str, typ: &str, ctrl: &str, version: &str) -> String {
     format!(
         "MSH|^~\\&|{app}|{fac}|DMPFLOW|DMP-HOST|20241101101600||{typ}|{ctrl}|P|{version}|||||FRA|UNICODE UTF-8"
@@ -65,8 +70,6 @@ fn lab(i: usize) -> String {
             "ORC|NW|CMD{i:08}^SIL-DEMO|||||||20241101101600|||10003456789^DUPONT^CLAIRE^^^DR^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^RPPS"
         ),
     ];
-    // (LOINC, label, tests as (LOINC, label, value, unit)).
-    type Panel<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str, &'a str, &'a str)]);
     let panels: [Panel; 4] = [
         (
             "24362-6",
