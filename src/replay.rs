@@ -253,7 +253,8 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
             ReplayStage::Route => {
                 let store = store.as_ref().expect("connected above");
                 let (outputs, tally) =
-                    stages::route_batch(settings, store, &rcfg, &window_batch, &shutdown).await?;
+                    stages::route_batch(settings, store, &rcfg, &window_batch, &shutdown, None)
+                        .await?;
                 runtime::produce_all(&producer, &outputs, "route", &shutdown).await?;
                 tally
             }
@@ -262,7 +263,8 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
                 let decoded = stages::store_decode(settings, &window_batch, |_| false);
                 runtime::produce_all(&producer, &decoded.dlq, "store", &shutdown).await?;
                 // No offsets: the live group's exactly-once offsets are not the replay's.
-                let results = stages::store_write(store, &decoded.items, &[], &shutdown).await?;
+                let results =
+                    stages::store_write(store, &decoded.items, &[], &shutdown, None).await?;
                 let mut tally = Vec::new();
                 for (o, feed) in results.iter().zip(&decoded.item_feeds) {
                     let (label, reason) = stages::outcome_label(o);

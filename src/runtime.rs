@@ -484,3 +484,92 @@ fn sample_lag(consumer: &StageConsumer) -> Vec<(String, i32, i64)> {
     }
     out
 }
+
+/// Keeps a stage in its consumer group while its next hop is down. Every assigned
+/// partition is paused, so nothing more is fetched or buffered (the backlog stays in Kafka
+/// as lag), and the consumer keeps being polled, so the member is not expelled after
+/// `max.poll.interval.ms` and its batch is not handed to another instance for nothing.
+/// A message can still arrive from a partition assigned during the pause: it is rewound
+/// (seek to its own offset) and that partition paused too, so it is read again later.
+pub struct Pause<'a> {
+    consumer: &'a StageConsumer,
+    stage: &'static str,
+}
+
+impl<'a> Pause<'a> {
+    pub fn start(consumer: &'a StageConsumer, stage: &'static str) -> Pause<'a> {
+        match consumer.assignment() {
+            Ok(tpl) => {
+                if let Err(e) = consumer.pause(&tpl) {
+                    warn!(stage, error = %e, "pausing partitions");
+                }
+                info!(
+                    stage,
+                    partitions = tpl.count(),
+                    "next hop unavailable: partitions paused"
+                );
+                metrics()
+                    .paused_partitions
+                    .get_or_create(&crate::metrics::StageLabel { stage })
+                    .set(tpl.count() as i64);
+            }
+            Err(e) => warn!(stage, error = %e, "reading the assignment to pause it"),
+        }
+        Pause { consumer, stage }
+    }
+
+    /// Waits `dur` while polling the paused consumer in short slices.
+    pub async fn wait(&mut self, dur: Duration) {
+        let deadline = Instant::now() + dur;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let slice = left.min(Duration::from_millis(500));
+            match tokio::time::timeout(slice, self.consumer.recv()).await {
+                Ok(Ok(m)) => self.rewind(m.topic(), m.partition(), m.offset()),
+                Ok(Err(e)) => {
+                    warn!(stage = self.stage, error = %e, "consumer error while paused");
+                    tokio::time::sleep(slice).await;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn rewind(&self, topic: &str, partition: i32, offset: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self
+            .consumer
+            .seek_partitions(tpl.clone(), Duration::from_secs(5))
+        {
+            warn!(stage = self.stage, error = %e, topic, partition, "rewinding a message read while paused");
+        }
+        let _ = self.consumer.pause(&tpl);
+    }
+
+    /// The next hop is back: resume every assigned partition.
+    pub fn end(self) {
+        if let Ok(tpl) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.resume(&tpl) {
+                warn!(stage = self.stage, error = %e, "resuming partitions");
+            }
+            info!(
+                stage = self.stage,
+                partitions = tpl.count(),
+                "next hop back: partitions resumed"
+            );
+        }
+        metrics()
+            .paused_partitions
+            .get_or_create(&crate::metrics::StageLabel { stage: self.stage })
+            .set(0);
+    }
+}

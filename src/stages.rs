@@ -275,6 +275,22 @@ fn finish(consumer: &StageConsumer, stage: &'static str, committed: &BTreeMap<(S
 async fn with_db_retry<T, F, Fut>(
     stage: &'static str,
     shutdown: &CancellationToken,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, dmpflow_store::StoreError>>,
+{
+    with_db_retry_paused(stage, shutdown, None, op).await
+}
+
+/// Retries a database operation on transient errors until it works or shutdown. With a
+/// consumer, its partitions are paused for as long as the database is unavailable and the
+/// consumer keeps being polled (see `runtime::Pause`), then resumed.
+async fn with_db_retry_paused<T, F, Fut>(
+    stage: &'static str,
+    shutdown: &CancellationToken,
+    consumer: Option<&StageConsumer>,
     mut op: F,
 ) -> Result<T>
 where
@@ -282,22 +298,65 @@ where
     Fut: std::future::Future<Output = Result<T, dmpflow_store::StoreError>>,
 {
     let mut backoff = Duration::from_millis(100);
+    let mut pause: Option<runtime::Pause<'_>> = None;
     loop {
-        match op().await {
-            Ok(v) => return Ok(v),
+        // A slow database (a lock, a long checkpoint) is not an error: the call just takes
+        // long. Past `SLOW_HOP` the partitions are paused and the consumer polled while we
+        // keep waiting, so the member stays in its group.
+        let fut = op();
+        tokio::pin!(fut);
+        let result = loop {
+            match (pause.as_mut(), consumer) {
+                (Some(p), _) => tokio::select! {
+                    r = &mut fut => break r,
+                    _ = p.wait(Duration::from_millis(500)) => {}
+                },
+                (None, Some(c)) => tokio::select! {
+                    r = &mut fut => break r,
+                    _ = tokio::time::sleep(SLOW_HOP) => pause = Some(runtime::Pause::start(c, stage)),
+                },
+                (None, None) => break fut.await,
+            }
+        };
+        match result {
+            Ok(v) => {
+                if let Some(p) = pause.take() {
+                    p.end();
+                }
+                return Ok(v);
+            }
             Err(e) if e.is_transient() => {
                 warn!(stage, error = %e, "database unavailable; retrying");
                 metrics().retries.get_or_create(&StageLabel { stage }).inc();
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => anyhow::bail!("shutdown while the database was unavailable"),
+                if pause.is_none()
+                    && let Some(c) = consumer
+                {
+                    pause = Some(runtime::Pause::start(c, stage));
+                }
+                match pause.as_mut() {
+                    Some(p) => tokio::select! {
+                        _ = p.wait(backoff) => {}
+                        _ = shutdown.cancelled() => anyhow::bail!("shutdown while the database was unavailable"),
+                    },
+                    None => tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => anyhow::bail!("shutdown while the database was unavailable"),
+                    },
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let Some(p) = pause.take() {
+                    p.end();
+                }
+                return Err(e.into());
+            }
         }
     }
 }
+
+/// How long a database call may take before the stage pauses its partitions.
+const SLOW_HOP: Duration = Duration::from_secs(2);
 
 async fn connect_store(
     settings: &Settings,
@@ -316,6 +375,7 @@ pub async fn route_batch(
     cfg: &RouteConfig,
     batch: &[OwnedMessage],
     shutdown: &CancellationToken,
+    keepalive: Option<&StageConsumer>,
 ) -> Result<(Vec<Output>, Tally)> {
     const STAGE: &str = "route";
     let mut outputs = Vec::with_capacity(batch.len());
@@ -340,7 +400,7 @@ pub async fn route_batch(
                 continue;
             }
         };
-        let routed = with_db_retry(STAGE, shutdown, || {
+        let routed = with_db_retry_paused(STAGE, shutdown, keepalive, || {
             pipeline::route_item(store, item.clone(), cfg)
         })
         .await?;
@@ -403,7 +463,8 @@ async fn run_route(
         }
         let started = Instant::now();
         set_in_flight(STAGE, batch.len());
-        let (outputs, tally) = route_batch(settings, &store, &cfg, &batch, shutdown).await?;
+        let (outputs, tally) =
+            route_batch(settings, &store, &cfg, &batch, shutdown, Some(&consumer)).await?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             warn!(stage = STAGE, error = %e, "batch not committed");
             break;
@@ -518,13 +579,18 @@ pub fn record_store_outcomes(outcomes: &[ItemOutcome], feeds: &[String]) {
 }
 
 /// Writes decoded items, retrying transient database errors (a replay passes no offsets).
+/// `keepalive` is the live stage's consumer, paused while the database is unavailable.
 pub async fn store_write(
     store: &Store,
     items: &[StoreItem],
     commits: &[OffsetCommit],
     shutdown: &CancellationToken,
+    keepalive: Option<&StageConsumer>,
 ) -> Result<Vec<ItemOutcome>> {
-    with_db_retry("store", shutdown, || store.write_batch(items, commits)).await
+    with_db_retry_paused("store", shutdown, keepalive, || {
+        store.write_batch(items, commits)
+    })
+    .await
 }
 
 async fn run_store(
@@ -598,13 +664,14 @@ async fn run_store(
             })
             .collect();
         let tx_started = Instant::now();
-        let outcomes = match store_write(&store, &decoded.items, &commits, shutdown).await {
-            Ok(o) => o,
-            Err(e) => {
-                warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
-                break;
-            }
-        };
+        let outcomes =
+            match store_write(&store, &decoded.items, &commits, shutdown, Some(&consumer)).await {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
+                    break;
+                }
+            };
         let m = metrics();
         m.store_commit_seconds
             .observe(tx_started.elapsed().as_secs_f64());

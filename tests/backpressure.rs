@@ -4,9 +4,8 @@
 //! locked). The store process's resident memory (VmRSS) must stay under a bound while its
 //! lag grows; once the lock is released the lag drains to zero and conservation holds.
 //!
-//! The store also runs with `max.poll.interval.ms` = 20 s, shorter than the stall, so the
-//! test covers a stage that waits on its database longer than Kafka lets a member go
-//! without polling.
+//! The store also runs with `max.poll.interval.ms` = 20 s, shorter than the stall: it must
+//! pause its partitions and keep polling (`runtime::Pause`), never leave its group.
 //!
 //! `#[ignore]`d: it takes about three minutes and saturates a small machine; run it with
 //! `scripts/fault-test --backpressure`.
@@ -138,6 +137,30 @@ async fn stalled_store_keeps_memory_flat_and_drains_after() {
         max_rss / 1024
     );
     assert!(drained_after.is_some(), "the store lag did not drain to 0");
+    // The store paused its partitions while its database was stuck and resumed them
+    // after, and kept polling: it never left its consumer group.
+    let mut store_logs = String::new();
+    for entry in std::fs::read_dir(&h.log_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("store-")
+        {
+            store_logs.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    assert!(
+        store_logs.contains("partitions paused") && store_logs.contains("partitions resumed"),
+        "the store did not pause and resume its partitions (logs in {})",
+        h.log_dir.display()
+    );
+    assert!(
+        !store_logs.contains("MAXPOLL") && !store_logs.contains("leaving group"),
+        "the store was expelled from its group while paused (logs in {})",
+        h.log_dir.display()
+    );
     let v = t.violations();
     assert!(v.is_empty(), "violations:\n{}", v.join("\n"));
 }
