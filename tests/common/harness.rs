@@ -513,19 +513,32 @@ pub fn watermarks(topic: &str) -> Vec<(i32, (i64, i64))> {
         .set("bootstrap.servers", bootstrap())
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(20))
-        .unwrap();
-    let mut out = Vec::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            let w = c
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(20))
-                .unwrap();
-            out.push((p.id(), w));
+    // Just after a broker restart the leader may not be known yet: retry for a while.
+    let mut tries = 0;
+    loop {
+        let attempt = || -> rdkafka::error::KafkaResult<Vec<(i32, (i64, i64))>> {
+            let md = c.fetch_metadata(Some(topic), Duration::from_secs(20))?;
+            let mut out = Vec::new();
+            for t in md.topics() {
+                for p in t.partitions() {
+                    out.push((
+                        p.id(),
+                        c.fetch_watermarks(topic, p.id(), Duration::from_secs(20))?,
+                    ));
+                }
+            }
+            Ok(out)
+        };
+        match attempt() {
+            Ok(out) => return out,
+            Err(e) if tries < 60 => {
+                tries += 1;
+                eprintln!("watermarks of {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("watermarks of {topic}: {e}"),
         }
     }
-    out
 }
 
 /// Lag of a Kafka-committed consumer group over `topics` (high watermark − committed).
@@ -544,9 +557,18 @@ pub fn group_lag(group: &str, topics: &[String]) -> i64 {
             his.insert((topic.clone(), p), hi);
         }
     }
-    let committed = c
-        .committed_offsets(tpl, Duration::from_secs(20))
-        .expect("committed offsets");
+    let mut tries = 0;
+    let committed = loop {
+        match c.committed_offsets(tpl.clone(), Duration::from_secs(20)) {
+            Ok(v) => break v,
+            Err(e) if tries < 60 => {
+                tries += 1;
+                eprintln!("committed offsets of {group}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("committed offsets of {group}: {e}"),
+        }
+    };
     let mut lag = 0;
     for e in committed.elements() {
         let hi = his[&(e.topic().to_string(), e.partition())];

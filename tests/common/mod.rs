@@ -183,19 +183,32 @@ pub fn topic_count(topic: &str) -> i64 {
         .set("bootstrap.servers", bootstrap())
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    // Right after a broker restart or a topic creation the leader may not be known yet
+    // (NotLeaderForPartition): retry for a while before failing.
+    let mut tries = 0;
+    loop {
+        match watermark_total(&c, topic) {
+            Ok(total) => return total,
+            Err(e) if tries < 60 => {
+                tries += 1;
+                eprintln!("counting {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("counting {topic}: {e}"),
+        }
+    }
+}
+
+fn watermark_total(c: &BaseConsumer, topic: &str) -> rdkafka::error::KafkaResult<i64> {
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut total = 0;
     for t in md.topics() {
         for p in t.partitions() {
-            let (lo, hi) = c
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
+            let (lo, hi) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
             total += hi - lo;
         }
     }
-    total
+    Ok(total)
 }
 
 /// Polls `f` until it returns true or the timeout passes.
