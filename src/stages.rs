@@ -259,10 +259,22 @@ async fn run_normalize(
 fn finish(consumer: &StageConsumer, stage: &'static str, committed: &BTreeMap<(String, i32), i64>) {
     // Only partitions still held: after a rebalance, another member may own (and have
     // advanced) the others, and committing our older offset would move them back.
+    // And only offsets ahead of what the group already committed: a partition that went to
+    // another member and came back holds that member's newer offset, while our map still
+    // has the one from before the rebalance.
     let held = consumer.assignment().unwrap_or_default();
+    let current = consumer
+        .committed(std::time::Duration::from_secs(5))
+        .unwrap_or_default();
     let mine: BTreeMap<(String, i32), i64> = committed
         .iter()
         .filter(|((t, p), _)| held.find_partition(t, *p).is_some())
+        .filter(
+            |((t, p), ours)| match current.find_partition(t, *p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(theirs)) => **ours > theirs,
+                _ => true,
+            },
+        )
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     if !mine.is_empty() {
