@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use dmpflow_store::Store;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -41,41 +40,6 @@ async fn produce(topic: &str, key: &str, payloads: &[Vec<u8>]) {
     }
 }
 
-struct Setup {
-    env: Vec<(String, String)>,
-    prefix: String,
-    db: String,
-    ins: String,
-    run: String,
-}
-
-async fn setup(tag: &str) -> Setup {
-    require_kafka();
-    let db = fresh_database(tag).await;
-    let run = unique();
-    let prefix = format!("t{run}");
-    let env = isolated_env(&prefix, &db);
-    run_ok(&env, &["topics", "create", "--partitions", "2"]);
-    let (ins, csv) = patient_csv("2800375056123");
-    let csv_path = std::env::temp_dir().join(format!("patients-{run}.csv"));
-    std::fs::write(&csv_path, csv).unwrap();
-    run_ok(&env, &["patients", "import", csv_path.to_str().unwrap()]);
-    Setup {
-        env,
-        prefix,
-        db,
-        ins,
-        run,
-    }
-}
-
-async fn stored(db: &str) -> i64 {
-    let store = Store::connect(db).await.expect("store");
-    let n = store.document_count().await.expect("count") as i64;
-    store.close().await;
-    n
-}
-
 /// `dlq list` lines, one per dead letter.
 fn dlq_lines(env: &[(String, String)]) -> Vec<String> {
     run_ok(env, &["dlq", "list"])
@@ -98,7 +62,7 @@ fn good(s: &Setup, range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_listed_and_replayed_exactly_once() {
-    let s = setup("dlq").await;
+    let s = setup("dlq", 2).await;
     let lab = format!("{}.feed.lab", s.prefix);
     let pharmacy = format!("{}.feed.pharmacy", s.prefix);
     const N: usize = 20;
@@ -239,7 +203,7 @@ async fn poison_messages_are_dead_lettered_listed_and_replayed_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_a_normalize_window_twice_leaves_the_store_unchanged() {
-    let s = setup("replay").await;
+    let s = setup("replay", 2).await;
     let lab = format!("{}.feed.lab", s.prefix);
     let routed = format!("{}.routed", s.prefix);
     let documents = format!("{}.documents", s.prefix);

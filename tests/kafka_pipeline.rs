@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dmpflow_store::Store;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -39,42 +38,9 @@ async fn produce_lab(topic: &str, ins: &str, run: &str, range: std::ops::Range<u
     }
 }
 
-struct Setup {
-    env: Vec<(String, String)>,
-    prefix: String,
-    db: String,
-    ins: String,
-    run: String,
-}
-
-async fn setup(tag: &str) -> Setup {
-    require_kafka();
-    let db = fresh_database(tag).await;
-    let run = unique();
-    let prefix = format!("t{run}");
-    let env = isolated_env(&prefix, &db);
-    run_ok(&env, &["topics", "create", "--partitions", "3"]);
-    let (ins, csv) = patient_csv("2800375056123");
-    let csv_path = std::env::temp_dir().join(format!("patients-{run}.csv"));
-    std::fs::write(&csv_path, csv).unwrap();
-    run_ok(&env, &["patients", "import", csv_path.to_str().unwrap()]);
-    Setup {
-        env,
-        prefix,
-        db,
-        ins,
-        run,
-    }
-}
-
-async fn stored(db: &str) -> i64 {
-    let store = Store::connect(db).await.expect("store");
-    store.document_count().await.expect("count") as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_hl7_on_a_feed_topic_lands_once_in_postgres_across_restarts() {
-    let s = setup("skeleton").await;
+    let s = setup("skeleton", 3).await;
     let feed = format!("{}.feed.lab", s.prefix);
     const N: usize = 300;
     produce_lab(&feed, &s.ins, &s.run, 0..N).await;
@@ -140,7 +106,7 @@ async fn raw_hl7_on_a_feed_topic_lands_once_in_postgres_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_store_stage_loses_and_doubles_nothing() {
-    let s = setup("kill").await;
+    let s = setup("kill", 3).await;
     let feed = format!("{}.feed.lab", s.prefix);
     const N: usize = 5000;
     produce_lab(&feed, &s.ins, &s.run, 0..N).await;

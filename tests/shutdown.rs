@@ -11,34 +11,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use dmpflow_store::Store;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-async fn stored(db: &str) -> i64 {
-    let store = Store::connect(db).await.expect("store");
-    let n = store.document_count().await.expect("count") as i64;
-    store.close().await;
-    n
-}
-
-async fn setup(tag: &str) -> (Vec<(String, String)>, String, String, String, String) {
-    require_kafka();
-    let db = fresh_database(tag).await;
-    let run = unique();
-    let prefix = format!("t{run}");
-    let env = isolated_env(&prefix, &db);
-    run_ok(&env, &["topics", "create", "--partitions", "3"]);
-    let (ins, csv) = patient_csv("2800375056123");
-    let csv_path = std::env::temp_dir().join(format!("patients-{run}.csv"));
-    std::fs::write(&csv_path, csv).unwrap();
-    run_ok(&env, &["patients", "import", csv_path.to_str().unwrap()]);
-    (env, prefix, db, ins, run)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
-    let (env, prefix, db, ins, run) = setup("sigterm").await;
+    let Setup {
+        env,
+        prefix,
+        db,
+        ins,
+        run,
+    } = setup("sigterm", 3).await;
     let feed = format!("{prefix}.feed.lab");
     let mut env = env;
     // Small batches: many commits in flight when the signal lands.
@@ -152,7 +136,7 @@ async fn wait_status(port: u16, path: &str, want: u16, within: Duration) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_broker_the_database_and_the_assignments() {
-    let (env, prefix, _db, _ins, _run) = setup("health").await;
+    let Setup { env, prefix, .. } = setup("health", 3).await;
 
     // Everything reachable: ready once the stages hold their assignments; live always.
     let mut up = spawn_stage(&env, "all", 19621, &format!("{prefix}-up.log"));

@@ -251,3 +251,44 @@ OBX|1|NM|2823-3^Potassium^LN||4.{d}|mmol/L|3.5-5.1|N|||F|||20241105080000\r",
         d = n % 10
     )
 }
+
+/// One test's isolated pipeline: its topics (created), its consumer groups, its fresh
+/// database with one qualified patient imported.
+pub struct Setup {
+    pub env: Vec<(String, String)>,
+    pub prefix: String,
+    pub db: String,
+    pub ins: String,
+    pub run: String,
+}
+
+pub async fn setup(tag: &str, partitions: u32) -> Setup {
+    require_kafka();
+    let db = fresh_database(tag).await;
+    let run = unique();
+    let prefix = format!("t{run}");
+    let env = isolated_env(&prefix, &db);
+    run_ok(
+        &env,
+        &["topics", "create", "--partitions", &partitions.to_string()],
+    );
+    let (ins, csv) = patient_csv("2800375056123");
+    let csv_path = std::env::temp_dir().join(format!("patients-{run}.csv"));
+    std::fs::write(&csv_path, csv).unwrap();
+    run_ok(&env, &["patients", "import", csv_path.to_str().unwrap()]);
+    Setup {
+        env,
+        prefix,
+        db,
+        ins,
+        run,
+    }
+}
+
+/// Documents stored in a test database.
+pub async fn stored(db: &str) -> i64 {
+    let store = dmpflow_store::Store::connect(db).await.expect("store");
+    let n = store.document_count().await.expect("count");
+    store.close().await;
+    n
+}
