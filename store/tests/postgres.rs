@@ -67,6 +67,10 @@ async fn store(test: &str) -> (Store, String) {
 
 /// Runs one statement on the server's default database.
 async fn admin(sql: &str) {
+    try_admin(sql).await.unwrap();
+}
+
+async fn try_admin(sql: &str) -> Result<(), sqlx::Error> {
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&database_url())
         .await
@@ -75,16 +79,25 @@ async fn admin(sql: &str) {
                 "PostgreSQL at DMPFLOW_DATABASE_URL is not reachable ({e}); run `scripts/stack up`"
             )
         });
-    conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
-        .await
-        .unwrap();
+    let result = conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await;
     conn.close().await.unwrap();
+    result.map(|_| ())
 }
 
 /// Drops a test database once its test passed (a failed one is kept for inspection).
+///
+/// Cleanup only, so it never fails the test: an autovacuum worker can be connected to the
+/// fresh database, and PostgreSQL 15 refuses `WITH (FORCE)` to a non-superuser while one is
+/// (error 42501); such a database is retried for a while and otherwise left behind.
 async fn dispose(store: Store, db: String) {
     store.close().await;
-    admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    for attempt in 0..20 {
+        match try_admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await {
+            Ok(()) => return,
+            Err(e) if attempt == 19 => eprintln!("test database {db} left behind: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }
 
 macro_rules! pg_tests {
