@@ -2,8 +2,8 @@
 //! (`imaging`) and eDISP-MED (`pharmacy`), on a shared French header (`header`).
 //!
 //! Every writer is a pure function from a typed record (`crate::model`) to the XML text.
-//! This module holds the small XML helpers they share; quick-xml escapes all text and
-//! attribute values, so nothing here concatenates markup by hand.
+//! This module holds the small XML writer they share; it escapes all text and attribute
+//! values, so nothing in the writers concatenates markup by hand.
 
 pub mod header;
 pub mod imaging;
@@ -14,13 +14,128 @@ mod pdf;
 
 use std::io;
 
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, Event};
 use sha2::{Digest, Sha256};
 
-/// The writer every CDA function writes into. Writing into a `Vec` cannot fail, so the
-/// `io::Result`s only exist because quick-xml's API is generic over `Write`.
-pub(crate) type Xml = Writer<Vec<u8>>;
+/// The indented XML writer every CDA function writes into.
+///
+/// Written here rather than taken from quick-xml's `Writer` (which the crate still uses to
+/// *read* XML): the CDA writers only ever emit elements, attributes and text, and quick-xml
+/// builds an owned `BytesStart` with an attribute buffer per element, which made allocation
+/// the largest cost of normalize (bench/ANALYSIS.md). This one appends to a single pre-sized
+/// `String`. Its output is byte for byte what quick-xml's indenting writer produced
+/// (two-space indent, a line break before every tag unless text precedes it, `<>&'"`
+/// escaped), so documents did not change when it replaced quick-xml.
+pub struct Xml {
+    out: String,
+    depth: usize,
+    /// False right after text, so `<a>text</a>` stays on one line.
+    line_break: bool,
+}
+
+impl Xml {
+    fn new(capacity: usize) -> Xml {
+        Xml {
+            out: String::with_capacity(capacity),
+            depth: 0,
+            line_break: false,
+        }
+    }
+
+    fn indent(&mut self) {
+        if self.line_break {
+            self.out.push('\n');
+            for _ in 0..self.depth {
+                self.out.push_str("  ");
+            }
+        }
+    }
+
+    fn open(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.indent();
+        self.out.push('<');
+        self.out.push_str(name);
+        for (k, v) in attrs {
+            self.out.push(' ');
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape_into(&mut self.out, v);
+            self.out.push('"');
+        }
+    }
+
+    fn start(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.open(name, attrs);
+        self.out.push('>');
+        self.depth += 1;
+        self.line_break = true;
+    }
+
+    fn end(&mut self, name: &str) {
+        self.depth -= 1;
+        self.indent();
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
+        self.line_break = true;
+    }
+
+    fn empty(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.open(name, attrs);
+        self.out.push_str("/>");
+        self.line_break = true;
+    }
+
+    fn text(&mut self, s: &str) {
+        escape_into(&mut self.out, s);
+        self.line_break = false;
+    }
+
+    /// Text known to hold no XML special character (base64), copied without the scan: the
+    /// PDF copy is the largest text of most documents.
+    fn base64_text(&mut self, s: &str) {
+        debug_assert!(!s.bytes().any(|b| b"<>&'\"".contains(&b)));
+        self.out.push_str(s);
+        self.line_break = false;
+    }
+}
+
+/// Appends `s` with the five XML special characters escaped.
+///
+/// Most values have none, so the text is first scanned 32 bytes at a time with a
+/// branch-free test the compiler turns into SIMD compares, and copied in one piece up to
+/// the first chunk that holds a special character.
+fn escape_into(out: &mut String, s: &str) {
+    const CHUNK: usize = 32;
+    let bytes = s.as_bytes();
+    let special = |b: u8| (b == b'<') | (b == b'>') | (b == b'&') | (b == b'\'') | (b == b'"');
+    let mut clean = 0;
+    while clean + CHUNK <= bytes.len() {
+        let hit = bytes[clean..clean + CHUNK]
+            .iter()
+            .fold(false, |acc, &b| acc | special(b));
+        if hit {
+            break;
+        }
+        clean += CHUNK;
+    }
+    // The loop below slices only at the ASCII specials it finds, which are always char
+    // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII).
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
+        let entity = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'\'' => "&apos;",
+            b'"' => "&quot;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(entity);
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+}
 
 /// CDA and CI-SIS constants shared by the three models.
 pub(crate) mod oid {
@@ -44,24 +159,26 @@ pub(crate) mod oid {
 pub(crate) const NS_HL7: &str = "urn:hl7-org:v3";
 pub(crate) const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
-/// A fresh, indented writer with the XML declaration already written.
+/// A fresh writer with the XML declaration already written. 64 KB: a lab report with its
+/// PDF copy is typically 20-40 KB, so most documents never reallocate.
 pub(crate) fn new_writer() -> Xml {
-    let mut w = Writer::new_with_indent(Vec::with_capacity(32 * 1024), b' ', 2);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
-        .expect("writing to a Vec cannot fail");
+    let mut w = Xml::new(64 * 1024);
+    w.out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    w.line_break = true;
     w
 }
 
-/// The finished document as a `String` (quick-xml only ever writes UTF-8).
+/// The finished document.
 pub(crate) fn finish(w: Xml) -> String {
-    String::from_utf8(w.into_inner()).expect("quick-xml writes UTF-8")
+    w.out
 }
+
+// The helpers below return `io::Result` so the writers can keep using `?` and closures;
+// writing into a `String` cannot fail.
 
 /// `<name a="v" .../>`
 pub(crate) fn empty(w: &mut Xml, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
-    w.create_element(name)
-        .with_attributes(attrs.iter().copied())
-        .write_empty()?;
+    w.empty(name, attrs);
     Ok(())
 }
 
@@ -75,17 +192,17 @@ pub(crate) fn node<F>(
 where
     F: FnOnce(&mut Xml) -> io::Result<()>,
 {
-    w.create_element(name)
-        .with_attributes(attrs.iter().copied())
-        .write_inner_content(children)?;
+    w.start(name, attrs);
+    children(w)?;
+    w.end(name);
     Ok(())
 }
 
-/// `<name a="v" ...>text</name>` (text escaped by quick-xml).
+/// `<name a="v" ...>text</name>` (text escaped).
 pub(crate) fn text(w: &mut Xml, name: &str, attrs: &[(&str, &str)], value: &str) -> io::Result<()> {
-    w.create_element(name)
-        .with_attributes(attrs.iter().copied())
-        .write_text_content(quick_xml::events::BytesText::new(value))?;
+    w.start(name, attrs);
+    w.text(value);
+    w.end(name);
     Ok(())
 }
 
@@ -93,12 +210,10 @@ pub(crate) fn text(w: &mut Xml, name: &str, attrs: &[(&str, &str)], value: &str)
 pub(crate) fn lines(w: &mut Xml, s: &str) -> io::Result<()> {
     for (i, line) in s.split('\n').enumerate() {
         if i > 0 {
-            empty(w, "br", &[])?;
+            w.empty("br", &[]);
         }
         if !line.is_empty() {
-            w.write_event(quick_xml::events::Event::Text(
-                quick_xml::events::BytesText::new(line),
-            ))?;
+            w.text(line);
         }
     }
     Ok(())
@@ -295,15 +410,16 @@ pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf_base64: &str) -> i
                                     ("ID", "pdf-copy"),
                                 ],
                                 |w| {
-                                    text(
-                                        w,
+                                    w.start(
                                         "value",
                                         &[
                                             ("mediaType", "application/pdf"),
                                             ("representation", "B64"),
                                         ],
-                                        pdf_base64,
-                                    )
+                                    );
+                                    w.base64_text(pdf_base64);
+                                    w.end("value");
+                                    Ok(())
                                 },
                             )
                         })
@@ -435,6 +551,31 @@ mod tests {
         assert_ne!(a, uuid_for(&["1.2.3p", "df"]));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
+    }
+
+    #[test]
+    fn escaping_matches_the_naive_rule_at_every_position() {
+        let naive = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('\'', "&apos;")
+                .replace('"', "&quot;")
+        };
+        let base = "Hémoglobine glyquée (HbA1c) — résultat normal, contrôle à 3 mois";
+        for specials in ["<", ">", "&", "'", "\"", "<&>"] {
+            for at in 0..=base.chars().count() {
+                let mut s: String = base.chars().take(at).collect();
+                s.push_str(specials);
+                s.extend(base.chars().skip(at));
+                let mut out = String::new();
+                escape_into(&mut out, &s);
+                assert_eq!(out, naive(&s), "special {specials:?} at char {at}");
+            }
+        }
+        let mut out = String::new();
+        escape_into(&mut out, base);
+        assert_eq!(out, base);
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl Default for ReadOptions {
 struct Span {
     start: usize,
     end: usize,
+    /// This segment's field separators in `Message::seps`: `seps[first_sep..end_sep]`.
+    first_sep: usize,
+    end_sep: usize,
 }
 
 /// A parsed message. Borrows the input when it is UTF-8 (or pure ASCII).
@@ -89,6 +92,10 @@ pub struct Message<'a> {
     text: Cow<'a, str>,
     delims: Delimiters,
     spans: Vec<Span>,
+    /// Byte offset, inside its segment, of every field separator of every segment. Found in
+    /// the one pass that splits segments, so reading field n is O(1) instead of a rescan of
+    /// the segment from its start for every field (the largest parse cost of normalize).
+    seps: Vec<u32>,
 }
 
 fn reject(reason: Reason, detail: impl Into<String>) -> Reject {
@@ -260,6 +267,7 @@ impl<'a> Message<'a> {
         let bytes = text.as_bytes();
         let fs = delims.field;
         let mut spans = Vec::with_capacity(bytes.len() / 64 + 4);
+        let mut seps: Vec<u32> = Vec::with_capacity(bytes.len() / 8 + 8);
         let mut pos = 0;
         let mut index = 0usize;
         while pos < bytes.len() {
@@ -308,7 +316,26 @@ impl<'a> Message<'a> {
                         ),
                     ));
                 }
-                spans.push(Span { start: pos, end });
+                let first_sep = seps.len();
+                // Segments are at most `max_segment_bytes`, far below 4 GiB, so offsets fit
+                // in u32 (checked above; the cast cannot truncate).
+                if fs.is_ascii() {
+                    let d = fs as u8;
+                    seps.extend(
+                        sb.iter()
+                            .enumerate()
+                            .filter(|&(_, &b)| b == d)
+                            .map(|(i, _)| i as u32),
+                    );
+                } else {
+                    seps.extend(seg.match_indices(fs).map(|(i, _)| i as u32));
+                }
+                spans.push(Span {
+                    start: pos,
+                    end,
+                    first_sep,
+                    end_sep: seps.len(),
+                });
             }
             pos = end + 1;
         }
@@ -316,6 +343,7 @@ impl<'a> Message<'a> {
             text,
             delims,
             spans,
+            seps,
         })
     }
 
@@ -377,6 +405,7 @@ impl<'a> Message<'a> {
     pub fn segment_at(&self, i: usize) -> Option<Segment<'_>> {
         self.spans.get(i).map(|s| Segment {
             raw: &self.text[s.start..s.end],
+            seps: &self.seps[s.first_sep..s.end_sep],
             d: &self.delims,
             index: i,
         })
@@ -402,6 +431,8 @@ impl<'a> Message<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'m> {
     raw: &'m str,
+    /// Offsets of the field separators in `raw`.
+    seps: &'m [u32],
     d: &'m Delimiters,
     index: usize,
 }
@@ -441,25 +472,36 @@ impl<'m> Segment<'m> {
                     return Value::literal(self.raw.get(3..3 + l).unwrap_or(""), self.d);
                 }
                 2 => {
-                    let v = nth_part(self.raw, fs, 1).unwrap_or("");
+                    let v = self.part(1).unwrap_or("");
                     return Value::literal(v, self.d);
                 }
                 _ => {}
             }
-            let v = nth_part(self.raw, fs, n - 1);
+            let v = self.part(n - 1);
             return v.map_or(Value::empty(self.d), |v| {
                 Value::new(v, Level::Field, self.d)
             });
         }
-        match nth_part(self.raw, fs, n) {
+        match self.part(n) {
             Some(v) => Value::new(v, Level::Field, self.d),
             None => Value::empty(self.d),
         }
     }
 
+    /// The `n`th piece of the segment split on the field separator (0 = the name), as
+    /// `raw.split(fs).nth(n)`, from the separator offsets found at parse time.
+    fn part(&self, n: usize) -> Option<&'m str> {
+        let start = match n {
+            0 => 0,
+            _ => *self.seps.get(n - 1)? as usize + self.d.field.len_utf8(),
+        };
+        let end = self.seps.get(n).map_or(self.raw.len(), |&e| e as usize);
+        Some(&self.raw[start..end])
+    }
+
     /// Number of fields present (the highest 1-based field index).
     pub fn field_count(&self) -> usize {
-        let n = self.raw.matches(self.d.field).count();
+        let n = self.seps.len();
         if self.is_msh() { n + 1 } else { n }
     }
 
