@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Normalized, Quarantined, headers as h};
+use dmpflow_schemas::{Normalized, Quarantined, headers as h, wire};
 use dmpflow_store::{ItemOutcome, OffsetCommit, Store, StoreItem};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -172,7 +172,7 @@ pub fn normalize_batch(
         match pipeline::normalize_message(feed, raw, &coordinates(m), cfg) {
             Ok(items) => {
                 for item in items {
-                    let payload = serde_json::to_vec(&item)?;
+                    let payload = wire::encode(&item);
                     outputs.push(Output {
                         topic: settings.topics.documents.clone(),
                         key: Some(pipeline::patient_key(&item).to_string()),
@@ -394,8 +394,9 @@ pub async fn route_batch(
     let mut tally: Tally = Vec::new();
     for m in batch {
         let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
-        let item: Normalized = match serde_json::from_slice(m.payload().unwrap_or_default()) {
-            Ok(i) => i,
+        // Route reads the head only; the CDA bytes go to the output untouched.
+        let (item, cda) = match wire::split(m.payload().unwrap_or_default()) {
+            Ok(split) => split,
             Err(e) => {
                 outputs.push(dead_letter(
                     settings,
@@ -421,13 +422,19 @@ pub async fn route_batch(
                 outputs.push(Output {
                     topic: settings.topics.routed.clone(),
                     key: Some(pipeline::patient_key(&doc).to_string()),
-                    payload: serde_json::to_vec(&doc)?,
+                    payload: wire::join(&doc, cda),
                     headers: carried_headers(m, &feed),
                 });
                 tally.push((feed, "routed", None));
             }
             Routed::PatientApplied => tally.push((feed, "patient", None)),
-            Routed::Quarantine(q) => {
+            Routed::Quarantine(mut q) => {
+                // The quarantine keeps the whole document, CDA inline (a rare path).
+                if let Normalized::Document(d) = &mut q.item
+                    && d.cda.is_empty()
+                {
+                    d.cda = String::from_utf8_lossy(cda).into_owned();
+                }
                 let mut headers = carried_headers(m, &feed);
                 headers.push((h::REASON, q.reason.clone()));
                 headers.push((h::STAGE, STAGE.into()));
@@ -545,14 +552,16 @@ pub fn store_decode(
         let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
         let payload = m.payload().unwrap_or_default();
         let decoded = if m.topic() == settings.topics.quarantine {
-            serde_json::from_slice::<Quarantined>(payload).map(StoreItem::Quarantine)
+            serde_json::from_slice::<Quarantined>(payload)
+                .map(StoreItem::Quarantine)
+                .map_err(|e| e.to_string())
         } else {
-            serde_json::from_slice::<Normalized>(payload).and_then(|n| match n {
-                Normalized::Document(d) => Ok(StoreItem::Document(*d)),
-                Normalized::Patient(_) => Err(serde::de::Error::custom(
-                    "patient update on the routed topic",
-                )),
-            })
+            wire::decode(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|n| match n {
+                    Normalized::Document(d) => Ok(StoreItem::Document(*d)),
+                    Normalized::Patient(_) => Err("patient update on the routed topic".into()),
+                })
         };
         match decoded {
             Ok(item) => {

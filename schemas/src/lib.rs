@@ -1,5 +1,6 @@
 //! The contracts between dmpflow's stages: what travels on each topic (serde types,
-//! serialised as JSON), the Kafka header names, the feeds, and the stable reject and
+//! serialised as JSON; documents as a JSON head and their raw CDA, see `wire`), the Kafka
+//! header names, the feeds, and the stable reject and
 //! quarantine reason codes. Every stage and the embedded mode speak only these types.
 //!
 //! The JSON Schema of the payloads and the list of reason codes live next to this crate
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod reasons;
 pub mod topics;
+pub mod wire;
 
 pub use reasons::Reject;
 

@@ -1,0 +1,240 @@
+//! The byte layout of the `dmp.documents` and `dmp.routed` payloads.
+//!
+//! A document travels as its JSON head (`Normalized` with an empty `cda`), one `\n`, then
+//! the CDA XML as raw UTF-8:
+//!
+//! ```text
+//! {"type":"document","meta":{...},"cda":"","entries":[...]}\n<?xml version="1.0" ...
+//! ```
+//!
+//! Why not plain JSON: the CDA is 15-60 KB of XML full of `"` and newlines, and carried as
+//! a JSON string it was escaped by normalize, unescaped and re-escaped by route and
+//! unescaped by store — about an eighth of the pipeline's CPU (bench/ANALYSIS.md). Split
+//! this way, route reads only the small head and passes the CDA bytes through untouched,
+//! and store reads them without unescaping. Why `\n`: serde_json never writes a raw newline
+//! (one inside a string is written `\n`), so the first newline always ends the head, and the
+//! payload stays readable with `kafka-console-consumer`.
+//!
+//! Patient updates, and anything written before this layout, are one plain JSON value
+//! without a newline; `decode` reads both, so topics written by an older build, dead letters
+//! and replays keep working.
+
+use crate::{Document, DocumentMeta, Entry, Normalized};
+
+/// A payload that is not a `Normalized` item in either layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// The payload of `item`.
+pub fn encode(item: &Normalized) -> Vec<u8> {
+    match item {
+        Normalized::Document(d) => write_document(d, d.cda.as_bytes()),
+        Normalized::Patient(_) => serde_json::to_vec(item).expect("Normalized serialises"),
+    }
+}
+
+/// The payload of a `head` read by `split`, with its `cda` bytes: how route forwards a
+/// document without parsing its CDA. A head that still holds its CDA inline (a plain-JSON
+/// payload) is encoded whole.
+pub fn join(head: &Normalized, cda: &[u8]) -> Vec<u8> {
+    match head {
+        Normalized::Document(d) if d.cda.is_empty() => write_document(d, cda),
+        _ => encode(head),
+    }
+}
+
+/// The head as `Normalized::Document` serialises it, with `cda` empty, borrowed rather than
+/// cloned (a test checks both read back the same).
+#[derive(serde::Serialize)]
+struct DocumentHead<'a> {
+    r#type: &'static str,
+    meta: &'a DocumentMeta,
+    cda: &'static str,
+    entries: &'a [Entry],
+}
+
+fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
+    let head = DocumentHead {
+        r#type: "document",
+        meta: &d.meta,
+        cda: "",
+        entries: &d.entries,
+    };
+    let mut out = Vec::with_capacity(cda.len() + 2048);
+    serde_json::to_writer(&mut out, &head).expect("a document head serialises");
+    out.push(b'\n');
+    out.extend_from_slice(cda);
+    out
+}
+
+/// Reads a payload into the item and, for a document in the split layout, the CDA bytes
+/// kept apart (the item's `cda` is then empty). A plain-JSON payload returns its item whole
+/// and an empty slice.
+pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
+    let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
+        let item = serde_json::from_slice(payload)
+            .map_err(|e| WireError(format!("payload is not a dmpflow item: {e}")))?;
+        return Ok((item, &[]));
+    };
+    let item: Normalized = serde_json::from_slice(&payload[..nl])
+        .map_err(|e| WireError(format!("payload head is not a dmpflow item: {e}")))?;
+    let cda = &payload[nl + 1..];
+    match &item {
+        Normalized::Document(d) if d.cda.is_empty() => {
+            std::str::from_utf8(cda)
+                .map_err(|e| WireError(format!("payload CDA is not UTF-8: {e}")))?;
+            Ok((item, cda))
+        }
+        Normalized::Document(_) => Err(WireError(
+            "payload has both an inline CDA and CDA bytes after its head".into(),
+        )),
+        Normalized::Patient(_) => Err(WireError(
+            "payload is a patient update followed by other bytes".into(),
+        )),
+    }
+}
+
+/// Reads a payload in either layout into the whole item.
+pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
+    let (mut item, cda) = split(payload)?;
+    if let Normalized::Document(d) = &mut item
+        && !cda.is_empty()
+    {
+        // `split` checked it is UTF-8.
+        d.cda = String::from_utf8(cda.to_vec()).expect("checked by split");
+    }
+    Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        CdaOrigin, DocumentMeta, Lifecycle, PartyRef, PatientChange, PatientIdentity,
+        PatientUpdate, SourceRef,
+    };
+
+    fn document(cda: &str) -> Normalized {
+        Normalized::Document(Box::new(Document {
+            meta: DocumentMeta {
+                unique_id: "1.2.250.1.999.1".into(),
+                set_id: "1.2.250.1.999.2".into(),
+                version: 1,
+                lifecycle: Lifecycle::Initial,
+                target_unique_id: None,
+                type_code: "11502-2".into(),
+                class_code: "10".into(),
+                format_code: "urn:asip:ci-sis:cr-bio:2024".into(),
+                title: "CR d'examens biologiques".into(),
+                patient: patient(),
+                author: PartyRef::default(),
+                creation_time: "20240101120000+0100".into(),
+                service_start: None,
+                service_stop: None,
+                confidentiality: "N".into(),
+                visibility: vec![],
+                origin: CdaOrigin::Generated,
+                source: SourceRef::default(),
+            },
+            cda: cda.into(),
+            entries: vec![],
+        }))
+    }
+
+    fn patient() -> PatientIdentity {
+        PatientIdentity {
+            ins: "1".into(),
+            birth_date: "2000-01-01".into(),
+            ..PatientIdentity::default()
+        }
+    }
+
+    const CDA: &str = "<?xml version=\"1.0\"?>\n<ClinicalDocument>\n  <title>Résultat \"d'examen\" &amp; {}\\n</title>\n</ClinicalDocument>";
+
+    #[test]
+    fn a_document_round_trips_with_its_cda_raw_after_the_head() {
+        let doc = document(CDA);
+        let bytes = encode(&doc);
+        let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(&bytes[nl + 1..], CDA.as_bytes(), "CDA carried unescaped");
+        assert_eq!(decode(&bytes).unwrap(), doc);
+        let (head, cda) = split(&bytes).unwrap();
+        assert_eq!(cda, CDA.as_bytes());
+        let Normalized::Document(h) = &head else {
+            panic!("head is a document")
+        };
+        assert!(h.cda.is_empty());
+        assert_eq!(
+            join(&head, cda),
+            bytes,
+            "route's pass-through is the same payload"
+        );
+        let mut head_json = serde_json::to_vec(&head).unwrap();
+        head_json.push(b'\n');
+        assert_eq!(
+            &bytes[..=nl],
+            head_json,
+            "borrowed head = Normalized with empty cda"
+        );
+    }
+
+    #[test]
+    fn plain_json_of_an_older_build_still_decodes() {
+        let doc = document(CDA);
+        let legacy = serde_json::to_vec(&doc).unwrap();
+        assert!(!legacy.contains(&b'\n'));
+        assert_eq!(decode(&legacy).unwrap(), doc);
+        let (head, cda) = split(&legacy).unwrap();
+        assert!(cda.is_empty());
+        assert_eq!(
+            decode(&join(&head, cda)).unwrap(),
+            doc,
+            "forwarded in the new layout"
+        );
+    }
+
+    #[test]
+    fn patient_updates_are_plain_json() {
+        let p = Normalized::Patient(Box::new(PatientUpdate {
+            change: PatientChange::Upsert,
+            patient: patient(),
+            feeding_opposed: None,
+            dmp_status: None,
+            source: SourceRef::default(),
+        }));
+        let bytes = encode(&p);
+        assert!(!bytes.contains(&b'\n'));
+        assert_eq!(decode(&bytes).unwrap(), p);
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"\nxx");
+        assert!(decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn bad_payloads_are_errors_not_panics() {
+        let doc = encode(&document(CDA));
+        let nl = doc.iter().position(|&b| b == b'\n').unwrap();
+        let mut bad_utf8 = doc.clone();
+        bad_utf8.extend_from_slice(&[0xff, 0xfe]);
+        let mut both = serde_json::to_vec(&document(CDA)).unwrap();
+        both.extend_from_slice(b"\n<x/>");
+        for bad in [
+            b"".as_slice(),
+            b"not json",
+            b"{\"type\":\"document\"}\n<x/>",
+            &doc[..nl - 3],
+            &bad_utf8,
+            &both,
+        ] {
+            assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
