@@ -172,6 +172,8 @@ pub async fn run_chain(
         None
     };
     let mut pending: Vec<StoreItem> = Vec::new();
+    // Emptied by every identity update route applies (see RegistryCache).
+    let registry = pipeline::RegistryCache::default();
     let mut pending_feeds: Vec<Feed> = Vec::new();
     for (feed, raw) in inputs {
         summary.messages += 1;
@@ -197,7 +199,7 @@ pub async fn run_chain(
             if is_patient && !pending.is_empty() {
                 flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
             }
-            match pipeline::route_item(store, item, route_cfg).await? {
+            match pipeline::route_item(store, item, route_cfg, &registry).await? {
                 Routed::Document(Normalized::Document(doc)) => {
                     pending.push(StoreItem::Document(*doc));
                     pending_feeds.push(feed);
@@ -441,7 +443,8 @@ pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result
             let cfg = RouteConfig {
                 accept_test_oids: settings.accept_test_oids,
             };
-            match pipeline::route_item(&store, q.item.clone(), &cfg).await? {
+            let registry = pipeline::RegistryCache::default();
+            match pipeline::route_item(&store, q.item.clone(), &cfg, &registry).await? {
                 Routed::Document(Normalized::Document(doc)) => {
                     let outcome = store.write_batch(&[StoreItem::Document(*doc)], &[]).await?;
                     match outcome.first() {

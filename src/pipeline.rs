@@ -2,6 +2,8 @@
 //! the embedded `process`/`demo` mode, so both run the very same logic. Normalize is pure;
 //! route needs the patient registry (read from the store); store is the database.
 
+use std::collections::HashMap;
+
 use dmpflow_normalize as normalize;
 use dmpflow_route::{self as route, Decision, RouteConfig};
 use dmpflow_schemas::{
@@ -74,6 +76,7 @@ pub async fn route_item(
     store: &Store,
     item: Normalized,
     cfg: &RouteConfig,
+    cache: &RegistryCache,
 ) -> Result<Routed, StoreError> {
     match item {
         Normalized::Patient(update) => match route::check_patient_update(&update, cfg) {
@@ -84,11 +87,14 @@ pub async fn route_item(
             })),
             Ok(()) => {
                 apply_update(store, &update).await?;
+                // A merge or an identifier change touches other records than the
+                // update's own INS: forget everything read before it.
+                cache.clear();
                 Ok(Routed::PatientApplied)
             }
         },
         Normalized::Document(mut doc) => {
-            let chain = registry_chain(store, &doc.meta.patient.ins).await?;
+            let chain = registry_chain(store, &doc.meta.patient.ins, cache).await?;
             match route::route_document(&doc.meta, &chain, cfg) {
                 Decision::Route { ins, ins_oid } => {
                     doc.meta.patient.ins = ins;
@@ -112,9 +118,13 @@ async fn apply_update(store: &Store, update: &PatientUpdate) -> Result<(), Store
 /// The registry record of `ins` followed by the records its merges point to (the chain
 /// contract of `route::next_lookup`: route itself tells a cycle, a too-deep chain or a
 /// missing target from the last record).
-pub async fn registry_chain(store: &Store, ins: &str) -> Result<Vec<PatientRecord>, StoreError> {
+pub async fn registry_chain(
+    store: &Store,
+    ins: &str,
+    cache: &RegistryCache,
+) -> Result<Vec<PatientRecord>, StoreError> {
     let mut chain: Vec<PatientRecord> = Vec::new();
-    let Some(first) = store.get_patient(ins).await? else {
+    let Some(first) = cache.get_patient(store, ins).await? else {
         return Ok(chain);
     };
     chain.push(first);
@@ -126,10 +136,53 @@ pub async fn registry_chain(store: &Store, ins: &str) -> Result<Vec<PatientRecor
         if chain.iter().any(|r| r.ins == next) {
             break;
         }
-        match store.get_patient(&next).await? {
+        match cache.get_patient(store, &next).await? {
             Some(rec) => chain.push(rec),
             None => break,
         }
     }
     Ok(chain)
+}
+
+/// Registry records already read while routing one batch, so a batch of documents costs
+/// one registry query (`prefetch`) instead of one per document. Lives for one batch only,
+/// and is emptied by every identity update route applies, so a document never sees a
+/// record older than an update that came before it on its partition.
+#[derive(Default)]
+pub struct RegistryCache {
+    // A std Mutex, never held across an await: the stage future must be Send.
+    known: std::sync::Mutex<HashMap<String, Option<PatientRecord>>>,
+}
+
+impl RegistryCache {
+    /// Reads the records of `ins` in one query; INS without a record are remembered as
+    /// unknown.
+    pub async fn prefetch(&self, store: &Store, ins: &[&str]) -> Result<(), StoreError> {
+        let found = store.get_patients(ins).await?;
+        let mut known = self.known.lock().expect("cache lock");
+        for i in ins {
+            known.insert((*i).to_string(), found.get(*i).cloned());
+        }
+        Ok(())
+    }
+
+    async fn get_patient(
+        &self,
+        store: &Store,
+        ins: &str,
+    ) -> Result<Option<PatientRecord>, StoreError> {
+        if let Some(hit) = self.known.lock().expect("cache lock").get(ins) {
+            return Ok(hit.clone());
+        }
+        let rec = store.get_patient(ins).await?;
+        self.known
+            .lock()
+            .expect("cache lock")
+            .insert(ins.to_string(), rec.clone());
+        Ok(rec)
+    }
+
+    fn clear(&self) {
+        self.known.lock().expect("cache lock").clear();
+    }
 }

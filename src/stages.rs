@@ -392,10 +392,31 @@ pub async fn route_batch(
     const STAGE: &str = "route";
     let mut outputs = Vec::with_capacity(batch.len());
     let mut tally: Tally = Vec::new();
-    for m in batch {
+    // Route reads the heads only; the CDA bytes go to the output untouched.
+    let items: Vec<_> = batch
+        .iter()
+        .map(|m| wire::split(m.payload().unwrap_or_default()))
+        .collect();
+    // The registry records of the whole batch in one query, not one per document.
+    let registry = pipeline::RegistryCache::default();
+    let mut patients: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok((Normalized::Document(d), _)) => Some(d.meta.patient.ins.as_str()),
+            _ => None,
+        })
+        .collect();
+    patients.sort_unstable();
+    patients.dedup();
+    if !patients.is_empty() {
+        with_db_retry_paused(STAGE, shutdown, keepalive, || {
+            registry.prefetch(store, &patients)
+        })
+        .await?;
+    }
+    for (m, split) in batch.iter().zip(items) {
         let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
-        // Route reads the head only; the CDA bytes go to the output untouched.
-        let (item, cda) = match wire::split(m.payload().unwrap_or_default()) {
+        let (item, cda) = match split {
             Ok(split) => split,
             Err(e) => {
                 outputs.push(dead_letter(
@@ -414,7 +435,7 @@ pub async fn route_batch(
             }
         };
         let routed = with_db_retry_paused(STAGE, shutdown, keepalive, || {
-            pipeline::route_item(store, item.clone(), cfg)
+            pipeline::route_item(store, item.clone(), cfg, &registry)
         })
         .await?;
         match routed {

@@ -172,6 +172,32 @@ impl Store {
         row.as_ref().map(record_from_row).transpose().map_err(err)
     }
 
+    /// The registry records of every INS in `ins` that has one, in one query per 500 (route
+    /// reads a whole batch's patients at once instead of one round trip per document).
+    pub async fn get_patients(
+        &self,
+        ins: &[&str],
+    ) -> Result<HashMap<String, PatientRecord>, StoreError> {
+        let err = |e| StoreError::from_sqlx("get_patients", e);
+        let mut out = HashMap::with_capacity(ins.len());
+        for chunk in ins.chunks(500) {
+            let sql = format!(
+                "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+                 identity_status, feeding_opposed, merged_into FROM patients WHERE ins IN ({})",
+                in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for i in chunk {
+                q = q.bind(*i);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(err)? {
+                let rec = record_from_row(&row).map_err(err)?;
+                out.insert(rec.ins.clone(), rec);
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies one identity update on its own (upsert, A40 merge, A47 identifier change).
     /// Idempotent by its message key. The runtime should rather put updates in
     /// `write_batch` as [`StoreItem::Patient`] to commit them with their offsets.

@@ -587,6 +587,14 @@ pub async fn merge_then_lookups(store: &Store) {
     assert!(!a.feeding_opposed);
     let b = store.get_patient(INS_B).await.unwrap().unwrap();
     assert_eq!(b.merged_into.as_deref(), Some(INS_A));
+    // The batch read route uses gives the same records, and nothing for an unknown INS.
+    let many = store
+        .get_patients(&[INS_A, INS_B, "100000000000000"])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[INS_A], a);
+    assert_eq!(many[INS_B], b);
     // The survivor's record includes the merged INS's documents.
     let docs = store.documents_for_patient(INS_A).await.unwrap();
     assert_eq!(docs.len(), 1);
