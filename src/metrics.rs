@@ -83,7 +83,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// MLLP connections closed because their TLS handshake did not complete, by cause
     /// (`error`: protocol fault such as a plain-TCP client or a rejected certificate;
-    /// `timeout`: no handshake within the read timeout).
+    /// `timeout`: no handshake within the read timeout). A peer that just closes (a TCP
+    /// port probe) is not counted.
     pub mllp_tls_handshake_failures: Family<CauseLabel, Counter>,
 }
 

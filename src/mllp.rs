@@ -687,6 +687,12 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
                     };
                     match shake {
                         Ok(Ok(tls_stream)) => serve(tls_stream, peer, gw, lim, sd).await,
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            // Closed before finishing the handshake without a TLS alert:
+                            // typically a TCP port probe (load balancer, monitoring), which
+                            // is not a failed client and must not flood the log or metric.
+                            debug!(%peer, "closed by the peer during the TLS handshake");
+                        }
                         Ok(Err(e)) => {
                             // rustls errors name the protocol fault, never application data.
                             metrics().tls_handshake_failure("error");
