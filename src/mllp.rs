@@ -75,7 +75,8 @@ pub struct MllpArgs {
     /// Largest message accepted, in bytes (a larger frame closes the connection).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame: usize,
-    /// A frame already started must keep arriving: longest silence inside a frame (ms).
+    /// A frame already started must keep arriving: longest silence inside a frame (ms);
+    /// with TLS, also the longest a handshake may take.
     #[arg(long, default_value_t = 30_000)]
     pub read_timeout_ms: u64,
     /// A connection with no traffic between messages for this long is closed (ms).
