@@ -102,7 +102,8 @@ enum Command {
     },
     /// Re-process a window of a stage's input through a separate consumer group.
     Replay(replay::ReplayArgs),
-    /// MLLP gateway: receive HL7 v2 over TCP, acknowledge once durably written to Kafka.
+    /// MLLP gateway: receive HL7 v2 over TCP (or TLS with --tls-cert/--tls-key), acknowledge
+    /// once durably written to Kafka.
     Mllp(mllp::MllpArgs),
 }
 

@@ -39,6 +39,11 @@ pub struct PartitionLabel {
     pub partition: i32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -76,6 +81,11 @@ pub struct Metrics {
     pub retries: Family<StageLabel, Counter>,
     /// 1 while the process can reach its broker and database and holds assignments.
     pub ready: Gauge,
+    /// MLLP connections closed because their TLS handshake did not complete, by cause
+    /// (`error`: protocol fault such as a plain-TCP client or a rejected certificate;
+    /// `timeout`: no handshake within the read timeout). A peer that just closes (a TCP
+    /// port probe) is not counted.
+    pub mllp_tls_handshake_failures: Family<CauseLabel, Counter>,
 }
 
 impl Metrics {
@@ -93,6 +103,7 @@ impl Metrics {
             store_commit_seconds: latency_histogram(),
             retries: Family::default(),
             ready: Gauge::default(),
+            mllp_tls_handshake_failures: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -147,6 +158,11 @@ impl Metrics {
             m.retries.clone(),
         );
         registry.register("ready", "1 when ready", m.ready.clone());
+        registry.register(
+            "mllp_tls_handshake_failures",
+            "MLLP connections closed because their TLS handshake failed or timed out",
+            m.mllp_tls_handshake_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -166,6 +182,13 @@ impl Metrics {
                 stage,
                 reason: reason.to_string(),
             })
+            .inc();
+    }
+
+    /// `cause` is `error` or `timeout` (see the field).
+    pub fn tls_handshake_failure(&self, cause: &'static str) {
+        self.mllp_tls_handshake_failures
+            .get_or_create(&CauseLabel { cause })
             .inc();
     }
 
@@ -260,5 +283,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("reason=\"hl7.msh.missing\""), "{text}");
+        m.tls_handshake_failure("timeout");
+        assert!(
+            m.encode()
+                .contains("dmpflow_mllp_tls_handshake_failures_total{cause=\"timeout\"} 1"),
+            "{text}"
+        );
     }
 }

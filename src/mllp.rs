@@ -18,10 +18,16 @@
 //! frame of `--max-frame` bytes and handling one message at a time (the listener stops
 //! reading a connection while its message waits on Kafka). Logs name the peer, MSH-10 and
 //! topic coordinates only, never message content.
+//!
+//! TLS is optional (`--tls-cert` and `--tls-key`, PEM): every accepted connection then
+//! completes a TLS handshake (rustls, ring provider) within the read timeout before MLLP
+//! starts; a failed or slow handshake closes only that connection. Plain and TLS
+//! connections share one generic serve loop, so limits, timeouts and shutdown are the same.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,15 +44,20 @@ use dmpflow_schemas::{Feed, headers as h};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 use tokio_util::bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::metrics::metrics;
 use crate::runtime;
 
 #[derive(clap::Args, Clone)]
@@ -64,7 +75,8 @@ pub struct MllpArgs {
     /// Largest message accepted, in bytes (a larger frame closes the connection).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame: usize,
-    /// A frame already started must keep arriving: longest silence inside a frame (ms).
+    /// A frame already started must keep arriving: longest silence inside a frame (ms);
+    /// with TLS, also the longest a handshake may take.
     #[arg(long, default_value_t = 30_000)]
     pub read_timeout_ms: u64,
     /// A connection with no traffic between messages for this long is closed (ms).
@@ -80,6 +92,13 @@ pub struct MllpArgs {
     /// second write; 0 disables.
     #[arg(long, default_value_t = 100_000)]
     pub dedupe_cache: usize,
+    /// Serve MLLP over TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    /// Every connection must then complete a TLS handshake within --read-timeout-ms.
+    #[arg(long, env = "DMPFLOW_MLLP_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(long, env = "DMPFLOW_MLLP_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where a message goes, decided from MSH-9.
@@ -436,22 +455,85 @@ fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer
     cfg.create().context("creating the Kafka producer")
 }
 
+/// The TLS acceptor of `--tls-cert`/`--tls-key`, or None for plain TCP. Errors name the
+/// file and the kind of problem only: a PEM parser's message can quote a line of the file,
+/// and that line may be key material.
+fn tls_acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => anyhow::bail!(
+            "--tls-cert (DMPFLOW_MLLP_TLS_CERT) needs --tls-key (DMPFLOW_MLLP_TLS_KEY): give both or neither"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--tls-key (DMPFLOW_MLLP_TLS_KEY) needs --tls-cert (DMPFLOW_MLLP_TLS_CERT): give both or neither"
+        ),
+    };
+    let pem_error = |path: &Path, what: &str, e: rustls_pki_types::pem::Error| match e {
+        rustls_pki_types::pem::Error::Io(io) => {
+            anyhow::anyhow!("cannot read {what} {}: {io}", path.display())
+        }
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            anyhow::anyhow!("{what} {}: no PEM {what} found", path.display())
+        }
+        _ => anyhow::anyhow!("{what} {}: not valid PEM", path.display()),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem_error(cert, "certificate", e))?;
+    if chain.is_empty() {
+        anyhow::bail!("certificate {}: no PEM certificate found", cert.display());
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, "private key", e))?;
+    // ring keeps the build light (aws-lc-rs needs cmake and a C toolchain); the provider
+    // is explicit so no process-wide default has to be installed.
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "TLS certificate {} and key {} are not usable together: {e}",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
 struct ConnLimits {
     max_frame: usize,
     read_timeout: Duration,
     idle_timeout: Duration,
 }
 
-/// Serves one connection: one message at a time, each answered before the next is read.
-/// On shutdown, frames already read are still answered, then the connection closes.
-async fn serve(
-    mut stream: TcpStream,
+/// Serves one connection, plain TCP or TLS alike, then closes it (for TLS this sends
+/// close_notify, so the sender can tell a clean close from a cut connection).
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     gw: Arc<Gateway>,
     lim: Arc<ConnLimits>,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    serve_messages(&mut stream, peer, &gw, &lim, &shutdown).await;
+    // Bounded: a peer that stopped reading must not hold the slot (or the shutdown).
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// One message at a time, each answered before the next is read. On shutdown, frames
+/// already read are still answered, then the connection closes.
+async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    peer: SocketAddr,
+    gw: &Gateway,
+    lim: &ConnLimits,
+    shutdown: &CancellationToken,
+) {
     let mut dec = MllpDecoder::new(lim.max_frame);
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut eof = false;
@@ -464,7 +546,12 @@ async fn serve(
         match frame {
             Ok(Some(msg)) => {
                 let (ack, _) = gw.handle(msg, peer).await;
-                if let Err(e) = stream.write_all(&encode_frame(&ack)).await {
+                let sent = async {
+                    stream.write_all(&encode_frame(&ack)).await?;
+                    // A TLS stream buffers records until flushed; a no-op for TCP.
+                    stream.flush().await
+                };
+                if let Err(e) = sent.await {
                     warn!(%peer, error = %e, "cannot send the ACK; closing");
                     return;
                 }
@@ -527,6 +614,8 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
     {
         anyhow::bail!("give --feed FEED or at least one --route TYPE[^EVENT]=FEED");
     }
+    // Checked before anything connects to Kafka: a TLS mistake is a startup error.
+    let tls = tls_acceptor(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     let ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     let gw = Arc::new(Gateway {
         routing,
@@ -554,7 +643,13 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    info!(addr = %local, max_frame = args.max_frame, max_connections = args.max_connections, "MLLP gateway listening");
+    info!(
+        addr = %local,
+        tls = if tls.is_some() { "on" } else { "off" },
+        max_frame = args.max_frame,
+        max_connections = args.max_connections,
+        "MLLP gateway listening"
+    );
     println!("listening on {local}");
     let shutdown = crate::shutdown_token();
     let slots = Arc::new(Semaphore::new(args.max_connections));
@@ -577,10 +672,40 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
             drop(stream);
             continue;
         };
-        let (gw, lim, sd) = (gw.clone(), lim.clone(), shutdown.clone());
+        let (gw, lim, sd, tls) = (gw.clone(), lim.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
             debug!(%peer, "connection accepted");
-            serve(stream, peer, gw, lim, sd).await;
+            // ACKs are small and each waits for the next message: do not delay them.
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve(stream, peer, gw, lim, sd).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a frame in progress, and counts
+                    // against the connection limit (the permit is held) like any client.
+                    let shake = tokio::select! {
+                        r = tokio::time::timeout(lim.read_timeout, acceptor.accept(stream)) => r,
+                        _ = sd.cancelled() => return,
+                    };
+                    match shake {
+                        Ok(Ok(tls_stream)) => serve(tls_stream, peer, gw, lim, sd).await,
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            // Closed before finishing the handshake without a TLS alert:
+                            // typically a TCP port probe (load balancer, monitoring), which
+                            // is not a failed client and must not flood the log or metric.
+                            debug!(%peer, "closed by the peer during the TLS handshake");
+                        }
+                        Ok(Err(e)) => {
+                            // rustls errors name the protocol fault, never application data.
+                            metrics().tls_handshake_failure("error");
+                            warn!(%peer, error = %e, "TLS handshake failed; closing the connection");
+                        }
+                        Err(_) => {
+                            metrics().tls_handshake_failure("timeout");
+                            warn!(%peer, "TLS handshake timed out; closing the connection");
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -647,11 +772,50 @@ mod tests {
             max_connections: 1,
             ack_timeout_ms: 1,
             dedupe_cache: 1,
+            tls_cert: None,
+            tls_key: None,
         };
         let t = Routing::from_args(&args).unwrap();
         assert_eq!(t.feed_for("ADT", "A31"), Some(Feed::Identity));
         assert_eq!(t.feed_for("RDS", "O13"), Some(Feed::Pharmacy));
         assert_eq!(t.feed_for("RDS", "O11"), None);
+    }
+
+    #[test]
+    fn tls_needs_both_cert_and_key() {
+        assert!(
+            tls_acceptor(None, None).unwrap().is_none(),
+            "neither: plain TCP"
+        );
+        let only_cert = tls_acceptor(Some(Path::new("/x/cert.pem")), None)
+            .err()
+            .expect("cert without key is refused")
+            .to_string();
+        assert!(only_cert.contains("--tls-cert") && only_cert.contains("needs --tls-key"));
+        let only_key = tls_acceptor(None, Some(Path::new("/x/key.pem")))
+            .err()
+            .expect("key without cert is refused")
+            .to_string();
+        assert!(only_key.contains("--tls-key") && only_key.contains("needs --tls-cert"));
+    }
+
+    #[test]
+    fn tls_file_errors_name_the_file_and_not_its_content() {
+        let dir = std::env::temp_dir().join(format!("dmpflow-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let e = tls_acceptor(Some(&missing), Some(&missing)).err().unwrap();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        // A line that looks like a broken PEM header must not be echoed back.
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN SECRET-SAUCE\nc2VjcmV0\n").unwrap();
+        let e = tls_acceptor(Some(&bad), Some(&bad))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("bad.pem"), "{e}");
+        assert!(!e.contains("SAUCE") && !e.contains("c2VjcmV0"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

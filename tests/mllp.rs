@@ -5,6 +5,9 @@
 //! separate side stack (own state dir, broker on 29092) so stopping its broker disturbs
 //! nobody; it starts that stack itself when needed.
 //!
+//! The TLS test generates a self-signed certificate with rcgen at run time and talks to
+//! the gateway through a tokio-rustls client that trusts only that certificate.
+//!
 //! `throughput_table` (ignored) is the benchmark: run it with
 //! `bench/mllp-throughput` (release build).
 
@@ -13,6 +16,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,8 +25,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::{TlsConnector, client::TlsStream};
 
 /// A gateway subprocess and what the test needs to talk to it.
 struct Gateway {
@@ -86,9 +92,9 @@ fn start_gateway(tag: &str, bootstrap: &str, extra: &[&str]) -> Gateway {
     }
 }
 
-/// A minimal MLLP client: one frame out, one frame back.
-struct Client {
-    stream: TcpStream,
+/// A minimal MLLP client: one frame out, one frame back, over plain TCP or TLS.
+struct Client<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
@@ -101,7 +107,23 @@ impl Client {
             buf: Vec::new(),
         }
     }
+}
 
+impl Client<TlsStream<TcpStream>> {
+    /// A TLS connection to `localhost` (the name the test certificate is issued for).
+    async fn connect_tls(port: u16, tls: &TlsConnector) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tls.connect(name, tcp).await?;
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// The next ACK (frame content), or None when the gateway closed the connection.
     async fn read_ack(&mut self, timeout: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + timeout;
@@ -123,6 +145,8 @@ impl Client {
 
     async fn send(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
         self.stream.write_all(&encode_frame(msg)).await.ok()?;
+        // TLS buffers the record until flushed; a no-op on TCP.
+        self.stream.flush().await.ok()?;
         self.read_ack(Duration::from_secs(60)).await
     }
 }
@@ -454,7 +478,10 @@ async fn many_connections_every_message_acked_once_and_on_the_topic_once() {
     let per: usize = std::env::var("DMPFLOW_MLLP_TEST_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        // The full size: 100 × 1,000 takes 10-26 s in a debug build (measured on
+        // a 2-core machine shared with a parallel build; acknowledging plus reading the
+        // topic back, which is ~1-2 s of it).
+        .unwrap_or(1000);
     let gw = start_gateway("many", &bs, &[]);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -487,6 +514,154 @@ async fn many_connections_every_message_acked_once_and_on_the_topic_once() {
     assert_eq!(got.len(), conns * per, "one record per message");
     assert_eq!(counts.len(), conns * per);
     assert!(counts.values().all(|&n| n == 1));
+}
+
+// ------------------------------------------------------------------ TLS
+
+/// A self-signed certificate for `localhost`, written as PEM files for the gateway, and a
+/// connector that trusts exactly that certificate.
+fn test_certificate(tag: &str) -> (PathBuf, PathBuf, TlsConnector) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("t.mllp.{tag}.{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, signing_key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (cert_pem, key_pem, TlsConnector::from(Arc::new(config)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_gets_aa_and_a_plain_tcp_client_is_closed_without_ack() {
+    let bs = require_kafka();
+    let (cert, key, connector) = test_certificate("tls");
+    // Trusts another self-signed certificate, not the gateway's.
+    let (_, _, wrong_trust) = test_certificate("tls-other");
+    let gw = start_gateway(
+        "tls",
+        &bs,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            // Short, so the silent-client check below is quick (it bounds the handshake).
+            "--read-timeout-ms",
+            "2000",
+        ],
+    );
+
+    // A real ANS example over TLS: AA, MSA-2 = MSH-10.
+    let (path, msg) = ans_examples().into_iter().next().expect("an ANS example");
+    let mut c = Client::connect_tls(gw.port, &connector)
+        .await
+        .expect("TLS handshake with the gateway");
+    let ack = Ack::parse(c.send(&msg).await.expect("ACK over TLS"));
+    assert_eq!(ack.msa(1), "AA", "{}: {:?}", path.display(), ack.segs);
+    assert_eq!(ack.msa(2), control_id(&msg), "MSA-2 = MSH-10");
+
+    // Plain MLLP to the TLS port: no ACK, the connection is closed.
+    let mut plain = Client::connect(gw.port).await;
+    let _ = plain.stream.write_all(&encode_frame(&msg)).await;
+    match plain.read_ack(Duration::from_secs(20)).await {
+        None => {}
+        Some(a) => panic!(
+            "a plain-TCP client got an answer: {:?}",
+            String::from_utf8_lossy(&a)
+        ),
+    }
+
+    // A client that connects and says nothing is closed after the read timeout.
+    let mut silent = Client::connect(gw.port).await;
+    let t = Instant::now();
+    assert!(silent.read_ack(Duration::from_secs(20)).await.is_none());
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A client that does not trust the gateway's certificate fails its handshake.
+    assert!(
+        Client::connect_tls(gw.port, &wrong_trust).await.is_err(),
+        "an untrusted certificate must fail the client's handshake"
+    );
+
+    // The gateway still serves TLS clients, the open one and a new one.
+    let (ins, _) = patient_csv("1800375000033");
+    let next = lab_oru(&ins, "tls", 1);
+    let ack = Ack::parse(c.send(next.as_bytes()).await.expect("ACK"));
+    assert_eq!((ack.msa(1), ack.msa(2)), ("AA", "tls-1"));
+    let mut c2 = Client::connect_tls(gw.port, &connector).await.unwrap();
+    let again = lab_oru(&ins, "tls", 2);
+    let ack = Ack::parse(c2.send(again.as_bytes()).await.expect("ACK"));
+    assert_eq!((ack.msa(1), ack.msa(2)), ("AA", "tls-2"));
+
+    // Exactly what was acknowledged is on the topic.
+    let mut got: Vec<Vec<u8>> = read_topic(&bs, &gw.topic)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    got.sort();
+    let mut want = vec![msg.clone(), next.into_bytes(), again.into_bytes()];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the TLS-acknowledged messages, byte for byte, once each"
+    );
+
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MLLP gateway listening") && l.contains("tls=\"on\"")),
+        "startup says TLS is on: {log}"
+    );
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .collect();
+    assert_eq!(
+        failures.len(),
+        2,
+        "plain client and untrusting client: {log}"
+    );
+    for l in failures {
+        // Logged without anything the plain client sent (MSH, the patient's INS).
+        assert!(
+            !l.contains("MSH") && !l.contains("PID") && !l.contains(&ins),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn tls_flags_one_without_the_other_is_a_clear_startup_error() {
+    let (cert, _, _) = test_certificate("tls-half");
+    let out = dmpflow()
+        .args([
+            "mllp",
+            "--feed",
+            "lab",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .env_remove("DMPFLOW_MLLP_TLS_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs --tls-key"), "{err}");
 }
 
 // ------------------------------------------------------------------ broker outage
