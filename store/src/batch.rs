@@ -420,6 +420,25 @@ impl Store {
             return Ok(Vec::new());
         }
         let err = |e| StoreError::from_sqlx(OP, e);
+        // Compression is CPU work: done before the transaction opens (so row locks are not
+        // held meanwhile), off the async workers, on every core. Duplicates found by the
+        // plan are compressed for nothing, which only happens on replays.
+        let documents: Vec<&Document> = items
+            .iter()
+            .filter_map(|i| match i {
+                StoreItem::Document(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let packed_list = pack_all(documents.iter().map(|d| d.cda.clone()).collect()).await?;
+        // Keyed by address (as usize: a raw pointer would make the future !Send): a plan
+        // entry borrows its document from `items`.
+        let address = |d: &Document| d as *const Document as usize;
+        let packed: HashMap<usize, &PackedCda> = documents
+            .iter()
+            .zip(&packed_list)
+            .map(|(d, p)| (address(d), p))
+            .collect();
         let mut tx = self.begin(OP).await?;
         let mut plan = Plan::default();
         lookup(&mut tx, items, &mut plan).await?;
@@ -435,16 +454,8 @@ impl Store {
 
         let now = now_rfc3339();
         if !plan.docs.is_empty() {
-            // Compression is CPU work: keep it off the async workers.
-            let cdas: Vec<String> = plan.docs.iter().map(|d| d.doc.cda.clone()).collect();
-            let packed = tokio::task::spawn_blocking(move || {
-                cdas.iter().map(|c| pack_cda(c)).collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|_| StoreError::Data {
-                op: OP,
-                detail: "CDA compression task failed".into(),
-            })?;
+            let packed: Vec<&PackedCda> =
+                plan.docs.iter().map(|d| packed[&address(d.doc)]).collect();
             insert_documents(&mut tx, &plan.docs, &packed, &now).await?;
             insert_entries(&mut tx, self.backend, &plan.docs).await?;
         }
@@ -623,6 +634,34 @@ async fn lookup<'a>(
     Ok(())
 }
 
+/// Compresses the CDAs on a blocking thread per core, in order.
+async fn pack_all(cdas: Vec<String>) -> Result<Vec<PackedCda>, StoreError> {
+    if cdas.is_empty() {
+        return Ok(Vec::new());
+    }
+    tokio::task::spawn_blocking(move || {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = cdas.len().div_ceil(cores);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = cdas
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|c| pack_cda(c)).collect::<Vec<_>>())
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().expect("compression does not panic"))
+                .collect()
+        })
+    })
+    .await
+    .map_err(|_| StoreError::Data {
+        op: "write_batch",
+        detail: "CDA compression task failed".into(),
+    })
+}
+
 const ENTRIES_FROM_JSON_PG: &str = "INSERT INTO entries (document_unique_id, position, kind, code, \
     code_system, label, value, value_type, unit, interpretation, reference_low, reference_high, \
     reference_text, status, time, quantity) \
@@ -655,7 +694,7 @@ const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, se
 async fn insert_documents(
     tx: &mut Tx,
     docs: &[NewDoc<'_>],
-    packed: &[PackedCda],
+    packed: &[&PackedCda],
     now: &str,
 ) -> Result<(), StoreError> {
     let visibility: Vec<String> = docs
