@@ -23,6 +23,11 @@
 //! completes a TLS handshake (rustls, ring provider) within the read timeout before MLLP
 //! starts; a failed or slow handshake closes only that connection. Plain and TLS
 //! connections share one generic serve loop, so limits, timeouts and shutdown are the same.
+//!
+//! Metrics (declared in `metrics.rs`) are served with /health on `--metrics-addr`: each
+//! connection is counted once at accept, each ACK once it is written (by code, feed and
+//! reason code, with its frame-to-ACK latency), each broken frame once when it closes its
+//! connection; the open-connections gauge follows a drop guard, so no close path skips it.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
