@@ -44,6 +44,26 @@ pub struct CauseLabel {
     pub cause: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+/// An MLLP ACK: its MSA-1 code, the feed the message went (or would go) to, and the
+/// stable reason code its ERR segment names. All static strings, so counting allocates
+/// nothing and no label can carry message content.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabel {
+    pub code: &'static str,
+    pub feed: &'static str,
+    pub reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -86,6 +106,22 @@ pub struct Metrics {
     /// `timeout`: no handshake within the read timeout). A peer that just closes (a TCP
     /// port probe) is not counted.
     pub mllp_tls_handshake_failures: Family<CauseLabel, Counter>,
+    /// MLLP connections at accept, by result (`accepted`; `refused_limit`: closed at once
+    /// because --max-connections were already open).
+    pub mllp_connections: Family<ResultLabel, Counter>,
+    /// MLLP connections open now (TLS handshake included), back down on every close.
+    pub mllp_open_connections: Gauge,
+    /// MLLP ACKs written to the sender, by MSA-1 code (AA, AE, AR), feed (empty when not
+    /// known: refused before routing on a --route gateway) and ERR reason code (a
+    /// `schemas` Reason for AR, `kafka.unavailable` for AE, empty for AA). An ACK that
+    /// could not be written (the sender went away) is not counted.
+    pub mllp_acks: Family<AckLabel, Counter>,
+    /// MLLP connections closed because their byte stream broke the framing, by cause
+    /// (`too_large`: frame over --max-frame; `garbage`: bytes outside a frame; `framing`:
+    /// a bad trailer, an empty or unterminated frame, or a stream cut inside a frame).
+    pub mllp_frames_refused: Family<CauseLabel, Counter>,
+    /// Time from a complete MLLP frame read to its ACK written and flushed, by code, seconds.
+    pub mllp_ack_seconds: HistogramFamily<CodeLabel>,
 }
 
 impl Metrics {
@@ -104,6 +140,11 @@ impl Metrics {
             retries: Family::default(),
             ready: Gauge::default(),
             mllp_tls_handshake_failures: Family::default(),
+            mllp_connections: Family::default(),
+            mllp_open_connections: Gauge::default(),
+            mllp_acks: Family::default(),
+            mllp_frames_refused: Family::default(),
+            mllp_ack_seconds: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -163,6 +204,31 @@ impl Metrics {
             "MLLP connections closed because their TLS handshake failed or timed out",
             m.mllp_tls_handshake_failures.clone(),
         );
+        registry.register(
+            "mllp_connections",
+            "MLLP connections at accept, by result",
+            m.mllp_connections.clone(),
+        );
+        registry.register(
+            "mllp_open_connections",
+            "MLLP connections open now",
+            m.mllp_open_connections.clone(),
+        );
+        registry.register(
+            "mllp_acks",
+            "MLLP ACKs written, by code, feed and reason code",
+            m.mllp_acks.clone(),
+        );
+        registry.register(
+            "mllp_frames_refused",
+            "MLLP connections closed on a broken or oversized frame, by cause",
+            m.mllp_frames_refused.clone(),
+        );
+        registry.register(
+            "mllp_ack_seconds",
+            "MLLP frame read to ACK written, by code",
+            m.mllp_ack_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -188,6 +254,28 @@ impl Metrics {
     /// `cause` is `error` or `timeout` (see the field).
     pub fn tls_handshake_failure(&self, cause: &'static str) {
         self.mllp_tls_handshake_failures
+            .get_or_create(&CauseLabel { cause })
+            .inc();
+    }
+
+    /// `result` is `accepted` or `refused_limit` (see the field).
+    pub fn mllp_connection(&self, result: &'static str) {
+        self.mllp_connections
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// One ACK written: counted and its latency observed under the same code.
+    pub fn mllp_ack(&self, label: AckLabel, seconds: f64) {
+        self.mllp_ack_seconds
+            .get_or_create(&CodeLabel { code: label.code })
+            .observe(seconds);
+        self.mllp_acks.get_or_create(&label).inc();
+    }
+
+    /// `cause` is `too_large`, `garbage` or `framing` (see the field).
+    pub fn mllp_frame_refused(&self, cause: &'static str) {
+        self.mllp_frames_refused
             .get_or_create(&CauseLabel { cause })
             .inc();
     }
@@ -289,5 +377,33 @@ mod tests {
                 .contains("dmpflow_mllp_tls_handshake_failures_total{cause=\"timeout\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn mllp_families_appear_with_their_labels() {
+        let m = metrics();
+        m.mllp_connection("refused_limit");
+        m.mllp_ack(
+            AckLabel {
+                code: "AR",
+                feed: "lab",
+                reason: "hl7.message_type.unsupported",
+            },
+            0.002,
+        );
+        m.mllp_frame_refused("too_large");
+        m.mllp_open_connections.inc();
+        m.mllp_open_connections.dec();
+        let text = m.encode();
+        for want in [
+            "dmpflow_mllp_connections_total{result=\"refused_limit\"} 1",
+            "dmpflow_mllp_acks_total{code=\"AR\",feed=\"lab\",reason=\"hl7.message_type.unsupported\"} 1",
+            "dmpflow_mllp_frames_refused_total{cause=\"too_large\"} 1",
+            "dmpflow_mllp_open_connections 0",
+            "dmpflow_mllp_ack_seconds_count{code=\"AR\"} 1",
+            "dmpflow_mllp_ack_seconds_bucket{le=\"0.004\",code=\"AR\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} not in:\n{text}");
+        }
     }
 }

@@ -23,6 +23,11 @@
 //! completes a TLS handshake (rustls, ring provider) within the read timeout before MLLP
 //! starts; a failed or slow handshake closes only that connection. Plain and TLS
 //! connections share one generic serve loop, so limits, timeouts and shutdown are the same.
+//!
+//! Metrics (declared in `metrics.rs`) are served with /health on `--metrics-addr`: each
+//! connection is counted once at accept, each ACK once it is written (by code, feed and
+//! reason code, with its frame-to-ACK latency), each broken frame once when it closes its
+//! connection; the open-connections gauge follows a drop guard, so no close path skips it.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dmpflow_ingest::{
@@ -99,6 +104,37 @@ pub struct MllpArgs {
     /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
     #[arg(long, env = "DMPFLOW_MLLP_TLS_KEY", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// Serve /metrics and /health/{live,ready} on this address. Its own default, not the
+    /// settings' metrics_addr (127.0.0.1:9464 of `dmpflow run`), so a gateway and the
+    /// stages can run on one host without a port clash.
+    #[arg(
+        long,
+        env = "DMPFLOW_MLLP_METRICS_ADDR",
+        default_value = DEFAULT_METRICS_ADDR,
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: String,
+}
+
+/// Default `--metrics-addr` of the gateway: next to `dmpflow run`'s 9464.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9465";
+
+/// Counts one open connection from accept to close: the gauge goes down on every path
+/// out of a connection task (clean close, error, timeout, shutdown, a panic or the task
+/// dropped at exit) because it is the guard's drop that does it.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> OpenConnection {
+        metrics().mllp_open_connections.inc();
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics().mllp_open_connections.dec();
+    }
 }
 
 /// Where a message goes, decided from MSH-9.
@@ -288,6 +324,10 @@ impl Recent {
     }
 }
 
+/// ERR-5 of an AE: not a `schemas` Reason (the message is fine, the broker is not), but as
+/// stable, since senders and the metrics' reason label both read it.
+const KAFKA_UNAVAILABLE: &str = "kafka.unavailable";
+
 /// What answering one message needs, shared by every connection.
 struct Gateway {
     routing: Routing,
@@ -309,6 +349,37 @@ enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// MSA-1 of the ACK.
+    fn code(self) -> &'static str {
+        match self {
+            Outcome::Accepted | Outcome::Resend => "AA",
+            Outcome::Rejected => "AR",
+            Outcome::Failed => "AE",
+        }
+    }
+}
+
+/// One message answered: the ACK bytes and what the metrics need to count it.
+struct Answered {
+    ack: Vec<u8>,
+    outcome: Outcome,
+    /// The feed the message went (or would go) to, when known without more parsing.
+    feed: Option<Feed>,
+    /// The stable reason code written in ERR-5 (AR and AE only).
+    reason: Option<&'static str>,
+}
+
+impl Answered {
+    fn label(&self) -> crate::metrics::AckLabel {
+        crate::metrics::AckLabel {
+            code: self.outcome.code(),
+            feed: self.feed.map(Feed::as_str).unwrap_or(""),
+            reason: self.reason.unwrap_or(""),
+        }
+    }
+}
+
 impl Gateway {
     fn answer(&self, hd: &RawHeader, code: AckCode, err: Option<&AckError<'_>>) -> Vec<u8> {
         let n = self.ack_seq.fetch_add(1, Ordering::Relaxed);
@@ -321,20 +392,28 @@ impl Gateway {
         encode_charset(&text, hd.charset)
     }
 
-    async fn handle(&self, raw: Vec<u8>, peer: SocketAddr) -> (Vec<u8>, Outcome) {
+    async fn handle(&self, raw: Vec<u8>, peer: SocketAddr) -> Answered {
         let hd = read_header(&raw);
         let id = hd.inbound.control_id.clone();
-        let reject = |hl7_code: &str, reason: &str, text: &str| {
+        // A single-feed gateway knows the feed of every message, even one it refuses; a
+        // routing table only once MSH-9 is read and matched.
+        let fixed_feed = match self.routing {
+            Routing::Feed(f) => Some(f),
+            Routing::Table(_) => None,
+        };
+        let reject = |hl7_code: &str, reason: &'static str, text: &str| {
             warn!(%peer, msh10 = %id, reason, "message refused (AR)");
             let e = AckError {
                 hl7_code,
                 reason,
                 text,
             };
-            (
-                self.answer(&hd, AckCode::Reject, Some(&e)),
-                Outcome::Rejected,
-            )
+            Answered {
+                ack: self.answer(&hd, AckCode::Reject, Some(&e)),
+                outcome: Outcome::Rejected,
+                feed: fixed_feed,
+                reason: Some(reason),
+            }
         };
         let msg = match Message::parse(&raw, &self.read_opts) {
             Ok(m) => m,
@@ -374,7 +453,12 @@ impl Gateway {
         };
         if self.recent.lock().expect("poisoned").contains(fingerprint) {
             debug!(%peer, msh10 = %id, "resend of an acknowledged message: AA, not written again");
-            return (self.answer(&hd, AckCode::Accept, None), Outcome::Resend);
+            return Answered {
+                ack: self.answer(&hd, AckCode::Accept, None),
+                outcome: Outcome::Resend,
+                feed: Some(feed),
+                reason: None,
+            };
         }
         let key = message_key(&msg);
         drop(msg);
@@ -383,7 +467,12 @@ impl Gateway {
             Ok((partition, offset)) => {
                 self.recent.lock().expect("poisoned").insert(fingerprint);
                 debug!(%peer, msh10 = %id, %topic, partition, offset, "written: AA");
-                (self.answer(&hd, AckCode::Accept, None), Outcome::Accepted)
+                Answered {
+                    ack: self.answer(&hd, AckCode::Accept, None),
+                    outcome: Outcome::Accepted,
+                    feed: Some(feed),
+                    reason: None,
+                }
             }
             Err(why) => {
                 warn!(%peer, msh10 = %id, %topic, error = %why, "Kafka write not acknowledged: AE");
@@ -393,10 +482,15 @@ impl Gateway {
                 );
                 let e = AckError {
                     hl7_code: "207",
-                    reason: "kafka.unavailable",
+                    reason: KAFKA_UNAVAILABLE,
                     text: &text,
                 };
-                (self.answer(&hd, AckCode::Error, Some(&e)), Outcome::Failed)
+                Answered {
+                    ack: self.answer(&hd, AckCode::Error, Some(&e)),
+                    outcome: Outcome::Failed,
+                    feed: Some(feed),
+                    reason: Some(KAFKA_UNAVAILABLE),
+                }
             }
         }
     }
@@ -545,9 +639,12 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match frame {
             Ok(Some(msg)) => {
-                let (ack, _) = gw.handle(msg, peer).await;
+                // The latency clock starts when the frame is complete, so a slow sender
+                // does not count against the gateway.
+                let received = Instant::now();
+                let answered = gw.handle(msg, peer).await;
                 let sent = async {
-                    stream.write_all(&encode_frame(&ack)).await?;
+                    stream.write_all(&encode_frame(&answered.ack)).await?;
                     // A TLS stream buffers records until flushed; a no-op for TCP.
                     stream.flush().await
                 };
@@ -555,6 +652,7 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
                     warn!(%peer, error = %e, "cannot send the ACK; closing");
                     return;
                 }
+                metrics().mllp_ack(answered.label(), received.elapsed().as_secs_f64());
                 continue;
             }
             Ok(None) if eof => {
@@ -570,6 +668,16 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
                     MllpError::Io(_) => "I/O",
                     _ => "framing",
                 };
+                // An I/O error is the connection failing, not a frame refused.
+                let cause = match e {
+                    MllpError::FrameTooLarge { .. } => Some("too_large"),
+                    MllpError::Garbage { .. } => Some("garbage"),
+                    MllpError::Io(_) => None,
+                    _ => Some("framing"),
+                };
+                if let Some(cause) = cause {
+                    metrics().mllp_frame_refused(cause);
+                }
                 warn!(%peer, error = %e, kind = what, "MLLP error; closing the connection");
                 return;
             }
@@ -616,6 +724,18 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
     }
     // Checked before anything connects to Kafka: a TLS mistake is a startup error.
     let tls = tls_acceptor(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    // Served from the start so /health/live answers while the gateway gets ready; ready
+    // once the producer exists and the listener is bound, not ready again from shutdown.
+    let shutdown = crate::shutdown_token();
+    let health = crate::metrics::Health::default();
+    let server = {
+        let (addr, h, t) = (args.metrics_addr.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(&addr, h, t).await {
+                warn!(error = %format!("{e:#}"), "metrics endpoint not served");
+            }
+        })
+    };
     let ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     let gw = Arc::new(Gateway {
         routing,
@@ -648,10 +768,11 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         tls = if tls.is_some() { "on" } else { "off" },
         max_frame = args.max_frame,
         max_connections = args.max_connections,
+        metrics = %args.metrics_addr,
         "MLLP gateway listening"
     );
     println!("listening on {local}");
-    let shutdown = crate::shutdown_token();
+    health.set_ready(true);
     let slots = Arc::new(Semaphore::new(args.max_connections));
     let tracker = TaskTracker::new();
     loop {
@@ -668,12 +789,17 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
             _ = shutdown.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics().mllp_connection("refused_limit");
             warn!(%peer, limit = args.max_connections, "connection limit reached; closing");
             drop(stream);
             continue;
         };
+        metrics().mllp_connection("accepted");
+        // Created here, moved into the task: counted open before the task first runs.
+        let open = OpenConnection::new();
         let (gw, lim, sd, tls) = (gw.clone(), lim.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
+            let _open = open;
             debug!(%peer, "connection accepted");
             // ACKs are small and each waits for the next message: do not delay them.
             let _ = stream.set_nodelay(true);
@@ -709,6 +835,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
             drop(permit);
         });
     }
+    health.set_ready(false);
     drop(listener);
     tracker.close();
     let bound = Duration::from_millis(settings.limits.shutdown_timeout_ms) + ack_timeout;
@@ -720,6 +847,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         warn!("connections still open after the shutdown bound; exiting");
     }
     let _ = gw.producer.flush(Duration::from_secs(5));
+    let _ = server.await;
     info!("MLLP gateway stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -774,6 +902,7 @@ mod tests {
             dedupe_cache: 1,
             tls_cert: None,
             tls_key: None,
+            metrics_addr: DEFAULT_METRICS_ADDR.into(),
         };
         let t = Routing::from_args(&args).unwrap();
         assert_eq!(t.feed_for("ADT", "A31"), Some(Feed::Identity));

@@ -8,6 +8,10 @@
 //! The TLS test generates a self-signed certificate with rcgen at run time and talks to
 //! the gateway through a tokio-rustls client that trusts only that certificate.
 //!
+//! Every gateway serves /metrics on its own free port; the ANS and oversized-frame tests
+//! scrape it over plain HTTP (a raw GET on a TcpStream, as tests/prometheus_scrape.rs) and
+//! check the MLLP counters against what the test itself sent.
+//!
 //! `throughput_table` (ignored) is the benchmark: run it with
 //! `bench/mllp-throughput` (release build).
 
@@ -34,6 +38,7 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 struct Gateway {
     child: Child,
     port: u16,
+    metrics_port: u16,
     topic: String,
     log: PathBuf,
 }
@@ -63,7 +68,9 @@ fn start_gateway(tag: &str, bootstrap: &str, extra: &[&str]) -> Gateway {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("{prefix}.log"));
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["mllp", "--listen", &listen];
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut args = vec!["mllp", "--listen", &listen, "--metrics-addr", &metrics_addr];
     if !extra.iter().any(|a| *a == "--route" || *a == "--feed") {
         args.extend(["--feed", "lab"]);
     }
@@ -87,8 +94,53 @@ fn start_gateway(tag: &str, bootstrap: &str, extra: &[&str]) -> Gateway {
     Gateway {
         child,
         port,
+        metrics_port,
         topic: format!("{prefix}.feed.lab"),
         log,
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status code, body).
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("metrics endpoint 127.0.0.1:{port}: {e}"));
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
+    (status, body.to_string())
+}
+
+/// The value of one sample of the gateway's /metrics (`name{labels}` exactly as the
+/// exposition writes it), 0 when the series does not exist yet.
+async fn sample(gw: &Gateway, series: &str) -> f64 {
+    let (status, body) = http_get(gw.metrics_port, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Waits (at most 10 s) for a sample to reach a value: gauges move when the gateway's
+/// connection task notices the close, a moment after the client's.
+async fn wait_sample(gw: &Gateway, series: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = sample(gw, series).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {got}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -372,6 +424,64 @@ async fn ans_examples_and_generated_messages_get_the_right_acks() {
         assert!(want.len() == 15, "an INS in PID-3");
         assert_eq!(k.as_deref(), Some(want), "key = PID-3 INS");
     }
+
+    // The gateway's own counts, scraped: every AA (the resend included), each AR under
+    // its reason code, and the connections (start_gateway's readiness probe and `c`).
+    let (status, ready) = http_get(gw.metrics_port, "/health/ready").await;
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    let aa = r#"dmpflow_mllp_acks_total{code="AA",feed="lab",reason=""}"#;
+    assert_eq!(sample(&gw, aa).await, (expected.len() + 1) as f64);
+    for reason in [
+        "hl7.message_type.unsupported",
+        "hl7.charset.unsupported",
+        "hl7.msh.missing",
+        "hl7.segment.invalid",
+    ] {
+        let ar = format!(r#"dmpflow_mllp_acks_total{{code="AR",feed="lab",reason="{reason}"}}"#);
+        assert_eq!(sample(&gw, &ar).await, 1.0, "{ar}");
+    }
+    let (_, text) = http_get(gw.metrics_port, "/metrics").await;
+    let acks: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("dmpflow_mllp_acks_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        acks,
+        (expected.len() + 1 + 4) as f64,
+        "no other ACK: {text}"
+    );
+    assert_eq!(
+        sample(&gw, r#"dmpflow_mllp_ack_seconds_count{code="AA"}"#).await,
+        (expected.len() + 1) as f64
+    );
+    assert!(!text.contains(r#"code="AE""#), "{text}");
+    let accepted = r#"dmpflow_mllp_connections_total{result="accepted"}"#;
+    assert_eq!(sample(&gw, accepted).await, 2.0);
+    let open = "dmpflow_mllp_open_connections";
+    wait_sample(&gw, open, 1.0).await;
+    drop(c);
+    wait_sample(&gw, open, 0.0).await;
+    // A second client, already gone: counted once, open back to 0.
+    let mut c2 = Client::connect(gw.port).await;
+    let ack = Ack::parse(c2.send(expected[0].as_slice()).await.expect("ACK"));
+    assert_eq!(ack.msa(1), "AA", "a resend");
+    drop(c2);
+    wait_sample(&gw, open, 0.0).await;
+    assert_eq!(sample(&gw, accepted).await, 3.0);
+    assert_eq!(sample(&gw, aa).await, (expected.len() + 2) as f64);
+    assert_eq!(
+        sample(
+            &gw,
+            r#"dmpflow_mllp_connections_total{result="refused_limit"}"#
+        )
+        .await,
+        0.0
+    );
+    for pid in ["PID", ins.as_str()] {
+        // No patient data (or message content) in any label.
+        assert!(!text.contains(pid), "{pid} in the metrics");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,6 +576,15 @@ async fn a_100_mb_frame_and_garbage_close_the_connection_with_flat_memory() {
         "{log}"
     );
     assert!(log.contains("outside an MLLP frame"), "{log}");
+    // One refused frame of each kind; the two warm-up messages AA.
+    for (cause, n) in [("too_large", 1.0), ("garbage", 1.0), ("framing", 0.0)] {
+        let series = format!(r#"dmpflow_mllp_frames_refused_total{{cause="{cause}"}}"#);
+        assert_eq!(sample(&gw, &series).await, n, "{series}");
+    }
+    let aa = r#"dmpflow_mllp_acks_total{code="AA",feed="lab",reason=""}"#;
+    assert_eq!(sample(&gw, aa).await, 2.0);
+    drop(c);
+    wait_sample(&gw, "dmpflow_mllp_open_connections", 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
