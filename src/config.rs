@@ -66,6 +66,14 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Upper bound for a graceful shutdown.
     pub shutdown_timeout_ms: u64,
+    /// Store consumers one `run` process starts in the store group (each owns some of the
+    /// partitions and writes its own transactions). The store waits on the database most
+    /// of the time, so two writers nearly double its rate on PostgreSQL. On SQLite, which
+    /// has a single writer, it is always 1.
+    pub store_consumers: usize,
+    /// Normalize consumers one `run` process starts in the normalize group. Normalize is
+    /// CPU work (HL7 → CDA → gzip), so one per core lets a backlog use every core.
+    pub normalize_consumers: usize,
 }
 
 impl Default for Settings {
@@ -116,6 +124,20 @@ impl Default for Limits {
             producer_queue_kbytes: 64 << 10,
             max_message_bytes: 16 << 20,
             shutdown_timeout_ms: 15_000,
+            store_consumers: 2,
+            normalize_consumers: 2,
+        }
+    }
+}
+
+impl Settings {
+    /// How many store consumers `run` starts: `limits.store_consumers` (at least 1), and 1
+    /// on SQLite.
+    pub fn store_consumers(&self) -> usize {
+        if self.database_url.starts_with("sqlite:") {
+            1
+        } else {
+            self.limits.store_consumers.max(1)
         }
     }
 }
@@ -207,6 +229,16 @@ impl Settings {
                 "DMPFLOW_TOPIC_ROUTED" => self.topics.routed = v.clone(),
                 "DMPFLOW_TOPIC_QUARANTINE" => self.topics.quarantine = v.clone(),
                 "DMPFLOW_TOPIC_DLQ" => self.topics.dlq = v.clone(),
+                "DMPFLOW_NORMALIZE_CONSUMERS" => {
+                    if let Ok(n) = v.parse() {
+                        self.limits.normalize_consumers = n
+                    }
+                }
+                "DMPFLOW_STORE_CONSUMERS" => {
+                    if let Ok(n) = v.parse() {
+                        self.limits.store_consumers = n
+                    }
+                }
                 "DMPFLOW_BATCH_MESSAGES" => {
                     if let Ok(n) = v.parse() {
                         self.limits.batch_messages = n

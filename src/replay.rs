@@ -176,7 +176,7 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
     );
 
     let shutdown = crate::shutdown_token();
-    let producer = runtime::producer(settings)?;
+    let producer = runtime::stage_producer(settings)?;
     let store = match stage {
         ReplayStage::Normalize => None,
         _ => Some(

@@ -103,11 +103,22 @@ pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Ar
 /// The idempotent producer every stage writes with (acks=all: "acknowledged" means
 /// replicated to the in-sync replicas).
 pub fn producer(settings: &Settings) -> Result<FutureProducer> {
+    producer_compressed(settings, "lz4")
+}
+
+/// The producer of the pipeline stages. No Kafka compression: what they write is mostly
+/// documents whose CDA normalize already gzipped (see `schemas::wire`), and LZ4 over gzip
+/// costs CPU for nothing. `[kafka.client] "compression.type"` still overrides it.
+pub fn stage_producer(settings: &Settings) -> Result<FutureProducer> {
+    producer_compressed(settings, "none")
+}
+
+fn producer_compressed(settings: &Settings, compression: &str) -> Result<FutureProducer> {
     let mut cfg = client_config(settings);
     cfg.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4")
+        .set("compression.type", compression)
         .set("message.timeout.ms", "30000")
         .set(
             "queue.buffering.max.kbytes",

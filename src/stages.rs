@@ -52,6 +52,14 @@ pub async fn run(
     let running: Vec<(StageName, bool)> = stages
         .into_iter()
         .filter(|(s, _)| which == StageName::All || which == *s)
+        .flat_map(|(s, db)| {
+            let instances = match s {
+                StageName::Store => settings.store_consumers(),
+                StageName::Normalize => settings.limits.normalize_consumers.max(1),
+                _ => 1,
+            };
+            std::iter::repeat_n((s, db), instances)
+        })
         .collect();
     let checks = HealthChecks::new(running.len());
     let needs_db = running.iter().any(|(_, db)| *db);
@@ -171,7 +179,13 @@ pub fn normalize_batch(
         let raw = m.payload().unwrap_or_default();
         match pipeline::normalize_message(feed, raw, &coordinates(m), cfg) {
             Ok(items) => {
-                for item in items {
+                for mut item in items {
+                    // The CDA is compressed once, here: every later hop carries the gzip
+                    // bytes, and the store keeps them as they are.
+                    if let Normalized::Document(d) = &mut item {
+                        d.packed = Some(dmpflow_store::pack_cda(&d.cda));
+                        d.cda = String::new();
+                    }
                     let payload = wire::encode(&item);
                     outputs.push(Output {
                         topic: settings.topics.documents.clone(),
@@ -226,7 +240,7 @@ async fn run_normalize(
     let consumer = runtime::consumer(settings, STAGE, &settings.topics.feeds())?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
-    let producer = runtime::producer(settings)?;
+    let producer = runtime::stage_producer(settings)?;
     let cfg = normalize_config(settings);
     let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
@@ -237,7 +251,14 @@ async fn run_normalize(
         }
         let started = Instant::now();
         set_in_flight(STAGE, batch.len());
-        let (outputs, tally) = normalize_batch(settings, &cfg, &batch)?;
+        // CPU work for tens of milliseconds: tell the runtime, so the other stages' tasks
+        // move to another worker meanwhile instead of waiting behind it.
+        let (outputs, tally) = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| normalize_batch(settings, &cfg, &batch))?
+            }
+            _ => normalize_batch(settings, &cfg, &batch)?,
+        };
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             // Shutdown before the outputs were acknowledged: do not commit; they come back.
             warn!(stage = STAGE, error = %e, "batch not committed");
@@ -454,7 +475,30 @@ pub async fn route_batch(
                 if let Normalized::Document(d) = &mut q.item
                     && d.cda.is_empty()
                 {
-                    d.cda = String::from_utf8_lossy(cda).into_owned();
+                    let xml = match d.packed.take() {
+                        Some(p) => {
+                            dmpflow_store::unpack_cda(cda, &p.sha256).map_err(str::to_string)
+                        }
+                        None => String::from_utf8(cda.to_vec()).map_err(|e| e.to_string()),
+                    };
+                    match xml {
+                        Ok(xml) => d.cda = xml,
+                        Err(why) => {
+                            outputs.push(dead_letter(
+                                settings,
+                                m,
+                                STAGE,
+                                Reason::PayloadInvalid,
+                                &format!("CDA of a document to quarantine: {why}"),
+                            ));
+                            tally.push((
+                                feed,
+                                "dead_lettered",
+                                Some(Reason::PayloadInvalid.as_str().into()),
+                            ));
+                            continue;
+                        }
+                    }
                 }
                 let mut headers = carried_headers(m, &feed);
                 headers.push((h::REASON, q.reason.clone()));
@@ -492,7 +536,7 @@ async fn run_route(
     )?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
-    let producer = runtime::producer(settings)?;
+    let producer = runtime::stage_producer(settings)?;
     let cfg = route_config(settings);
     let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
@@ -650,7 +694,7 @@ async fn run_store(
     let consumer = runtime::consumer(settings, STAGE, &topics)?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
-    let producer: FutureProducer = runtime::producer(settings)?;
+    let producer: FutureProducer = runtime::stage_producer(settings)?;
     // Next offset per partition as recorded in the database: the source of truth.
     let mut db_offsets: HashMap<(String, i32), i64> = HashMap::new();
     let mut committed = BTreeMap::new();

@@ -211,9 +211,26 @@ pub enum Entry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     pub meta: DocumentMeta,
-    /// The CDA R2 XML (UTF-8).
+    /// The CDA R2 XML (UTF-8); empty while the document travels packed.
     pub cda: String,
     pub entries: Vec<Entry>,
+    /// The CDA compressed once, by the normalize stage, for the hops between stages and for
+    /// storage (see `wire`); `cda` is then empty. `None` in embedded mode and in the JSON of
+    /// quarantines, which carry `cda` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<PackedCda>,
+}
+
+/// A CDA as stored: gzip, with the hash and size of the XML it inflates to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedCda {
+    /// The gzip bytes. Never inside JSON: `wire` carries them after the payload head.
+    #[serde(skip)]
+    pub gz: Vec<u8>,
+    /// SHA-256 of the XML, lowercase hex.
+    pub sha256: String,
+    /// Size of the XML in bytes.
+    pub size: i64,
 }
 
 /// What an identity-feed message changes in the patient registry.

@@ -1,27 +1,30 @@
 //! The byte layout of the `dmp.documents` and `dmp.routed` payloads.
 //!
 //! A document travels as its JSON head (`Normalized` with an empty `cda`), one `\n`, then
-//! the CDA XML as raw UTF-8:
+//! its CDA: the gzip bytes when the head has `packed` (what the stages write: normalize
+//! compresses each CDA once, the store keeps those very bytes), else the XML as raw UTF-8
+//! (what a producer outside the pipeline may write):
 //!
 //! ```text
+//! {"type":"document","meta":{...},"cda":"","entries":[...],"packed":{"sha256":"..","size":31245}}\n<gzip>
 //! {"type":"document","meta":{...},"cda":"","entries":[...]}\n<?xml version="1.0" ...
 //! ```
 //!
 //! Why not plain JSON: the CDA is 15-60 KB of XML full of `"` and newlines, and carried as
 //! a JSON string it was escaped by normalize, unescaped and re-escaped by route and
-//! unescaped by store — about an eighth of the pipeline's CPU (bench/ANALYSIS.md). Split
-//! this way, route reads only the small head and passes the CDA bytes through untouched,
-//! and store reads them without unescaping. Why `\n`: serde_json never writes a raw newline
-//! (one inside a string is written `\n`), so the first newline always ends the head, and the
-//! payload stays readable with `kafka-console-consumer`.
+//! unescaped by store (an eighth of the pipeline's CPU, bench/ANALYSIS.md), then gzipped by
+//! the store. Split this way, route reads only the small head and passes the CDA bytes
+//! through untouched, and every hop carries a payload about five times smaller. Why `\n`:
+//! serde_json never writes a raw newline (one inside a string is written `\n`), so the
+//! first newline always ends the head.
 //!
 //! Patient updates, and anything written before this layout, are one plain JSON value
-//! without a newline; `decode` reads both, so topics written by an older build, dead letters
-//! and replays keep working.
+//! without a newline; `decode` reads every form, so topics written by an older build, dead
+//! letters and replays keep working.
 
-use crate::{Document, DocumentMeta, Entry, Normalized};
+use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda};
 
-/// A payload that is not a `Normalized` item in either layout.
+/// A payload that is not a `Normalized` item in any layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError(pub String);
 
@@ -33,17 +36,21 @@ impl std::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// The payload of `item`.
+/// The payload of `item`: a packed document with its gzip bytes after the head, an
+/// unpacked one with its XML.
 pub fn encode(item: &Normalized) -> Vec<u8> {
     match item {
-        Normalized::Document(d) => write_document(d, d.cda.as_bytes()),
+        Normalized::Document(d) => match &d.packed {
+            Some(p) => write_document(d, &p.gz),
+            None => write_document(d, d.cda.as_bytes()),
+        },
         Normalized::Patient(_) => serde_json::to_vec(item).expect("Normalized serialises"),
     }
 }
 
-/// The payload of a `head` read by `split`, with its `cda` bytes: how route forwards a
-/// document without parsing its CDA. A head that still holds its CDA inline (a plain-JSON
-/// payload) is encoded whole.
+/// The payload of a `head` read by `split`, with the CDA bytes `split` returned: how route
+/// forwards a document without reading its CDA. A head that still holds its CDA inline (a
+/// plain-JSON payload) is encoded whole.
 pub fn join(head: &Normalized, cda: &[u8]) -> Vec<u8> {
     match head {
         Normalized::Document(d) if d.cda.is_empty() => write_document(d, cda),
@@ -59,6 +66,8 @@ struct DocumentHead<'a> {
     meta: &'a DocumentMeta,
     cda: &'static str,
     entries: &'a [Entry],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packed: Option<&'a PackedCda>,
 }
 
 fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
@@ -67,6 +76,7 @@ fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
         meta: &d.meta,
         cda: "",
         entries: &d.entries,
+        packed: d.packed.as_ref(),
     };
     let mut out = Vec::with_capacity(cda.len() + 2048);
     serde_json::to_writer(&mut out, &head).expect("a document head serialises");
@@ -76,8 +86,9 @@ fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a payload into the item and, for a document in the split layout, the CDA bytes
-/// kept apart (the item's `cda` is then empty). A plain-JSON payload returns its item whole
-/// and an empty slice.
+/// kept apart: gzip when the head has `packed` (whose `gz` is then left empty), else XML.
+/// The item's `cda` is then empty. A plain-JSON payload returns its item whole and an
+/// empty slice.
 pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
     let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
         let item = serde_json::from_slice(payload)
@@ -88,28 +99,39 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
         .map_err(|e| WireError(format!("payload head is not a dmpflow item: {e}")))?;
     let cda = &payload[nl + 1..];
     match &item {
-        Normalized::Document(d) if d.cda.is_empty() => {
+        Normalized::Document(d) if !d.cda.is_empty() => Err(WireError(
+            "payload has both an inline CDA and CDA bytes after its head".into(),
+        )),
+        Normalized::Document(d) if d.packed.is_some() => {
+            // gzip members start with 1f 8b; anything else cannot be a packed CDA.
+            if !cda.starts_with(&[0x1f, 0x8b]) {
+                return Err(WireError("payload CDA is not gzip".into()));
+            }
+            Ok((item, cda))
+        }
+        Normalized::Document(_) => {
             std::str::from_utf8(cda)
                 .map_err(|e| WireError(format!("payload CDA is not UTF-8: {e}")))?;
             Ok((item, cda))
         }
-        Normalized::Document(_) => Err(WireError(
-            "payload has both an inline CDA and CDA bytes after its head".into(),
-        )),
         Normalized::Patient(_) => Err(WireError(
             "payload is a patient update followed by other bytes".into(),
         )),
     }
 }
 
-/// Reads a payload in either layout into the whole item.
+/// Reads a payload in any layout into the whole item: a packed document with its gzip
+/// bytes in `packed.gz`, any other document with its XML in `cda`.
 pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
     let (mut item, cda) = split(payload)?;
     if let Normalized::Document(d) = &mut item
         && !cda.is_empty()
     {
-        // `split` checked it is UTF-8.
-        d.cda = String::from_utf8(cda.to_vec()).expect("checked by split");
+        match &mut d.packed {
+            Some(p) => p.gz = cda.to_vec(),
+            // `split` checked it is UTF-8.
+            None => d.cda = String::from_utf8(cda.to_vec()).expect("checked by split"),
+        }
     }
     Ok(item)
 }
@@ -146,6 +168,7 @@ mod tests {
             },
             cda: cda.into(),
             entries: vec![],
+            packed: None,
         }))
     }
 
@@ -184,6 +207,39 @@ mod tests {
             head_json,
             "borrowed head = Normalized with empty cda"
         );
+    }
+
+    #[test]
+    fn a_packed_document_carries_its_gzip_bytes_after_the_head() {
+        let Normalized::Document(mut d) = document("") else {
+            unreachable!()
+        };
+        let gz = vec![0x1f, 0x8b, 8, 0, 1, 2, 3, b'\n', 0xff];
+        d.packed = Some(PackedCda {
+            gz: gz.clone(),
+            sha256: "ab".repeat(32),
+            size: 31245,
+        });
+        let doc = Normalized::Document(d);
+        let bytes = encode(&doc);
+        assert!(bytes.ends_with(&gz), "gzip bytes raw after the head");
+        assert_eq!(decode(&bytes).unwrap(), doc);
+        let (head, tail) = split(&bytes).unwrap();
+        assert_eq!(tail, gz);
+        let Normalized::Document(h) = &head else {
+            panic!("head is a document")
+        };
+        assert!(
+            h.packed
+                .as_ref()
+                .is_some_and(|p| p.gz.is_empty() && p.size == 31245)
+        );
+        assert_eq!(join(&head, tail), bytes);
+        // A packed head followed by something that is not gzip is refused.
+        let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+        let mut bad = bytes[..=nl].to_vec();
+        bad.extend_from_slice(b"<ClinicalDocument/>");
+        assert!(decode(&bad).is_err());
     }
 
     #[test]

@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
-    Document, Entry, Lifecycle, Normalized, PatientChange, PatientUpdate, SourceRef,
+    Document, Entry, Lifecycle, Normalized, PackedCda, PatientChange, PatientUpdate, SourceRef,
 };
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::model::{DocStatus, ItemOutcome, OffsetCommit, StoreItem};
-use crate::util::{PackedCda, in_list, now_rfc3339, pack_cda, values_sql};
+use crate::util::{in_list, now_rfc3339, pack_cda, unpack_cda, values_sql};
 use crate::{Backend, Store, StoreError, patients};
 
 pub(crate) type Tx = Transaction<'static, Any>;
@@ -177,6 +177,16 @@ impl<'a> Plan<'a> {
             Normalized::Document(d) => Some(d.meta.unique_id.clone()),
             Normalized::Patient(_) => None,
         };
+        // A quarantine keeps the CDA itself (its JSON has no room for the gzip bytes).
+        let mut item = item;
+        if let Normalized::Document(d) = &mut item
+            && let Some(p) = d.packed.take()
+        {
+            d.cda = unpack_cda(&p.gz, &p.sha256).map_err(|why| StoreError::Data {
+                op: "write_batch",
+                detail: format!("packed CDA of a document to quarantine: {why}"),
+            })?;
+        }
         let payload = serde_json::to_string(&item).map_err(|e| StoreError::Data {
             op: "write_batch",
             detail: format!("quarantine payload does not serialise: {e}"),
@@ -420,25 +430,33 @@ impl Store {
             return Ok(Vec::new());
         }
         let err = |e| StoreError::from_sqlx(OP, e);
-        // Compression is CPU work: done before the transaction opens (so row locks are not
-        // held meanwhile), off the async workers, on every core. Duplicates found by the
-        // plan are compressed for nothing, which only happens on replays.
-        let documents: Vec<&Document> = items
+        // Documents from Kafka arrive packed by normalize. The others (embedded mode, quarantine
+        // releases) are compressed here: CPU work, so before the transaction opens (row locks
+        // are not held meanwhile), off the async workers, on every core. Duplicates found by
+        // the plan are compressed for nothing, which only happens on replays.
+        let to_pack: Vec<&Document> = items
             .iter()
             .filter_map(|i| match i {
-                StoreItem::Document(d) => Some(d),
+                StoreItem::Document(d) if d.packed.is_none() => Some(d),
                 _ => None,
             })
             .collect();
-        let packed_list = pack_all(documents.iter().map(|d| d.cda.clone()).collect()).await?;
+        let packed_here = pack_all(to_pack.iter().map(|d| d.cda.clone()).collect()).await?;
         // Keyed by address (as usize: a raw pointer would make the future !Send): a plan
         // entry borrows its document from `items`.
         let address = |d: &Document| d as *const Document as usize;
-        let packed: HashMap<usize, &PackedCda> = documents
+        let mut packed: HashMap<usize, &PackedCda> = to_pack
             .iter()
-            .zip(&packed_list)
+            .zip(&packed_here)
             .map(|(d, p)| (address(d), p))
             .collect();
+        for item in items {
+            if let StoreItem::Document(d) = item
+                && let Some(p) = &d.packed
+            {
+                packed.insert(address(d), p);
+            }
+        }
         let mut tx = self.begin(OP).await?;
         let mut plan = Plan::default();
         lookup(&mut tx, items, &mut plan).await?;

@@ -31,6 +31,7 @@ pub use model::{
     QuarantineStatus, ResultRow, StoreItem,
 };
 pub use patients::CSV_HEADER;
+pub use util::{pack_cda, unpack_cda};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

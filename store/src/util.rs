@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use dmpflow_schemas::PackedCda;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -39,16 +40,9 @@ fn format_utc(secs: i64, micros: u32) -> String {
     )
 }
 
-/// A CDA ready for storage.
-pub(crate) struct PackedCda {
-    pub gz: Vec<u8>,
-    pub sha256: String,
-    pub size: i64,
-}
-
 /// Gzip and hash one CDA. Level 1: CDA XML still shrinks several times, and the store has
 /// to keep up with thousands of documents a second.
-pub(crate) fn pack_cda(cda: &str) -> PackedCda {
+pub fn pack_cda(cda: &str) -> PackedCda {
     let mut enc = GzEncoder::new(Vec::with_capacity(cda.len() / 4 + 64), Compression::fast());
     enc.write_all(cda.as_bytes())
         .expect("writing into a Vec cannot fail");
@@ -61,7 +55,7 @@ pub(crate) fn pack_cda(cda: &str) -> PackedCda {
 }
 
 /// Inflate a stored CDA and check it against its hash.
-pub(crate) fn unpack_cda(gz: &[u8], sha256: &str) -> Result<String, &'static str> {
+pub fn unpack_cda(gz: &[u8], sha256: &str) -> Result<String, &'static str> {
     let mut xml = String::new();
     GzDecoder::new(gz)
         .read_to_string(&mut xml)

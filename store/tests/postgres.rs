@@ -121,6 +121,7 @@ pg_tests!(
     csv_import_with_bad_line,
     results_over_time,
     cda_round_trip,
+    packed_documents,
 );
 
 /// The server drops every connection (as on a restart): the next batch still commits on

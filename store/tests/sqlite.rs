@@ -29,6 +29,7 @@ sqlite_tests!(
     csv_import_with_bad_line,
     results_over_time,
     cda_round_trip,
+    packed_documents,
 );
 
 #[tokio::test]

@@ -79,6 +79,7 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
             meta,
             cda: xml,
             entries: Vec::new(),
+            packed: None,
         })));
     }
     if out.is_empty() {

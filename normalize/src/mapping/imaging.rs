@@ -34,6 +34,7 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         meta,
         cda,
         entries: Vec::new(),
+        packed: None,
     }))])
 }
 

@@ -27,6 +27,7 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         meta,
         cda,
         entries,
+        packed: None,
     }))])
 }
 

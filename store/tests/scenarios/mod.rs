@@ -111,6 +111,7 @@ pub fn doc(
         },
         cda: cda_for(unique_id, 4),
         entries: vec![glucose("5.1", "20260301080000+0100")],
+        packed: None,
     }
 }
 
@@ -829,6 +830,48 @@ pub async fn cda_round_trip(store: &Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Documents packed by normalize (gzip already made) are stored with those very bytes,
+/// read back as their XML, and inflated again when the store has to quarantine one.
+pub async fn packed_documents(store: &Store) {
+    let mut d = initial("1.2.11.1", "1.2.11.s", "K1");
+    d.cda = cda_for("1.2.11.1", 50);
+    let xml = std::mem::take(&mut d.cda);
+    let packed = dmpflow_store::pack_cda(&xml);
+    d.packed = Some(packed.clone());
+    let mut orphan = doc(
+        "1.2.11.9",
+        "1.2.11.other",
+        Lifecycle::Replace,
+        Some("1.2.11.404"),
+        INS_A,
+        "K9",
+        1,
+    );
+    let orphan_xml = std::mem::take(&mut orphan.cda);
+    orphan.packed = Some(dmpflow_store::pack_cda(&orphan_xml));
+    let out = store.write_batch(&items([d, orphan]), &[]).await.unwrap();
+    assert_eq!(out[0], ItemOutcome::Stored);
+    assert_eq!(
+        out[1],
+        ItemOutcome::Quarantined("lifecycle.target.unknown".into())
+    );
+    assert_eq!(
+        store.get_document_cda("1.2.11.1").await.unwrap().as_deref(),
+        Some(xml.as_str())
+    );
+    let row = &store.documents_for_patient(INS_A).await.unwrap()[0];
+    assert_eq!(row.cda_size, packed.size);
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    let Normalized::Document(q) = &open[0].item else {
+        panic!("document expected")
+    };
+    assert_eq!(q.cda, orphan_xml, "the quarantine holds the XML itself");
+    assert!(q.packed.is_none());
 }
 
 /// Throughput: `total` documents (~9 kB CDA, 10 results each) in batches of `batch`, with
