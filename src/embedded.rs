@@ -172,7 +172,7 @@ pub async fn run_chain(
         None
     };
     let mut pending: Vec<StoreItem> = Vec::new();
-    // Emptied by every identity update route applies (see RegistryCache).
+    // Forgets what each identity update route applies changes (see RegistryCache).
     let registry = pipeline::RegistryCache::default();
     let mut pending_feeds: Vec<Feed> = Vec::new();
     for (feed, raw) in inputs {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use dmpflow_normalize as normalize;
 use dmpflow_route::{self as route, Decision, RouteConfig};
 use dmpflow_schemas::{
-    Feed, Normalized, PatientRecord, PatientUpdate, Quarantined, Reject, SourceRef,
+    Feed, Normalized, PatientChange, PatientRecord, PatientUpdate, Quarantined, Reject, SourceRef,
 };
 use dmpflow_store::{Store, StoreError};
 
@@ -87,9 +87,7 @@ pub async fn route_item(
             })),
             Ok(()) => {
                 apply_update(store, &update).await?;
-                // A merge or an identifier change touches other records than the
-                // update's own INS: forget everything read before it.
-                cache.clear();
+                cache.forget(&update);
                 Ok(Routed::PatientApplied)
             }
         },
@@ -146,8 +144,8 @@ pub async fn registry_chain(
 
 /// Registry records already read while routing one batch, so a batch of documents costs
 /// one registry query (`prefetch`) instead of one per document. Lives for one batch only,
-/// and is emptied by every identity update route applies, so a document never sees a
-/// record older than an update that came before it on its partition.
+/// and forgets what every identity update route applies may have changed, so a document
+/// never sees a record older than an update that came before it on its partition.
 #[derive(Default)]
 pub struct RegistryCache {
     // A std Mutex, never held across an await: the stage future must be Send.
@@ -182,7 +180,16 @@ impl RegistryCache {
         Ok(rec)
     }
 
-    fn clear(&self) {
-        self.known.lock().expect("cache lock").clear();
+    /// Drops what `update` may have changed: an upsert changes only its own record; a merge
+    /// or an identifier change also re-points the records merged into the old INS, which
+    /// the cache cannot list, so everything goes.
+    fn forget(&self, update: &PatientUpdate) {
+        let mut known = self.known.lock().expect("cache lock");
+        match update.change {
+            PatientChange::Upsert => {
+                known.remove(&update.patient.ins);
+            }
+            _ => known.clear(),
+        }
     }
 }
