@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 
+/// See Cargo.toml for why not the system allocator (librdkafka's C allocations still use
+/// glibc's).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dmpflow feeds each patient's DMP (Dossier Médical Partagé) from the confluent flows:
 /// laboratory results, imaging reports, pharmacy dispensations, cancer-care forms and the
 /// identity/consent feed. HL7 v2 in, CI-SIS CDA R2 documents routed by INS and stored.
