@@ -11,6 +11,8 @@
 //! machine shared with other builds the wall clock counts the time other processes hold the
 //! core, while "per core" means per CPU-second we actually got. Set
 //! `DMPFLOW_BENCH_WALL=1` to measure wall time instead (the two agree on an idle machine).
+//!
+//! The allocator is mimalloc, as in the `dmpflow` binary (both parsers measured with it).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -21,6 +23,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dmpflow_normalize::hl7::{Message, ReadOptions};
 use dmpflow_normalize::{Config, normalize};
 use dmpflow_schemas::Feed;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Distinct copies per iteration.
 const POOL: usize = 64;
