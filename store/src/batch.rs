@@ -652,32 +652,33 @@ async fn lookup<'a>(
     Ok(())
 }
 
-/// Compresses the CDAs on a blocking thread per core, in order.
+/// Compresses the CDAs on tokio's blocking pool, one task per core, in order. Pool threads
+/// are reused; a thread spawned per batch gave the allocator a new heap to grow each time.
 async fn pack_all(cdas: Vec<String>) -> Result<Vec<PackedCda>, StoreError> {
     if cdas.is_empty() {
         return Ok(Vec::new());
     }
-    tokio::task::spawn_blocking(move || {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = cdas.len().div_ceil(cores);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = cdas
-                .chunks(per)
-                .map(|part| {
-                    scope.spawn(move || part.iter().map(|c| pack_cda(c)).collect::<Vec<_>>())
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|p| p.join().expect("compression does not panic"))
-                .collect()
-        })
-    })
-    .await
-    .map_err(|_| StoreError::Data {
-        op: "write_batch",
-        detail: "CDA compression task failed".into(),
-    })
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = cdas.len().div_ceil(cores);
+    let mut cdas = cdas.into_iter();
+    let mut tasks = Vec::with_capacity(cores);
+    loop {
+        let part: Vec<String> = cdas.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.iter().map(|c| pack_cda(c)).collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        out.extend(task.await.map_err(|_| StoreError::Data {
+            op: "write_batch",
+            detail: "CDA compression task failed".into(),
+        })?);
+    }
+    Ok(out)
 }
 
 const ENTRIES_FROM_JSON_PG: &str = "INSERT INTO entries (document_unique_id, position, kind, code, \
