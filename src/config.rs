@@ -72,7 +72,9 @@ pub struct Limits {
     /// has a single writer, it is always 1.
     pub store_consumers: usize,
     /// Normalize consumers one `run` process starts in the normalize group. Normalize is
-    /// CPU work (HL7 → CDA → gzip), so one per core lets a backlog use every core.
+    /// CPU work (HL7 → CDA → gzip); on the 2-core reference machine a second one gained no
+    /// throughput (the cores were already busy with the other stages, Kafka and PostgreSQL)
+    /// and cost ~60 MB of RSS, hence 1. More cores: raise it.
     pub normalize_consumers: usize,
 }
 
@@ -125,7 +127,7 @@ impl Default for Limits {
             max_message_bytes: 16 << 20,
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
-            normalize_consumers: 2,
+            normalize_consumers: 1,
         }
     }
 }
