@@ -64,13 +64,19 @@ pub async fn run(
     let checks = HealthChecks::new(running.len());
     let needs_db = running.iter().any(|(_, db)| *db);
     let mut tasks = tokio::task::JoinSet::new();
+    let shared = SharedStore::default();
     for (stage, _) in running {
-        let (s, t, c) = (settings.clone(), shutdown.clone(), checks.clone());
+        let (s, t, c, db) = (
+            settings.clone(),
+            shutdown.clone(),
+            checks.clone(),
+            shared.clone(),
+        );
         tasks.spawn(async move {
             match stage {
                 StageName::Normalize => run_normalize(&s, &c, &t).await,
-                StageName::Route => run_route(&s, &c, &t).await,
-                _ => run_store(&s, &c, &t).await,
+                StageName::Route => run_route(&s, &c, &t, &db).await,
+                _ => run_store(&s, &c, &t, &db).await,
             }
         });
     }
@@ -251,14 +257,11 @@ async fn run_normalize(
         }
         let started = Instant::now();
         set_in_flight(STAGE, batch.len());
-        // CPU work for tens of milliseconds: tell the runtime, so the other stages' tasks
-        // move to another worker meanwhile instead of waiting behind it.
-        let (outputs, tally) = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| normalize_batch(settings, &cfg, &batch))?
-            }
-            _ => normalize_batch(settings, &cfg, &batch)?,
-        };
+        // CPU work for tens of milliseconds, run on this worker: the other stages' tasks are
+        // stolen by the other worker meanwhile. (`block_in_place` was tried: it hands the
+        // worker to another thread at every call; measured peak RSS over a backlog and a
+        // 2k msg/s overload: 463 MB with it, 358 MB without, same throughput.)
+        let (outputs, tally) = normalize_batch(settings, &cfg, &batch)?;
         if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
             // Shutdown before the outputs were acknowledged: do not commit; they come back.
             warn!(stage = STAGE, error = %e, "batch not committed");
@@ -391,12 +394,23 @@ where
 /// How long a database call may take before the stage pauses its partitions.
 const SLOW_HOP: Duration = Duration::from_secs(2);
 
+/// The database, connected once per process and shared by its route and store consumers:
+/// one pool, not one per consumer, so a process holds at most one pool's connections (each
+/// keeps buffers as large as the largest batch it wrote).
+pub type SharedStore = std::sync::Arc<tokio::sync::OnceCell<Store>>;
+
 async fn connect_store(
     settings: &Settings,
     stage: &'static str,
     shutdown: &CancellationToken,
+    shared: &SharedStore,
 ) -> Result<Store> {
-    with_db_retry(stage, shutdown, || Store::connect(&settings.database_url)).await
+    shared
+        .get_or_try_init(|| {
+            with_db_retry(stage, shutdown, || Store::connect(&settings.database_url))
+        })
+        .await
+        .cloned()
 }
 
 /// The route stage's logic for one batch, shared by the live stage and `dmpflow replay`:
@@ -526,9 +540,10 @@ async fn run_route(
     settings: &Settings,
     health: &HealthChecks,
     shutdown: &CancellationToken,
+    shared: &SharedStore,
 ) -> Result<()> {
     const STAGE: &str = "route";
-    let store = connect_store(settings, STAGE, shutdown).await?;
+    let store = connect_store(settings, STAGE, shutdown, shared).await?;
     let consumer = runtime::consumer(
         settings,
         STAGE,
@@ -683,9 +698,10 @@ async fn run_store(
     settings: &Settings,
     health: &HealthChecks,
     shutdown: &CancellationToken,
+    shared: &SharedStore,
 ) -> Result<()> {
     const STAGE: &str = "store";
-    let store = connect_store(settings, STAGE, shutdown).await?;
+    let store = connect_store(settings, STAGE, shutdown, shared).await?;
     let group = format!("{}.{}", settings.kafka.group_prefix, STAGE);
     let topics = vec![
         settings.topics.routed.clone(),
