@@ -46,7 +46,6 @@ use dmpflow_ingest::{
 use dmpflow_normalize::hl7::{Charset, Message, ReadOptions};
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{Feed, headers as h};
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rustls_pki_types::pem::PemObject;
@@ -532,21 +531,9 @@ impl Gateway {
 /// The gateway's producer: the runtime's idempotent acks=all settings, with the message
 /// timeout tied to the ACK timeout and a short linger (senders wait for each ACK).
 fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &settings.kafka.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", ack_timeout.as_millis().to_string())
-        .set(
-            "queue.buffering.max.kbytes",
-            settings.limits.producer_queue_kbytes.to_string(),
-        );
-    for (k, v) in &settings.kafka.client {
-        cfg.set(k, v);
-    }
-    cfg.create().context("creating the Kafka producer")
+    // A sender waits for each ACK: linger 1 ms, and a delivery that outlives the ACK bound
+    // fails rather than arriving after an AE.
+    crate::runtime::producer_with(settings, "lz4", 1, ack_timeout.as_millis())
 }
 
 /// The TLS acceptor of `--tls-cert`/`--tls-key`, or None for plain TCP. Errors name the

@@ -103,23 +103,31 @@ pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Ar
 /// The idempotent producer every stage writes with (acks=all: "acknowledged" means
 /// replicated to the in-sync replicas).
 pub fn producer(settings: &Settings) -> Result<FutureProducer> {
-    producer_compressed(settings, "lz4")
+    producer_with(settings, "lz4", 5, 30_000)
 }
 
 /// The producer of the pipeline stages. No Kafka compression: what they write is mostly
 /// documents whose CDA normalize already gzipped (see `schemas::wire`), and LZ4 over gzip
 /// costs CPU for nothing. `[kafka.client] "compression.type"` still overrides it.
 pub fn stage_producer(settings: &Settings) -> Result<FutureProducer> {
-    producer_compressed(settings, "none")
+    producer_with(settings, "none", 5, 30_000)
 }
 
-fn producer_compressed(settings: &Settings, compression: &str) -> Result<FutureProducer> {
+/// The idempotent acks=all producer with its compression, linger and delivery timeout
+/// chosen by the caller (the MLLP gateway lingers less and times out with its ACK bound).
+/// `[kafka.client]` settings win over these.
+pub fn producer_with(
+    settings: &Settings,
+    compression: &str,
+    linger_ms: u64,
+    message_timeout_ms: u128,
+) -> Result<FutureProducer> {
     let mut cfg = client_config(settings);
     cfg.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("compression.type", compression)
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", message_timeout_ms.to_string())
         .set(
             "queue.buffering.max.kbytes",
             settings.limits.producer_queue_kbytes.to_string(),
