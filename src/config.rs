@@ -72,7 +72,7 @@ pub struct Limits {
     /// has a single writer, it is always 1.
     pub store_consumers: usize,
     /// Normalize consumers one `run` process starts in the normalize group. Normalize is
-    /// CPU work (HL7 → CDA → gzip); on the 2-core reference machine a second one gained no
+    /// CPU work (HL7 → CDA → zstd); on the 2-core reference machine a second one gained no
     /// throughput (the cores were already busy with the other stages, Kafka and PostgreSQL)
     /// and cost ~60 MB of RSS, hence 1. More cores: raise it.
     pub normalize_consumers: usize,

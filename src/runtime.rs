@@ -107,8 +107,8 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer> {
 }
 
 /// The producer of the pipeline stages. No Kafka compression: what they write is mostly
-/// documents whose CDA normalize already gzipped (see `schemas::wire`), and LZ4 over gzip
-/// costs CPU for nothing. `[kafka.client] "compression.type"` still overrides it.
+/// documents whose CDA normalize already compressed (zstd, see `schemas::wire`), and LZ4
+/// over that costs CPU for nothing. `[kafka.client] "compression.type"` still overrides it.
 pub fn stage_producer(settings: &Settings) -> Result<FutureProducer> {
     producer_with(settings, "none", 5, 30_000)
 }

@@ -186,7 +186,7 @@ pub fn normalize_batch(
         match pipeline::normalize_message(feed, raw, &coordinates(m), cfg) {
             Ok(items) => {
                 for mut item in items {
-                    // The CDA is compressed once, here: every later hop carries the gzip
+                    // The CDA is compressed once, here: every later hop carries the zstd
                     // bytes, and the store keeps them as they are.
                     if let Normalized::Document(d) = &mut item {
                         d.packed = Some(dmpflow_store::pack_cda(&d.cda));

@@ -221,16 +221,41 @@ pub struct Document {
     pub packed: Option<PackedCda>,
 }
 
-/// A CDA as stored: gzip, with the hash and size of the XML it inflates to.
+/// A CDA as stored: compressed (a zstd frame; gzip in rows and topics written before the
+/// switch to zstd), with the hash and size of the XML it inflates to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackedCda {
-    /// The gzip bytes. Never inside JSON: `wire` carries them after the payload head.
+    /// The compressed bytes. Never inside JSON: `wire` carries them after the payload head.
     #[serde(skip)]
-    pub gz: Vec<u8>,
+    pub bytes: Vec<u8>,
     /// SHA-256 of the XML, lowercase hex.
     pub sha256: String,
     /// Size of the XML in bytes.
     pub size: i64,
+}
+
+/// How packed CDA bytes are compressed. Told by the bytes themselves (a zstd frame and a
+/// gzip member both open with a magic number), so rows and topics written with gzip by an
+/// earlier build stay readable without a column or a field to say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// What the pipeline writes (`dmpflow_store::pack_cda`).
+    Zstd,
+    /// What builds before zstd wrote; read, never written.
+    Gzip,
+}
+
+impl Packing {
+    /// The compression of `bytes`, if they open like a zstd frame or a gzip member.
+    pub fn of(bytes: &[u8]) -> Option<Packing> {
+        if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Packing::Zstd)
+        } else if bytes.starts_with(&[0x1f, 0x8b]) {
+            Some(Packing::Gzip)
+        } else {
+            None
+        }
+    }
 }
 
 /// What an identity-feed message changes in the patient registry.

@@ -1,19 +1,20 @@
 //! The byte layout of the `dmp.documents` and `dmp.routed` payloads.
 //!
 //! A document travels as its JSON head (`Normalized` with an empty `cda`), one `\n`, then
-//! its CDA: the gzip bytes when the head has `packed` (what the stages write: normalize
-//! compresses each CDA once, the store keeps those very bytes), else the XML as raw UTF-8
+//! its CDA: the compressed bytes when the head has `packed` (what the stages write:
+//! normalize compresses each CDA once with zstd, the store keeps those very bytes; gzip
+//! written by earlier builds is still read, see `Packing`), else the XML as raw UTF-8
 //! (what a producer outside the pipeline may write):
 //!
 //! ```text
-//! {"type":"document","meta":{...},"cda":"","entries":[...],"packed":{"sha256":"..","size":31245}}\n<gzip>
+//! {"type":"document","meta":{...},"cda":"","entries":[...],"packed":{"sha256":"..","size":31245}}\n<zstd frame>
 //! {"type":"document","meta":{...},"cda":"","entries":[...]}\n<?xml version="1.0" ...
 //! ```
 //!
 //! Why not plain JSON: the CDA is 15-60 KB of XML full of `"` and newlines, and carried as
 //! a JSON string it was escaped by normalize, unescaped and re-escaped by route and
-//! unescaped by store (an eighth of the pipeline's CPU, bench/ANALYSIS.md), then gzipped by
-//! the store. Split this way, route reads only the small head and passes the CDA bytes
+//! unescaped by store (an eighth of the pipeline's CPU, bench/ANALYSIS.md), then compressed
+//! by the store. Split this way, route reads only the small head and passes the CDA bytes
 //! through untouched, and every hop carries a payload about five times smaller. Why `\n`:
 //! serde_json never writes a raw newline (one inside a string is written `\n`), so the
 //! first newline always ends the head.
@@ -22,7 +23,7 @@
 //! without a newline; `decode` reads every form, so topics written by an older build, dead
 //! letters and replays keep working.
 
-use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda};
+use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda, Packing};
 
 /// A payload that is not a `Normalized` item in any layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +37,12 @@ impl std::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// The payload of `item`: a packed document with its gzip bytes after the head, an
+/// The payload of `item`: a packed document with its compressed bytes after the head, an
 /// unpacked one with its XML.
 pub fn encode(item: &Normalized) -> Vec<u8> {
     match item {
         Normalized::Document(d) => match &d.packed {
-            Some(p) => write_document(d, &p.gz),
+            Some(p) => write_document(d, &p.bytes),
             None => write_document(d, d.cda.as_bytes()),
         },
         Normalized::Patient(_) => serde_json::to_vec(item).expect("Normalized serialises"),
@@ -86,7 +87,8 @@ fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a payload into the item and, for a document in the split layout, the CDA bytes
-/// kept apart: gzip when the head has `packed` (whose `gz` is then left empty), else XML.
+/// kept apart: compressed when the head has `packed` (whose `bytes` are then left empty),
+/// else XML.
 /// The item's `cda` is then empty. A plain-JSON payload returns its item whole and an
 /// empty slice.
 pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
@@ -103,9 +105,8 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
             "payload has both an inline CDA and CDA bytes after its head".into(),
         )),
         Normalized::Document(d) if d.packed.is_some() => {
-            // gzip members start with 1f 8b; anything else cannot be a packed CDA.
-            if !cda.starts_with(&[0x1f, 0x8b]) {
-                return Err(WireError("payload CDA is not gzip".into()));
+            if Packing::of(cda).is_none() {
+                return Err(WireError("payload CDA is neither zstd nor gzip".into()));
             }
             Ok((item, cda))
         }
@@ -120,15 +121,15 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
     }
 }
 
-/// Reads a payload in any layout into the whole item: a packed document with its gzip
-/// bytes in `packed.gz`, any other document with its XML in `cda`.
+/// Reads a payload in any layout into the whole item: a packed document with its compressed
+/// bytes in `packed.bytes`, any other document with its XML in `cda`.
 pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
     let (mut item, cda) = split(payload)?;
     if let Normalized::Document(d) = &mut item
         && !cda.is_empty()
     {
         match &mut d.packed {
-            Some(p) => p.gz = cda.to_vec(),
+            Some(p) => p.bytes = cda.to_vec(),
             // `split` checked it is UTF-8.
             None => d.cda = String::from_utf8(cda.to_vec()).expect("checked by split"),
         }
@@ -210,36 +211,42 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_document_carries_its_gzip_bytes_after_the_head() {
-        let Normalized::Document(mut d) = document("") else {
-            unreachable!()
-        };
-        let gz = vec![0x1f, 0x8b, 8, 0, 1, 2, 3, b'\n', 0xff];
-        d.packed = Some(PackedCda {
-            gz: gz.clone(),
-            sha256: "ab".repeat(32),
-            size: 31245,
-        });
-        let doc = Normalized::Document(d);
-        let bytes = encode(&doc);
-        assert!(bytes.ends_with(&gz), "gzip bytes raw after the head");
-        assert_eq!(decode(&bytes).unwrap(), doc);
-        let (head, tail) = split(&bytes).unwrap();
-        assert_eq!(tail, gz);
-        let Normalized::Document(h) = &head else {
-            panic!("head is a document")
-        };
-        assert!(
-            h.packed
-                .as_ref()
-                .is_some_and(|p| p.gz.is_empty() && p.size == 31245)
-        );
-        assert_eq!(join(&head, tail), bytes);
-        // A packed head followed by something that is not gzip is refused.
-        let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
-        let mut bad = bytes[..=nl].to_vec();
-        bad.extend_from_slice(b"<ClinicalDocument/>");
-        assert!(decode(&bad).is_err());
+    fn a_packed_document_carries_its_compressed_bytes_after_the_head() {
+        // A zstd frame (what the stages write) and a gzip member (what earlier builds wrote);
+        // both may hold a newline byte, which must not end anything.
+        for packed in [
+            vec![0x28, 0xb5, 0x2f, 0xfd, 0, 1, b'\n', 0xff],
+            vec![0x1f, 0x8b, 8, 0, 1, 2, 3, b'\n', 0xff],
+        ] {
+            let Normalized::Document(mut d) = document("") else {
+                unreachable!()
+            };
+            d.packed = Some(PackedCda {
+                bytes: packed.clone(),
+                sha256: "ab".repeat(32),
+                size: 31245,
+            });
+            let doc = Normalized::Document(d);
+            let bytes = encode(&doc);
+            assert!(bytes.ends_with(&packed), "packed bytes raw after the head");
+            assert_eq!(decode(&bytes).unwrap(), doc);
+            let (head, tail) = split(&bytes).unwrap();
+            assert_eq!(tail, packed);
+            let Normalized::Document(h) = &head else {
+                panic!("head is a document")
+            };
+            assert!(
+                h.packed
+                    .as_ref()
+                    .is_some_and(|p| p.bytes.is_empty() && p.size == 31245)
+            );
+            assert_eq!(join(&head, tail), bytes);
+            // A packed head followed by something that is neither zstd nor gzip is refused.
+            let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+            let mut bad = bytes[..=nl].to_vec();
+            bad.extend_from_slice(b"<ClinicalDocument/>");
+            assert!(decode(&bad).is_err());
+        }
     }
 
     #[test]

@@ -177,12 +177,12 @@ impl<'a> Plan<'a> {
             Normalized::Document(d) => Some(d.meta.unique_id.clone()),
             Normalized::Patient(_) => None,
         };
-        // A quarantine keeps the CDA itself (its JSON has no room for the gzip bytes).
+        // A quarantine keeps the CDA itself (its JSON has no room for the compressed bytes).
         let mut item = item;
         if let Normalized::Document(d) = &mut item
             && let Some(p) = d.packed.take()
         {
-            d.cda = unpack_cda(&p.gz, &p.sha256).map_err(|why| StoreError::Data {
+            d.cda = unpack_cda(&p.bytes, &p.sha256).map_err(|why| StoreError::Data {
                 op: "write_batch",
                 detail: format!("packed CDA of a document to quarantine: {why}"),
             })?;
@@ -707,7 +707,7 @@ const ENTRIES_FROM_JSON_SQLITE: &str = "INSERT INTO entries (document_unique_id,
 const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, seq, lifecycle, status, \
     target_unique_id, type_code, class_code, format_code, title, patient_ins, patient_ins_oid, \
     author_person_id, author_organisation_id, creation_time, service_start, service_stop, \
-    confidentiality, visibility, origin, cda_gz, cda_sha256, cda_size, source_feed, source_sender, \
+    confidentiality, visibility, origin, cda_packed, cda_sha256, cda_size, source_feed, source_sender, \
     source_control_id, source_position, source_topic, source_partition, source_offset, stored_at)";
 
 async fn insert_documents(
@@ -753,7 +753,7 @@ async fn insert_documents(
                     dmpflow_schemas::CdaOrigin::Generated => "generated",
                     dmpflow_schemas::CdaOrigin::Received => "received",
                 })
-                .bind(p.gz.as_slice())
+                .bind(p.bytes.as_slice())
                 .bind(p.sha256.as_str())
                 .bind(p.size)
                 .bind(s.feed.map(|f| f.as_str()))

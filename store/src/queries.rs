@@ -98,7 +98,7 @@ impl Store {
     pub async fn get_document_cda(&self, unique_id: &str) -> Result<Option<String>, StoreError> {
         let err = |e| StoreError::from_sqlx("get_document_cda", e);
         let Some(row) =
-            sqlx::query("SELECT cda_gz, cda_sha256 FROM documents WHERE unique_id = $1")
+            sqlx::query("SELECT cda_packed, cda_sha256 FROM documents WHERE unique_id = $1")
                 .bind(unique_id)
                 .fetch_optional(&self.pool)
                 .await
@@ -106,12 +106,12 @@ impl Store {
         else {
             return Ok(None);
         };
-        let gz: Vec<u8> = row.try_get(0).map_err(err)?;
+        let packed: Vec<u8> = row.try_get(0).map_err(err)?;
         let sha: String = row.try_get(1).map_err(err)?;
         let unique_id = unique_id.to_owned();
         // Inflating is CPU work; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            unpack_cda(&gz, &sha).map_err(|why| StoreError::CorruptCda { unique_id, why })
+            unpack_cda(&packed, &sha).map_err(|why| StoreError::CorruptCda { unique_id, why })
         })
         .await
         .map_err(|_| StoreError::Data {

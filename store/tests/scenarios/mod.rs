@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use dmpflow_schemas::{
-    CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PartyRef, PatientChange,
-    PatientIdentity, PatientUpdate, Quarantined, SourceRef,
+    CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PackedCda, PartyRef,
+    PatientChange, PatientIdentity, PatientUpdate, Quarantined, SourceRef,
 };
 use dmpflow_store::{
     DocStatus, ItemOutcome, OffsetCommit, QuarantineStatus, Store, StoreError, StoreItem,
@@ -812,7 +812,7 @@ pub async fn results_over_time(store: &Store) {
     );
 }
 
-/// The CDA comes back byte for byte through gzip, checked by sha256.
+/// The CDA comes back byte for byte through its compression, checked by sha256.
 pub async fn cda_round_trip(store: &Store) {
     let mut d = initial("1.2.10.1", "1.2.10.s", "C1");
     d.cda = cda_for("1.2.10.1", 2000); // ~200 kB, accents included
@@ -832,8 +832,9 @@ pub async fn cda_round_trip(store: &Store) {
     );
 }
 
-/// Documents packed by normalize (gzip already made) are stored with those very bytes,
-/// read back as their XML, and inflated again when the store has to quarantine one.
+/// Documents packed by normalize (zstd already made) are stored with those very bytes,
+/// read back as their XML, and inflated again when the store has to quarantine one. A
+/// document packed with gzip by an earlier build (still on a topic) is stored and read too.
 pub async fn packed_documents(store: &Store) {
     let mut d = initial("1.2.11.1", "1.2.11.s", "K1");
     d.cda = cda_for("1.2.11.1", 50);
@@ -851,17 +852,37 @@ pub async fn packed_documents(store: &Store) {
     );
     let orphan_xml = std::mem::take(&mut orphan.cda);
     orphan.packed = Some(dmpflow_store::pack_cda(&orphan_xml));
-    let out = store.write_batch(&items([d, orphan]), &[]).await.unwrap();
+    let mut older = initial("1.2.11.2", "1.2.11.t", "K2");
+    let older_xml = std::mem::take(&mut older.cda);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, older_xml.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    older.packed = Some(PackedCda {
+        sha256: dmpflow_store::pack_cda(&older_xml).sha256,
+        size: older_xml.len() as i64,
+        bytes: gz,
+    });
+    let out = store
+        .write_batch(&items([d, orphan, older]), &[])
+        .await
+        .unwrap();
     assert_eq!(out[0], ItemOutcome::Stored);
     assert_eq!(
         out[1],
         ItemOutcome::Quarantined("lifecycle.target.unknown".into())
     );
+    assert_eq!(out[2], ItemOutcome::Stored);
+    assert_eq!(
+        store.get_document_cda("1.2.11.2").await.unwrap().as_deref(),
+        Some(older_xml.as_str()),
+        "gzip of an earlier build reads back"
+    );
     assert_eq!(
         store.get_document_cda("1.2.11.1").await.unwrap().as_deref(),
         Some(xml.as_str())
     );
-    let row = &store.documents_for_patient(INS_A).await.unwrap()[0];
+    let rows = store.documents_for_patient(INS_A).await.unwrap();
+    let row = rows.iter().find(|r| r.unique_id == "1.2.11.1").unwrap();
     assert_eq!(row.cda_size, packed.size);
     let open = store
         .quarantine_list(Some(QuarantineStatus::Open))
