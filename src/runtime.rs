@@ -85,7 +85,14 @@ pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Ar
             settings.limits.consumer_queue_kbytes.to_string(),
         )
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // Fetch in bulk: the broker answers once 256 KiB are there or after 10 ms. With
+        // librdkafka's defaults (1 byte, up to 500 ms) a trickle of messages made every
+        // consumer send a fetch per few messages; at 2k msg/s the broker then spent a fifth
+        // of the machine answering them, and p99 end-to-end went from ~0.5 s to 1-2 s
+        // (bench/ANALYSIS.md). A stage waits `batch_linger_ms` for its batch anyway.
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "262144");
     // The operator's pass-through settings win over our defaults.
     for (k, v) in &settings.kafka.client {
         cfg.set(k, v);
