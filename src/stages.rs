@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Normalized, Quarantined, headers as h, wire};
+use dmpflow_schemas::{Normalized, headers as h, wire};
 use dmpflow_store::{ItemOutcome, OffsetCommit, Store, StoreItem};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -485,34 +485,13 @@ pub async fn route_batch(
             }
             Routed::PatientApplied => tally.push((feed, "patient", None)),
             Routed::Quarantine(mut q) => {
-                // The quarantine keeps the whole document, CDA inline (a rare path).
+                // A packed CDA stays packed (its bytes after the case's head); raw XML from a
+                // producer outside the pipeline goes inline, as `split` checked it is UTF-8.
                 if let Normalized::Document(d) = &mut q.item
                     && d.cda.is_empty()
+                    && d.packed.is_none()
                 {
-                    let xml = match d.packed.take() {
-                        Some(p) => {
-                            dmpflow_store::unpack_cda(cda, &p.sha256).map_err(str::to_string)
-                        }
-                        None => String::from_utf8(cda.to_vec()).map_err(|e| e.to_string()),
-                    };
-                    match xml {
-                        Ok(xml) => d.cda = xml,
-                        Err(why) => {
-                            outputs.push(dead_letter(
-                                settings,
-                                m,
-                                STAGE,
-                                Reason::PayloadInvalid,
-                                &format!("CDA of a document to quarantine: {why}"),
-                            ));
-                            tally.push((
-                                feed,
-                                "dead_lettered",
-                                Some(Reason::PayloadInvalid.as_str().into()),
-                            ));
-                            continue;
-                        }
-                    }
+                    d.cda = String::from_utf8_lossy(cda).into_owned();
                 }
                 let mut headers = carried_headers(m, &feed);
                 headers.push((h::REASON, q.reason.clone()));
@@ -521,7 +500,7 @@ pub async fn route_batch(
                 outputs.push(Output {
                     topic: settings.topics.quarantine.clone(),
                     key: Some(pipeline::patient_key(&q.item).to_string()),
-                    payload: serde_json::to_vec(&q)?,
+                    payload: wire::encode_quarantined(&q, cda),
                     headers,
                 });
             }
@@ -632,9 +611,19 @@ pub fn store_decode(
         let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
         let payload = m.payload().unwrap_or_default();
         let decoded = if m.topic() == settings.topics.quarantine {
-            serde_json::from_slice::<Quarantined>(payload)
-                .map(StoreItem::Quarantine)
+            // The case's CDA is inflated (and checked against its sha256) here, one message
+            // at a time: a corrupt one is dead-lettered alone instead of failing the batch.
+            wire::decode_quarantined(payload)
                 .map_err(|e| e.to_string())
+                .and_then(|mut q| {
+                    if let Normalized::Document(d) = &mut q.item
+                        && let Some(p) = d.packed.take()
+                    {
+                        d.cda = dmpflow_store::unpack_cda(&p.bytes, &p.sha256)
+                            .map_err(|why| format!("quarantined CDA: {why}"))?;
+                    }
+                    Ok(StoreItem::Quarantine(q))
+                })
         } else {
             wire::decode(payload)
                 .map_err(|e| e.to_string())

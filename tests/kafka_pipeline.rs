@@ -162,3 +162,102 @@ async fn sigkill_of_the_store_stage_loses_and_doubles_nothing() {
     );
     println!("store stage SIGKILLed {kills} times; {n} of {N} documents stored exactly once");
 }
+
+/// A document whose patient the registry does not know is quarantined by route. Its CDA
+/// travels on the quarantine topic still compressed (after the case's JSON head, as on the
+/// other topics), reaches the quarantine table whole, and is stored byte for byte once the
+/// patient is known and the case released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_document_travels_packed_and_is_released_whole() {
+    use dmpflow_schemas::Normalized;
+    use dmpflow_store::{QuarantineStatus, Store};
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+
+    let s = setup("quarantine_packed", 1).await;
+    // Same traits as the imported patient, another INS: unknown until imported below.
+    let (unknown_ins, csv) = patient_csv("2800375056777");
+    const N: usize = 3;
+    produce_lab(
+        &format!("{}.feed.lab", s.prefix),
+        &unknown_ins,
+        &s.run,
+        0..N,
+    )
+    .await;
+
+    let mut pipeline = spawn_stage(&s.env, "all", 19503, &format!("{}-q.log", s.prefix));
+    let store = Store::connect(&s.db).await.expect("store");
+    let ok = wait_until(Duration::from_secs(90), || async {
+        store
+            .quarantine_list(Some(QuarantineStatus::Open))
+            .await
+            .map(|l| l.len() >= N)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(ok, "{N} quarantine cases expected within 90 s");
+
+    // On the topic: JSON head, newline, zstd frame; never the XML inlined in the JSON.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("{}.check", s.prefix))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[&format!("{}.quarantine", s.prefix)])
+        .expect("subscribe");
+    for _ in 0..N {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a quarantine message within 30 s")
+            .expect("kafka");
+        let payload = m.payload().expect("payload");
+        let nl = payload
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("head, then bytes");
+        assert!(
+            payload[nl + 1..].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "the CDA travels as a zstd frame"
+        );
+        assert!(!payload[..nl].windows(17).any(|w| w == b"ClinicalDocument"));
+    }
+
+    // In the table: the case holds the XML itself, checked against its hash on the way.
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    assert_eq!(open.len(), N);
+    let mut xml_by_id = Vec::new();
+    for case in &open {
+        assert_eq!(case.reason, "ins.unknown");
+        let Normalized::Document(d) = &case.item else {
+            panic!("document expected")
+        };
+        assert!(d.packed.is_none());
+        assert!(d.cda.starts_with("<?xml") && d.cda.contains("<ClinicalDocument"));
+        xml_by_id.push((case.id, d.meta.unique_id.clone(), d.cda.clone()));
+    }
+
+    // The patient becomes known; each released case is stored with that very CDA.
+    let csv_path = std::env::temp_dir().join(format!("patients-{}-late.csv", s.run));
+    std::fs::write(&csv_path, csv).unwrap();
+    run_ok(&s.env, &["patients", "import", csv_path.to_str().unwrap()]);
+    for (id, unique_id, xml) in &xml_by_id {
+        run_ok(&s.env, &["quarantine", "release", &id.to_string()]);
+        let stored_xml = store.get_document_cda(unique_id).await.unwrap();
+        assert_eq!(stored_xml.as_deref(), Some(xml.as_str()));
+    }
+    assert!(
+        store
+            .quarantine_list(Some(QuarantineStatus::Open))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    assert!(terminate(&mut pipeline).success());
+}

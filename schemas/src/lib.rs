@@ -289,7 +289,8 @@ pub enum Normalized {
     Patient(Box<PatientUpdate>),
 }
 
-/// Payload of `dmp.quarantine`: the document and why it was not routed.
+/// Payload of `dmp.quarantine` (laid out by `wire::encode_quarantined`): the document and
+/// why it was not routed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quarantined {
     pub reason: String,

@@ -23,7 +23,7 @@
 //! without a newline; `decode` reads every form, so topics written by an older build, dead
 //! letters and replays keep working.
 
-use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda, Packing};
+use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda, Packing, Quarantined};
 
 /// A payload that is not a `Normalized` item in any layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +137,51 @@ pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
     Ok(item)
 }
 
+/// The payload of a quarantine case on `dmp.quarantine`. A packed document keeps its
+/// compressed bytes after the JSON head, as on the other topics (`cda` is the tail `split`
+/// returned): route no longer inflates a CDA just to quarantine it, and a flood of
+/// quarantines (an identity feed running late) weighs on Kafka and memory no more than the
+/// documents themselves. Anything else is one plain JSON value, as before.
+pub fn encode_quarantined(case: &Quarantined, cda: &[u8]) -> Vec<u8> {
+    match &case.item {
+        Normalized::Document(d) if d.cda.is_empty() && d.packed.is_some() => {
+            let mut out = Vec::with_capacity(cda.len() + 2048);
+            serde_json::to_writer(&mut out, case).expect("a quarantine case serialises");
+            out.push(b'\n');
+            out.extend_from_slice(cda);
+            out
+        }
+        _ => serde_json::to_vec(case).expect("a quarantine case serialises"),
+    }
+}
+
+/// Reads a `dmp.quarantine` payload in either layout; a packed document gets its bytes in
+/// `packed.bytes`.
+pub fn decode_quarantined(payload: &[u8]) -> Result<Quarantined, WireError> {
+    let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
+        return serde_json::from_slice(payload)
+            .map_err(|e| WireError(format!("payload is not a quarantine case: {e}")));
+    };
+    let mut case: Quarantined = serde_json::from_slice(&payload[..nl])
+        .map_err(|e| WireError(format!("payload head is not a quarantine case: {e}")))?;
+    let tail = &payload[nl + 1..];
+    match &mut case.item {
+        Normalized::Document(d) if d.cda.is_empty() => match &mut d.packed {
+            Some(p) if Packing::of(tail).is_some() => {
+                p.bytes = tail.to_vec();
+                Ok(case)
+            }
+            Some(_) => Err(WireError("quarantined CDA is neither zstd nor gzip".into())),
+            None => Err(WireError(
+                "quarantine case has CDA bytes but no packed head".into(),
+            )),
+        },
+        _ => Err(WireError(
+            "quarantine case followed by bytes it has no room for".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +292,51 @@ mod tests {
             bad.extend_from_slice(b"<ClinicalDocument/>");
             assert!(decode(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_quarantined_packed_document_keeps_its_bytes_apart() {
+        let Normalized::Document(mut d) = document("") else {
+            unreachable!()
+        };
+        let zst = vec![0x28, 0xb5, 0x2f, 0xfd, 7, b'\n', 9];
+        d.packed = Some(PackedCda {
+            bytes: Vec::new(),
+            sha256: "cd".repeat(32),
+            size: 77,
+        });
+        let case = Quarantined {
+            reason: "ins.unknown".into(),
+            detail: "no such patient".into(),
+            item: Normalized::Document(d),
+        };
+        let bytes = encode_quarantined(&case, &zst);
+        assert!(bytes.ends_with(&zst));
+        let back = decode_quarantined(&bytes).unwrap();
+        let Normalized::Document(b) = &back.item else {
+            panic!("document expected")
+        };
+        assert_eq!(b.packed.as_ref().unwrap().bytes, zst);
+        assert_eq!((back.reason.as_str(), b.cda.as_str()), ("ins.unknown", ""));
+        // A head followed by bytes that are not a packed CDA is refused, not half-read.
+        let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+        let mut bad = bytes[..=nl].to_vec();
+        bad.extend_from_slice(b"<ClinicalDocument/>");
+        assert!(decode_quarantined(&bad).is_err());
+        // Cases without packed bytes (an inline CDA, a patient update) stay one JSON value,
+        // and what earlier builds wrote still reads.
+        let inline = Quarantined {
+            reason: "ins.unknown".into(),
+            detail: String::new(),
+            item: document(CDA),
+        };
+        let plain = encode_quarantined(&inline, &[]);
+        assert!(!plain.contains(&b'\n'));
+        assert_eq!(decode_quarantined(&plain).unwrap(), inline);
+        assert_eq!(
+            decode_quarantined(&serde_json::to_vec(&inline).unwrap()).unwrap(),
+            inline
+        );
     }
 
     #[test]
