@@ -76,6 +76,10 @@ pub struct Limits {
     /// throughput (the cores were already busy with the other stages, Kafka and PostgreSQL)
     /// and cost ~60 MB of RSS, hence 1. More cores: raise it.
     pub normalize_consumers: usize,
+    /// Every this many seconds the route stage re-routes the open `ins.unknown` quarantine
+    /// cases whose patient the registry knows by now (a document that ran ahead of its
+    /// patient's identity message is then filed without anyone releasing it). 0: never.
+    pub quarantine_retry_seconds: u64,
 }
 
 impl Default for Settings {
@@ -128,6 +132,7 @@ impl Default for Limits {
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
             normalize_consumers: 1,
+            quarantine_retry_seconds: 5,
         }
     }
 }

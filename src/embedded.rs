@@ -437,50 +437,28 @@ pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result
             Ok(ExitCode::SUCCESS)
         }
         QuarantineAction::Release { id } => {
-            let Some(q) = store.quarantine_get(id).await? else {
-                anyhow::bail!("no quarantine case {id}");
-            };
             let cfg = RouteConfig {
                 accept_test_oids: settings.accept_test_oids,
             };
-            let registry = pipeline::RegistryCache::default();
-            match pipeline::route_item(&store, q.item.clone(), &cfg, &registry).await? {
-                Routed::Document(Normalized::Document(doc)) => {
-                    let outcome = store.write_batch(&[StoreItem::Document(*doc)], &[]).await?;
-                    match outcome.first() {
-                        // Only a write that really filed the document closes the case.
-                        Some(
-                            o @ (ItemOutcome::Stored
-                            | ItemOutcome::Replaced { .. }
-                            | ItemOutcome::Deleted { .. }),
-                        ) => {
-                            store.quarantine_mark_released(id).await?;
-                            println!("case {id} released: {}", o.as_str());
-                            Ok(ExitCode::SUCCESS)
-                        }
-                        other => {
-                            let what = other.map(|o| o.as_str()).unwrap_or("nothing");
-                            println!(
-                                "case {id} not released: the store answered {what}; left open"
-                            );
-                            Ok(ExitCode::from(1))
-                        }
-                    }
+            match pipeline::release_case(&store, &cfg, id).await? {
+                pipeline::Release::Filed(how) => {
+                    println!("case {id} released: {how}");
+                    Ok(ExitCode::SUCCESS)
                 }
-                Routed::PatientApplied => {
-                    store.quarantine_mark_released(id).await?;
+                pipeline::Release::PatientApplied => {
                     println!("case {id} released: patient update applied");
                     Ok(ExitCode::SUCCESS)
                 }
-                Routed::Quarantine(again) => {
-                    println!(
-                        "case {id} still fails: {} ({}); left open",
-                        again.reason, again.detail
-                    );
+                pipeline::Release::StillFails { reason, detail } => {
+                    println!("case {id} still fails: {reason} ({detail}); left open");
                     Ok(ExitCode::from(1))
                 }
-                Routed::Document(Normalized::Patient(_)) => {
-                    unreachable!("route yields documents only")
+                pipeline::Release::NotFiled(what) => {
+                    println!("case {id} not released: the store answered {what}; left open");
+                    Ok(ExitCode::from(1))
+                }
+                pipeline::Release::NotOpen => {
+                    anyhow::bail!("no open quarantine case {id}")
                 }
             }
         }

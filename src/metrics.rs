@@ -122,6 +122,11 @@ pub struct Metrics {
     pub mllp_frames_refused: Family<CauseLabel, Counter>,
     /// Time from a complete MLLP frame read to its ACK written and flushed, by code, seconds.
     pub mllp_ack_seconds: HistogramFamily<CodeLabel>,
+    /// Open `ins.unknown` quarantine cases the route stage re-routed by itself once their
+    /// patient was known, by result (`filed`: stored and closed; `still_fails`: route refuses
+    /// it for another reason now, recorded on the case; `not_filed`: the store did not file
+    /// it, e.g. a duplicate). Cases released by hand are not counted.
+    pub quarantine_auto_releases: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -145,6 +150,7 @@ impl Metrics {
             mllp_acks: Family::default(),
             mllp_frames_refused: Family::default(),
             mllp_ack_seconds: Family::new_with_constructor(latency_histogram),
+            quarantine_auto_releases: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -229,6 +235,11 @@ impl Metrics {
             "MLLP frame read to ACK written, by code",
             m.mllp_ack_seconds.clone(),
         );
+        registry.register(
+            "quarantine_auto_releases",
+            "ins.unknown quarantine cases re-routed once their patient was known, by result",
+            m.quarantine_auto_releases.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -255,6 +266,13 @@ impl Metrics {
     pub fn tls_handshake_failure(&self, cause: &'static str) {
         self.mllp_tls_handshake_failures
             .get_or_create(&CauseLabel { cause })
+            .inc();
+    }
+
+    /// `result` is `filed`, `still_fails` or `not_filed` (see the field).
+    pub fn quarantine_auto_release(&self, result: &'static str) {
+        self.quarantine_auto_releases
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 

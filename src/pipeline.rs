@@ -193,3 +193,71 @@ impl RegistryCache {
         }
     }
 }
+
+/// What re-routing one quarantine case gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Release {
+    /// Re-routed and filed by the store (`stored`, `replaced`, `deleted`); the case is closed.
+    Filed(&'static str),
+    /// A patient update, applied now; the case is closed.
+    PatientApplied,
+    /// Route refuses it still, maybe for another reason now (recorded on the case); open.
+    StillFails { reason: String, detail: String },
+    /// Route passed it but the store did not file it (e.g. `duplicate`); left open.
+    NotFiled(&'static str),
+    /// No open case with that id (unknown, or released meanwhile).
+    NotOpen,
+}
+
+/// Re-routes quarantine case `id` with today's registry and, if it passes, stores it; the
+/// case is closed only when the store really filed the document. Shared by
+/// `dmpflow quarantine release` and the route stage's sweeper of `ins.unknown` cases.
+pub async fn release_case(
+    store: &Store,
+    cfg: &RouteConfig,
+    id: i64,
+) -> Result<Release, StoreError> {
+    let Some(case) = store.quarantine_get(id).await? else {
+        return Ok(Release::NotOpen);
+    };
+    if case.status != dmpflow_store::QuarantineStatus::Open {
+        return Ok(Release::NotOpen);
+    }
+    let registry = RegistryCache::default();
+    match route_item(store, case.item, cfg, &registry).await? {
+        Routed::Document(Normalized::Document(doc)) => {
+            let outcome = store
+                .write_batch(&[dmpflow_store::StoreItem::Document(*doc)], &[])
+                .await?;
+            match outcome.first() {
+                Some(
+                    o @ (dmpflow_store::ItemOutcome::Stored
+                    | dmpflow_store::ItemOutcome::Replaced { .. }
+                    | dmpflow_store::ItemOutcome::Deleted { .. }),
+                ) => {
+                    store.quarantine_mark_released(id).await?;
+                    Ok(Release::Filed(o.as_str()))
+                }
+                other => Ok(Release::NotFiled(
+                    other.map(|o| o.as_str()).unwrap_or("nothing"),
+                )),
+            }
+        }
+        Routed::PatientApplied => {
+            store.quarantine_mark_released(id).await?;
+            Ok(Release::PatientApplied)
+        }
+        Routed::Quarantine(again) => {
+            if again.reason != case.reason || again.detail != case.detail {
+                store
+                    .quarantine_set_reason(id, &again.reason, &again.detail)
+                    .await?;
+            }
+            Ok(Release::StillFails {
+                reason: again.reason,
+                detail: again.detail,
+            })
+        }
+        Routed::Document(Normalized::Patient(_)) => unreachable!("route yields documents only"),
+    }
+}

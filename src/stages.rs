@@ -509,6 +509,63 @@ pub async fn route_batch(
     Ok((outputs, tally))
 }
 
+/// Cases re-routed per sweep at most: a flood of waiting cases is worked off over several
+/// sweeps instead of in one long burst next to the live traffic.
+const QUARANTINE_RETRY_BATCH: i64 = 200;
+
+/// The route stage's sweeper: every `every`, the open `ins.unknown` cases whose patient the
+/// registry knows by now are re-routed and, if they pass, stored (`pipeline::release_case`,
+/// the code of `dmpflow quarantine release`). A document that ran ahead of its patient's
+/// identity message on another feed is thus filed without anyone releasing it. Several route
+/// instances may sweep at once: the store files a document once, and a case closes once.
+async fn retry_waiting_quarantine(
+    store: Store,
+    cfg: RouteConfig,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let waiting = match store.quarantine_waiting_known(QUARANTINE_RETRY_BATCH).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                // The live stage retries and reports the database itself; try again later.
+                warn!(stage = "route", error = %e, "quarantine retry: listing the waiting cases failed");
+                continue;
+            }
+        };
+        let mut filed = 0;
+        for id in waiting {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let result = match pipeline::release_case(&store, &cfg, id).await {
+                Ok(pipeline::Release::Filed(_) | pipeline::Release::PatientApplied) => "filed",
+                Ok(pipeline::Release::StillFails { .. }) => "still_fails",
+                Ok(pipeline::Release::NotFiled(_)) => "not_filed",
+                Ok(pipeline::Release::NotOpen) => continue,
+                Err(e) => {
+                    warn!(stage = "route", case = id, error = %e, "quarantine retry failed");
+                    break;
+                }
+            };
+            metrics().quarantine_auto_release(result);
+            if result == "filed" {
+                filed += 1;
+            }
+        }
+        if filed > 0 {
+            info!(
+                stage = "route",
+                filed, "quarantine retry: waiting documents filed now that their patient is known"
+            );
+        }
+    }
+}
+
 pub fn route_config(settings: &Settings) -> RouteConfig {
     RouteConfig {
         accept_test_oids: settings.accept_test_oids,
@@ -532,6 +589,14 @@ async fn run_route(
     runtime::spawn_lag_sampler(consumer.clone(), STAGE, LAG_SAMPLE_EVERY, shutdown.clone());
     let producer = runtime::stage_producer(settings)?;
     let cfg = route_config(settings);
+    if settings.limits.quarantine_retry_seconds > 0 {
+        tokio::spawn(retry_waiting_quarantine(
+            store.clone(),
+            cfg,
+            Duration::from_secs(settings.limits.quarantine_retry_seconds),
+            shutdown.clone(),
+        ));
+    }
     let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
     while !shutdown.is_cancelled() {

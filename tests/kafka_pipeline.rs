@@ -261,3 +261,75 @@ async fn a_quarantined_document_travels_packed_and_is_released_whole() {
     store.close().await;
     assert!(terminate(&mut pipeline).success());
 }
+
+/// A document that runs ahead of its patient's identity message (another feed) is
+/// quarantined as `ins.unknown`. Once the A28 has put the patient in the registry, the route
+/// stage re-routes the case by itself (`limits.quarantine_retry_seconds`, 5 s by default):
+/// the document is stored and the case closed without anyone releasing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_ahead_of_its_patient_is_filed_once_the_patient_arrives() {
+    use dmpflow_store::{QuarantineStatus, Store};
+
+    let s = setup("quarantine_retry", 1).await;
+    let (late_ins, _) = patient_csv("2800375056888");
+    const N: usize = 2;
+    produce_lab(&format!("{}.feed.lab", s.prefix), &late_ins, &s.run, 0..N).await;
+    let mut pipeline = spawn_stage(&s.env, "all", 19504, &format!("{}-r.log", s.prefix));
+    let store = Store::connect(&s.db).await.expect("store");
+    let open = |status| {
+        let store = &store;
+        async move { store.quarantine_list(Some(status)).await.unwrap().len() }
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            open(QuarantineStatus::Open).await >= N
+        })
+        .await,
+        "the documents of an unknown patient are quarantined first"
+    );
+    assert_eq!(stored(&s.db).await, 0);
+
+    // The patient's A28 arrives on the identity feed, after the documents.
+    let a28 = format!(
+        "MSH|^~\\&|GAM-TEST|CH-TEST|DMPFLOW|DMP|20241105150000||ADT^A28^ADT_A05|{run}-A28|P|2.5|||||FRA|UNICODE UTF-8\r\
+EVN||20241105150000\r\
+PID|1||{late_ins}^^^ASIP-SANTE-INS-NIR&{TEST_OID}&ISO^INS||DURAND^CLAIRE^CLAIRE MARIE^^^^L||19800315|F|||^^^^^^BDL^^75056|||||||||||||||||||||VALI\r\
+PV1|1|N\r\
+ZFA|ACTIF|20241105||Y\r",
+        run = s.run
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::<str, String>::to(&format!("{}.feed.identity", s.prefix))
+                .payload(&a28)
+                .key(&late_ins),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("A28 acknowledged");
+
+    let filed = wait_until(Duration::from_secs(60), || async {
+        stored(&s.db).await == N as i64 && open(QuarantineStatus::Open).await == 0
+    })
+    .await;
+    assert!(
+        filed,
+        "after the A28: {} stored, {} cases still open",
+        stored(&s.db).await,
+        open(QuarantineStatus::Open).await
+    );
+    assert_eq!(open(QuarantineStatus::Released).await, N);
+    assert_eq!(
+        store.documents_for_patient(&late_ins).await.unwrap().len(),
+        N,
+        "filed under the patient who arrived late"
+    );
+    store.close().await;
+    assert!(terminate(&mut pipeline).success());
+}

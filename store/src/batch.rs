@@ -80,6 +80,8 @@ struct NewQuarantine<'a> {
     detail: String,
     key: String,
     unique_id: Option<String>,
+    /// The document's patient: what the route stage's sweeper matches against the registry.
+    patient_ins: Option<String>,
     payload: String,
     source: &'a SourceRef,
 }
@@ -173,9 +175,12 @@ impl<'a> Plan<'a> {
         if self.open_quarantine.contains(&key) {
             return Ok(ItemOutcome::Duplicate);
         }
-        let unique_id = match &item {
-            Normalized::Document(d) => Some(d.meta.unique_id.clone()),
-            Normalized::Patient(_) => None,
+        let (unique_id, patient_ins) = match &item {
+            Normalized::Document(d) => (
+                Some(d.meta.unique_id.clone()),
+                Some(d.meta.patient.ins.clone()),
+            ),
+            Normalized::Patient(_) => (None, None),
         };
         // A quarantine keeps the CDA itself (its JSON has no room for the compressed bytes).
         let mut item = item;
@@ -204,6 +209,7 @@ impl<'a> Plan<'a> {
             detail,
             key,
             unique_id,
+            patient_ins,
             payload,
             source,
         });
@@ -923,8 +929,8 @@ async fn insert_quarantines(
         let sql = values_sql(
             "INSERT INTO quarantine (reason, detail, item_key, unique_id, payload, source_feed, \
              source_sender, source_control_id, source_position, source_topic, source_partition, \
-             source_offset, status, created_at)",
-            14,
+             source_offset, status, created_at, patient_ins)",
+            15,
             chunk.len(),
             "",
         );
@@ -945,7 +951,8 @@ async fn insert_quarantines(
                 .bind(s.partition.map(i64::from))
                 .bind(s.offset)
                 .bind("open")
-                .bind(now);
+                .bind(now)
+                .bind(r.patient_ins.as_deref());
         }
         q.execute(&mut **tx)
             .await

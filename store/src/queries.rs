@@ -227,6 +227,48 @@ impl Store {
         row.as_ref().map(quarantine_row).transpose().map_err(err)
     }
 
+    /// Open `ins.unknown` cases whose patient the registry knows by now, oldest first, at
+    /// most `limit`: what the route stage re-routes by itself (`dmpflow::pipeline::release_case`).
+    pub async fn quarantine_waiting_known(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let err = |e| StoreError::from_sqlx("quarantine_waiting_known", e);
+        let rows = sqlx::query(
+            "SELECT q.id FROM quarantine q WHERE q.status = 'open' AND q.reason = 'ins.unknown' \
+             AND EXISTS (SELECT 1 FROM patients p WHERE p.ins = q.patient_ins) \
+             ORDER BY q.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    /// Records why an open case still fails after a re-route (its reason may have changed,
+    /// e.g. from `ins.unknown` to `identity.traits.mismatch`). Returns false if the case is
+    /// not open.
+    pub async fn quarantine_set_reason(
+        &self,
+        id: i64,
+        reason: &str,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE quarantine SET reason = $1, detail = $2 WHERE id = $3 AND status = 'open'",
+        )
+        .bind(reason)
+        .bind(detail)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("quarantine_set_reason", e))?
+        .rows_affected()
+            == 1;
+        Ok(done)
+    }
+
     /// Marks an open entry released (audited). Returns false if it does not exist or was
     /// already released. The caller re-routes the item; a re-routed item that is stored, or
     /// quarantined again, is accepted because it is no longer open.

@@ -122,6 +122,7 @@ pg_tests!(
     results_over_time,
     cda_round_trip,
     packed_documents,
+    waiting_cases_of_known_patients,
 );
 
 /// The server drops every connection (as on a restart): the next batch still commits on

@@ -30,6 +30,7 @@ sqlite_tests!(
     results_over_time,
     cda_round_trip,
     packed_documents,
+    waiting_cases_of_known_patients,
 );
 
 #[tokio::test]

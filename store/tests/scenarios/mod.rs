@@ -926,3 +926,72 @@ pub async fn throughput(store: &Store, label: &str, total: usize, batch: usize) 
     assert_eq!(store.document_count().await.unwrap(), total as i64);
     rate
 }
+
+/// The route stage's retry of `ins.unknown` cases: only open `ins.unknown` cases whose
+/// patient the registry knows are listed, and a case that fails for another reason after
+/// its retry records that reason and leaves the list.
+pub async fn waiting_cases_of_known_patients(store: &Store) {
+    let case = |uid: &str, ins: &str, msg: &str, reason: &str| {
+        StoreItem::Quarantine(Quarantined {
+            reason: reason.into(),
+            detail: "test".into(),
+            item: Normalized::Document(Box::new(doc(
+                uid,
+                &format!("{uid}.set"),
+                Lifecycle::Initial,
+                None,
+                ins,
+                msg,
+                0,
+            ))),
+        })
+    };
+    store
+        .write_batch(
+            &[
+                case("1.2.12.1", INS_A, "W1", "ins.unknown"),
+                case("1.2.12.2", INS_B, "W2", "ins.unknown"),
+                case("1.2.12.3", INS_A, "W3", "identity.traits.mismatch"),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let id_of = |rows: &[dmpflow_store::QuarantineRow], uid: &str| {
+        rows.iter()
+            .find(|r| r.unique_id.as_deref() == Some(uid))
+            .map(|r| r.id)
+            .unwrap()
+    };
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    let (a, b) = (id_of(&open, "1.2.12.1"), id_of(&open, "1.2.12.2"));
+    assert!(
+        store.quarantine_waiting_known(10).await.unwrap().is_empty(),
+        "no patient known yet"
+    );
+
+    let csv = format!(
+        "{}\n{INS_A},1.2.250.1.213.1.4.8,DUPONT,Marie Claire,1979-03-05,F,75056,QUAL,false\n",
+        dmpflow_store::CSV_HEADER
+    );
+    store.import_patients_csv(csv.as_bytes()).await.unwrap();
+    assert_eq!(store.quarantine_waiting_known(10).await.unwrap(), [a]);
+    assert!(store.quarantine_waiting_known(0).await.unwrap().is_empty());
+
+    // Retried and refused for another reason: recorded, no longer waiting.
+    assert!(
+        store
+            .quarantine_set_reason(a, "identity.traits.mismatch", "birth_name differs")
+            .await
+            .unwrap()
+    );
+    assert!(store.quarantine_waiting_known(10).await.unwrap().is_empty());
+    let row = store.quarantine_get(a).await.unwrap().unwrap();
+    assert_eq!(row.reason, "identity.traits.mismatch");
+    // A closed case is not touched.
+    assert!(store.quarantine_mark_released(b).await.unwrap());
+    assert!(!store.quarantine_set_reason(b, "x", "y").await.unwrap());
+}
