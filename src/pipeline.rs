@@ -9,7 +9,7 @@ use dmpflow_route::{self as route, Decision, RouteConfig};
 use dmpflow_schemas::{
     Feed, Normalized, PatientChange, PatientRecord, PatientUpdate, Quarantined, Reject, SourceRef,
 };
-use dmpflow_store::{Store, StoreError};
+use dmpflow_store::{ItemOutcome, QuarantineStatus, Store, StoreError, StoreItem};
 
 /// Kafka coordinates of a raw message, copied into every item it yields.
 #[derive(Debug, Clone, Default)]
@@ -220,20 +220,18 @@ pub async fn release_case(
     let Some(case) = store.quarantine_get(id).await? else {
         return Ok(Release::NotOpen);
     };
-    if case.status != dmpflow_store::QuarantineStatus::Open {
+    if case.status != QuarantineStatus::Open {
         return Ok(Release::NotOpen);
     }
     let registry = RegistryCache::default();
     match route_item(store, case.item, cfg, &registry).await? {
         Routed::Document(Normalized::Document(doc)) => {
-            let outcome = store
-                .write_batch(&[dmpflow_store::StoreItem::Document(*doc)], &[])
-                .await?;
+            let outcome = store.write_batch(&[StoreItem::Document(*doc)], &[]).await?;
             match outcome.first() {
                 Some(
-                    o @ (dmpflow_store::ItemOutcome::Stored
-                    | dmpflow_store::ItemOutcome::Replaced { .. }
-                    | dmpflow_store::ItemOutcome::Deleted { .. }),
+                    o @ (ItemOutcome::Stored
+                    | ItemOutcome::Replaced { .. }
+                    | ItemOutcome::Deleted { .. }),
                 ) => {
                     store.quarantine_mark_released(id).await?;
                     Ok(Release::Filed(o.as_str()))

@@ -12,15 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 async fn produce_lab(topic: &str, ins: &str, run: &str, range: std::ops::Range<usize>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .expect("producer");
+    let producer = acks_all_producer();
     let mut pending = Vec::new();
     for n in range {
         let payload = lab_oru(ins, run, n);
@@ -298,12 +293,7 @@ PV1|1|N\r\
 ZFA|ACTIF|20241105||Y\r",
         run = s.run
     );
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .expect("producer");
+    let producer = acks_all_producer();
     producer
         .send(
             FutureRecord::<str, String>::to(&format!("{}.feed.identity", s.prefix))

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
@@ -42,12 +41,7 @@ async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
             run.clone(),
         );
         tokio::spawn(async move {
-            let producer: FutureProducer = ClientConfig::new()
-                .set("bootstrap.servers", bootstrap())
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .create()
-                .expect("producer");
+            let producer = acks_all_producer();
             for chunk in (0..N).collect::<Vec<_>>().chunks(20) {
                 let mut pending = Vec::new();
                 for &n in chunk {

@@ -79,10 +79,15 @@ fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
         entries: &d.entries,
         packed: d.packed.as_ref(),
     };
-    let mut out = Vec::with_capacity(cda.len() + 2048);
-    serde_json::to_writer(&mut out, &head).expect("a document head serialises");
+    head_then_bytes(&head, cda)
+}
+
+/// The split layout: `head` as JSON, one `\n`, then `tail` as it is.
+fn head_then_bytes(head: &impl serde::Serialize, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tail.len() + 2048);
+    serde_json::to_writer(&mut out, head).expect("a payload head serialises");
     out.push(b'\n');
-    out.extend_from_slice(cda);
+    out.extend_from_slice(tail);
     out
 }
 
@@ -145,11 +150,7 @@ pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
 pub fn encode_quarantined(case: &Quarantined, cda: &[u8]) -> Vec<u8> {
     match &case.item {
         Normalized::Document(d) if d.cda.is_empty() && d.packed.is_some() => {
-            let mut out = Vec::with_capacity(cda.len() + 2048);
-            serde_json::to_writer(&mut out, case).expect("a quarantine case serialises");
-            out.push(b'\n');
-            out.extend_from_slice(cda);
-            out
+            head_then_bytes(case, cda)
         }
         _ => serde_json::to_vec(case).expect("a quarantine case serialises"),
     }

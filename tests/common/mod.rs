@@ -211,6 +211,16 @@ fn watermark_total(c: &BaseConsumer, topic: &str) -> rdkafka::error::KafkaResult
     Ok(total)
 }
 
+/// The producer a feed sender would use: idempotent, acknowledged by all in-sync replicas.
+pub fn acks_all_producer() -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer")
+}
+
 /// Polls `f` until it returns true or the timeout passes.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
 where
