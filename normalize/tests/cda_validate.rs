@@ -56,6 +56,7 @@ fn patient() -> PatientIdentity {
         sex: "F".into(),
         birth_place: Some("75056".into()),
         identity_status: vec!["VALI".into()],
+        other_ins: Vec::new(),
     }
 }
 

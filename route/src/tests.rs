@@ -61,6 +61,7 @@ fn meta(ins: &str) -> DocumentMeta {
             sex: "F".into(),
             birth_place: None,
             identity_status: names(&["VALI"]),
+            other_ins: Vec::new(),
         },
         author: PartyRef::default(),
         creation_time: "20240306111154+0100".into(),

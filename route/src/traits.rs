@@ -256,6 +256,7 @@ mod tests {
             sex: "F".into(),
             birth_place: Some("63220".into()),
             identity_status: v(&["VALI"]),
+            other_ins: Vec::new(),
             ..Default::default()
         }
     }

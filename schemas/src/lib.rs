@@ -101,6 +101,11 @@ pub struct PatientIdentity {
     /// PID-32 values (HL7 table 0445, e.g. VALI) or, for a received CDA, "QUAL"
     /// (the INS in patientRole/id is the qualified case).
     pub identity_status: Vec<String>,
+    /// Other, different INS the sender stated for this patient (further PID-3
+    /// repetitions). Non-empty means the identity is ambiguous: route quarantines it
+    /// (`identity.ambiguous`), never picks one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_ins: Vec<String>,
 }
 
 /// Lifecycle action carried by the message (ORC-1 / OBX-11 / MDM event).

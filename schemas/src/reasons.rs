@@ -52,6 +52,8 @@ reasons! {
     Hl7LifecycleInconsistent = "hl7.lifecycle.inconsistent",
     /// The patient has no INS in PID-3.
     Hl7InsMissing = "hl7.ins.missing",
+    /// A field holds text XML 1.0 cannot carry (NUL or another C0 control, raw or escaped).
+    Hl7TextInvalid = "hl7.text.invalid",
     // --- Embedded CDA (normalize) ---
     /// OBX-5 of an ED document is not valid base64.
     CdaBase64Invalid = "cda.base64.invalid",
@@ -67,6 +69,17 @@ reasons! {
     CdaModelUnsupported = "cda.model.unsupported",
     /// The imaging exam (OBR-4) names no anatomical site that CR-IMG can code.
     ImagingSiteUnknown = "imaging.site.unknown",
+    /// The document id is not a valid XDS uniqueId (OID, OID^extension or UUID, 64 chars max).
+    CdaIdInvalid = "cda.id.invalid",
+    /// The embedded CDA has a DOCTYPE, a DTD or entity declaration, or an undeclared entity.
+    CdaDoctypeForbidden = "cda.doctype.forbidden",
+    /// Several recordTargets, or several different INS in patientRole/id.
+    CdaPatientAmbiguous = "cda.patient.ambiguous",
+    /// The document (received, or as it would be generated) exceeds the configured maximum
+    /// size or number of entries; checked before it is built.
+    CdaTooLarge = "cda.too_large",
+    /// The embedded CDA nests elements deeper than the configured limit.
+    CdaXmlTooDeep = "cda.xml.too_deep",
     // --- Drug codes (normalize) ---
     /// CIP13/UCD13 code whose check digit is wrong.
     DrugCip13Checkdigit = "drug.cip13.checkdigit",
@@ -75,6 +88,9 @@ reasons! {
     // --- Payload decoding in the runtime ---
     /// A topic payload that does not decode as the stage's input type.
     PayloadInvalid = "payload.invalid",
+    /// A stage's output record exceeds what the producer or the topic accepts; the input
+    /// is dead-lettered instead of retried forever.
+    RecordTooLarge = "kafka.record.too_large",
     // --- Routing / identity vigilance (route: quarantine) ---
     /// INS not 15 characters, or its key does not match.
     InsKeyInvalid = "ins.key.invalid",
@@ -100,6 +116,11 @@ reasons! {
     IdentityMergeUnresolved = "identity.merge.unresolved",
     /// The registry's merge chain is broken: a cycle, too many hops, or a self-merge.
     IdentityMergeInvalid = "identity.merge.invalid",
+    /// An identifier change (A47) or merge (A40) onto an INS another registry entry holds
+    /// with other strict traits; the registry is left untouched.
+    IdentityCollision = "identity.collision",
+    /// PID-3 carries several different INS for one patient.
+    IdentityAmbiguous = "identity.ambiguous",
 }
 
 impl fmt::Display for Reason {

@@ -470,6 +470,7 @@ pub(crate) mod test_support {
                 sex: "F".into(),
                 birth_place: Some("75056".into()),
                 identity_status: vec!["VALI".into()],
+                other_ins: Vec::new(),
             },
             author: professional("801234567891", "BIOLO", "Marc"),
             organisation: Organisation {

@@ -607,6 +607,7 @@ impl Header {
             sex: sex(self.gender.as_deref().unwrap_or("")),
             birth_place: self.birth_county.clone().filter(|s| !s.is_empty()),
             identity_status,
+            other_ins: Vec::new(),
         })
     }
 

@@ -112,6 +112,7 @@ pub fn patient(msg: &Message<'_>) -> Result<PatientIdentity, Reject> {
         sex: sex(pid.field(8).raw()),
         birth_place,
         identity_status: statuses(&pid),
+        other_ins: Vec::new(),
     })
 }
 

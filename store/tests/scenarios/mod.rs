@@ -43,6 +43,7 @@ fn identity(ins: &str) -> PatientIdentity {
         sex: "F".into(),
         birth_place: Some("75056".into()),
         identity_status: vec!["VALI".into()],
+        other_ins: Vec::new(),
     }
 }
 
