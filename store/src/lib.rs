@@ -33,6 +33,13 @@ pub use model::{
 pub use patients::CSV_HEADER;
 pub use util::{pack_cda, unpack_cda};
 
+/// Validates one data line of the patients CSV as `Store::import_patients_csv` does, with
+/// no database. Entry point for fuzz/ (the `patients_csv` target); not a stable API.
+#[doc(hidden)]
+pub fn parse_csv_record(line: &str) -> Result<dmpflow_schemas::PatientRecord, String> {
+    patients::parse_line(line)
+}
+
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

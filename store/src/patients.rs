@@ -413,7 +413,7 @@ fn is_date(s: &str) -> bool {
 }
 
 /// Validates one data line. Errors name the column and what was expected, never the value.
-fn parse_line(line: &str) -> Result<PatientRecord, String> {
+pub(crate) fn parse_line(line: &str) -> Result<PatientRecord, String> {
     let f = split_csv(line)?;
     if f.len() != 9 {
         return Err(format!("expected 9 columns, found {}", f.len()));
