@@ -11,7 +11,7 @@ use super::Delimiters;
 ///
 /// - `\F\ \S\ \T\ \R\ \E\` → the delimiter itself;
 /// - `\Xhh..\` → the bytes, read in the message charset (kept verbatim if they do not
-///   decode, e.g. a partial UTF-8 sequence);
+///   decode, e.g. a partial UTF-8 sequence, or hold a character XML 1.0 cannot carry);
 /// - `\.br\` → `\n`;
 /// - `\H\`, `\N\` (highlight on/off) → removed;
 /// - anything else, and an escape without its closing delimiter, is kept verbatim with its
@@ -68,11 +68,13 @@ fn decode_hex(hex: &str, d: &Delimiters, out: &mut String) -> bool {
         .map(|p| (hexval(p[0]) << 4) | hexval(p[1]))
         .collect();
     match d.charset.decode(&bytes) {
-        Some(s) => {
+        // Never produce what XML 1.0 cannot carry (the parser already refuses such a
+        // message; this keeps `decode` safe on its own).
+        Some(s) if s.chars().all(super::xmltext::is_xml_char) => {
             out.push_str(&s);
             true
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -143,6 +145,7 @@ mod tests {
         assert_eq!(decode(r"\H\gras\N\", &d()), "gras");
         assert_eq!(decode(r"\X41C3A9\", &d()), "Aé");
         assert_eq!(decode(r"\XC3\", &d()), r"\XC3\");
+        assert_eq!(decode(r"\X00\", &d()), r"\X00\", "a NUL is never produced");
         assert_eq!(decode(r"\Zfoo\ x", &d()), r"\Zfoo\ x");
         assert_eq!(decode(r"abc\F", &d()), r"abc\F");
         let l9 = Delimiters::standard(Charset::Latin9);

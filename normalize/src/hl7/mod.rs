@@ -20,6 +20,7 @@
 
 mod charset;
 mod escape;
+mod xmltext;
 
 use std::borrow::Cow;
 
@@ -339,12 +340,58 @@ impl<'a> Message<'a> {
             }
             pos = end + 1;
         }
-        Ok(Message {
+        let msg = Message {
             text,
             delims,
             spans,
             seps,
-        })
+        };
+        msg.check_xml_text()?;
+        Ok(msg)
+    }
+
+    /// Refuses text that XML 1.0 cannot carry (the one place this is decided, see
+    /// `xmltext`): everything normalize emits (CDA text, ids and metadata that go to the
+    /// database, where a NUL is a permanent error) is read from this message, so checking
+    /// the message once covers every output. `hl7.text.invalid` names the segment and field,
+    /// never the content.
+    fn check_xml_text(&self) -> Result<(), Reject> {
+        let bytes = self.text.as_bytes();
+        let at = xmltext::first_forbidden(bytes)
+            .or_else(|| xmltext::first_forbidden_hex_escape(&self.text, &self.delims));
+        match at {
+            None => Ok(()),
+            Some(pos) => Err(reject(
+                Reason::Hl7TextInvalid,
+                format!(
+                    "{} holds text XML 1.0 cannot carry (a C0 control other than tab, CR \
+                     and LF, or U+FFFE/U+FFFF, raw or as a \\X..\\ escape)",
+                    self.position_of(pos)
+                ),
+            )),
+        }
+    }
+
+    /// `PID-5 (segment 2)` for a byte offset of the text: where a problem is, without what
+    /// is there (the content may be patient data).
+    fn position_of(&self, pos: usize) -> String {
+        let Some((i, span)) = self
+            .spans
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.start <= pos && pos <= s.end)
+        else {
+            return "the message".to_string();
+        };
+        let seps = &self.seps[span.first_sep..span.end_sep];
+        let off = (pos - span.start) as u32;
+        let mut field = seps.iter().take_while(|&&o| o < off).count();
+        let name = &self.text[span.start..span.start + 3];
+        if matches!(name, "MSH" | "FHS" | "BHS") {
+            // MSH-1 is the separator itself: split index n is MSH-(n+1).
+            field += 1;
+        }
+        format!("{name}-{field} (segment {})", i + 1)
     }
 
     fn read_delimiters(text: &str, charset: Charset) -> Result<Delimiters, Reject> {
@@ -782,6 +829,44 @@ mod tests {
         };
         let m = Message::parse(b"MSH|^~\\&|A\rNTE|1||caf\xe9", &opts).unwrap();
         assert_eq!(m.segment("NTE").unwrap().field(3).raw(), "café");
+    }
+
+    /// Issue #16 item 5: NUL and other C0 controls, raw or escaped, are refused at parse
+    /// time with the segment and field named; TAB and the CR/LF escapes stay allowed.
+    #[test]
+    fn text_xml_cannot_carry_is_refused_with_its_position() {
+        let head = "MSH|^~\\&|A|B|C|D|2024||ORU^R01|1|P|2.5\rPID|1||x\r";
+        for bad in [
+            "NTE|1||zq\u{0}c",
+            "NTE|1||zq\u{b}c",
+            "NTE|1||zq\u{1f}c",
+            "NTE|1||zq\\X00\\c",
+            "NTE|1||zq\\X0B\\c",
+            "NTE|1||zq\\X41001F\\c",
+            "NTE|1||\u{FFFF}",
+            "NTE|1||x\\XEFBFBE\\",
+        ] {
+            let e = parse(&format!("{head}{bad}\r")).unwrap_err();
+            assert_eq!(e.reason, Reason::Hl7TextInvalid, "{bad:?}");
+            assert!(e.detail.starts_with("NTE-3 (segment 3)"), "{}", e.detail);
+            assert!(!e.detail.contains("zq"), "no content in the detail");
+        }
+        let e = parse("MSH|^~\\&|A\u{1}|B\rPID|1").unwrap_err();
+        assert!(e.detail.starts_with("MSH-3 (segment 1)"), "{}", e.detail);
+        // Latin-1 bytes below 0x20 are the same controls.
+        let raw = b"MSH|^~\\&|A|B|C|D|2024||ADT^A28|1|P|2.5|||||FRA|8859/1\rPID|||x||A\x07B";
+        assert_eq!(
+            Message::parse(raw, &ReadOptions::default())
+                .unwrap_err()
+                .reason,
+            Reason::Hl7TextInvalid
+        );
+        let text = format!("{head}NTE|1||a\tb\\X0D0A09\\c\\.br\\d\\X41\\\r");
+        let ok = parse(&text).unwrap();
+        assert_eq!(
+            ok.segment("NTE").unwrap().field(3).decoded(),
+            "a\tb\r\n\tc\ndA"
+        );
     }
 
     #[test]
