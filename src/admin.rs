@@ -140,34 +140,93 @@ pub struct LoadArgs {
     pub feed: Feed,
 }
 
-/// Files under the inputs, sorted for a reproducible order.
-pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+/// The input files found, and what could not be read while looking: a bad entry costs
+/// one error line, never the rest of the run.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Sorted for a reproducible order; `-` (standard input) where it was named.
+    pub files: Vec<PathBuf>,
+    /// One line per input or directory entry that could not be read.
+    pub errors: Vec<String>,
+}
+
+/// Files under the inputs. A directory is walked once however many symbolic links lead to
+/// it (by device and inode), so a link loop ends; inside a directory only regular files
+/// are taken (a FIFO or a device would block or never end).
+pub fn collect_files(inputs: &[PathBuf]) -> Inputs {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Inputs::default();
+    let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     for input in inputs {
         if input.as_os_str() == "-" {
-            files.push(input.clone());
-        } else if input.is_dir() {
-            let mut stack = vec![input.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir)
-                    .with_context(|| format!("reading directory {}", dir.display()))?
-                {
-                    let p = entry?.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if is_message_file(&p) {
-                        files.push(p);
+            out.files.push(input.clone());
+            continue;
+        }
+        let md = match std::fs::metadata(input) {
+            Ok(md) => md,
+            Err(e) => {
+                out.errors.push(format!("{}: {e}", input.display()));
+                continue;
+            }
+        };
+        if !md.is_dir() {
+            // A named file is read whatever its name or kind: the operator chose it.
+            out.files.push(input.clone());
+            continue;
+        }
+        if !seen_dirs.insert((md.dev(), md.ino())) {
+            continue;
+        }
+        let mut stack = vec![input.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    out.errors
+                        .push(format!("reading directory {}: {e}", dir.display()));
+                    continue;
+                }
+            };
+            for entry in entries {
+                let p = match entry {
+                    Ok(e) => e.path(),
+                    Err(e) => {
+                        out.errors
+                            .push(format!("reading directory {}: {e}", dir.display()));
+                        continue;
                     }
+                };
+                // Follows a symbolic link to see what it names; a dangling one is an error.
+                let md = match std::fs::metadata(&p) {
+                    Ok(md) => md,
+                    Err(e) => {
+                        out.errors.push(format!("{}: {e}", p.display()));
+                        continue;
+                    }
+                };
+                if md.is_dir() {
+                    if seen_dirs.insert((md.dev(), md.ino())) {
+                        stack.push(p);
+                    }
+                } else if md.is_file() && is_message_file(&p) {
+                    out.files.push(p);
                 }
             }
-        } else if input.is_file() {
-            files.push(input.clone());
-        } else {
-            anyhow::bail!("{}: no such file or directory", input.display());
         }
     }
-    files.sort();
-    Ok(files)
+    out.files.sort();
+    out
+}
+
+/// Exit code of a run that found no message at all: a wrong path or an empty directory
+/// must not look like a successful run to a script (1 is "some messages failed").
+pub const NO_INPUT_EXIT: u8 = 2;
+
+/// Says so on stderr and returns [`NO_INPUT_EXIT`].
+pub fn no_input_messages() -> ExitCode {
+    eprintln!("error: no input messages found");
+    ExitCode::from(NO_INPUT_EXIT)
 }
 
 /// In a directory, the files that hold HL7 v2 messages (a named file is always read).
@@ -206,7 +265,10 @@ pub fn split(input: &[u8]) -> (Vec<Vec<u8>>, Vec<String>) {
 }
 
 pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
-    let files = collect_files(&args.inputs)?;
+    let Inputs {
+        files,
+        errors: mut failures,
+    } = collect_files(&args.inputs);
     let producer = runtime::producer(settings)?;
     let topic = settings.topics.feed(args.feed);
     let bar = indicatif::ProgressBar::new(files.len() as u64);
@@ -218,7 +280,7 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
     );
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let (mut sent, mut files_done, mut failures) = (0usize, 0usize, Vec::new());
+    let (mut sent, mut files_done, mut found) = (0usize, 0usize, 0usize);
     for file in &files {
         let data = match read_input(file) {
             Ok(d) => d,
@@ -252,6 +314,7 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
             })
             .collect();
         let n = outputs.len();
+        found += n;
         // A file is done only when Kafka acknowledged every one of its messages.
         let produce = runtime::produce_all(&producer, &outputs, "load", &shutdown);
         match tokio::time::timeout(Duration::from_secs(120), produce).await {
@@ -280,9 +343,40 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
     for f in &failures {
         println!("  failed: {f}");
     }
+    if found == 0 {
+        return Ok(no_input_messages());
+    }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collecting_ends_on_link_loops_and_reports_bad_entries() {
+        let root = std::env::temp_dir().join(format!("dmpflow-collect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::write(root.join("d/a.hl7"), "MSH|").unwrap();
+        std::fs::write(root.join("d/sub/b.hl7"), "MSH|").unwrap();
+        std::fs::write(root.join("d/notes.pdf"), "").unwrap();
+        std::os::unix::fs::symlink("..", root.join("d/sub/up")).unwrap();
+        std::os::unix::fs::symlink(root.join("d"), root.join("d/sub/again")).unwrap();
+        std::os::unix::fs::symlink(root.join("none"), root.join("d/gone.hl7")).unwrap();
+        let got = collect_files(&[root.join("d"), root.join("missing")]);
+        assert_eq!(
+            got.files,
+            vec![root.join("d/a.hl7"), root.join("d/sub/b.hl7")],
+            "each file once, loops not followed twice"
+        );
+        assert_eq!(got.errors.len(), 2, "{:?}", got.errors);
+        assert!(got.errors.iter().any(|e| e.contains("gone.hl7")));
+        assert!(got.errors.iter().any(|e| e.contains("missing")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

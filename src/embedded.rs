@@ -13,7 +13,7 @@ use dmpflow_schemas::{Feed, Normalized};
 use dmpflow_store::{ItemOutcome, Store, StoreItem};
 use serde::Serialize;
 
-use crate::admin::{collect_files, read_input, split};
+use crate::admin::{collect_files, no_input_messages, read_input, split};
 use crate::config::Settings;
 use crate::inspect::guess_feed;
 use crate::pipeline::{self, Coordinates, Routed};
@@ -50,6 +50,10 @@ pub struct DemoArgs {
 /// Outcome counts of a run, by feed and reason.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
+    /// Input files read (`process`; 0 for the bundled demo).
+    pub files: usize,
+    /// Inputs that could not be read (missing, unreadable, a broken directory entry).
+    pub input_errors: usize,
     pub messages: usize,
     pub stored: usize,
     pub replaced: usize,
@@ -111,7 +115,17 @@ impl Summary {
                 println!("  {r:<32} {n}");
             }
         }
-        println!("\n{} messages in {:.2}s", self.messages, self.seconds);
+        let documents = self.stored + self.replaced + self.deleted + self.duplicates;
+        println!(
+            "\n{} files, {} messages, {} documents, {} errors ({} rejected, {} unreadable inputs) in {:.2}s",
+            self.files,
+            self.messages,
+            documents,
+            self.rejected + self.input_errors,
+            self.rejected,
+            self.input_errors,
+            self.seconds
+        );
     }
 }
 
@@ -151,82 +165,127 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Runs the chain on messages into `store`. Items are written in batches of `batch`.
-pub async fn run_chain(
-    store: &Store,
-    inputs: Vec<(Feed, Vec<u8>)>,
-    route_cfg: &RouteConfig,
-    show_progress: bool,
-) -> Result<Summary> {
-    let started = Instant::now();
-    let cfg = dmpflow_normalize::Config::default();
-    let mut summary = Summary::default();
-    let bar = if show_progress && inputs.len() > 200 {
-        let b = indicatif::ProgressBar::new(inputs.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec}")
-                .expect("static template"),
-        );
-        Some(b)
-    } else {
-        None
-    };
-    let mut pending: Vec<StoreItem> = Vec::new();
+/// The chain normalize → route → store run on messages one at a time into a store: items
+/// are written in batches of 500, so memory holds one message and one batch, whatever the
+/// input's size.
+pub struct Chain<'a> {
+    store: &'a Store,
+    route_cfg: &'a RouteConfig,
+    cfg: dmpflow_normalize::Config,
+    summary: Summary,
+    pending: Vec<StoreItem>,
+    pending_feeds: Vec<Feed>,
     // Forgets what each identity update route applies changes (see RegistryCache).
-    let registry = pipeline::RegistryCache::default();
-    let mut pending_feeds: Vec<Feed> = Vec::new();
-    for (feed, raw) in inputs {
-        summary.messages += 1;
-        if let Some(b) = &bar {
-            b.inc(1);
+    registry: pipeline::RegistryCache,
+    started: Instant,
+}
+
+impl<'a> Chain<'a> {
+    pub fn new(store: &'a Store, route_cfg: &'a RouteConfig) -> Chain<'a> {
+        Chain {
+            store,
+            route_cfg,
+            cfg: dmpflow_normalize::Config::default(),
+            summary: Summary::default(),
+            pending: Vec::new(),
+            pending_feeds: Vec::new(),
+            registry: pipeline::RegistryCache::default(),
+            started: Instant::now(),
         }
-        let items = match pipeline::normalize_message(feed, &raw, &Coordinates::default(), &cfg) {
+    }
+
+    /// Runs one message through the chain (its store writes may wait for the batch).
+    pub async fn message(&mut self, feed: Feed, raw: &[u8]) -> Result<()> {
+        self.summary.messages += 1;
+        let items = match pipeline::normalize_message(feed, raw, &Coordinates::default(), &self.cfg)
+        {
             Ok(items) => items,
             Err(reject) => {
-                summary.rejected += 1;
-                *summary
+                self.summary.rejected += 1;
+                *self
+                    .summary
                     .reasons
                     .entry(reject.reason.as_str().into())
                     .or_default() += 1;
-                summary.count(feed, "rejected");
-                continue;
+                self.summary.count(feed, "rejected");
+                return Ok(());
             }
         };
         for item in items {
             // Route reads the registry, which an earlier item of this run may have
             // changed: flush pending writes first when an identity update comes.
             let is_patient = matches!(item, Normalized::Patient(_));
-            if is_patient && !pending.is_empty() {
-                flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+            if is_patient && !self.pending.is_empty() {
+                self.flush().await?;
             }
-            match pipeline::route_item(store, item, route_cfg, &registry).await? {
+            match pipeline::route_item(self.store, item, self.route_cfg, &self.registry).await? {
                 Routed::Document(Normalized::Document(doc)) => {
-                    pending.push(StoreItem::Document(*doc));
-                    pending_feeds.push(feed);
+                    self.pending.push(StoreItem::Document(*doc));
+                    self.pending_feeds.push(feed);
                 }
                 Routed::Document(Normalized::Patient(_)) => {
                     unreachable!("route yields documents only")
                 }
                 Routed::PatientApplied => {
-                    summary.patient_updates += 1;
-                    summary.count(feed, "patient");
+                    self.summary.patient_updates += 1;
+                    self.summary.count(feed, "patient");
                 }
                 Routed::Quarantine(q) => {
-                    pending.push(StoreItem::Quarantine(q));
-                    pending_feeds.push(feed);
+                    self.pending.push(StoreItem::Quarantine(q));
+                    self.pending_feeds.push(feed);
                 }
             }
-            if pending.len() >= 500 {
-                flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+            if self.pending.len() >= 500 {
+                self.flush().await?;
             }
         }
+        Ok(())
     }
-    flush(store, &mut pending, &mut pending_feeds, &mut summary).await?;
+
+    async fn flush(&mut self) -> Result<()> {
+        flush(
+            self.store,
+            &mut self.pending,
+            &mut self.pending_feeds,
+            &mut self.summary,
+        )
+        .await
+    }
+
+    /// Writes what is pending and returns the run's counts.
+    pub async fn finish(mut self) -> Result<Summary> {
+        self.flush().await?;
+        self.summary.seconds = self.started.elapsed().as_secs_f64();
+        Ok(self.summary)
+    }
+}
+
+/// Runs the chain on messages already in memory (the bundled demo feeds).
+pub async fn run_chain(
+    store: &Store,
+    inputs: Vec<(Feed, Vec<u8>)>,
+    route_cfg: &RouteConfig,
+    show_progress: bool,
+) -> Result<Summary> {
+    let bar = (show_progress && inputs.len() > 200).then(|| {
+        let b = indicatif::ProgressBar::new(inputs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec}")
+                .expect("static template"),
+        );
+        b
+    });
+    let mut chain = Chain::new(store, route_cfg);
+    for (feed, raw) in inputs {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        chain.message(feed, &raw).await?;
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    chain.finish().await
 }
 
 async fn flush(
@@ -261,53 +320,82 @@ async fn flush(
     Ok(())
 }
 
-/// Reads the inputs into (feed, message) pairs.
-/// Messages with the feed each belongs to.
-type FeedMessages = Vec<(Feed, Vec<u8>)>;
-
-fn read_messages(inputs: &[PathBuf], feed: Option<Feed>) -> Result<(FeedMessages, usize)> {
-    let mut out = Vec::new();
-    let mut framing_errors = 0;
-    for file in collect_files(inputs)? {
-        let data = read_input(&file)?;
-        let (messages, errors) = split(&data);
-        for e in errors {
-            framing_errors += 1;
-            eprintln!("{}: framing error: {e}", file.display());
-        }
-        for m in messages {
-            let f = feed.unwrap_or_else(|| guess_feed(&m));
-            out.push((f, m));
-        }
-    }
-    Ok((out, framing_errors))
-}
-
 pub async fn process(
     settings: &Settings,
     store_flag: Option<String>,
     args: ProcessArgs,
 ) -> Result<ExitCode> {
     // The embedded default is a local SQLite file, whatever .stack.env says for the stages.
-    let _ = settings;
     let url = store_flag.unwrap_or_else(|| "sqlite://dmpflow.db".into());
     let store = open_store(&url).await?;
     if let Some(csv) = &args.patients {
         let s = import_csv(&store, csv).await?;
         eprintln!("patients imported: {s}");
     }
-    let (inputs, framing_errors) = read_messages(&args.inputs, args.feed)?;
     let route_cfg = RouteConfig {
         accept_test_oids: args.accept_test_oids || settings.accept_test_oids,
     };
-    let mut summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    let inputs = collect_files(&args.inputs);
+    let mut input_errors = inputs.errors.len();
+    for e in &inputs.errors {
+        eprintln!("{e}");
+    }
+    let bar = (!args.json && inputs.files.len() > 1).then(|| {
+        let b = indicatif::ProgressBar::new(inputs.files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                .expect("static template"),
+        );
+        b
+    });
+    // File by file, message by message: memory holds one file and one batch of writes,
+    // not the whole input.
+    let mut chain = Chain::new(&store, &route_cfg);
+    let mut framing_errors = 0;
+    for file in &inputs.files {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        let data = match read_input(file) {
+            Ok(d) => d,
+            Err(e) => {
+                input_errors += 1;
+                eprintln!("{}: {e:#}", file.display());
+                continue;
+            }
+        };
+        for item in dmpflow_ingest::split_messages(&data) {
+            match item {
+                Ok(m) => {
+                    let feed = args.feed.unwrap_or_else(|| guess_feed(m.bytes));
+                    chain.message(feed, m.bytes).await?;
+                }
+                Err(e) => {
+                    framing_errors += 1;
+                    eprintln!("{}: framing error: {e}", file.display());
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_message(format!("{} messages", chain.summary.messages));
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut summary = chain.finish().await?;
     summary.rejected += framing_errors;
+    summary.files = inputs.files.len();
+    summary.input_errors = input_errors;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         summary.print();
     }
-    Ok(if summary.rejected == 0 {
+    if summary.messages == 0 {
+        return Ok(no_input_messages());
+    }
+    Ok(if summary.rejected == 0 && summary.input_errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -354,7 +442,8 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let route_cfg = RouteConfig {
         accept_test_oids: true,
     };
-    let summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    let mut summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    summary.files = DEMO_FEEDS.len();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

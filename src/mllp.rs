@@ -29,9 +29,8 @@
 //! reason code, with its frame-to-ACK latency), each broken frame once when it closes its
 //! connection; the open-connections gauge follows a drop guard, so no close path skips it.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,12 +82,21 @@ pub struct MllpArgs {
     /// with TLS, also the longest a handshake may take.
     #[arg(long, default_value_t = 30_000)]
     pub read_timeout_ms: u64,
+    /// Longest a frame may take from its first byte to its end block (ms), however its
+    /// bytes trickle in: a sender dribbling one byte per read timeout cannot hold a
+    /// connection (and its memory) forever. Past it the connection is closed.
+    #[arg(long, default_value_t = 60_000)]
+    pub frame_timeout_ms: u64,
     /// A connection with no traffic between messages for this long is closed (ms).
     #[arg(long, default_value_t = 600_000)]
     pub idle_timeout_ms: u64,
     /// Connections served at once; further ones are closed at accept.
     #[arg(long, default_value_t = 256)]
     pub max_connections: usize,
+    /// Connections one peer address may hold at once; further ones from it are closed at
+    /// accept, so one host cannot take every --max-connections slot.
+    #[arg(long, default_value_t = 32)]
+    pub max_connections_per_peer: usize,
     /// How long a message may wait for Kafka's acknowledgement before the sender gets AE (ms).
     #[arg(long, default_value_t = 10_000)]
     pub ack_timeout_ms: u64,
@@ -133,6 +141,59 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         metrics().mllp_open_connections.dec();
+    }
+}
+
+/// Connections open per peer address, so one host cannot take every slot of
+/// `--max-connections` (a reconnect storm or a hostile peer would lock out every sender).
+struct PeerSlots {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection of a peer, counted until dropped (every close path, like
+/// [`OpenConnection`]).
+struct PeerPermit {
+    slots: Arc<PeerSlots>,
+    ip: IpAddr,
+}
+
+impl PeerSlots {
+    fn new(cap: usize) -> Arc<PeerSlots> {
+        Arc::new(PeerSlots {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A permit for one more connection of `ip`, or None when it already holds `cap`.
+    /// IPv4-mapped IPv6 addresses count as their IPv4 address (a dual-stack listener
+    /// must not give one host two budgets).
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PeerPermit> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().expect("poisoned");
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(PeerPermit {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerPermit {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("poisoned");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Forget the address: the map holds only peers connected now.
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -299,18 +360,39 @@ pub fn key_of_raw(raw: &[u8], max_bytes: usize) -> String {
     }
 }
 
+/// What identifies a message for resend detection: the full SHA-256 of its raw bytes
+/// (which hold MSH-3, MSH-4 and MSH-10). A match answers AA without a write, so a
+/// collision would acknowledge a message never written: a 64-bit unkeyed hash made one
+/// reachable by a sender who chooses the bytes; 256 bits make it infeasible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    fn of(raw: &[u8]) -> Fingerprint {
+        use sha2::Digest;
+        Fingerprint(sha2::Sha256::digest(raw).into())
+    }
+}
+
 /// A bounded set of recently acknowledged message fingerprints (FIFO eviction).
 struct Recent {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
+    set: HashSet<Fingerprint>,
+    order: VecDeque<Fingerprint>,
     cap: usize,
 }
 
 impl Recent {
-    fn contains(&self, k: u64) -> bool {
+    fn new(cap: usize) -> Recent {
+        Recent {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+    fn contains(&self, k: Fingerprint) -> bool {
         self.set.contains(&k)
     }
-    fn insert(&mut self, k: u64) {
+    fn insert(&mut self, k: Fingerprint) {
         if self.cap == 0 || !self.set.insert(k) {
             return;
         }
@@ -444,12 +526,7 @@ impl Gateway {
                 &format!("message type {typ}^{event} is not accepted by this gateway"),
             );
         };
-        let fingerprint = {
-            let mut s = std::hash::DefaultHasher::new();
-            (msh.field(3).raw(), msh.field(4).raw(), msh.field(10).raw()).hash(&mut s);
-            raw.hash(&mut s);
-            s.finish()
-        };
+        let fingerprint = Fingerprint::of(&raw);
         if self.recent.lock().expect("poisoned").contains(fingerprint) {
             debug!(%peer, msh10 = %id, "resend of an acknowledged message: AA, not written again");
             return Answered {
@@ -590,6 +667,19 @@ struct ConnLimits {
     max_frame: usize,
     read_timeout: Duration,
     idle_timeout: Duration,
+    frame_timeout: Duration,
+}
+
+/// How long the next read may wait: the idle timeout between frames; inside a frame the
+/// read timeout, cut short by the frame's deadline. `None` when the deadline has passed.
+fn read_wait(lim: &ConnLimits, frame_started: Option<Instant>, now: Instant) -> Option<Duration> {
+    match frame_started {
+        None => Some(lim.idle_timeout),
+        Some(t) => {
+            let left = (t + lim.frame_timeout).checked_duration_since(now)?;
+            (!left.is_zero()).then(|| left.min(lim.read_timeout))
+        }
+    }
 }
 
 /// Serves one connection, plain TCP or TLS alike, then closes it (for TLS this sends
@@ -618,6 +708,9 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
     let mut dec = MllpDecoder::new(lim.max_frame);
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut eof = false;
+    // When the bytes of the frame being read started to be waited for: the whole-frame
+    // deadline counts from there (not from each read, which a byte a time would reset).
+    let mut frame_started: Option<Instant> = None;
     loop {
         let frame = if eof {
             dec.decode_eof(&mut buf)
@@ -626,6 +719,9 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match frame {
             Ok(Some(msg)) => {
+                // The next frame's clock starts when the gateway waits for it again, so
+                // the time spent answering this one does not count against the sender.
+                frame_started = None;
                 // The latency clock starts when the frame is complete, so a slow sender
                 // does not count against the gateway.
                 let received = Instant::now();
@@ -673,10 +769,18 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
             // Every complete frame already read has been answered.
             return;
         }
-        let wait = if buf.is_empty() {
-            lim.idle_timeout
-        } else {
-            lim.read_timeout
+        // Only line ends left between frames are dropped by the decoder, so bytes still
+        // in the buffer are the start of a frame.
+        if buf.is_empty() {
+            frame_started = None;
+        } else if frame_started.is_none() {
+            frame_started = Some(Instant::now());
+        }
+        let Some(wait) = read_wait(lim, frame_started, Instant::now()) else {
+            metrics().mllp_frame_refused("timeout");
+            warn!(%peer, timeout = "frame", limit_ms = lim.frame_timeout.as_millis() as u64,
+                "frame not complete within the frame timeout; closing the connection");
+            return;
         };
         // Read in chunks; the decoder bounds how much of a frame is kept.
         if buf.capacity() - buf.len() < 8 << 10 {
@@ -693,9 +797,19 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
                 debug!(%peer, error = %e, "read error; closing");
                 return;
             }
+            Err(_) if buf.is_empty() => {
+                info!(%peer, timeout = "idle", "timeout; closing the connection");
+                return;
+            }
             Err(_) => {
-                let what = if buf.is_empty() { "idle" } else { "read" };
-                info!(%peer, timeout = what, "timeout; closing the connection");
+                // Silence inside a frame, or its deadline reached during this read: the
+                // frame is abandoned either way.
+                metrics().mllp_frame_refused("timeout");
+                let what = match read_wait(lim, frame_started, Instant::now()) {
+                    Some(_) => "read",
+                    None => "frame",
+                };
+                warn!(%peer, timeout = what, "frame not complete in time; closing the connection");
                 return;
             }
         }
@@ -733,11 +847,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
             ..ReadOptions::default()
         },
         ack_timeout,
-        recent: Mutex::new(Recent {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            cap: args.dedupe_cache,
-        }),
+        recent: Mutex::new(Recent::new(args.dedupe_cache)),
         ack_seq: AtomicU64::new(0),
         ack_prefix: format!("{:x}", runtime::now_ms()),
     });
@@ -745,6 +855,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         max_frame: args.max_frame,
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        frame_timeout: Duration::from_millis(args.frame_timeout_ms),
     });
     let listener = TcpListener::bind(&args.listen)
         .await
@@ -755,12 +866,15 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         tls = if tls.is_some() { "on" } else { "off" },
         max_frame = args.max_frame,
         max_connections = args.max_connections,
+        max_connections_per_peer = args.max_connections_per_peer,
+        frame_timeout_ms = args.frame_timeout_ms,
         metrics = %args.metrics_addr,
         "MLLP gateway listening"
     );
     println!("listening on {local}");
     health.set_ready(true);
     let slots = Arc::new(Semaphore::new(args.max_connections));
+    let peers = PeerSlots::new(args.max_connections_per_peer);
     let tracker = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -774,6 +888,13 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        // The peer's own cap first: a peer over it must not take a global slot either.
+        let Some(peer_permit) = peers.try_acquire(peer.ip()) else {
+            metrics().mllp_connection("refused_peer_limit");
+            warn!(%peer, limit = args.max_connections_per_peer, "connection limit of this peer reached; closing");
+            drop(stream);
+            continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics().mllp_connection("refused_limit");
@@ -820,6 +941,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
                 }
             }
             drop(permit);
+            drop(peer_permit);
         });
     }
     health.set_ready(false);
@@ -883,8 +1005,10 @@ mod tests {
             route: vec!["ADT=identity".into(), "RDS^O13=pharmacy".into()],
             max_frame: 1,
             read_timeout_ms: 1,
+            frame_timeout_ms: 1,
             idle_timeout_ms: 1,
             max_connections: 1,
+            max_connections_per_peer: 1,
             ack_timeout_ms: 1,
             dedupe_cache: 1,
             tls_cert: None,
@@ -935,15 +1059,94 @@ mod tests {
     }
 
     #[test]
-    fn recent_cache_is_bounded() {
-        let mut r = Recent {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            cap: 2,
+    fn a_frame_has_a_deadline_however_its_bytes_trickle_in() {
+        let lim = ConnLimits {
+            max_frame: 1,
+            read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(60),
         };
-        r.insert(1);
-        r.insert(2);
-        r.insert(3);
-        assert!(!r.contains(1) && r.contains(2) && r.contains(3));
+        let t0 = Instant::now();
+        assert_eq!(read_wait(&lim, None, t0), Some(Duration::from_secs(600)));
+        assert_eq!(read_wait(&lim, Some(t0), t0), Some(Duration::from_secs(30)));
+        // 45 s into the frame (a byte every 29 s kept each read alive): 15 s left, not 30.
+        let at45 = t0 + Duration::from_secs(45);
+        assert_eq!(
+            read_wait(&lim, Some(t0), at45),
+            Some(Duration::from_secs(15))
+        );
+        // At or past the deadline: no more waiting, whatever arrived last.
+        assert_eq!(
+            read_wait(&lim, Some(t0), t0 + Duration::from_secs(60)),
+            None
+        );
+        assert_eq!(
+            read_wait(&lim, Some(t0), t0 + Duration::from_secs(61)),
+            None
+        );
+    }
+
+    #[test]
+    fn peer_slots_cap_each_address_and_free_on_drop() {
+        let slots = PeerSlots::new(2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let p1 = slots.try_acquire(a).unwrap();
+        let _p2 = slots.try_acquire(mapped).expect("second of a");
+        assert!(slots.try_acquire(a).is_none(), "a is at its cap");
+        assert!(slots.try_acquire(mapped).is_none(), "v4-mapped counts as a");
+        let _q = slots.try_acquire(b).expect("another peer is not affected");
+        drop(p1);
+        assert!(slots.try_acquire(a).is_some(), "a slot freed on close");
+        drop(_q);
+        assert!(
+            !slots.open.lock().unwrap().contains_key(&b),
+            "idle peers forgotten"
+        );
+    }
+
+    fn fp(n: u8) -> Fingerprint {
+        Fingerprint([n; 32])
+    }
+
+    #[test]
+    fn recent_cache_is_bounded() {
+        let mut r = Recent::new(2);
+        r.insert(fp(1));
+        r.insert(fp(2));
+        r.insert(fp(3));
+        assert!(!r.contains(fp(1)) && r.contains(fp(2)) && r.contains(fp(3)));
+    }
+
+    #[test]
+    fn resend_detection_keys_on_the_whole_digest() {
+        // Two fingerprints equal in their first 64 bits (what a 64-bit hash would have
+        // kept) but different after: the second is not taken for a resend of the first.
+        let mut a = [7u8; 32];
+        let mut b = [7u8; 32];
+        a[31] = 1;
+        b[31] = 2;
+        let mut r = Recent::new(10);
+        r.insert(Fingerprint(a));
+        assert!(r.contains(Fingerprint(a)));
+        assert!(
+            !r.contains(Fingerprint(b)),
+            "equal 64-bit prefix is not a match"
+        );
+
+        // Same sender and MSH-10, different content: different fingerprints; the exact
+        // same bytes again: the same one (a true resend).
+        let m1 = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|ID-1|P|2.5\rPID|1||A\r";
+        let m2 = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|ID-1|P|2.5\rPID|1||B\r";
+        let mut r = Recent::new(10);
+        r.insert(Fingerprint::of(m1));
+        assert!(r.contains(Fingerprint::of(m1)));
+        assert!(!r.contains(Fingerprint::of(m2)));
+        assert_eq!(
+            Fingerprint::of(m1).0.len(),
+            32,
+            "the full SHA-256, not a truncation"
+        );
     }
 }
