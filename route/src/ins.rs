@@ -6,14 +6,8 @@ use dmpflow_schemas::reasons::Reason;
 
 use crate::RouteConfig;
 
-/// INS-NIR (production).
-pub const OID_NIR: &str = "1.2.250.1.213.1.4.8";
-/// INS-NIA (identifier awaiting a NIR).
-pub const OID_NIA: &str = "1.2.250.1.213.1.4.9";
-/// INS-NIR of the ANS test environment.
-pub const OID_NIR_TEST: &str = "1.2.250.1.213.1.4.10";
-/// INS-NIR of the ANS demonstration environment.
-pub const OID_NIR_DEMO: &str = "1.2.250.1.213.1.4.11";
+// The OIDs themselves live in schemas (normalize and the registry import read them too).
+pub use dmpflow_schemas::ins::{INS_OIDS, OID_NIA, OID_NIR, OID_NIR_DEMO, OID_NIR_TEST};
 
 /// Checks the INS matricule (format and key) and then its OID.
 ///

@@ -3,19 +3,27 @@
 //! runtime looked up, it says either "route to this INS" or "quarantine, with this stable
 //! reason". Every doubt is a quarantine case; nothing is ever guessed.
 //!
-//! Order of checks in [`route_document`]: INS key and OID → identity status (document,
-//! then registry) → the five strict traits against the registry record of the
-//! document's INS → merge chain → opposition to feeding (on the final record) → route to
-//! the final record's INS.
+//! Order of checks in [`route_document`]: one INS only (`identity.ambiguous`) → INS key
+//! and OID → document identity status (a FICTI/DOUTE/PROV anywhere rules it out, see
+//! [`status`]) → registry record of the document's INS → merge chain → registry status
+//! (of the final record when the document's was merged) → the five strict traits →
+//! opposition to feeding (on the final record) → route to the final record's INS.
+//!
+//! Identity updates go through [`check_patient_update`] (module [`update`]): one INS only
+//! → identifiers → identity collision of a merge or identifier change with the registry
+//! entries it joins.
 
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{DocumentMeta, PatientChange, PatientRecord, PatientUpdate};
+use dmpflow_schemas::{DocumentMeta, PatientRecord};
 
 pub mod ins;
+pub mod status;
 pub mod traits;
+pub mod update;
 
-pub use ins::{OID_NIA, OID_NIR, OID_NIR_DEMO, OID_NIR_TEST, check_ins, compute_key};
+pub use ins::{INS_OIDS, OID_NIA, OID_NIR, OID_NIR_DEMO, OID_NIR_TEST, check_ins, compute_key};
 pub use traits::{Trait, first_name_list, mismatched_traits, normalize_name};
+pub use update::{check_patient_update, is_traitless, other_identity, retired_ins};
 
 /// Route-stage settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -63,28 +71,22 @@ pub fn next_lookup(rec: &PatientRecord) -> Option<&str> {
     rec.merged_into.as_deref().filter(|s| !s.is_empty())
 }
 
-const STATUS_QUALIFIED_DOC: [&str; 2] = ["VALI", "QUAL"];
-const STATUS_QUALIFIED_REG: [&str; 2] = ["QUAL", "VALI"];
-
-fn doc_status_qualified(statuses: &[String]) -> bool {
-    statuses.iter().any(|s| {
-        STATUS_QUALIFIED_DOC
-            .iter()
-            .any(|q| s.trim().eq_ignore_ascii_case(q))
-    })
-}
-
-fn reg_status_qualified(status: &str) -> bool {
-    STATUS_QUALIFIED_REG
-        .iter()
-        .any(|q| status.trim().eq_ignore_ascii_case(q))
-}
-
 /// Decides where a document goes. `chain[0]` is the registry record of
 /// `meta.patient.ins` (empty = unknown patient) and `chain[i + 1]` the record
 /// `chain[i].merged_into` names (see [`next_lookup`]).
 pub fn route_document(meta: &DocumentMeta, chain: &[PatientRecord], cfg: &RouteConfig) -> Decision {
     let p = &meta.patient;
+
+    // 0. One patient: a sender stating several different INS leaves the choice to a person.
+    if !p.other_ins.is_empty() {
+        return Decision::quarantine(
+            Reason::IdentityAmbiguous,
+            format!(
+                "document states {} different INS for the patient",
+                p.other_ins.len() + 1
+            ),
+        );
+    }
 
     // 1. The identifier itself.
     if let Err((reason, detail)) = check_ins(&p.ins, &p.ins_oid, cfg) {
@@ -92,12 +94,9 @@ pub fn route_document(meta: &DocumentMeta, chain: &[PatientRecord], cfg: &RouteC
     }
 
     // 2. Identity status: the sender must state a qualified identity (PID-32 VALI, or
-    //    "QUAL" for a received CDA), and so must the registry.
-    if !doc_status_qualified(&p.identity_status) {
-        return Decision::quarantine(
-            Reason::IdentityNotQualified,
-            "document identity status is neither VALI nor QUAL",
-        );
+    //    "QUAL" for a received CDA) and nothing that rules it out, and so must the registry.
+    if let Err(detail) = status::document_status(&p.identity_status) {
+        return Decision::quarantine(Reason::IdentityNotQualified, detail);
     }
     let Some(first) = chain.first() else {
         return Decision::quarantine(
@@ -145,7 +144,7 @@ pub fn route_document(meta: &DocumentMeta, chain: &[PatientRecord], cfg: &RouteC
             return Decision::quarantine(reason, format!("merge target INS: {detail}"));
         }
     }
-    if !reg_status_qualified(&reference.identity_status) {
+    if !status::registry_qualified(&reference.identity_status) {
         let whose = if std::ptr::eq(reference, first) {
             "registry"
         } else {
@@ -228,40 +227,6 @@ fn check_chain(chain: &[PatientRecord]) -> Result<&PatientRecord, (Reason, Strin
                 chain.len() - 1
             ),
         )),
-    }
-}
-
-/// Checks the identifiers an identity-feed message carries before it touches the
-/// registry: the patient's INS and, for a merge (A40) or an identifier change (A47),
-/// the source identifier. Detail prefixes say which identifier failed.
-pub fn check_patient_update(u: &PatientUpdate, cfg: &RouteConfig) -> Result<(), (Reason, String)> {
-    fn prefixed(what: &'static str) -> impl Fn((Reason, String)) -> (Reason, String) {
-        move |(r, d)| (r, format!("{what}: {d}"))
-    }
-    check_ins(&u.patient.ins, &u.patient.ins_oid, cfg).map_err(prefixed("patient INS"))?;
-    match &u.change {
-        PatientChange::Upsert => Ok(()),
-        PatientChange::Merge { from_ins, from_oid } => {
-            check_ins(from_ins, from_oid, cfg).map_err(prefixed("merge source INS"))?;
-            // Merging a patient into itself would make a one-record cycle in the registry.
-            if from_ins == &u.patient.ins && from_oid == &u.patient.ins_oid {
-                return Err((
-                    Reason::IdentityMergeInvalid,
-                    "merge source is the patient itself".into(),
-                ));
-            }
-            Ok(())
-        }
-        PatientChange::IdentifierChange { old_ins, old_oid } => {
-            check_ins(old_ins, old_oid, cfg).map_err(prefixed("previous INS"))?;
-            if old_ins == &u.patient.ins && old_oid == &u.patient.ins_oid {
-                return Err((
-                    Reason::IdentityMergeInvalid,
-                    "previous identifier equals the new one".into(),
-                ));
-            }
-            Ok(())
-        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! merges (one hop, two hops, cycles, too deep, missing target) and identity updates.
 
 use super::*;
-use dmpflow_schemas::{CdaOrigin, Lifecycle, PartyRef, PatientIdentity, SourceRef};
+use dmpflow_schemas::{
+    CdaOrigin, Lifecycle, PartyRef, PatientChange, PatientIdentity, PatientUpdate, SourceRef,
+};
 
 const INS_A: &str = "279035121518989";
 const INS_B: &str = "277076322082910";
@@ -113,7 +115,7 @@ fn received_cda_qual_status_is_accepted() {
     m.patient.identity_status = names(&["QUAL"]);
     assert_eq!(route_document(&m, &[record(INS_A)], &PROD), routed(INS_A));
     // VALI among several PID-32 repetitions.
-    m.patient.identity_status = names(&["PROV", "VALI"]);
+    m.patient.identity_status = names(&["VALI", "IDVER"]);
     assert_eq!(route_document(&m, &[record(INS_A)], &PROD), routed(INS_A));
 }
 
@@ -415,11 +417,16 @@ fn update(change: PatientChange, ins: &str) -> PatientUpdate {
 #[test]
 fn patient_update_checks_every_identifier() {
     assert_eq!(
-        check_patient_update(&update(PatientChange::Upsert, INS_A), &PROD),
+        check_patient_update(&update(PatientChange::Upsert, INS_A), &PROD, None, None),
         Ok(())
     );
-    let (r, d) =
-        check_patient_update(&update(PatientChange::Upsert, "279035121518980"), &PROD).unwrap_err();
+    let (r, d) = check_patient_update(
+        &update(PatientChange::Upsert, "279035121518980"),
+        &PROD,
+        None,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(
         (r, d.as_str()),
         (Reason::InsKeyInvalid, "patient INS: key mismatch")
@@ -430,17 +437,28 @@ fn patient_update_checks_every_identifier() {
         from_oid: oid.into(),
     };
     assert_eq!(
-        check_patient_update(&update(merge(INS_B, OID_NIR), INS_A), &PROD),
+        check_patient_update(&update(merge(INS_B, OID_NIR), INS_A), &PROD, None, None),
         Ok(())
     );
-    let (r, d) =
-        check_patient_update(&update(merge("27707632208291", OID_NIR), INS_A), &PROD).unwrap_err();
+    let (r, d) = check_patient_update(
+        &update(merge("27707632208291", OID_NIR), INS_A),
+        &PROD,
+        None,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(r, Reason::InsKeyInvalid);
     assert!(d.starts_with("merge source INS: length 14"), "{d}");
-    let (r, _) =
-        check_patient_update(&update(merge(INS_B, OID_NIR_TEST), INS_A), &PROD).unwrap_err();
+    let (r, _) = check_patient_update(
+        &update(merge(INS_B, OID_NIR_TEST), INS_A),
+        &PROD,
+        None,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(r, Reason::InsOidRejected);
-    let (r, _) = check_patient_update(&update(merge(INS_A, OID_NIR), INS_A), &PROD).unwrap_err();
+    let (r, _) =
+        check_patient_update(&update(merge(INS_A, OID_NIR), INS_A), &PROD, None, None).unwrap_err();
     assert_eq!(r, Reason::IdentityMergeInvalid);
 
     let change = |old: &str, oid: &str| PatientChange::IdentifierChange {
@@ -449,16 +467,23 @@ fn patient_update_checks_every_identifier() {
     };
     // A NIA replaced by the NIR: same check rules for both.
     assert_eq!(
-        check_patient_update(&update(change(INS_D, OID_NIA), INS_A), &PROD),
+        check_patient_update(&update(change(INS_D, OID_NIA), INS_A), &PROD, None, None),
         Ok(())
     );
-    let (r, d) = check_patient_update(&update(change("253072C07300470", OID_NIA), INS_A), &PROD)
-        .unwrap_err();
+    let (r, d) = check_patient_update(
+        &update(change("253072C07300470", OID_NIA), INS_A),
+        &PROD,
+        None,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(r, Reason::InsKeyInvalid);
     assert!(d.starts_with("previous INS: "), "{d}");
-    let (r, _) = check_patient_update(&update(change(INS_A, OID_NIR), INS_A), &PROD).unwrap_err();
+    let (r, _) = check_patient_update(&update(change(INS_A, OID_NIR), INS_A), &PROD, None, None)
+        .unwrap_err();
     assert_eq!(r, Reason::IdentityMergeInvalid);
-    let (r, _) = check_patient_update(&update(change(INS_B, "1.2.3"), INS_A), &PROD).unwrap_err();
+    let (r, _) = check_patient_update(&update(change(INS_B, "1.2.3"), INS_A), &PROD, None, None)
+        .unwrap_err();
     assert_eq!(r, Reason::InsOidRejected);
 }
 
@@ -482,4 +507,196 @@ fn a_document_for_a_merged_stub_follows_the_survivor_and_its_traits() {
         route_document(&meta(INS_A), &[stub, other], &PROD),
         Reason::IdentityTraitsMismatch,
     );
+}
+
+#[track_caller]
+fn assert_refused(r: Result<(), (Reason, String)>, want: Reason) -> String {
+    match r {
+        Err((reason, detail)) => assert_quarantine(Decision::Quarantine { reason, detail }, want),
+        Ok(()) => panic!("expected {want}, got Ok"),
+    }
+}
+
+// Issue #16 item 3: several different INS in PID-3 are never resolved by taking the first.
+#[test]
+fn several_ins_are_ambiguous_for_documents_and_updates() {
+    let mut m = meta(INS_A);
+    m.patient.other_ins = vec![INS_B.into()];
+    let d = assert_quarantine(
+        route_document(&m, &[record(INS_A)], &PROD),
+        Reason::IdentityAmbiguous,
+    );
+    assert_eq!(d, "document states 2 different INS for the patient");
+    // Checked first: even a malformed primary INS reports the ambiguity.
+    m.patient.ins = "1".into();
+    assert_quarantine(route_document(&m, &[], &PROD), Reason::IdentityAmbiguous);
+
+    let mut u = update(PatientChange::Upsert, INS_A);
+    u.patient.other_ins = vec![INS_B.into(), INS_C.into()];
+    let d = assert_refused(
+        check_patient_update(&u, &PROD, None, None),
+        Reason::IdentityAmbiguous,
+    );
+    assert_eq!(d, "message states 3 different INS for the patient");
+}
+
+// Issue #16 item 3: FICTI, DOUTE or PROV next to VALI (or the QUAL the embedded-CDA reader
+// puts first) is not a qualified identity; the registry's QUAL does not make it one.
+#[test]
+fn ficti_doute_prov_anywhere_rule_out_qualification() {
+    for bad in ["FICTI", "DOUTE", "PROV", "FICT", "DOUT"] {
+        for statuses in [
+            names(&["VALI", bad]),
+            names(&[bad, "VALI"]),
+            names(&["QUAL", "VALI", bad]),
+            names(&["QUAL", bad]),
+        ] {
+            let mut m = meta(INS_A);
+            m.patient.identity_status = statuses.clone();
+            let d = assert_quarantine(
+                route_document(&m, &[record(INS_A)], &PROD),
+                Reason::IdentityNotQualified,
+            );
+            assert!(d.contains(bad), "{statuses:?}: {d}");
+        }
+    }
+    // A registry that learnt the identity is fictitious refuses documents stating VALI.
+    let mut r = record(INS_A);
+    r.identity_status = "FICTI".into();
+    assert_quarantine(
+        route_document(&meta(INS_A), &[r], &PROD),
+        Reason::IdentityNotQualified,
+    );
+}
+
+fn change(old: &str, new: &str) -> PatientUpdate {
+    update(
+        PatientChange::IdentifierChange {
+            old_ins: old.into(),
+            old_oid: OID_NIR.into(),
+        },
+        new,
+    )
+}
+
+fn merge_into(from: &str, into: &str) -> PatientUpdate {
+    update(
+        PatientChange::Merge {
+            from_ins: from.into(),
+            from_oid: OID_NIR.into(),
+        },
+        into,
+    )
+}
+
+/// Another person's registry entry: other birth name and sex.
+fn someone_else(ins: &str) -> PatientRecord {
+    PatientRecord {
+        birth_name: "AUTRE".into(),
+        sex: "M".into(),
+        ..record(ins)
+    }
+}
+
+fn stub(ins: &str, into: Option<&str>) -> PatientRecord {
+    PatientRecord {
+        ins: ins.into(),
+        ins_oid: OID_NIR.into(),
+        sex: "U".into(),
+        identity_status: "PROV".into(),
+        merged_into: into.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+// Issue #16 item 1: an A47 or A40 onto an INS another registry entry holds is a collision.
+#[test]
+fn identifier_change_or_merge_onto_another_patient_is_a_collision() {
+    let other = someone_else(INS_A);
+    for u in [change(INS_D, INS_A), merge_into(INS_D, INS_A)] {
+        let d = assert_refused(
+            check_patient_update(&u, &PROD, Some(&other), None),
+            Reason::IdentityCollision,
+        );
+        assert!(d.contains("onto an INS"), "{d}");
+        assert!(d.ends_with("(differs: birth_name, sex)"), "{d}");
+        for secret in ["AUTRE", "PAT", "1979", "63220"] {
+            assert!(!d.contains(secret), "{d}");
+        }
+    }
+}
+
+#[test]
+fn identifier_change_retiring_another_patients_ins_is_a_collision() {
+    // The A47 claims INS_D was this patient's, but the registry holds someone else there:
+    // following it would pour that person's documents into this patient's record.
+    let d = assert_refused(
+        check_patient_update(
+            &change(INS_D, INS_A),
+            &PROD,
+            None,
+            Some(&someone_else(INS_D)),
+        ),
+        Reason::IdentityCollision,
+    );
+    assert!(d.contains("retires an INS"), "{d}");
+    assert_refused(
+        check_patient_update(
+            &merge_into(INS_D, INS_A),
+            &PROD,
+            Some(&record(INS_A)),
+            Some(&someone_else(INS_D)),
+        ),
+        Reason::IdentityCollision,
+    );
+}
+
+#[test]
+fn same_person_stubs_and_replays_are_not_collisions() {
+    let u = change(INS_D, INS_A);
+    // Nothing known yet on either side.
+    assert_eq!(check_patient_update(&u, &PROD, None, None), Ok(()));
+    // The registry already knows the new INS for this very person (A28 came first).
+    assert_eq!(
+        check_patient_update(&u, &PROD, Some(&record(INS_A)), Some(&record(INS_D))),
+        Ok(())
+    );
+    // The same A47 again, after it was applied: the old entry points to the new one.
+    assert_eq!(
+        check_patient_update(&u, &PROD, Some(&record(INS_A)), Some(&merged(INS_D, INS_A))),
+        Ok(())
+    );
+    // Stubs a merge made hold no identity to take over.
+    assert_eq!(
+        check_patient_update(
+            &u,
+            &PROD,
+            Some(&stub(INS_A, None)),
+            Some(&stub(INS_D, Some(INS_B)))
+        ),
+        Ok(())
+    );
+    // An upsert updates its own entry: no collision rule there.
+    assert_eq!(
+        check_patient_update(
+            &update(PatientChange::Upsert, INS_A),
+            &PROD,
+            Some(&someone_else(INS_A)),
+            None
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_merge_without_traits_cannot_prove_it_joins_one_person() {
+    let mut u = change(INS_D, INS_A);
+    u.patient.birth_name.clear();
+    u.patient.first_names.clear();
+    u.patient.birth_date.clear();
+    let d = assert_refused(
+        check_patient_update(&u, &PROD, Some(&record(INS_A)), None),
+        Reason::IdentityCollision,
+    );
+    assert!(d.contains("birth_name, first_names, birth_date"), "{d}");
 }

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod dates;
+pub mod ins;
 pub mod reasons;
 pub mod topics;
 pub mod wire;

@@ -13,14 +13,19 @@ use dmpflow_schemas::reasons::Reject;
 use dmpflow_schemas::{Normalized, PatientChange, PatientUpdate};
 
 use super::common::{Ctx, missing, segment_missing};
-use super::pid::{ins_of, patient};
+use super::pid::{ins_and_others, patient};
 use crate::hl7::Message;
 
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
-    let patient = patient(msg)?;
-    let old = || -> Result<(String, String), Reject> {
+    let mut patient = patient(msg)?;
+    // The retired INS. Several different ones in MRG-1 leave it unclear which record the
+    // message retires: they join PID-3's extra INS, so route holds it as ambiguous.
+    let mut old = || -> Result<(String, String), Reject> {
         let mrg = msg.segment("MRG").ok_or_else(|| segment_missing("MRG"))?;
-        ins_of(mrg.field(1)).ok_or_else(|| missing("MRG-1 INS repetition (CX.5 = INS)"))
+        let (first, others) = ins_and_others(mrg.field(1))
+            .ok_or_else(|| missing("MRG-1 INS repetition (CX.5 = INS)"))?;
+        patient.other_ins.extend(others);
+        Ok(first)
     };
     let change = match ctx.event.as_str() {
         "A40" => {
@@ -49,4 +54,42 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         dmp_status,
         source: ctx.source(0),
     }))])
+}
+
+#[cfg(test)]
+mod tests {
+    use dmpflow_schemas::{Feed, Normalized, PatientChange, PatientUpdate};
+
+    use crate::mapping::Config;
+
+    fn a47(mrg1: &str) -> PatientUpdate {
+        let raw = format!(
+            "MSH|^~\\&|GAM|CHU|PFI|X|20240501090000||ADT^A47^ADT_A30|ADT-0047|P|2.5\rPID|1||201019999900109^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||CELESTIN^Noel^Noel^^^^L||20010115|M\rMRG|{mrg1}\r"
+        );
+        match crate::normalize(Feed::Identity, raw.as_bytes(), &Config::default())
+            .unwrap()
+            .pop()
+        {
+            Some(Normalized::Patient(u)) => *u,
+            other => panic!("expected a patient update, got {other:?}"),
+        }
+    }
+
+    const OLD: &str = "201019999900208^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS";
+
+    // Issue #16 item 3: an A47 whose MRG-1 names several different INS does not say which
+    // record it retires; the extras are reported so route holds the message.
+    #[test]
+    fn several_retired_ins_are_reported() {
+        let u = a47(OLD);
+        assert!(u.patient.other_ins.is_empty());
+        assert!(
+            matches!(u.change, PatientChange::IdentifierChange { ref old_ins, .. } if old_ins == "201019999900208")
+        );
+        assert!(a47(&format!("{OLD}~{OLD}")).patient.other_ins.is_empty());
+        let u = a47(&format!(
+            "{OLD}~277076322082910^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS"
+        ));
+        assert_eq!(u.patient.other_ins, ["277076322082910"]);
+    }
 }
