@@ -338,11 +338,22 @@ fn mdm_replacement_names_its_target_in_txa13() {
         l[c..e].to_string()
     };
     let msg = rplc.replacen(&grab(&rplc), &grab(&init), 1);
+    // The example's TXA-13 root has a letter in an arc ("...2.2.120456789A71024000081"):
+    // not an OID, so not a valid XDS uniqueId (issue #16 item 10) — refused, not passed on.
+    // What the example means is the initial document's uniqueId, `root^extension`, whose
+    // `^` must be escaped (\S\) inside the TXA-13 component.
+    assert_eq!(
+        normalize(Feed::Imaging, msg.as_bytes(), &Config::default())
+            .unwrap_err()
+            .reason,
+        Reason::CdaIdInvalid
+    );
+    let msg = msg.replace("120456789A71024000081", "120456789\\S\\A71024000081");
     let d = docs(Feed::Imaging, msg.as_bytes());
     assert_eq!(d[0].meta.lifecycle, Lifecycle::Replace);
     assert_eq!(
         d[0].meta.target_unique_id.as_deref(),
-        Some("1.2.250.1.71.4.2.2.120456789A71024000081")
+        Some("1.2.250.1.71.4.2.2.120456789^A71024000081")
     );
     assert_eq!(d[0].meta.visibility, vec!["CONNEXION_SECRETE"]);
     // The PID of the replacement spells the name differently; the CDA is authoritative.

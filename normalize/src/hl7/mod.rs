@@ -20,7 +20,7 @@
 
 mod charset;
 mod escape;
-mod xmltext;
+pub(crate) mod xmltext;
 
 use std::borrow::Cow;
 

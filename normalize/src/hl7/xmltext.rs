@@ -33,7 +33,7 @@ fn nonchar_at(b: &[u8], i: usize) -> bool {
 ///
 /// Scanned 32 bytes at a time with a branch-free test the compiler vectorises (the lab
 /// path is hot); a chunk that may hold one is then looked at byte by byte.
-pub(super) fn first_forbidden(b: &[u8]) -> Option<usize> {
+pub(crate) fn first_forbidden(b: &[u8]) -> Option<usize> {
     const CHUNK: usize = 32;
     let suspect = |c: u8| (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r') | (c == 0xEF);
     let exact =
@@ -93,8 +93,8 @@ fn hex_bytes_forbidden(hex: &[u8], charset: Charset) -> bool {
 
 /// Whether a decoded character may go into XML 1.0 text (used by the escape decoder as a
 /// second line: it never produces what the parse-time check refuses).
-pub(super) fn is_xml_char(c: char) -> bool {
-    !(c < ' ' && !matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}'
+pub(crate) fn is_xml_char(c: char) -> bool {
+    (c >= ' ' || matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 
 #[cfg(test)]

@@ -10,15 +10,13 @@ use dmpflow_schemas::reasons::{Reason, Reject};
 use dmpflow_schemas::{
     CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientIdentity,
 };
-use quick_xml::events::Event;
-use quick_xml::name::{Namespace, ResolveResult};
-use quick_xml::reader::NsReader;
 
+use super::cda_reader::{Header, Ii, read_header};
 use super::common::{Ctx, is_meta_obx, segment_missing, visibility};
 use super::pid::{birth_date, patient, pid_segment, sex};
+use super::{Config, doc_id, limits};
 use crate::hl7::{Message, Segment};
 
-const NS_V3: &str = "urn:hl7-org:v3";
 const IDNAT_PS: &str = "1.2.250.1.71.4.2.1";
 const INS_OIDS: &[&str] = &[
     "1.2.250.1.213.1.4.8",
@@ -64,8 +62,8 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         let position = position as u32;
         let status = obx.field(11).raw().trim();
         let lifecycle = lifecycle(ctx, &orc1, status)?;
-        let xml = decode_base64(obx.field(5).component(5).raw(), position)?;
-        let header = read_header(&xml)?;
+        let xml = decode_base64(obx.field(5).component(5).raw(), position, ctx.cfg)?;
+        let header = read_header(&xml, ctx.cfg.max_entries)?;
         let cda_patient = header.patient(&pid_patient, &statuses)?;
         let meta = header.into_meta(
             ctx,
@@ -140,7 +138,11 @@ fn lifecycle(ctx: &Ctx<'_>, orc1: &str, status: &str) -> Result<Lifecycle, Rejec
 
 /// OBX-5.5 → the CDA text. Whitespace (line-wrapped base64) is tolerated, padding is
 /// optional; the result must be UTF-8 because the pipeline carries the CDA as text.
-fn decode_base64(b64: &str, position: u32) -> Result<String, Reject> {
+///
+/// The decoded size is bounded by `max_cda_bytes` twice: from the base64 length before
+/// decoding (3 bytes per 4 characters, so an oversized document costs no decoding), and
+/// exactly after.
+fn decode_base64(b64: &str, position: u32, cfg: &Config) -> Result<String, Reject> {
     const ENGINE: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -159,6 +161,7 @@ fn decode_base64(b64: &str, position: u32) -> Result<String, Reject> {
             format!("OBX-5.5 of document {position} is empty"),
         ));
     }
+    limits::check_size((compact.len() / 4 * 3).saturating_sub(2), cfg)?;
     let bytes = ENGINE.decode(compact.as_bytes()).map_err(|_| {
         Reject::new(
             Reason::CdaBase64Invalid,
@@ -174,305 +177,8 @@ fn decode_base64(b64: &str, position: u32) -> Result<String, Reject> {
     if s.starts_with('\u{feff}') {
         s.drain(..3);
     }
+    limits::check_size(s.len(), cfg)?;
     Ok(s)
-}
-
-/// An `II` (root + optional extension).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Ii {
-    root: String,
-    extension: String,
-}
-
-impl Ii {
-    /// The DMP uniqueId form: the root alone, or `root^extension`.
-    fn as_unique_id(&self) -> String {
-        if self.extension.is_empty() {
-            self.root.clone()
-        } else {
-            format!("{}^{}", self.root, self.extension)
-        }
-    }
-}
-
-/// What dmpflow reads from a CDA header.
-#[derive(Debug, Default)]
-struct Header {
-    id: Option<Ii>,
-    set_id: Option<Ii>,
-    version: Option<String>,
-    code: Option<String>,
-    title: String,
-    effective_time: Option<String>,
-    confidentiality: Option<String>,
-    template_ids: Vec<String>,
-    patient_ids: Vec<Ii>,
-    families: Vec<(String, String)>,
-    givens: Vec<(String, String)>,
-    gender: Option<String>,
-    birth_time: Option<String>,
-    birth_county: Option<String>,
-    author_id: Option<Ii>,
-    author_org: Option<Ii>,
-    service_low: Option<String>,
-    service_high: Option<String>,
-    parent_id: Option<Ii>,
-    non_xml_media_type: Option<String>,
-}
-
-/// Where captured text goes.
-#[derive(Clone, Copy, PartialEq)]
-enum Capture {
-    Title,
-    Family,
-    Given,
-    County,
-}
-
-fn attr(e: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
-    e.try_get_attribute(name).ok().flatten().and_then(|a| {
-        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .ok()
-            .map(|v| v.trim().to_string())
-    })
-}
-
-fn ii(e: &quick_xml::events::BytesStart<'_>) -> Ii {
-    Ii {
-        root: attr(e, "root").unwrap_or_default(),
-        extension: attr(e, "extension").unwrap_or_default(),
-    }
-}
-
-fn xml_invalid(what: &str) -> Reject {
-    Reject::new(Reason::CdaXmlInvalid, what.to_string())
-}
-
-/// Reads the whole document (so that well-formedness is checked to the end) and collects
-/// the header elements on the way.
-fn read_header(xml: &str) -> Result<Header, Reject> {
-    let mut r = NsReader::from_str(xml);
-    let mut h = Header::default();
-    // Path of element local names from the root; elements outside the v3 namespace are
-    // recorded as "~" so they never match a header path.
-    let mut path: Vec<String> = Vec::with_capacity(16);
-    let mut root_seen = false;
-    let mut capture: Option<(Capture, usize, String, String)> = None;
-    let mut in_first_name = false;
-    let mut name_done = false;
-    let mut author_done = false;
-    let mut service_done = false;
-    loop {
-        let (ns, ev) = r
-            .read_resolved_event()
-            .map_err(|_| xml_invalid("embedded document is not well-formed XML"))?;
-        let is_v3 = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == NS_V3);
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                let local = e.local_name().into_inner().to_string();
-                if path.is_empty() {
-                    if root_seen {
-                        return Err(xml_invalid("more than one root element"));
-                    }
-                    root_seen = true;
-                    if local != "ClinicalDocument" || !is_v3 {
-                        return Err(Reject::new(
-                            Reason::CdaNotClinicalDocument,
-                            "root element is not urn:hl7-org:v3 ClinicalDocument",
-                        ));
-                    }
-                }
-                path.push(if is_v3 { local } else { "~".to_string() });
-                let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                match &p[..] {
-                    ["ClinicalDocument", "id"] => h.id = Some(ii(e)),
-                    ["ClinicalDocument", "setId"] => h.set_id = Some(ii(e)),
-                    ["ClinicalDocument", "versionNumber"] => h.version = attr(e, "value"),
-                    ["ClinicalDocument", "code"] => h.code = attr(e, "code"),
-                    ["ClinicalDocument", "effectiveTime"] => h.effective_time = attr(e, "value"),
-                    ["ClinicalDocument", "confidentialityCode"] => {
-                        h.confidentiality = attr(e, "code")
-                    }
-                    ["ClinicalDocument", "templateId"] => {
-                        h.template_ids.extend(attr(e, "root"));
-                    }
-                    ["ClinicalDocument", "title"] if !empty => {
-                        capture = Some((Capture::Title, path.len(), String::new(), String::new()))
-                    }
-                    ["ClinicalDocument", "recordTarget", "patientRole", "id"] => {
-                        h.patient_ids.push(ii(e))
-                    }
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "name",
-                    ] => {
-                        in_first_name = !name_done && !empty;
-                        name_done = true;
-                    }
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "name",
-                        part @ ("family" | "given"),
-                    ] if in_first_name && !empty => {
-                        let kind = if *part == "family" {
-                            Capture::Family
-                        } else {
-                            Capture::Given
-                        };
-                        let q = attr(e, "qualifier").unwrap_or_default();
-                        capture = Some((kind, path.len(), q, String::new()));
-                    }
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "administrativeGenderCode",
-                    ] => h.gender = attr(e, "code"),
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "birthTime",
-                    ] => h.birth_time = attr(e, "value"),
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "birthplace",
-                        "place",
-                        "addr",
-                        "county",
-                    ] if !empty => {
-                        capture = Some((Capture::County, path.len(), String::new(), String::new()))
-                    }
-                    ["ClinicalDocument", "author", "assignedAuthor", "id"]
-                        if !author_done && h.author_id.is_none() =>
-                    {
-                        h.author_id = Some(ii(e))
-                    }
-                    [
-                        "ClinicalDocument",
-                        "author",
-                        "assignedAuthor",
-                        "representedOrganization",
-                        "id",
-                    ] if !author_done && h.author_org.is_none() => h.author_org = Some(ii(e)),
-                    [
-                        "ClinicalDocument",
-                        "documentationOf",
-                        "serviceEvent",
-                        "effectiveTime",
-                        bound @ ("low" | "high"),
-                    ] if !service_done => {
-                        let v = attr(e, "value");
-                        if *bound == "low" {
-                            h.service_low = v;
-                        } else {
-                            h.service_high = v;
-                        }
-                    }
-                    [
-                        "ClinicalDocument",
-                        "relatedDocument",
-                        "parentDocument",
-                        "id",
-                    ] => h.parent_id = Some(ii(e)),
-                    ["ClinicalDocument", "component", "nonXMLBody", "text"] => {
-                        h.non_xml_media_type = attr(e, "mediaType")
-                    }
-                    _ => {}
-                }
-                if empty {
-                    path.pop();
-                }
-            }
-            Event::End(_) => {
-                if let Some((kind, depth, q, text)) = capture.take() {
-                    if depth == path.len() {
-                        let text = text.trim().to_string();
-                        match kind {
-                            Capture::Title => h.title = text,
-                            Capture::Family => h.families.push((q, text)),
-                            Capture::Given => h.givens.push((q, text)),
-                            Capture::County => h.birth_county = Some(text),
-                        }
-                    } else {
-                        capture = Some((kind, depth, q, text));
-                    }
-                }
-                let closed: Vec<&str> = path.iter().map(String::as_str).collect();
-                match &closed[..] {
-                    [
-                        "ClinicalDocument",
-                        "recordTarget",
-                        "patientRole",
-                        "patient",
-                        "name",
-                    ] => in_first_name = false,
-                    ["ClinicalDocument", "author"] => author_done = true,
-                    ["ClinicalDocument", "documentationOf", "serviceEvent"] => service_done = true,
-                    _ => {}
-                }
-                path.pop();
-            }
-            Event::Text(ref t) => {
-                let s = t.xml10_content();
-                if path.is_empty() && !s.trim().is_empty() {
-                    return Err(xml_invalid("text outside the root element"));
-                }
-                if let Some((_, _, _, buf)) = capture.as_mut() {
-                    buf.push_str(&s);
-                }
-            }
-            Event::CData(ref t) => {
-                if path.is_empty() {
-                    return Err(xml_invalid("CDATA outside the root element"));
-                }
-                if let Some((_, _, _, buf)) = capture.as_mut() {
-                    buf.push_str(t);
-                }
-            }
-            Event::GeneralRef(ref g) => {
-                if path.is_empty() {
-                    return Err(xml_invalid("reference outside the root element"));
-                }
-                let c = if g.is_char_ref() {
-                    g.resolve_char_ref().ok().flatten()
-                } else {
-                    match &*g.xml10_content() {
-                        "amp" => Some('&'),
-                        "lt" => Some('<'),
-                        "gt" => Some('>'),
-                        "quot" => Some('"'),
-                        "apos" => Some('\''),
-                        _ => None,
-                    }
-                };
-                if let (Some(c), Some((_, _, _, buf))) = (c, capture.as_mut()) {
-                    buf.push(c);
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if !root_seen {
-        return Err(xml_invalid("embedded document holds no XML element"));
-    }
-    if !path.is_empty() {
-        return Err(xml_invalid("embedded document ends inside an element"));
-    }
-    Ok(h)
 }
 
 fn header_missing(what: &str) -> Reject {
@@ -549,12 +255,31 @@ fn national_id(i: &Ii) -> String {
 impl Header {
     /// The patient as the CDA states it, checked against PID-3. A received CDA's INS is the
     /// qualified case (status QUAL), plus whatever PID-32 says.
+    ///
+    /// One patient only (issue #16 item 2): several recordTargets (or patientRoles, or
+    /// patients), or two different INS in patientRole/id, name several people, and filing
+    /// the document under any one of them could be the wrong patient →
+    /// `cda.patient.ambiguous`. The same INS stated twice is one patient.
     fn patient(&self, pid: &PatientIdentity, pid32: &[String]) -> Result<PatientIdentity, Reject> {
-        let ins = self
+        if self.record_targets > 1 || self.patient_roles > 1 || self.patients > 1 {
+            return Err(Reject::new(
+                Reason::CdaPatientAmbiguous,
+                "the CDA header has more than one recordTarget/patientRole/patient",
+            ));
+        }
+        let mut all_ins = self
             .patient_ids
             .iter()
-            .find(|i| INS_OIDS.contains(&i.root.as_str()) && !i.extension.is_empty())
+            .filter(|i| INS_OIDS.contains(&i.root.as_str()) && !i.extension.is_empty());
+        let ins = all_ins
+            .next()
             .ok_or_else(|| header_missing("recordTarget/patientRole/id with an INS"))?;
+        if all_ins.any(|other| other.extension != ins.extension) {
+            return Err(Reject::new(
+                Reason::CdaPatientAmbiguous,
+                "patientRole/id holds several different INS",
+            ));
+        }
         if ins.extension != pid.ins {
             return Err(Reject::new(
                 Reason::CdaPatientMismatch,
@@ -626,6 +351,7 @@ impl Header {
             .filter(|i| !i.root.is_empty())
             .ok_or_else(|| header_missing("id"))?;
         let unique_id = id.as_unique_id();
+        doc_id::check(&unique_id, "ClinicalDocument/id")?;
         let type_code = self.code.clone().ok_or_else(|| header_missing("code"))?;
         let creation_time = self
             .effective_time
@@ -657,6 +383,7 @@ impl Header {
             .map(Ii::as_unique_id)
             // A first version may omit setId: it then equals the document id.
             .unwrap_or_else(|| unique_id.clone());
+        doc_id::check(&set_id, "ClinicalDocument/setId")?;
         let version = match self.version.as_deref() {
             None | Some("") => 1,
             Some(v) => v.parse().map_err(|_| {
@@ -671,6 +398,12 @@ impl Header {
             // A deletion carries the (last version of the) document to delete.
             Lifecycle::Delete => Some(unique_id.clone()),
         };
+        if let Some(target) = &target_unique_id {
+            doc_id::check(
+                target,
+                "the replaced document id (TXA-13 or parentDocument/id)",
+            )?;
+        }
         Ok(DocumentMeta {
             unique_id,
             set_id,
@@ -733,7 +466,7 @@ mod tests {
 
     #[test]
     fn reads_a_header() {
-        let h = read_header(MINI).unwrap();
+        let h = read_header(MINI, 5_000).unwrap();
         assert_eq!(h.id.as_ref().unwrap().as_unique_id(), "1.2.3^X1");
         assert_eq!(h.title, "CR & bioé");
         assert_eq!(h.version.as_deref(), Some("3"));
@@ -750,7 +483,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_xml() {
-        let code = |s: &str| read_header(s).unwrap_err().reason;
+        let code = |s: &str| read_header(s, 5_000).unwrap_err().reason;
         assert_eq!(code("Document medcial"), Reason::CdaXmlInvalid);
         assert_eq!(
             code("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><b></ClinicalDocument>"),
@@ -773,10 +506,18 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(decode_base64("PGE+PC9hPg", 0).unwrap(), "<a></a>");
-        assert_eq!(decode_base64("PGE+\nPC9hPg==", 0).unwrap(), "<a></a>");
         assert_eq!(
-            decode_base64("not base64!", 0).unwrap_err().reason,
+            decode_base64("PGE+PC9hPg", 0, &Config::default()).unwrap(),
+            "<a></a>"
+        );
+        assert_eq!(
+            decode_base64("PGE+\nPC9hPg==", 0, &Config::default()).unwrap(),
+            "<a></a>"
+        );
+        assert_eq!(
+            decode_base64("not base64!", 0, &Config::default())
+                .unwrap_err()
+                .reason,
             Reason::CdaBase64Invalid
         );
     }

@@ -27,9 +27,11 @@ fn is_study_uid(obx: &Segment<'_>) -> bool {
 }
 
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
+    super::limits::check_generated(msg, ctx.cfg)?;
     let report = report(ctx, msg)?;
     let meta = generated_meta(ctx, &report.header, &IMAGING_KIND, visibility(msg), 0);
     let cda = crate::cda::imaging::write(&report);
+    super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
         cda,

@@ -14,6 +14,7 @@ use crate::hl7::{Message, Segment};
 use crate::model::{LabBattery, LabObservation, LabReport, ReferenceRange, ResultValue};
 
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
+    super::limits::check_generated(msg, ctx.cfg)?;
     let report = report(ctx, msg)?;
     let entries = report
         .batteries
@@ -23,6 +24,7 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         .collect();
     let meta = generated_meta(ctx, &report.header, &LAB_KIND, visibility(msg), 0);
     let cda = crate::cda::lab::write(&report);
+    super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
         cda,
@@ -39,7 +41,14 @@ pub fn report(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<LabReport, Reject> {
     let mut batteries: Vec<LabBattery> = Vec::new();
     // NTE attach to the last OBX of the current battery, or to the battery itself.
     let mut last_was_obr = false;
+    // Consecutive NTE lines are one comment (labs send a multi-line comment one NTE per
+    // line): one comment entry per NTE cost ~1 KB of CDA each, so 4 MB of one-character
+    // NTE lines became a 470 MB document (issue #16 item 7).
+    let mut last_was_nte = false;
     for seg in msg.all() {
+        let is_nte = seg.name() == "NTE";
+        let continues_comment = last_was_nte && is_nte;
+        last_was_nte = is_nte;
         match seg.name() {
             "OBR" => {
                 batteries.push(battery(&seg)?);
@@ -75,9 +84,16 @@ pub fn report(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<LabReport, Reject> {
                     .collect::<Vec<_>>()
                     .join("\n");
                 if let Some(b) = batteries.last_mut() {
-                    match b.observations.last_mut() {
-                        Some(o) if !last_was_obr => o.comments.push(text),
-                        _ => b.comments.push(text),
+                    let comments = match b.observations.last_mut() {
+                        Some(o) if !last_was_obr => &mut o.comments,
+                        _ => &mut b.comments,
+                    };
+                    match comments.last_mut() {
+                        Some(c) if continues_comment => {
+                            c.push('\n');
+                            c.push_str(&text);
+                        }
+                        _ => comments.push(text),
                     }
                 }
             }

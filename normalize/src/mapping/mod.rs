@@ -12,11 +12,14 @@
 //! Everything here is deterministic: the same message always gives the same output
 //! (uniqueId and setId are hashes of message data, never random or clock-based).
 
+mod cda_reader;
 mod common;
+mod doc_id;
 mod embedded;
 mod identity;
 mod imaging;
 mod lab;
+mod limits;
 mod pharmacy;
 mod pid;
 
@@ -41,6 +44,18 @@ pub struct Config {
     /// OBX-11 alone. The official ANS ORU examples use `SC`; the PFI volet table only lists
     /// NW/RO/CA.
     pub accept_orc_status_changed: bool,
+    /// Largest CDA normalize builds or passes on, in bytes (`[limits] max_cda_bytes`).
+    /// Default 16 MiB, the MLLP gateway's default maximum frame: a document larger than
+    /// any message that can arrive is an amplification, not a report. Checked on an
+    /// estimate before a document is built, on the result after, and on a received CDA
+    /// once its base64 is decoded (`cda.too_large`).
+    pub max_cda_bytes: usize,
+    /// Most CDA entries in one document (`[limits] max_entries`): results, comments and
+    /// dispensed items of a generated document, `entry` elements of a received one.
+    /// Default 5,000: a large lab report (full panel with antibiograms) has a few hundred
+    /// results; 5,000 is ten times that, and at ~1.2 KB of XML per result keeps the
+    /// structured part of a document well under `max_cda_bytes` (`cda.too_large`).
+    pub max_entries: usize,
 }
 
 impl Default for Config {
@@ -52,6 +67,8 @@ impl Default for Config {
             max_segment_bytes: r.max_segment_bytes,
             max_field_bytes: r.max_field_bytes,
             accept_orc_status_changed: true,
+            max_cda_bytes: 16 << 20,
+            max_entries: 5_000,
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn check_drug_code(code: &str) -> Result<DrugCodeKind, Reject> {
 }
 
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
+    super::limits::check_generated(msg, ctx.cfg)?;
     let d = report(ctx, msg)?;
     let entries = d
         .items
@@ -83,6 +84,7 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         .collect();
     let meta = generated_meta(ctx, &d.header, &PHARMACY_KIND, visibility(msg), 0);
     let cda = crate::cda::pharmacy::write(&d);
+    super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
         cda,
