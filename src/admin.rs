@@ -60,12 +60,15 @@ pub async fn create_topics(settings: &Settings) -> Result<Vec<(String, String)>>
     let admin = admin_client(settings)?;
     let t = &settings.topics;
     let retention = t.retention_ms.to_string();
+    // Records up to the configured document and message bounds (runtime::check_record_limits).
+    let max_bytes = runtime::topic_max_message_bytes(settings).to_string();
     let names = all_topics(settings);
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| {
             NewTopic::new(n, t.partitions, TopicReplication::Fixed(t.replication))
                 .set("retention.ms", &retention)
+                .set("max.message.bytes", &max_bytes)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -64,6 +64,13 @@ pub struct Limits {
     pub producer_queue_kbytes: usize,
     /// Largest HL7 message accepted by normalize.
     pub max_message_bytes: usize,
+    /// Largest CDA document normalize builds (checked before building): a message that
+    /// would make a larger one is dead-lettered `cda.too_large`. Also sizes the records of
+    /// the stages, hence the topics' `max.message.bytes` (see `runtime::check_record_limits`).
+    pub max_cda_bytes: usize,
+    /// Most entries (results, lines, observations) one document may carry; over it the
+    /// message is dead-lettered `cda.too_large`.
+    pub max_entries: usize,
     /// Upper bound for a graceful shutdown.
     pub shutdown_timeout_ms: u64,
     /// Store consumers one `run` process starts in the store group (each owns some of the
@@ -129,6 +136,8 @@ impl Default for Limits {
             consumer_queue_kbytes: 16 << 10,
             producer_queue_kbytes: 64 << 10,
             max_message_bytes: 16 << 20,
+            max_cda_bytes: 16 << 20,
+            max_entries: 10_000,
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
             normalize_consumers: 1,

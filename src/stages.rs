@@ -61,6 +61,34 @@ pub async fn run(
             std::iter::repeat_n((s, db), instances)
         })
         .collect();
+    // Every record a stage writes must fit the producer's and the topics' size limits; an
+    // inconsistent set refuses to start here rather than failing on the first big document.
+    let mut outputs: Vec<&str> = Vec::new();
+    for (stage, _) in &running {
+        let t = &settings.topics;
+        match stage {
+            StageName::Normalize => outputs.extend([t.documents.as_str(), t.dlq.as_str()]),
+            StageName::Route => {
+                outputs.extend([t.routed.as_str(), t.quarantine.as_str(), t.dlq.as_str()])
+            }
+            _ => outputs.push(t.dlq.as_str()),
+        }
+    }
+    outputs.sort_unstable();
+    outputs.dedup();
+    let limits = runtime::check_record_limits(
+        &settings,
+        &outputs,
+        runtime::stage_largest_payload(&settings),
+        "the larger of limits.max_cda_bytes and limits.max_message_bytes",
+        &shutdown,
+    )
+    .await?;
+    let settings = {
+        let mut s = (*settings).clone();
+        limits.apply(&mut s);
+        std::sync::Arc::new(s)
+    };
     let checks = HealthChecks::new(running.len());
     let needs_db = running.iter().any(|(_, db)| *db);
     let mut tasks = tokio::task::JoinSet::new();
