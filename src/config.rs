@@ -136,8 +136,9 @@ impl Default for Limits {
             consumer_queue_kbytes: 16 << 10,
             producer_queue_kbytes: 64 << 10,
             max_message_bytes: 16 << 20,
-            max_cda_bytes: 16 << 20,
-            max_entries: 10_000,
+            // normalize's own defaults, so the library and the service agree.
+            max_cda_bytes: dmpflow_normalize::Config::default().max_cda_bytes,
+            max_entries: dmpflow_normalize::Config::default().max_entries,
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
             normalize_consumers: 1,

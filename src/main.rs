@@ -149,6 +149,10 @@ async fn main() -> std::process::ExitCode {
     init_tracing(cli.log_format);
     match real_main(cli).await {
         Ok(code) => code,
+        // Logged once already, at error level, by the stage runtime.
+        Err(e) if e.downcast_ref::<stages::StageFailed>().is_some() => {
+            std::process::ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
@@ -176,11 +180,14 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             }
             let shutdown = shutdown_token();
             let health = metrics::Health::default();
+            // The endpoint outlives the stages: after a stage failure it keeps answering
+            // "not ready" for a moment before the process exits (see below).
+            let server_stop = CancellationToken::new();
             let server = {
                 let (addr, h, t) = (
                     settings.metrics_addr.clone(),
                     health.clone(),
-                    shutdown.clone(),
+                    server_stop.clone(),
                 );
                 tokio::spawn(async move {
                     if let Err(e) = metrics::serve(&addr, h, t).await {
@@ -198,6 +205,11 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             };
             shutdown.cancel();
+            if result.is_err() {
+                // A probe polling /health/ready sees the failure before the process is gone.
+                tokio::time::sleep(runtime::HealthChecks::INTERVAL).await;
+            }
+            server_stop.cancel();
             let _ = server.await;
             result.map(|_| ExitCode::SUCCESS)
         }

@@ -317,15 +317,24 @@ pub fn metrics() -> &'static Metrics {
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    /// Set once a stage met an error it cannot get past: not ready for good, whatever the
+    /// periodic checks find afterwards (the process is on its way out).
+    failed: Arc<AtomicBool>,
 }
 
 impl Health {
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        let ready = ready && !self.failed.load(Ordering::SeqCst);
+        self.ready.store(ready, Ordering::SeqCst);
         metrics().ready.set(ready as i64);
     }
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst)
+    }
+    /// Not ready from now on: a stage cannot continue and the process is exiting.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.set_ready(false);
     }
 }
 
@@ -375,6 +384,18 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_process_stays_not_ready() {
+        let h = Health::default();
+        h.set_ready(true);
+        assert!(h.is_ready());
+        h.fail();
+        assert!(!h.is_ready());
+        // The periodic checks may still find the broker and the database fine.
+        h.set_ready(true);
+        assert!(!h.is_ready());
+    }
 
     #[test]
     fn counters_appear_in_the_exposition_with_their_labels() {

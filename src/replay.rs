@@ -176,6 +176,24 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
     );
 
     let shutdown = crate::shutdown_token();
+    // The producer needs the same record size limit as the live stage it stands in for.
+    let t = &settings.topics;
+    let outputs: Vec<&str> = match stage {
+        ReplayStage::Normalize => vec![&t.documents, &t.dlq],
+        ReplayStage::Route => vec![&t.routed, &t.quarantine, &t.dlq],
+        ReplayStage::Store => vec![&t.dlq],
+    };
+    let limits = runtime::check_record_limits(
+        settings,
+        &outputs,
+        runtime::stage_largest_payload(settings),
+        "the larger of limits.max_cda_bytes and limits.max_message_bytes",
+        &shutdown,
+    )
+    .await?;
+    let mut sized = settings.clone();
+    limits.apply(&mut sized);
+    let settings = &sized;
     let producer = runtime::stage_producer(settings)?;
     let store = match stage {
         ReplayStage::Normalize => None,
@@ -246,17 +264,35 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
         replayed += window_batch.len();
         let tally = match stage {
             ReplayStage::Normalize => {
-                let (outputs, tally) = stages::normalize_batch(settings, &ncfg, &window_batch)?;
-                runtime::produce_all(&producer, &outputs, "normalize", &shutdown).await?;
-                tally
+                let produced = stages::normalize_batch(settings, &ncfg, &window_batch)?;
+                let durable = stages::produce_batch(
+                    settings,
+                    &producer,
+                    &window_batch,
+                    &produced,
+                    "normalize",
+                    &shutdown,
+                )
+                .await?;
+                anyhow::ensure!(durable, "interrupted before the outputs were acknowledged");
+                produced.tally
             }
             ReplayStage::Route => {
                 let store = store.as_ref().expect("connected above");
-                let (outputs, tally) =
+                let produced =
                     stages::route_batch(settings, store, &rcfg, &window_batch, &shutdown, None)
                         .await?;
-                runtime::produce_all(&producer, &outputs, "route", &shutdown).await?;
-                tally
+                let durable = stages::produce_batch(
+                    settings,
+                    &producer,
+                    &window_batch,
+                    &produced,
+                    "route",
+                    &shutdown,
+                )
+                .await?;
+                anyhow::ensure!(durable, "interrupted before the outputs were acknowledged");
+                produced.tally
             }
             ReplayStage::Store => {
                 let store = store.as_ref().expect("connected above");

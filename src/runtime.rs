@@ -20,7 +20,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -381,16 +381,81 @@ pub struct Output {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// Sends every output and waits for every acknowledgement. A failed send is retried with
-/// backoff (the idempotent producer makes a retry safe); this returns only when all are
-/// durable, or with an error when shutdown is requested first.
+/// An output the producer or the broker refused as larger than its limit: permanent,
+/// retrying cannot help, so the caller dead-letters its input instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// Index of the output in the slice given to [`produce_outputs`].
+    pub index: usize,
+    /// The refusal, as the Kafka client words it (coordinates only, no payload).
+    pub error: String,
+}
+
+/// How a [`produce_outputs`] call ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Every output is acknowledged, except those refused as too large.
+    Durable { too_large: Vec<TooLarge> },
+    /// Shutdown was requested before every output was acknowledged: do not commit.
+    Interrupted,
+}
+
+/// A send error retrying cannot fix and that is not about one record: the process must
+/// stop (a fenced or fatally failed idempotent producer, a missing authorization).
+fn permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
+}
+
+/// A record over the producer's `message.max.bytes` (refused at enqueue) or over the topic's
+/// `max.message.bytes` (refused by the broker).
+fn too_large(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+    )
+}
+
+/// Sends every output and waits for every acknowledgement, as [`produce_outputs`] does,
+/// for callers that have nowhere to dead-letter to (the `load` tool, `replay`): a record
+/// too large or a shutdown first is an error.
 pub async fn produce_all(
     producer: &FutureProducer,
     outputs: &[Output],
     stage: &'static str,
     shutdown: &CancellationToken,
 ) -> Result<()> {
+    match produce_outputs(producer, outputs, stage, shutdown).await? {
+        Delivery::Durable { too_large } => match too_large.first() {
+            None => Ok(()),
+            Some(t) => anyhow::bail!(
+                "a record of {} bytes for {} was refused as too large: {}",
+                outputs[t.index].payload.len(),
+                outputs[t.index].topic,
+                t.error
+            ),
+        },
+        Delivery::Interrupted => anyhow::bail!("shutdown before every output was acknowledged"),
+    }
+}
+
+/// Sends every output and waits for every acknowledgement. A failed send is retried with
+/// backoff (the idempotent producer makes a retry safe) until all are durable, except:
+/// a record refused as too large is reported in [`Delivery::Durable`] (never retried), a
+/// shutdown first gives [`Delivery::Interrupted`], and an error that is not about one
+/// record and that retrying cannot fix (fatal producer, authorization) is an `Err`.
+pub async fn produce_outputs(
+    producer: &FutureProducer,
+    outputs: &[Output],
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<Delivery> {
     let mut pending: Vec<usize> = (0..outputs.len()).collect();
+    let mut refused: Vec<TooLarge> = Vec::new();
     let mut backoff = Duration::from_millis(100);
     loop {
         // Enqueue everything first (many sends in flight), then await the acknowledgements.
@@ -421,6 +486,13 @@ pub async fn produce_all(
                         record = r;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
+                    Err((e, _)) if e.rdkafka_error_code().is_some_and(too_large) => {
+                        refused.push(TooLarge {
+                            index: i,
+                            error: e.to_string(),
+                        });
+                        break;
+                    }
                     Err((e, _)) => {
                         anyhow::bail!("cannot enqueue a message for {}: {e}", out.topic);
                     }
@@ -431,15 +503,28 @@ pub async fn produce_all(
         for (i, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    warn!(stage, error = %e, topic = %outputs[i].topic, "produce failed; will retry");
-                    failed.push(i);
-                }
+                Ok(Err((e, _))) => match e.rdkafka_error_code() {
+                    Some(code) if too_large(code) => refused.push(TooLarge {
+                        index: i,
+                        error: e.to_string(),
+                    }),
+                    Some(code) if permanent(code) => {
+                        anyhow::bail!("producing to {}: {e}", outputs[i].topic)
+                    }
+                    _ => {
+                        warn!(stage, error = %e, topic = %outputs[i].topic, "produce failed; will retry");
+                        failed.push(i);
+                    }
+                },
                 Err(_) => failed.push(i),
             }
         }
+        if let Some((code, why)) = producer.client().fatal_error() {
+            anyhow::bail!("the Kafka producer failed fatally ({code:?}): {why}");
+        }
         if failed.is_empty() {
-            return Ok(());
+            refused.sort_by_key(|t| t.index);
+            return Ok(Delivery::Durable { too_large: refused });
         }
         metrics()
             .retries
@@ -448,7 +533,10 @@ pub async fn produce_all(
         pending = failed;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => anyhow::bail!("shutdown while {} outputs were not acknowledged", pending.len()),
+            _ = shutdown.cancelled() => {
+                warn!(stage, pending = pending.len(), "shutdown while outputs were not acknowledged");
+                return Ok(Delivery::Interrupted);
+            }
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
@@ -475,6 +563,7 @@ pub async fn next_batch(
             batch.push(m.detach());
         }
         Err(e) => {
+            fatal_consumer(consumer)?;
             warn!(error = %e, "consumer error");
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(batch);
@@ -492,6 +581,7 @@ pub async fn next_batch(
                 batch.push(m.detach());
             }
             Ok(Err(e)) => {
+                fatal_consumer(consumer)?;
                 warn!(error = %e, "consumer error");
                 break;
             }
@@ -499,6 +589,15 @@ pub async fn next_batch(
         }
     }
     Ok(batch)
+}
+
+/// A consumer error is logged and the stage goes on (the client reconnects by itself),
+/// unless the client failed fatally: then no later poll can succeed and the stage must stop.
+fn fatal_consumer(consumer: &StageConsumer) -> Result<()> {
+    match consumer.client().fatal_error() {
+        Some((code, why)) => anyhow::bail!("the Kafka consumer failed fatally ({code:?}): {why}"),
+        None => Ok(()),
+    }
 }
 
 /// The next offset to commit per (topic, partition): highest handled offset + 1.

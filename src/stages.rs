@@ -36,6 +36,18 @@ pub enum StageName {
     Store,
 }
 
+impl StageName {
+    /// The name logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::All => "all",
+            StageName::Normalize => "normalize",
+            StageName::Route => "route",
+            StageName::Store => "store",
+        }
+    }
+}
+
 /// Runs the chosen stage(s) until shutdown.
 pub async fn run(
     which: StageName,
@@ -101,37 +113,74 @@ pub async fn run(
             shared.clone(),
         );
         tasks.spawn(async move {
-            match stage {
+            let result = match stage {
                 StageName::Normalize => run_normalize(&s, &c, &t).await,
                 StageName::Route => run_route(&s, &c, &t, &db).await,
                 _ => run_store(&s, &c, &t, &db).await,
-            }
+            };
+            // A stage loop only ends on shutdown: one that returns while nobody asked it to
+            // stop would leave its partitions unread behind a live process.
+            let result = match result {
+                Ok(()) if !t.is_cancelled() => Err(anyhow::anyhow!("the stage stopped by itself")),
+                other => other,
+            };
+            (stage, result)
         });
     }
     // Readiness follows the broker, the database and the assignments, re-checked
     // periodically (not set once at start).
     let checker =
         tokio::spawn(checks.run(settings.clone(), needs_db, health.clone(), shutdown.clone()));
-    let mut result = Ok(());
+    let mut failure: Option<StageFailed> = None;
     while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                error!(error = %format!("{e:#}"), "stage failed");
-                shutdown.cancel();
-                result = Err(e);
-            }
-            Err(e) => {
-                shutdown.cancel();
-                result = Err(e.into());
-            }
+        let (stage, error) = match done {
+            Ok((_, Ok(()))) => continue,
+            Ok((stage, Err(e))) => (stage, format!("{e:#}")),
+            Err(e) => (
+                StageName::All,
+                format!("a stage task panicked or was aborted: {e}"),
+            ),
+        };
+        if failure.is_none() {
+            // Not ready first, then one clear line, then the others stop. Errors name
+            // topics, codes and operations, never message content (StoreError, KafkaError).
+            health.fail();
+            error!(stage = stage.as_str(), error = %error, "stage cannot continue: the process exits");
+            failure = Some(StageFailed { stage, error });
+            shutdown.cancel();
+        } else {
+            warn!(stage = stage.as_str(), error = %error, "stage stopped with an error");
         }
     }
     shutdown.cancel();
     let _ = checker.await;
     health.set_ready(false);
-    result
+    match failure {
+        Some(f) => Err(f.into()),
+        None => Ok(()),
+    }
 }
+
+/// A stage met an error it cannot get past; the process exits non-zero. Already logged
+/// (once, at error level) when returned.
+#[derive(Debug)]
+pub struct StageFailed {
+    pub stage: StageName,
+    pub error: String,
+}
+
+impl std::fmt::Display for StageFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} cannot continue: {}",
+            self.stage.as_str(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for StageFailed {}
 
 /// How often each stage samples its consumer lag into the metrics.
 const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -192,7 +241,26 @@ pub fn record_tally(stage: &'static str, tally: Tally) {
 pub fn normalize_config(settings: &Settings) -> dmpflow_normalize::Config {
     dmpflow_normalize::Config {
         max_message_bytes: settings.limits.max_message_bytes,
+        max_cda_bytes: settings.limits.max_cda_bytes,
+        max_entries: settings.limits.max_entries,
         ..Default::default()
+    }
+}
+
+/// What one batch of a stage produces: the outputs, for each the index in the batch of
+/// the input it comes from (to dead-letter that input if the output can never be written),
+/// and the tally.
+#[derive(Default)]
+pub struct Produced {
+    pub outputs: Vec<Output>,
+    pub origins: Vec<usize>,
+    pub tally: Tally,
+}
+
+impl Produced {
+    fn push(&mut self, origin: usize, output: Output) {
+        self.outputs.push(output);
+        self.origins.push(origin);
     }
 }
 
@@ -202,11 +270,10 @@ pub fn normalize_batch(
     settings: &Settings,
     cfg: &dmpflow_normalize::Config,
     batch: &[OwnedMessage],
-) -> Result<(Vec<Output>, Tally)> {
+) -> Result<Produced> {
     const STAGE: &str = "normalize";
-    let mut outputs = Vec::with_capacity(batch.len());
-    let mut tally: Tally = Vec::new();
-    for m in batch {
+    let mut out = Produced::default();
+    for (origin, m) in batch.iter().enumerate() {
         let Some(feed) = settings.topics.feed_of(m.topic()) else {
             continue;
         };
@@ -221,17 +288,20 @@ pub fn normalize_batch(
                         d.cda = String::new();
                     }
                     let payload = wire::encode(&item);
-                    outputs.push(Output {
-                        topic: settings.topics.documents.clone(),
-                        key: Some(pipeline::patient_key(&item).to_string()),
-                        payload,
-                        headers: carried_headers(m, feed.as_str()),
-                    });
+                    out.push(
+                        origin,
+                        Output {
+                            topic: settings.topics.documents.clone(),
+                            key: Some(pipeline::patient_key(&item).to_string()),
+                            payload,
+                            headers: carried_headers(m, feed.as_str()),
+                        },
+                    );
                     let outcome = match item {
                         Normalized::Document(_) => "document",
                         Normalized::Patient(_) => "patient",
                     };
-                    tally.push((feed.as_str().into(), outcome, None));
+                    out.tally.push((feed.as_str().into(), outcome, None));
                 }
             }
             Err(reject) => {
@@ -240,12 +310,15 @@ pub fn normalize_batch(
                 if !headers.iter().any(|(k, _)| *k == h::FEED) {
                     headers.push((h::FEED, feed.as_str().into()));
                 }
-                outputs.push(Output {
-                    topic: settings.topics.dlq.clone(),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    payload: raw.to_vec(),
-                    headers,
-                });
+                out.push(
+                    origin,
+                    Output {
+                        topic: settings.topics.dlq.clone(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: raw.to_vec(),
+                        headers,
+                    },
+                );
                 warn!(
                     stage = STAGE,
                     topic = m.topic(),
@@ -254,7 +327,7 @@ pub fn normalize_batch(
                     reason = reject.reason.as_str(),
                     "dead-lettered"
                 );
-                tally.push((
+                out.tally.push((
                     feed.as_str().into(),
                     "dead_lettered",
                     Some(reject.reason.as_str().into()),
@@ -262,7 +335,87 @@ pub fn normalize_batch(
             }
         }
     }
-    Ok((outputs, tally))
+    Ok(out)
+}
+
+/// Makes a batch's outputs durable. An output the producer or its topic refuses as too
+/// large can never be written: its input is dead-lettered once instead (`kafka.record.too_large`;
+/// the dead letter carries the input, which fitted its own topic), and the batch goes on.
+/// `Ok(false)`: shutdown before everything was acknowledged (do not commit). `Err`: an
+/// error the stage cannot get past (fatal producer, a dead letter itself refused).
+pub async fn produce_batch(
+    settings: &Settings,
+    producer: &FutureProducer,
+    batch: &[OwnedMessage],
+    produced: &Produced,
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    let too_large =
+        match runtime::produce_outputs(producer, &produced.outputs, stage, shutdown).await? {
+            runtime::Delivery::Interrupted => return Ok(false),
+            runtime::Delivery::Durable { too_large } => too_large,
+        };
+    if too_large.is_empty() {
+        return Ok(true);
+    }
+    let mut inputs: BTreeMap<usize, String> = BTreeMap::new();
+    for t in &too_large {
+        let out = &produced.outputs[t.index];
+        inputs.entry(produced.origins[t.index]).or_insert_with(|| {
+            format!(
+                "output record of {} bytes for topic {} refused: {}",
+                out.payload.len(),
+                out.topic,
+                t.error
+            )
+        });
+    }
+    let dead: Vec<Output> = inputs
+        .iter()
+        .map(|(&i, why)| {
+            let m = &batch[i];
+            let feed = runtime::header(m, h::FEED)
+                .or_else(|| {
+                    settings
+                        .topics
+                        .feed_of(m.topic())
+                        .map(|f| f.as_str().into())
+                })
+                .unwrap_or_else(|| "unknown".into());
+            metrics().message(stage, &feed, "dead_lettered");
+            metrics().reject(stage, Reason::RecordTooLarge.as_str());
+            let mut o = dead_letter(settings, m, stage, Reason::RecordTooLarge, why);
+            if !o.headers.iter().any(|(k, _)| *k == h::FEED) {
+                o.headers.push((h::FEED, feed));
+            }
+            o
+        })
+        .collect();
+    produce_dead_letters(producer, &dead, stage, shutdown).await
+}
+
+/// Produces dead letters. One refused as too large cannot go anywhere: the stage stops
+/// rather than commit past a message it could not keep.
+async fn produce_dead_letters(
+    producer: &FutureProducer,
+    dead: &[Output],
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    match runtime::produce_outputs(producer, dead, stage, shutdown).await? {
+        runtime::Delivery::Interrupted => Ok(false),
+        runtime::Delivery::Durable { too_large } => match too_large.first() {
+            None => Ok(true),
+            Some(t) => anyhow::bail!(
+                "a dead letter of {} bytes for {} was refused as too large ({}): raise the \
+                 topic's max.message.bytes to at least its input topic's",
+                dead[t.index].payload.len(),
+                dead[t.index].topic,
+                t.error
+            ),
+        },
+    }
 }
 
 async fn run_normalize(
@@ -289,16 +442,16 @@ async fn run_normalize(
         // stolen by the other worker meanwhile. (`block_in_place` was tried: it hands the
         // worker to another thread at every call; measured peak RSS over a backlog and a
         // 2k msg/s overload: 463 MB with it, 358 MB without, same throughput.)
-        let (outputs, tally) = normalize_batch(settings, &cfg, &batch)?;
-        if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
+        let produced = normalize_batch(settings, &cfg, &batch)?;
+        if !produce_batch(settings, &producer, &batch, &produced, STAGE, shutdown).await? {
             // Shutdown before the outputs were acknowledged: do not commit; they come back.
-            warn!(stage = STAGE, error = %e, "batch not committed");
+            warn!(stage = STAGE, "batch not committed");
             break;
         }
         let offsets = runtime::next_offsets(&batch);
         runtime::commit(&consumer, &offsets, CommitMode::Async);
         committed.extend(offsets);
-        record_tally(STAGE, tally);
+        record_tally(STAGE, produced.tally);
         observe_batch(STAGE, started, batch.len());
     }
     finish(&consumer, STAGE, &committed);
@@ -451,10 +604,9 @@ pub async fn route_batch(
     batch: &[OwnedMessage],
     shutdown: &CancellationToken,
     keepalive: Option<&StageConsumer>,
-) -> Result<(Vec<Output>, Tally)> {
+) -> Result<Produced> {
     const STAGE: &str = "route";
-    let mut outputs = Vec::with_capacity(batch.len());
-    let mut tally: Tally = Vec::new();
+    let mut out = Produced::default();
     // Route reads the heads only; the CDA bytes go to the output untouched.
     let items: Vec<_> = batch
         .iter()
@@ -477,19 +629,16 @@ pub async fn route_batch(
         })
         .await?;
     }
-    for (m, split) in batch.iter().zip(items) {
+    for (origin, (m, split)) in batch.iter().zip(items).enumerate() {
         let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
         let (item, cda) = match split {
             Ok(split) => split,
             Err(e) => {
-                outputs.push(dead_letter(
-                    settings,
-                    m,
-                    STAGE,
-                    Reason::PayloadInvalid,
-                    &e.to_string(),
-                ));
-                tally.push((
+                out.push(
+                    origin,
+                    dead_letter(settings, m, STAGE, Reason::PayloadInvalid, &e.to_string()),
+                );
+                out.tally.push((
                     feed,
                     "dead_lettered",
                     Some(Reason::PayloadInvalid.as_str().into()),
@@ -503,15 +652,18 @@ pub async fn route_batch(
         .await?;
         match routed {
             Routed::Document(doc) => {
-                outputs.push(Output {
-                    topic: settings.topics.routed.clone(),
-                    key: Some(pipeline::patient_key(&doc).to_string()),
-                    payload: wire::join(&doc, cda),
-                    headers: carried_headers(m, &feed),
-                });
-                tally.push((feed, "routed", None));
+                out.push(
+                    origin,
+                    Output {
+                        topic: settings.topics.routed.clone(),
+                        key: Some(pipeline::patient_key(&doc).to_string()),
+                        payload: wire::join(&doc, cda),
+                        headers: carried_headers(m, &feed),
+                    },
+                );
+                out.tally.push((feed, "routed", None));
             }
-            Routed::PatientApplied => tally.push((feed, "patient", None)),
+            Routed::PatientApplied => out.tally.push((feed, "patient", None)),
             Routed::Quarantine(mut q) => {
                 // A packed CDA stays packed (its bytes after the case's head); raw XML from a
                 // producer outside the pipeline goes inline, as `split` checked it is UTF-8.
@@ -524,17 +676,21 @@ pub async fn route_batch(
                 let mut headers = carried_headers(m, &feed);
                 headers.push((h::REASON, q.reason.clone()));
                 headers.push((h::STAGE, STAGE.into()));
-                tally.push((feed_label(&q.item), "quarantined", Some(q.reason.clone())));
-                outputs.push(Output {
-                    topic: settings.topics.quarantine.clone(),
-                    key: Some(pipeline::patient_key(&q.item).to_string()),
-                    payload: wire::encode_quarantined(&q, cda),
-                    headers,
-                });
+                out.tally
+                    .push((feed_label(&q.item), "quarantined", Some(q.reason.clone())));
+                out.push(
+                    origin,
+                    Output {
+                        topic: settings.topics.quarantine.clone(),
+                        key: Some(pipeline::patient_key(&q.item).to_string()),
+                        payload: wire::encode_quarantined(&q, cda),
+                        headers,
+                    },
+                );
             }
         }
     }
-    Ok((outputs, tally))
+    Ok(out)
 }
 
 /// Cases re-routed per sweep at most: a flood of waiting cases is worked off over several
@@ -634,16 +790,21 @@ async fn run_route(
         }
         let started = Instant::now();
         set_in_flight(STAGE, batch.len());
-        let (outputs, tally) =
-            route_batch(settings, &store, &cfg, &batch, shutdown, Some(&consumer)).await?;
-        if let Err(e) = runtime::produce_all(&producer, &outputs, STAGE, shutdown).await {
-            warn!(stage = STAGE, error = %e, "batch not committed");
+        let produced =
+            match route_batch(settings, &store, &cfg, &batch, shutdown, Some(&consumer)).await {
+                Ok(p) => p,
+                // Shutdown while the database was unavailable: nothing to commit.
+                Err(_) if shutdown.is_cancelled() => break,
+                Err(e) => return Err(e),
+            };
+        if !produce_batch(settings, &producer, &batch, &produced, STAGE, shutdown).await? {
+            warn!(stage = STAGE, "batch not committed");
             break;
         }
         let offsets = runtime::next_offsets(&batch);
         runtime::commit(&consumer, &offsets, CommitMode::Async);
         committed.extend(offsets);
-        record_tally(STAGE, tally);
+        record_tally(STAGE, produced.tally);
         observe_batch(STAGE, started, batch.len());
     }
     finish(&consumer, STAGE, &committed);
@@ -797,7 +958,7 @@ async fn run_store(
     let mut db_offsets: HashMap<(String, i32), i64> = HashMap::new();
     let mut committed = BTreeMap::new();
     info!(stage = STAGE, "started");
-    while !shutdown.is_cancelled() {
+    'batches: while !shutdown.is_cancelled() {
         let batch = runtime::next_batch(&consumer, settings, shutdown).await?;
         if batch.is_empty() {
             continue;
@@ -813,8 +974,13 @@ async fn run_store(
             });
             if needs_load {
                 let rows =
-                    with_db_retry(STAGE, shutdown, || store.committed_offsets(&group, topic))
-                        .await?;
+                    match with_db_retry(STAGE, shutdown, || store.committed_offsets(&group, topic))
+                        .await
+                    {
+                        Ok(rows) => rows,
+                        Err(_) if shutdown.is_cancelled() => break 'batches,
+                        Err(e) => return Err(e),
+                    };
                 for (p, next) in rows {
                     db_offsets.insert((topic.clone(), p), next);
                 }
@@ -834,8 +1000,8 @@ async fn run_store(
             m.offset() < stored_next
         });
         // Dead letters first: the DB commit below records the offsets past them.
-        if let Err(e) = runtime::produce_all(&producer, &decoded.dlq, STAGE, shutdown).await {
-            warn!(stage = STAGE, error = %e, "batch not committed");
+        if !produce_dead_letters(&producer, &decoded.dlq, STAGE, shutdown).await? {
+            warn!(stage = STAGE, "batch not committed");
             break;
         }
         let commits: Vec<OffsetCommit> = offsets
@@ -851,10 +1017,14 @@ async fn run_store(
         let outcomes =
             match store_write(&store, &decoded.items, &commits, shutdown, Some(&consumer)).await {
                 Ok(o) => o,
-                Err(e) => {
+                Err(e) if shutdown.is_cancelled() => {
                     warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
                     break;
                 }
+                // A permanent database error (a value the database refuses, a schema that
+                // does not match): retrying the same batch cannot help, and skipping it
+                // would lose documents. The process stops, loudly.
+                Err(e) => return Err(e.context("writing a batch to the database")),
             };
         let m = metrics();
         m.store_commit_seconds
