@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use dmpflow_normalize as normalize;
 use dmpflow_route::{self as route, Decision, RouteConfig};
+use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
     Feed, Normalized, PatientChange, PatientRecord, PatientUpdate, Quarantined, Reject, SourceRef,
 };
@@ -79,18 +80,41 @@ pub async fn route_item(
     cache: &RegistryCache,
 ) -> Result<Routed, StoreError> {
     match item {
-        Normalized::Patient(update) => match route::check_patient_update(&update, cfg) {
-            Err((reason, detail)) => Ok(Routed::Quarantine(Quarantined {
+        Normalized::Patient(update) => {
+            // A merge or identifier change joins two registry entries: route checks that
+            // neither holds another person (identity collision) before anything is written.
+            let (target, retired) = match route::retired_ins(&update) {
+                None => (None, None),
+                Some((old_ins, _)) => (
+                    cache.get_patient(store, &update.patient.ins).await?,
+                    cache.get_patient(store, old_ins).await?,
+                ),
+            };
+            let checked =
+                route::check_patient_update(&update, cfg, target.as_ref(), retired.as_ref());
+            let refused = match checked {
+                Err(refused) => refused,
+                Ok(()) => match apply_update(store, &update).await {
+                    Ok(()) => {
+                        cache.forget(&update);
+                        return Ok(Routed::PatientApplied);
+                    }
+                    // The store's own guard saw what route did not (the registry changed
+                    // between the lookup and the write): nothing was written.
+                    Err(StoreError::IdentityCollision(detail)) => {
+                        cache.forget(&update);
+                        (Reason::IdentityCollision, detail.to_string())
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let (reason, detail) = refused;
+            Ok(Routed::Quarantine(Quarantined {
                 reason: reason.as_str().to_string(),
                 detail,
                 item: Normalized::Patient(update),
-            })),
-            Ok(()) => {
-                apply_update(store, &update).await?;
-                cache.forget(&update);
-                Ok(Routed::PatientApplied)
-            }
-        },
+            }))
+        }
         Normalized::Document(mut doc) => {
             let chain = registry_chain(store, &doc.meta.patient.ins, cache).await?;
             match route::route_document(&doc.meta, &chain, cfg) {
@@ -259,3 +283,6 @@ pub async fn release_case(
         Routed::Document(Normalized::Patient(_)) => unreachable!("route yields documents only"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -48,6 +48,12 @@ pub enum StoreError {
     /// count the header; messages name columns, never values.
     #[error("patient CSV rejected: {}", summarize(.0))]
     Csv(Vec<CsvLineError>),
+    /// An A40 merge or A47 identifier change would take over a registry entry that holds
+    /// another person's identity (`dmpflow_route::update`); nothing of the batch was
+    /// written. The detail says which entry and which traits differ, never a value or an
+    /// INS. Permanent: the caller quarantines the update (`identity.collision`).
+    #[error("identity collision: {0}")]
+    IdentityCollision(String),
     /// Reading the CSV input failed.
     #[error("reading patient CSV: {0}")]
     Io(#[from] std::io::Error),

@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 
+use dmpflow_route::{self as route, RouteConfig};
+use dmpflow_schemas::dates::is_iso_date;
+use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{PatientChange, PatientRecord, PatientUpdate};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -20,18 +23,19 @@ pub const CSV_HEADER: &str =
     "ins,ins_oid,birth_name,first_names,birth_date,sex,birth_place,identity_status,feeding_opposed";
 
 const STATUSES: [&str; 4] = ["QUAL", "VALI", "RECUP", "PROV"];
-const INS_OIDS: [&str; 4] = [
-    "1.2.250.1.213.1.4.8",
-    "1.2.250.1.213.1.4.9",
-    "1.2.250.1.213.1.4.10",
-    "1.2.250.1.213.1.4.11",
-];
+/// Statuses that need the traits they vouch for: a record without them is kept PROV.
+const TRAIT_BACKED: [&str; 3] = ["QUAL", "VALI", "RECUP"];
 const IMPORT_CHUNK: usize = 500;
 /// Stop collecting errors after this many: the file needs fixing anyway.
 const MAX_CSV_ERRORS: usize = 1000;
 
-/// The registry status to keep from PID-32 values: the strongest one present.
+/// The registry status to keep from PID-32 values: a disqualifying one (FICTI, DOUTE,
+/// PROV, route's rule) wherever it stands, else the strongest one present, else the first.
+/// So "VALI~FICTI" never makes a record qualified.
 fn registry_status(values: &[String]) -> Option<&str> {
+    if let Some(d) = route::status::disqualifying(values) {
+        return Some(d);
+    }
     STATUSES
         .iter()
         .find(|s| values.iter().any(|v| v == *s))
@@ -39,7 +43,90 @@ fn registry_status(values: &[String]) -> Option<&str> {
         .or_else(|| values.first().map(String::as_str))
 }
 
+/// The strict traits of an update as the registry stores them: trimmed, empty first
+/// names dropped, an empty sex as U. Empty (or U, for the sex) means "not stated".
+struct Traits {
+    birth_name: String,
+    first_names: String,
+    birth_date: String,
+    sex: String,
+    birth_place: Option<String>,
+}
+
+const NO_FIRST_NAMES: &str = "[]";
+
+impl Traits {
+    fn of(p: &dmpflow_schemas::PatientIdentity) -> Traits {
+        let names: Vec<&str> = p
+            .first_names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let sex = p.sex.trim();
+        Traits {
+            birth_name: p.birth_name.trim().to_string(),
+            first_names: serde_json::to_string(&names).expect("strings serialise"),
+            birth_date: p.birth_date.trim().to_string(),
+            sex: if sex.is_empty() { "U" } else { sex }.to_string(),
+            birth_place: p
+                .birth_place
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        !self.birth_name.is_empty()
+            && self.first_names != NO_FIRST_NAMES
+            && !self.birth_date.is_empty()
+    }
+}
+
+/// Refuses a merge or identifier change that would take over another person's registry
+/// entry: the defensive twin of route's check, run inside the write transaction on what
+/// the registry holds now, whoever calls the store.
+async fn guard_collision(tx: &mut Tx, u: &PatientUpdate, old_ins: &str) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx("patient update", e);
+    let rows = sqlx::query(
+        "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+         identity_status, feeding_opposed, merged_into FROM patients WHERE ins IN ($1, $2)",
+    )
+    .bind(u.patient.ins.as_str())
+    .bind(old_ins)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(err)?;
+    for row in &rows {
+        let rec = record_from_row(row).map_err(err)?;
+        let bad = route::other_identity(&u.patient, &rec);
+        if !bad.is_empty() {
+            let side = if rec.ins == u.patient.ins {
+                "the target INS"
+            } else {
+                "the retired INS"
+            };
+            let names: Vec<&str> = bad.iter().map(|t| t.as_str()).collect();
+            return Err(StoreError::IdentityCollision(format!(
+                "{side} holds another identity (differs: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Applies one identity update inside the batch transaction.
+///
+/// Fields the message does not state keep their registry value: an empty birth name,
+/// first-name list or birth date, an absent birth place, and a sex of U (HL7 "unknown",
+/// which is also what an empty PID-8 reads as: it never replaces a known M or F). A record
+/// left without birth name, first names or birth date is never stored with a status that
+/// vouches for traits (QUAL, VALI, RECUP): it is PROV. A merge or identifier change onto
+/// or from another person's entry is refused ([`StoreError::IdentityCollision`]) before
+/// anything is written.
 pub(crate) async fn apply_in_tx(
     tx: &mut Tx,
     u: &PatientUpdate,
@@ -47,28 +134,45 @@ pub(crate) async fn apply_in_tx(
 ) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx("patient update", e);
     let p = &u.patient;
-    let first_names = serde_json::to_string(&p.first_names).expect("strings serialise");
+    let retired = route::retired_ins(u)
+        .map(|(ins, oid)| (ins.to_string(), oid.to_string()))
+        .filter(|(ins, _)| *ins != p.ins);
+    if let Some((old_ins, _)) = &retired {
+        guard_collision(tx, u, old_ins).await?;
+    }
+    let t = Traits::of(p);
     let status = registry_status(&p.identity_status);
-    // Fields the message does not state keep their registry value on update.
+    let insert_status = match status {
+        Some(s) if t.complete() || !TRAIT_BACKED.contains(&s) => s,
+        _ => "PROV",
+    };
     sqlx::query(
         "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
          identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) \
-         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, birth_name = excluded.birth_name, \
-         first_names = excluded.first_names, birth_date = excluded.birth_date, sex = excluded.sex, \
-         birth_place = excluded.birth_place, \
-         identity_status = COALESCE($12, patients.identity_status), \
+         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, \
+         birth_name = CASE WHEN excluded.birth_name = '' THEN patients.birth_name ELSE excluded.birth_name END, \
+         first_names = CASE WHEN excluded.first_names = '[]' THEN patients.first_names ELSE excluded.first_names END, \
+         birth_date = CASE WHEN excluded.birth_date = '' THEN patients.birth_date ELSE excluded.birth_date END, \
+         sex = CASE WHEN excluded.sex = 'U' THEN patients.sex ELSE excluded.sex END, \
+         birth_place = COALESCE(excluded.birth_place, patients.birth_place), \
+         identity_status = CASE \
+           WHEN ((excluded.birth_name = '' AND patients.birth_name = '') \
+              OR (excluded.first_names = '[]' AND patients.first_names = '[]') \
+              OR (excluded.birth_date = '' AND patients.birth_date = '')) \
+             AND COALESCE($12, patients.identity_status) IN ('QUAL', 'VALI', 'RECUP') THEN 'PROV' \
+           ELSE COALESCE($12, patients.identity_status) END, \
          feeding_opposed = COALESCE($13, patients.feeding_opposed), \
          dmp_status = COALESCE($10, patients.dmp_status), updated_at = excluded.updated_at",
     )
     .bind(p.ins.as_str())
     .bind(p.ins_oid.as_str())
-    .bind(p.birth_name.as_str())
-    .bind(first_names.as_str())
-    .bind(p.birth_date.as_str())
-    .bind(p.sex.as_str())
-    .bind(p.birth_place.as_deref())
-    .bind(status.unwrap_or("PROV"))
+    .bind(t.birth_name.as_str())
+    .bind(t.first_names.as_str())
+    .bind(t.birth_date.as_str())
+    .bind(t.sex.as_str())
+    .bind(t.birth_place.as_deref())
+    .bind(insert_status)
     .bind(i16::from(u.feeding_opposed.unwrap_or(false)))
     .bind(u.dmp_status.as_deref())
     .bind(now)
@@ -78,14 +182,9 @@ pub(crate) async fn apply_in_tx(
     .await
     .map_err(err)?;
 
-    let (old_ins, old_oid) = match &u.change {
-        PatientChange::Upsert => return Ok(()),
-        PatientChange::Merge { from_ins, from_oid } => (from_ins, from_oid),
-        PatientChange::IdentifierChange { old_ins, old_oid } => (old_ins, old_oid),
-    };
-    if *old_ins == p.ins {
+    let Some((old_ins, old_oid)) = retired else {
         return Ok(());
-    }
+    };
     // The disappearing INS points to the survivor; a stub keeps the pointer when the
     // registry never knew the old INS (traits empty, status PROV: nothing to match on).
     sqlx::query(
@@ -395,23 +494,6 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    if !b
-        .iter()
-        .enumerate()
-        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    {
-        return false;
-    }
-    let month: u32 = s[5..7].parse().unwrap_or(0);
-    let day: u32 = s[8..10].parse().unwrap_or(0);
-    (1..=12).contains(&month) && (1..=31).contains(&day)
-}
-
 /// Validates one data line. Errors name the column and what was expected, never the value.
 pub(crate) fn parse_line(line: &str) -> Result<PatientRecord, String> {
     let f = split_csv(line)?;
@@ -420,15 +502,18 @@ pub(crate) fn parse_line(line: &str) -> Result<PatientRecord, String> {
     }
     let f: Vec<&str> = f.iter().map(|s| s.trim()).collect();
     let ins = f[0];
-    if ins.len() != 15
-        || !ins
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == 'A' || c == 'B')
-    {
-        return Err("column ins: expected 15 characters (digits, 2A/2B for Corsica)".into());
-    }
-    if !INS_OIDS.contains(&f[1]) {
-        return Err("column ins_oid: expected 1.2.250.1.213.1.4.8, .9, .10 or .11".into());
+    // Route's own check (format, Corsica rule, mod-97 key): the registry never holds an
+    // INS that route would refuse. Its details name positions, never the value. Every INS
+    // OID is accepted here; whether test OIDs may be routed is route's setting.
+    let any_oid = RouteConfig {
+        accept_test_oids: true,
+    };
+    match route::check_ins(ins, f[1], &any_oid) {
+        Ok(()) => {}
+        Err((Reason::InsKeyInvalid, detail)) => return Err(format!("column ins: {detail}")),
+        Err(_) => {
+            return Err("column ins_oid: expected 1.2.250.1.213.1.4.8, .9, .10 or .11".into());
+        }
     }
     if f[2].is_empty() {
         return Err("column birth_name: empty".into());
@@ -437,8 +522,8 @@ pub(crate) fn parse_line(line: &str) -> Result<PatientRecord, String> {
     if first_names.is_empty() {
         return Err("column first_names: empty".into());
     }
-    if !is_date(f[4]) {
-        return Err("column birth_date: expected YYYY-MM-DD".into());
+    if !is_iso_date(f[4]) {
+        return Err("column birth_date: expected a calendar date YYYY-MM-DD".into());
     }
     if !matches!(f[5], "M" | "F" | "U") {
         return Err("column sex: expected M, F or U".into());
@@ -507,10 +592,37 @@ mod tests {
         assert!(parse_line("1,2").unwrap_err().contains("9 columns"));
     }
 
+    // Issue #16 item 4: the CSV import checks the INS key like route and real calendar days.
+    #[test]
+    fn csv_checks_the_ins_key_and_calendar_dates() {
+        let ok =
+            "279035121518989,1.2.250.1.213.1.4.8,DUPONT,Marie Claire,1979-03-05,F,75056,QUAL,false";
+        assert!(parse_line(ok).is_ok());
+        let e = parse_line(&ok.replace("279035121518989", "279035121518988")).unwrap_err();
+        assert_eq!(e, "column ins: key mismatch");
+        let e = parse_line(&ok.replace("279035121518989", "27903512151898")).unwrap_err();
+        assert_eq!(e, "column ins: length 14, expected 15");
+        // Corsica: 2A and 2B keys differ.
+        assert!(parse_line(&ok.replace("279035121518989", "253072A07300443")).is_ok());
+        assert!(parse_line(&ok.replace("279035121518989", "253072B07300443")).is_err());
+        let e = parse_line(&ok.replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.2")).unwrap_err();
+        assert!(e.starts_with("column ins_oid:"), "{e}");
+        assert!(parse_line(&ok.replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10")).is_ok());
+        for bad in ["2023-02-31", "2023-02-29", "1979-04-31", "1979-03-05x"] {
+            let e = parse_line(&ok.replace("1979-03-05", bad)).unwrap_err();
+            assert_eq!(e, "column birth_date: expected a calendar date YYYY-MM-DD");
+        }
+        assert!(parse_line(&ok.replace("1979-03-05", "2024-02-29")).is_ok());
+    }
+
+    // Issue #16 item 3: FICTI, DOUTE or PROV next to VALI never makes a record qualified.
     #[test]
     fn keeps_the_strongest_status() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(registry_status(&v(&["PROV", "VALI"])), Some("VALI"));
+        assert_eq!(registry_status(&v(&["PROV", "VALI"])), Some("PROV"));
+        assert_eq!(registry_status(&v(&["VALI", "FICTI"])), Some("FICTI"));
+        assert_eq!(registry_status(&v(&["QUAL", "doute"])), Some("DOUTE"));
+        assert_eq!(registry_status(&v(&["RECUP", "VALI"])), Some("VALI"));
         assert_eq!(registry_status(&v(&["XYZ"])), Some("XYZ"));
         assert_eq!(registry_status(&[]), None);
     }

@@ -123,6 +123,9 @@ pg_tests!(
     cda_round_trip,
     packed_documents,
     waiting_cases_of_known_patients,
+    identity_collision_leaves_registry_untouched,
+    unstated_traits_keep_their_value,
+    csv_refuses_bad_key_and_impossible_date,
 );
 
 /// The server drops every connection (as on a restart): the next batch still commits on

@@ -31,6 +31,9 @@ sqlite_tests!(
     cda_round_trip,
     packed_documents,
     waiting_cases_of_known_patients,
+    identity_collision_leaves_registry_untouched,
+    unstated_traits_keep_their_value,
+    csv_refuses_bad_key_and_impossible_date,
 );
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dmpflow_schemas::{
     CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PackedCda, PartyRef,
-    PatientChange, PatientIdentity, PatientUpdate, Quarantined, SourceRef,
+    PatientChange, PatientIdentity, PatientRecord, PatientUpdate, Quarantined, SourceRef,
 };
 use dmpflow_store::{
     DocStatus, ItemOutcome, OffsetCommit, QuarantineStatus, Store, StoreError, StoreItem,
@@ -676,8 +676,8 @@ pub async fn csv_import_with_bad_line(store: &Store) {
     let header = dmpflow_store::CSV_HEADER;
     let good1 =
         "279035121518989,1.2.250.1.213.1.4.8,DUPONT,Marie Claire,1979-03-05,F,75056,QUAL,false";
-    let good2 = "180012A12345678,1.2.250.1.213.1.4.8,MARTIN,Jean,1980-01-01,M,,VALI,true";
-    let bad = "299999999999999,1.2.250.1.213.1.4.8,DURAND,Paul,1990-02-30x,M,13055,QUAL,false";
+    let good2 = "180012A12345620,1.2.250.1.213.1.4.8,MARTIN,Jean,1980-01-01,M,,VALI,true";
+    let bad = "299999999999945,1.2.250.1.213.1.4.8,DURAND,Paul,1990-02-30x,M,13055,QUAL,false";
     let file = format!("{header}\n{good1}\n\n{bad}\n{good2}\n");
     let e = store
         .import_patients_csv(file.as_bytes())
@@ -692,7 +692,7 @@ pub async fn csv_import_with_bad_line(store: &Store) {
         msg.contains("line 4") && msg.contains("birth_date"),
         "{msg}"
     );
-    for secret in ["DURAND", "Paul", "299999999999999", "1990"] {
+    for secret in ["DURAND", "Paul", "299999999999945", "1990"] {
         assert!(!msg.contains(secret), "{msg}");
     }
     assert!(
@@ -709,7 +709,7 @@ pub async fn csv_import_with_bad_line(store: &Store) {
     assert_eq!((s.lines, s.inserted, s.updated), (2, 2, 0));
     let s = store.import_patients_csv(fixed.as_bytes()).await.unwrap();
     assert_eq!((s.lines, s.inserted, s.updated), (2, 0, 2));
-    let p = store.get_patient("180012A12345678").await.unwrap().unwrap();
+    let p = store.get_patient("180012A12345620").await.unwrap().unwrap();
     assert_eq!(p.first_names, ["Jean"]);
     assert!(p.feeding_opposed);
     assert_eq!(p.birth_place, None);
@@ -995,4 +995,306 @@ pub async fn waiting_cases_of_known_patients(store: &Store) {
     // A closed case is not touched.
     assert!(store.quarantine_mark_released(b).await.unwrap());
     assert!(!store.quarantine_set_reason(b, "x", "y").await.unwrap());
+}
+
+/// A registry entry holding another person, as the identity feed would have created it.
+fn other_person(ins: &str, msg: &str) -> PatientUpdate {
+    let mut u = patient_update(PatientChange::Upsert, ins, msg);
+    u.patient.birth_name = "AUTRENOM".into();
+    u.patient.first_names = vec!["Autre".into()];
+    u.patient.birth_date = "1950-12-01".into();
+    u.patient.sex = "M".into();
+    u
+}
+
+#[track_caller]
+fn assert_collision(e: StoreError, side: &str) {
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, StoreError::IdentityCollision(d) if d.contains(side)),
+        "{msg}"
+    );
+    assert!(!e.is_transient());
+    for secret in [INS_A, INS_B, "TESTNOM", "AUTRENOM", "Autre", "1950", "1979"] {
+        assert!(!msg.contains(secret), "{msg}");
+    }
+}
+
+/// Issue #16 item 1: an A47 (or A40) onto an INS whose registry entry holds another
+/// person, or retiring such an INS, is refused by the store itself and writes nothing:
+/// both entries stay as they were, and so does the rest of the batch. The same change
+/// for the same person is applied, and applying it again changes nothing.
+pub async fn identity_collision_leaves_registry_untouched(store: &Store) {
+    const INS_NEW: &str = "277076322082910";
+    store
+        .apply_patient_update(&patient_update(PatientChange::Upsert, INS_A, "C1"))
+        .await
+        .unwrap();
+    store
+        .apply_patient_update(&other_person(INS_B, "C2"))
+        .await
+        .unwrap();
+    let before_a = store.get_patient(INS_A).await.unwrap().unwrap();
+    let before_b = store.get_patient(INS_B).await.unwrap().unwrap();
+    let docs_before = store.document_count().await.unwrap();
+
+    // Patient A's identifier "changes" onto B's INS: refused, with a document in the batch.
+    let onto_b = patient_update(
+        PatientChange::IdentifierChange {
+            old_ins: INS_A.into(),
+            old_oid: NIR_OID.into(),
+        },
+        INS_B,
+        "C3",
+    );
+    let d = doc(
+        "1.2.13.1",
+        "1.2.13.set",
+        Lifecycle::Initial,
+        None,
+        INS_A,
+        "C-DOC",
+        0,
+    );
+    let e = store
+        .write_batch(
+            &[StoreItem::Document(d), StoreItem::Patient(onto_b.clone())],
+            &[offset(0, 7)],
+        )
+        .await
+        .unwrap_err();
+    assert_collision(e, "target");
+    let merge_onto_b = PatientUpdate {
+        change: PatientChange::Merge {
+            from_ins: INS_A.into(),
+            from_oid: NIR_OID.into(),
+        },
+        ..onto_b.clone()
+    };
+    assert_collision(
+        store.apply_patient_update(&merge_onto_b).await.unwrap_err(),
+        "target",
+    );
+    // Patient A claims B's INS was theirs: refused too (B's documents would follow A).
+    let from_b = patient_update(
+        PatientChange::IdentifierChange {
+            old_ins: INS_B.into(),
+            old_oid: NIR_OID.into(),
+        },
+        INS_NEW,
+        "C4",
+    );
+    assert_collision(
+        store.apply_patient_update(&from_b).await.unwrap_err(),
+        "retired",
+    );
+    assert_eq!(store.get_patient(INS_A).await.unwrap().unwrap(), before_a);
+    assert_eq!(store.get_patient(INS_B).await.unwrap().unwrap(), before_b);
+    assert!(store.get_patient(INS_NEW).await.unwrap().is_none());
+    assert_eq!(store.document_count().await.unwrap(), docs_before);
+    assert!(
+        store
+            .committed_offsets(GROUP, TOPIC)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the refused batch committed nothing"
+    );
+
+    // The very person's identifier change is applied; replaying it (same message, or the
+    // same change sent again) is no collision.
+    let own = patient_update(
+        PatientChange::IdentifierChange {
+            old_ins: INS_A.into(),
+            old_oid: NIR_OID.into(),
+        },
+        INS_NEW,
+        "C5",
+    );
+    assert_eq!(
+        store.apply_patient_update(&own).await.unwrap(),
+        ItemOutcome::PatientMerged
+    );
+    assert_eq!(
+        store.apply_patient_update(&own).await.unwrap(),
+        ItemOutcome::Duplicate
+    );
+    let again = PatientUpdate {
+        source: SourceRef {
+            control_id: "C6".into(),
+            ..own.source.clone()
+        },
+        ..own.clone()
+    };
+    assert_eq!(
+        store.apply_patient_update(&again).await.unwrap(),
+        ItemOutcome::PatientMerged
+    );
+    let new = store.get_patient(INS_NEW).await.unwrap().unwrap();
+    assert_eq!(
+        (new.birth_name.as_str(), new.merged_into.as_deref()),
+        ("TESTNOM", None)
+    );
+    assert_eq!(
+        store
+            .get_patient(INS_A)
+            .await
+            .unwrap()
+            .unwrap()
+            .merged_into
+            .as_deref(),
+        Some(INS_NEW)
+    );
+    assert_eq!(store.get_patient(INS_B).await.unwrap().unwrap(), before_b);
+}
+
+/// Issue #16 item 4: an A28/A31 that leaves traits unstated keeps the registry's values
+/// (sex U included); a record never holds a qualified status without its traits; FICTI
+/// next to VALI never makes a record qualified.
+pub async fn unstated_traits_keep_their_value(store: &Store) {
+    let mut full = patient_update(PatientChange::Upsert, INS_A, "T1");
+    full.patient.identity_status = vec!["QUAL".into()];
+    store.apply_patient_update(&full).await.unwrap();
+    let before = store.get_patient(INS_A).await.unwrap().unwrap();
+    assert_eq!(before.identity_status, "QUAL");
+
+    for (i, sex) in ["U", ""].into_iter().enumerate() {
+        let mut empty = patient_update(PatientChange::Upsert, INS_A, &format!("T2-{i}"));
+        empty.patient.birth_name = " ".into();
+        empty.patient.first_names = vec!["".into()];
+        empty.patient.birth_date = String::new();
+        empty.patient.sex = sex.into();
+        empty.patient.birth_place = None;
+        empty.patient.identity_status = vec!["VALI".into()];
+        empty.feeding_opposed = Some(true);
+        store.apply_patient_update(&empty).await.unwrap();
+        let after = store.get_patient(INS_A).await.unwrap().unwrap();
+        assert_eq!(
+            after,
+            PatientRecord {
+                identity_status: "VALI".into(),
+                feeding_opposed: true,
+                ..before.clone()
+            },
+            "sex {sex:?}"
+        );
+    }
+    // A stated trait replaces the registry's, and only that one.
+    let mut renamed = patient_update(PatientChange::Upsert, INS_A, "T3");
+    renamed.patient.birth_name = "NOUVEAU".into();
+    renamed.patient.first_names.clear();
+    renamed.patient.birth_date.clear();
+    renamed.patient.sex = "U".into();
+    store.apply_patient_update(&renamed).await.unwrap();
+    let after = store.get_patient(INS_A).await.unwrap().unwrap();
+    assert_eq!(after.birth_name, "NOUVEAU");
+    assert_eq!(
+        (
+            after.first_names,
+            after.birth_date,
+            after.sex,
+            after.birth_place
+        ),
+        (
+            before.first_names.clone(),
+            before.birth_date.clone(),
+            before.sex.clone(),
+            before.birth_place.clone()
+        )
+    );
+
+    // A new patient stated without traits is not qualified, whatever PID-32 says.
+    let mut bare = patient_update(PatientChange::Upsert, INS_B, "T4");
+    bare.patient.birth_name.clear();
+    bare.patient.first_names.clear();
+    bare.patient.birth_date.clear();
+    store.apply_patient_update(&bare).await.unwrap();
+    assert_eq!(
+        store
+            .get_patient(INS_B)
+            .await
+            .unwrap()
+            .unwrap()
+            .identity_status,
+        "PROV"
+    );
+    // ... and stays so until its traits come.
+    let mut still = bare.clone();
+    still.source.control_id = "T5".into();
+    still.patient.identity_status = vec!["QUAL".into()];
+    store.apply_patient_update(&still).await.unwrap();
+    assert_eq!(
+        store
+            .get_patient(INS_B)
+            .await
+            .unwrap()
+            .unwrap()
+            .identity_status,
+        "PROV"
+    );
+    let mut full_b = patient_update(PatientChange::Upsert, INS_B, "T6");
+    full_b.patient.identity_status = vec!["QUAL".into()];
+    store.apply_patient_update(&full_b).await.unwrap();
+    assert_eq!(
+        store
+            .get_patient(INS_B)
+            .await
+            .unwrap()
+            .unwrap()
+            .identity_status,
+        "QUAL"
+    );
+
+    // FICTI anywhere: the record is not qualified any more.
+    let mut ficti = patient_update(PatientChange::Upsert, INS_A, "T7");
+    ficti.patient.identity_status = vec!["VALI".into(), "FICTI".into()];
+    store.apply_patient_update(&ficti).await.unwrap();
+    assert_eq!(
+        store
+            .get_patient(INS_A)
+            .await
+            .unwrap()
+            .unwrap()
+            .identity_status,
+        "FICTI"
+    );
+}
+
+/// Issue #16 item 4: the CSV import refuses an INS with a wrong key and an impossible
+/// date, naming line and column, never the value, and imports nothing.
+pub async fn csv_refuses_bad_key_and_impossible_date(store: &Store) {
+    let header = dmpflow_store::CSV_HEADER;
+    let good = "279035121518989,1.2.250.1.213.1.4.8,DUPONT,Marie,1979-03-05,F,75056,QUAL,false";
+    let bad_key = "277076322082911,1.2.250.1.213.1.4.8,MARTIN,Jean,1980-01-01,M,,VALI,false";
+    let bad_date = "274075176079430,1.2.250.1.213.1.4.8,DURAND,Paul,2023-02-31,M,,VALI,false";
+    let leap = "253072A07300443,1.2.250.1.213.1.4.8,LEONI,Anna,2023-02-29,F,,VALI,false";
+    let file = format!("{header}\n{good}\n{bad_key}\n{bad_date}\n{leap}\n");
+    let e = store
+        .import_patients_csv(file.as_bytes())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    match &e {
+        StoreError::Csv(v) => assert_eq!(
+            v.iter()
+                .map(|l| (l.line, l.message.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (3, "column ins: key mismatch"),
+                (4, "column birth_date: expected a calendar date YYYY-MM-DD"),
+                (5, "column birth_date: expected a calendar date YYYY-MM-DD"),
+            ]
+        ),
+        other => panic!("{other}"),
+    }
+    for secret in ["277076322082911", "MARTIN", "2023", "DURAND", "LEONI"] {
+        assert!(!msg.contains(secret), "{msg}");
+    }
+    assert!(
+        store
+            .get_patient("279035121518989")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
