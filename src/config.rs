@@ -1,6 +1,9 @@
 //! Settings of every command, merged in one place with a clear precedence:
-//! flags > environment (`DMPFLOW_*`) > TOML file (`--config`) > `.stack.env` written by
-//! `scripts/stack up` > built-in defaults. Kafka client settings are passed through
+//! flags > environment (`DMPFLOW_*`) > TOML file (`--config`) > env file (`--env-file`, or
+//! `.stack.env` written by `scripts/stack up` in the current directory) > built-in defaults.
+//! Unknown `DMPFLOW_*` names and values that do not parse are startup errors that name the
+//! variable; nothing printed from here carries a secret (URL userinfo and secret query
+//! parameters, secret librdkafka values, TOML line text). Kafka client settings are passed through
 //! verbatim (`[kafka.client]` in TOML, `DMPFLOW_KAFKA__<key>` in the environment) so TLS
 //! and SASL need no code change.
 
@@ -10,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub kafka: KafkaSettings,
@@ -24,7 +27,7 @@ pub struct Settings {
     pub metrics_addr: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     pub bootstrap: String,
@@ -87,6 +90,21 @@ pub struct Limits {
     /// cases whose patient the registry knows by now (a document that ran ahead of its
     /// patient's identity message is then filed without anyone releasing it). 0: never.
     pub quarantine_retry_seconds: u64,
+}
+
+/// The settings with their secrets hidden (database URL userinfo and query, secret
+/// `[kafka.client]` values).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("kafka", &self.kafka)
+            .field("topics", &self.topics)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("limits", &self.limits)
+            .field("accept_test_oids", &self.accept_test_oids)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -175,101 +193,380 @@ impl TopicSettings {
 }
 
 /// Reads `KEY=VALUE` lines (the env file of `scripts/stack up`); `#` starts a comment.
-pub fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+/// A file that cannot be read is an error: it was named on purpose (or found in the
+/// current directory), and silently running without it would use other settings.
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the env file {}", path.display()))?;
     let mut out = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(path) {
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some((k, v)) = line.split_once('=') {
-                let v = v.trim().trim_matches('"').trim_matches('\'');
-                out.insert(k.trim().to_string(), v.to_string());
-            }
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches('"').trim_matches('\'');
+            out.insert(k.trim().to_string(), v.to_string());
         }
     }
-    out
+    Ok(out)
 }
 
-/// Finds `.stack.env` in the current directory or its parents.
-pub fn find_stack_env() -> Option<PathBuf> {
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        let candidate = dir.join(".stack.env");
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-        if !dir.pop() {
-            return None;
+/// The env file to apply: `explicit` (`--env-file` / `DMPFLOW_ENV_FILE`) if given, else
+/// `.stack.env` in the current directory only. Never a parent directory's: a file planted
+/// higher up the tree must not be able to change the database or enable the test OIDs.
+pub fn env_file_to_load(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let local = PathBuf::from(".stack.env");
+            local.is_file().then_some(local)
         }
     }
+}
+
+/// Every `DMPFLOW_*` name something reads. An unknown one is a startup error: a typo
+/// (`DMPFLOW_DATABSE_URL`) must not silently leave the default in place.
+/// The names the binary reads itself (here, through clap `env =`, or `DMPFLOW_LOG`) come
+/// first; then those only the scripts, tests and benches read, which share the
+/// environment (and `.stack.env`) with the binary. `DMPFLOW_KAFKA__<key>` is a prefix.
+pub const KNOWN_VARS: &[&str] = &[
+    // Settings (apply_vars).
+    "DMPFLOW_KAFKA_BOOTSTRAP",
+    "DMPFLOW_DATABASE_URL",
+    "DMPFLOW_GROUP_PREFIX",
+    "DMPFLOW_METRICS_ADDR",
+    "DMPFLOW_ACCEPT_TEST_OIDS",
+    "DMPFLOW_FEED_PREFIX",
+    "DMPFLOW_TOPIC_DOCUMENTS",
+    "DMPFLOW_TOPIC_ROUTED",
+    "DMPFLOW_TOPIC_QUARANTINE",
+    "DMPFLOW_TOPIC_DLQ",
+    "DMPFLOW_NORMALIZE_CONSUMERS",
+    "DMPFLOW_STORE_CONSUMERS",
+    "DMPFLOW_BATCH_MESSAGES",
+    "DMPFLOW_MAX_MESSAGE_BYTES",
+    "DMPFLOW_MAX_CDA_BYTES",
+    "DMPFLOW_MAX_ENTRIES",
+    // Read by main (clap `env =`, the log filter, the env file).
+    "DMPFLOW_CONFIG",
+    "DMPFLOW_ENV_FILE",
+    "DMPFLOW_LOG",
+    // Read by `dmpflow mllp` (clap `env =` in src/mllp.rs).
+    "DMPFLOW_MLLP_TLS_CERT",
+    "DMPFLOW_MLLP_TLS_KEY",
+    "DMPFLOW_MLLP_METRICS_ADDR",
+    // Written by `scripts/stack up` into .stack.env, read by the scripts and tests.
+    "DMPFLOW_KAFKA_BROKERS",
+    "DMPFLOW_KAFKA_BASE_PORT",
+    "DMPFLOW_KAFKA_READY_TIMEOUT",
+    "DMPFLOW_PG_PORT",
+    "DMPFLOW_STACK_DIR",
+    "DMPFLOW_SIDE_STACK_DIR",
+    "DMPFLOW_STACK_ENV_FILE",
+    // scripts/fault-test, scripts/bench and the tests.
+    "DMPFLOW_FAULTS_OK",
+    "DMPFLOW_FAULT_SEED",
+    "DMPFLOW_FAULT_SCALE",
+    "DMPFLOW_FAULT_TIMEOUT",
+    "DMPFLOW_FAULT_KILLS",
+    "DMPFLOW_BENCH_WRITE_LAB",
+    "DMPFLOW_BENCH_WALL",
+    "DMPFLOW_BENCH_SECS",
+    "DMPFLOW_MLLP_TEST_MESSAGES",
+    "DMPFLOW_MLLP_TEST_CONNS",
+];
+
+/// Prefix of the librdkafka pass-through variables.
+const KAFKA_PASS_THROUGH: &str = "DMPFLOW_KAFKA__";
+
+/// A librdkafka key whose value is a secret: never printed (`Debug` of the settings,
+/// errors). `sasl.password`, `ssl.key.password`, `ssl.keystore.password`,
+/// `sasl.oauthbearer.client.secret`, `ssl.key.pem`, `sasl.oauthbearer.config`, ...
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "pem",
+        "sasl.oauthbearer.config",
+        "sasl.jaas.config",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 impl Settings {
-    /// Loads settings: defaults, then `.stack.env`, then the TOML file, then the environment.
-    /// Flags are applied by the caller afterwards.
-    pub fn load(file: Option<&Path>) -> Result<Settings> {
+    /// Loads settings: defaults, then the env file (`env_file`, else `./.stack.env`),
+    /// then the TOML file, then the environment. Flags are applied by the caller
+    /// afterwards. The env file loaded is logged (its path only).
+    pub fn load(file: Option<&Path>, env_file: Option<&Path>) -> Result<Settings> {
         let mut s = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<Settings>(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
+                parse_toml(&text, path)?
             }
             None => Settings::default(),
         };
-        // The stack's env file only fills what the TOML file did not set explicitly.
-        if let Some(env_file) = find_stack_env() {
-            let vars = read_env_file(&env_file);
-            if file.is_none() {
-                s.apply_vars(&vars);
+        if let Some(path) = env_file_to_load(env_file) {
+            let vars: BTreeMap<String, String> = read_env_file(&path)?
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("DMPFLOW_"))
+                .collect();
+            check_names(&vars).with_context(|| format!("in the env file {}", path.display()))?;
+            // The stack's `./.stack.env` is for the dev stack: with `--config`, the TOML
+            // file is the deployment's settings and it is left out. An `--env-file` named
+            // on purpose applies over the TOML file.
+            if file.is_none() || env_file.is_some() {
+                s.apply_vars(&vars)
+                    .with_context(|| format!("in the env file {}", path.display()))?;
+                tracing::info!(path = %path.display(), "env file loaded");
+            } else {
+                tracing::info!(path = %path.display(), "env file not applied: --config given");
             }
         }
         let env: BTreeMap<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("DMPFLOW_"))
             .collect();
-        s.apply_vars(&env);
+        check_names(&env).context("in the environment")?;
+        s.apply_vars(&env).context("in the environment")?;
         Ok(s)
     }
 
-    fn apply_vars(&mut self, vars: &BTreeMap<String, String>) {
+    fn apply_vars(&mut self, vars: &BTreeMap<String, String>) -> Result<()> {
         for (k, v) in vars {
             match k.as_str() {
                 "DMPFLOW_KAFKA_BOOTSTRAP" => self.kafka.bootstrap = v.clone(),
                 "DMPFLOW_DATABASE_URL" => self.database_url = v.clone(),
                 "DMPFLOW_GROUP_PREFIX" => self.kafka.group_prefix = v.clone(),
                 "DMPFLOW_METRICS_ADDR" => self.metrics_addr = v.clone(),
-                "DMPFLOW_ACCEPT_TEST_OIDS" => self.accept_test_oids = v == "1" || v == "true",
+                "DMPFLOW_ACCEPT_TEST_OIDS" => self.accept_test_oids = parse_bool(k, v)?,
                 "DMPFLOW_FEED_PREFIX" => self.topics.feed_prefix = v.clone(),
                 "DMPFLOW_TOPIC_DOCUMENTS" => self.topics.documents = v.clone(),
                 "DMPFLOW_TOPIC_ROUTED" => self.topics.routed = v.clone(),
                 "DMPFLOW_TOPIC_QUARANTINE" => self.topics.quarantine = v.clone(),
                 "DMPFLOW_TOPIC_DLQ" => self.topics.dlq = v.clone(),
                 "DMPFLOW_NORMALIZE_CONSUMERS" => {
-                    if let Ok(n) = v.parse() {
-                        self.limits.normalize_consumers = n
-                    }
+                    self.limits.normalize_consumers = parse_number(k, v)?
                 }
-                "DMPFLOW_STORE_CONSUMERS" => {
-                    if let Ok(n) = v.parse() {
-                        self.limits.store_consumers = n
-                    }
-                }
-                "DMPFLOW_BATCH_MESSAGES" => {
-                    if let Ok(n) = v.parse() {
-                        self.limits.batch_messages = n
-                    }
-                }
+                "DMPFLOW_STORE_CONSUMERS" => self.limits.store_consumers = parse_number(k, v)?,
+                "DMPFLOW_BATCH_MESSAGES" => self.limits.batch_messages = parse_number(k, v)?,
+                "DMPFLOW_MAX_MESSAGE_BYTES" => self.limits.max_message_bytes = parse_number(k, v)?,
+                "DMPFLOW_MAX_CDA_BYTES" => self.limits.max_cda_bytes = parse_number(k, v)?,
+                "DMPFLOW_MAX_ENTRIES" => self.limits.max_entries = parse_number(k, v)?,
                 _ => {
-                    if let Some(key) = k.strip_prefix("DMPFLOW_KAFKA__") {
+                    if let Some(key) = k.strip_prefix(KAFKA_PASS_THROUGH) {
                         // DMPFLOW_KAFKA__SECURITY_PROTOCOL -> security.protocol
                         let key = key.to_ascii_lowercase().replace('_', ".");
+                        anyhow::ensure!(!key.is_empty(), "{k}: no librdkafka key after the prefix");
                         self.kafka.client.insert(key, v.clone());
                     }
+                    // Other known names are read elsewhere (check_names refused the rest).
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Refuses any `DMPFLOW_*` name that is not in [`KNOWN_VARS`] (nor a `DMPFLOW_KAFKA__`
+/// pass-through), naming it (names are never secret; values may be).
+fn check_names(vars: &BTreeMap<String, String>) -> Result<()> {
+    let unknown: Vec<&str> = vars
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("DMPFLOW_"))
+        .filter(|k| !k.starts_with(KAFKA_PASS_THROUGH) && !KNOWN_VARS.contains(k))
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "unknown variable{} {}: not a dmpflow setting (see README, Settings)",
+        if unknown.len() > 1 { "s" } else { "" },
+        unknown.join(", ")
+    );
+    Ok(())
+}
+
+/// `true`/`false`/`1`/`0`, in any case. Anything else (`yes`, `on`, empty) is an error
+/// naming the variable: a boolean that enables the test OIDs must not be guessed.
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => anyhow::bail!("{name} must be true, false, 1 or 0"),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name} must be a non-negative whole number"))
+}
+
+/// Checks `DMPFLOW_LOG` (a tracing filter such as `info,rdkafka=warn`): an invalid one is
+/// a startup error naming the variable, not a silent fallback to the default.
+pub fn log_filter() -> Result<tracing_subscriber::EnvFilter> {
+    match std::env::var("DMPFLOW_LOG") {
+        Ok(v) => log_filter_from(Some(&v)),
+        Err(std::env::VarError::NotPresent) => log_filter_from(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("DMPFLOW_LOG is not valid UTF-8")
+        }
+    }
+}
+
+/// The filter for a `DMPFLOW_LOG` value (None: unset, the default filter).
+fn log_filter_from(value: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {
+    use tracing_subscriber::EnvFilter;
+    match value {
+        Some(v) => EnvFilter::builder()
+            .parse(v)
+            .map_err(|e| anyhow::anyhow!("DMPFLOW_LOG is not a valid log filter: {e}")),
+        None => Ok(EnvFilter::new("info,rdkafka=warn,sqlx=warn")),
+    }
+}
+
+/// Parses the TOML settings. A syntax or type error names the file, the line and column,
+/// the section and key when it can tell, and the parser's complaint with any quoted value
+/// removed. Never the text of the line: it may hold a password.
+pub fn parse_toml(text: &str, path: &Path) -> Result<Settings> {
+    toml::from_str::<Settings>(text).map_err(|e| {
+        let (line, col, section, key) = match e.span() {
+            Some(span) => locate(text, span.start),
+            None => (0, 0, None, None),
+        };
+        let mut where_ = format!("{}", path.display());
+        if line > 0 {
+            where_.push_str(&format!(", line {line}, column {col}"));
+        }
+        if let Some(sec) = section {
+            where_.push_str(&format!(", section [{sec}]"));
+        }
+        if let Some(k) = key {
+            where_.push_str(&format!(", key {k}"));
+        }
+        anyhow::anyhow!(
+            "parsing config file {where_}: {}",
+            hide_quoted(e.message().trim())
+        )
+    })
+}
+
+/// 1-based line and column of byte `at`, the last `[section]` header above it, and the
+/// key its line assigns (a bare or quoted key name before `=`; never the value).
+fn locate(text: &str, at: usize) -> (usize, usize, Option<String>, Option<String>) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        .filter(|s| is_key_text(s));
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && is_key_text(k));
+    (line, col, section, key)
+}
+
+/// Key names are letters, digits, `_`, `-`, `.` and quotes: anything else on the left of
+/// an `=` is not a key (the inside of a multi-line string, say) and is not printed.
+fn is_key_text(s: &str) -> bool {
+    s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c))
+}
+
+/// Replaces every double-quoted part of a parser message (serde quotes the offending
+/// value: `invalid type: string "hunter2", expected usize`) with `"…"`.
+fn hide_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A URL (or a scheme-less `user:pw@host:port/db`) fit to print: the userinfo is replaced by
+/// `***` and the value of every query parameter that may be a secret (`password`,
+/// `sslpassword`, `sslkey`, any `*password*`, `*secret*`, `*token*`) by `***`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    // The authority ends at the first '/'; its userinfo at the last '@' in it (a password
+    // may hold a raw '@').
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let authority = &before_query[..authority_end];
+    let mut out = String::from(scheme);
+    match authority.rfind('@') {
+        Some(at) => {
+            out.push_str("***");
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn is_secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "sslkey"
+        || k == "passfile"
+        || ["password", "secret", "token"]
+            .iter()
+            .any(|w| k.contains(w))
+}
+
+/// `[kafka.client]` with the values of secret keys hidden: the derived `Debug` of the
+/// settings would print `sasl.password` in clear.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_key(k) { "***" } else { v.as_str() };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap", &self.bootstrap)
+            .field("group_prefix", &self.group_prefix)
+            .field("client", &client)
+            .finish()
     }
 }
 
@@ -309,7 +606,7 @@ mod tests {
         let mut vars = BTreeMap::new();
         vars.insert("DMPFLOW_KAFKA__SASL_MECHANISM".into(), "PLAIN".into());
         vars.insert("DMPFLOW_DATABASE_URL".into(), "sqlite://x.db".into());
-        s.apply_vars(&vars);
+        s.apply_vars(&vars).unwrap();
         assert_eq!(s.kafka.client["sasl.mechanism"], "PLAIN");
         assert_eq!(s.database_url, "sqlite://x.db");
     }
@@ -323,5 +620,274 @@ mod tests {
             Some(dmpflow_schemas::Feed::Pharmacy)
         );
         assert_eq!(t.feed_of("dmp.documents"), None);
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn apply(pairs: &[(&str, &str)]) -> Result<Settings> {
+        let v = vars(pairs);
+        check_names(&v)?;
+        let mut s = Settings::default();
+        s.apply_vars(&v)?;
+        Ok(s)
+    }
+
+    // Item 12: names, numbers and booleans.
+
+    #[test]
+    fn an_unknown_dmpflow_variable_is_an_error_naming_it() {
+        let e = apply(&[("DMPFLOW_DATABSE_URL", "postgres://u:pw@h/db")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DMPFLOW_DATABSE_URL"), "{e}");
+        assert!(!e.contains("pw"), "never the value: {e}");
+        // Names read elsewhere (scripts, clap env, the stack file) are known.
+        for name in [
+            "DMPFLOW_STACK_DIR",
+            "DMPFLOW_PG_PORT",
+            "DMPFLOW_KAFKA_BROKERS",
+            "DMPFLOW_FAULTS_OK",
+            "DMPFLOW_MLLP_TLS_KEY",
+            "DMPFLOW_LOG",
+            "DMPFLOW_CONFIG",
+            "DMPFLOW_ENV_FILE",
+        ] {
+            apply(&[(name, "x")]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_dmpflow_name_the_repository_uses_is_known() {
+        // The scripts, tests and benches share the environment with the binary: a name one
+        // of them sets must not make `dmpflow` refuse to start.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = std::collections::BTreeSet::new();
+        let mut stack = vec![
+            root.join("scripts"),
+            root.join(".ci"),
+            root.join("tests"),
+            root.join("src"),
+            root.join("bench"),
+            root.join("store/tests"),
+        ];
+        while let Some(p) = stack.pop() {
+            if p.ends_with("src/config.rs") {
+                // This file: its tests spell unknown names on purpose.
+                continue;
+            }
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap().flatten() {
+                    stack.push(e.path());
+                }
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                let mut rest = text.as_str();
+                while let Some(i) = rest.find("DMPFLOW_") {
+                    let name: String = rest[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    rest = &rest[i + name.len().max(1)..];
+                    found.insert(name);
+                }
+            }
+        }
+        let unknown: Vec<&String> = found
+            .iter()
+            .filter(|n| n.len() > "DMPFLOW_".len())
+            .filter(|n| !n.starts_with(KAFKA_PASS_THROUGH) && !n.ends_with('_'))
+            .filter(|n| !KNOWN_VARS.contains(&n.as_str()))
+            .collect();
+        assert!(unknown.is_empty(), "add to KNOWN_VARS: {unknown:?}");
+    }
+
+    #[test]
+    fn unparsable_numbers_are_errors_naming_the_variable() {
+        for name in [
+            "DMPFLOW_BATCH_MESSAGES",
+            "DMPFLOW_STORE_CONSUMERS",
+            "DMPFLOW_NORMALIZE_CONSUMERS",
+            "DMPFLOW_MAX_CDA_BYTES",
+            "DMPFLOW_MAX_ENTRIES",
+            "DMPFLOW_MAX_MESSAGE_BYTES",
+        ] {
+            for bad in ["", "ten", "-1", "1e6", "12MB"] {
+                let e = apply(&[(name, bad)]).unwrap_err().to_string();
+                assert!(e.contains(name), "{name}={bad:?}: {e}");
+            }
+        }
+        let s = apply(&[
+            ("DMPFLOW_MAX_CDA_BYTES", "1048576"),
+            ("DMPFLOW_MAX_ENTRIES", " 200 "),
+            ("DMPFLOW_BATCH_MESSAGES", "25"),
+        ])
+        .unwrap();
+        assert_eq!(s.limits.max_cda_bytes, 1 << 20);
+        assert_eq!(s.limits.max_entries, 200);
+        assert_eq!(s.limits.batch_messages, 25);
+    }
+
+    #[test]
+    fn booleans_are_true_false_1_0_in_any_case_and_nothing_else() {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("False", false),
+            ("0", false),
+        ] {
+            let s = apply(&[("DMPFLOW_ACCEPT_TEST_OIDS", v)]).unwrap();
+            assert_eq!(s.accept_test_oids, want, "{v}");
+        }
+        for bad in ["yes", "no", "on", "", "2"] {
+            let e = apply(&[("DMPFLOW_ACCEPT_TEST_OIDS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("DMPFLOW_ACCEPT_TEST_OIDS"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_an_error_naming_the_variable() {
+        let e = log_filter_from(Some("info,[=bogus"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DMPFLOW_LOG"), "{e}");
+        assert!(log_filter_from(Some("info,rdkafka=warn")).is_ok());
+        assert!(log_filter_from(None).is_ok(), "unset: the default filter");
+    }
+
+    #[test]
+    fn only_the_current_directorys_stack_env_or_an_explicit_one_is_read() {
+        // A .stack.env in a parent directory is not found from a subdirectory (the
+        // current directory is process-wide, so the rule is checked on paths).
+        let explicit = Path::new("/etc/dmpflow/prod.env");
+        assert_eq!(
+            env_file_to_load(Some(explicit)),
+            Some(explicit.to_path_buf())
+        );
+        let found = env_file_to_load(None);
+        assert!(
+            found.is_none() || found == Some(PathBuf::from(".stack.env")),
+            "{found:?}"
+        );
+        // A named file that is missing is an error, not a silent default.
+        assert!(read_env_file(Path::new("/nonexistent/dmpflow.env")).is_err());
+    }
+
+    #[test]
+    fn env_file_values_are_checked_like_the_environment() {
+        let dir = std::env::temp_dir().join(format!("dmpflow-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("x.env");
+        std::fs::write(
+            &f,
+            "# comment\nDMPFLOW_DATABASE_URL=sqlite://a.db\nKAFKA_VERSION=4\nDMPFLOW_ACCEPT_TEST_OIDS=yes\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Settings::load(None, Some(&f)).unwrap_err());
+        assert!(
+            e.contains("DMPFLOW_ACCEPT_TEST_OIDS") && e.contains("x.env"),
+            "{e}"
+        );
+        std::fs::write(&f, "DMPFLOW_DATABASE_URL=sqlite://a.db\nKAFKA_VERSION=4\n").unwrap();
+        // The process environment may carry DMPFLOW_DATABASE_URL (scripts/test): compare
+        // only when it does not.
+        let s = Settings::load(None, Some(&f)).unwrap();
+        if std::env::var("DMPFLOW_DATABASE_URL").is_err() {
+            assert_eq!(s.database_url, "sqlite://a.db");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // Item 11: secrets never printed.
+
+    #[test]
+    fn urls_lose_userinfo_and_secret_query_parameters() {
+        let cases = [
+            (
+                "postgres://dmpflow:s3cret@db:5432/dmp",
+                "postgres://***@db:5432/dmp",
+            ),
+            ("postgres://dmpflow@db/dmp", "postgres://***@db/dmp"),
+            ("postgres://u:p@ss@db/dmp", "postgres://***@db/dmp"),
+            ("dmpflow:s3cret@db:5432/dmp", "***@db:5432/dmp"),
+            (
+                "postgres://db/dmp?user=u&password=s3cret&sslmode=require",
+                "postgres://db/dmp?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/dmp?sslpassword=s3cret&sslkey=/k.pem&api_token=s3cret&MySecret=s3cret",
+                "postgres://db/dmp?sslpassword=***&sslkey=***&api_token=***&MySecret=***",
+            ),
+            ("db:5432/dmp?password=s3cret", "db:5432/dmp?password=***"),
+            ("sqlite://dmpflow.db", "sqlite://dmpflow.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("s3cret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn secret_librdkafka_values_are_not_in_the_settings_debug() {
+        let mut s = Settings {
+            database_url: "postgres://u:s3cret@h/db?password=s3cret".into(),
+            ..Settings::default()
+        };
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",
+        ] {
+            s.kafka.client.insert(k.into(), "s3cret".into());
+        }
+        s.kafka
+            .client
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("SASL_SSL") && shown.contains("sasl.password"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_toml_error_names_file_line_column_and_key_but_never_the_text() {
+        let text = "database_url = \"postgres://u:pw@h/db\"\n[kafka.client]\n\"sasl.password\" = \"hunter2\nnext = 1\n";
+        let e = parse_toml(text, Path::new("/etc/dmpflow.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/dmpflow.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("[kafka.client]"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("pw@"), "{e}");
+
+        // A type error: serde quotes the value; it is hidden.
+        let text = "[limits]\nbatch_messages = \"hunter2\"\n";
+        let e = parse_toml(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("batch_messages"), "{e}");
+        assert!(e.contains("[limits]"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+
+        // An unknown key is named (key names are not secret).
+        let e = parse_toml(
+            "databse_url = 'postgres://u:pw@h/db'\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("databse_url") && !e.contains("pw@"), "{e}");
     }
 }

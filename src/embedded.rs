@@ -151,18 +151,9 @@ async fn open_store(url: &str) -> Result<Store> {
         .with_context(|| format!("opening the store {}", redact(url)))
 }
 
-/// A database URL without its password, for messages.
+/// A database URL fit to print: no userinfo, no secret query parameter (config::redact_url).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    crate::config::redact_url(url)
 }
 
 /// The chain normalize → route → store run on messages one at a time into a store: items

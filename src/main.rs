@@ -33,13 +33,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Quick start, no services needed:   dmpflow demo
 /// Against Kafka + PostgreSQL:          scripts/stack up && dmpflow topics create && dmpflow run
 ///
-/// Settings: flags > DMPFLOW_* environment > --config FILE (TOML) > .stack.env > defaults.
+/// Settings: flags > DMPFLOW_* environment > --env-file > --config FILE (TOML) >
+/// ./.stack.env (current directory only, not with --config) > defaults.
 #[derive(Parser)]
 #[command(name = "dmpflow", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     /// TOML configuration file (see README: [kafka], [topics], [limits], database_url).
     #[arg(long, global = true, env = "DMPFLOW_CONFIG")]
     config: Option<PathBuf>,
+    /// KEY=VALUE file of DMPFLOW_* settings (as written by scripts/stack up). Without it,
+    /// only ./.stack.env in the current directory is read; never a parent directory's.
+    #[arg(long, global = true, env = "DMPFLOW_ENV_FILE", value_name = "PATH")]
+    env_file: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(long, global = true)]
     bootstrap: Option<String>,
@@ -112,10 +117,7 @@ enum Command {
     Mllp(mllp::MllpArgs),
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DMPFLOW_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
+fn init_tracing(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -146,7 +148,13 @@ fn shutdown_token() -> CancellationToken {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    match config::log_filter() {
+        Ok(filter) => init_tracing(cli.log_format, filter),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     match real_main(cli).await {
         Ok(code) => code,
         // Logged once already, at error level, by the stage runtime.
@@ -161,7 +169,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref(), cli.env_file.as_deref())?;
     if let Some(b) = cli.bootstrap {
         settings.kafka.bootstrap = b;
     }
