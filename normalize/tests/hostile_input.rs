@@ -96,6 +96,22 @@ fn a_cda_naming_two_patients_is_refused() {
     assert_eq!(outcome(&same_ins), Ok(1));
 }
 
+/// Item 3, embedded path: a further, different INS in PID-3 travels with the document so
+/// that route holds it as identity.ambiguous (it was dropped here before).
+#[test]
+fn a_second_ins_in_pid3_travels_with_a_received_cda() {
+    let msg = String::from_utf8(mdm_with_document(&cda(""))).unwrap().replacen(
+        "274075176079430^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS^^20101207",
+        "274075176079430^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS^^20101207~277076322082910^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS",
+        1,
+    );
+    let out = normalize(Feed::Imaging, msg.as_bytes(), &Config::default()).unwrap();
+    let Normalized::Document(d) = &out[0] else {
+        panic!("a document")
+    };
+    assert_eq!(d.meta.patient.other_ins, ["277076322082910"]);
+}
+
 /// Item 9: DOCTYPE, entity declarations and undeclared entities are refused; character
 /// references must name legal characters.
 #[test]

@@ -332,7 +332,8 @@ impl Header {
             sex: sex(self.gender.as_deref().unwrap_or("")),
             birth_place: self.birth_county.clone().filter(|s| !s.is_empty()),
             identity_status,
-            other_ins: Vec::new(),
+            // Further INS of PID-3 travel on: route holds the document as identity.ambiguous.
+            other_ins: pid.other_ins.clone(),
         })
     }
 
