@@ -4,7 +4,8 @@
 //! - **AA** only after Kafka acknowledged the write (acks=all, idempotent producer), so a
 //!   sender that got AA may forget the message;
 //! - **AR** when the message itself is refused (unparseable MSH, unknown charset, no
-//!   MSH-10, message type not routed): resending the same bytes will not help;
+//!   MSH-10, message type not routed, a record Kafka refuses for its size:
+//!   `kafka.record.too_large`): resending the same bytes will not help;
 //! - **AE** when Kafka did not acknowledge within `--ack-timeout-ms`: resend later.
 //!
 //! The ACK echoes MSH-10 in MSA-2 and is written with the sender's separators and MSH-18
@@ -14,10 +15,16 @@
 //! cache (or after a restart) the duplicate reaches the feed topic and normalize's
 //! deterministic uniqueIds plus the idempotent store absorb it.
 //!
-//! Memory is bounded: at most `--max-connections` connections, each holding at most one
-//! frame of `--max-frame` bytes and handling one message at a time (the listener stops
-//! reading a connection while its message waits on Kafka). Logs name the peer, MSH-10 and
-//! topic coordinates only, never message content.
+//! At startup `--max-frame` is checked against the producer's `message.max.bytes` and each
+//! feed topic's `max.message.bytes` (`runtime::check_record_limits`): a frame the gateway
+//! accepts always fits a record, or the gateway does not start.
+//!
+//! Memory is bounded: at most `--max-connections` connections (`--max-connections-per-peer`
+//! of them from one address), each holding at most one frame of `--max-frame` bytes and
+//! handling one message at a time (the listener stops reading a connection while its
+//! message waits on Kafka). Time is bounded too: a frame must be complete within
+//! `--frame-timeout-ms` of its first byte, however slowly its bytes come. Logs name the
+//! peer, MSH-10 and topic coordinates only, never message content.
 //!
 //! TLS is optional (`--tls-cert` and `--tls-key`, PEM): every accepted connection then
 //! completes a TLS handshake (rustls, ring provider) within the read timeout before MLLP
@@ -235,6 +242,17 @@ impl Routing {
             table.push((typ, event, feed));
         }
         Ok(Routing::Table(table))
+    }
+
+    /// The feed topics this gateway may write to, each once.
+    fn topics(&self, settings: &Settings) -> Vec<String> {
+        let mut feeds: Vec<Feed> = match self {
+            Routing::Feed(f) => vec![*f],
+            Routing::Table(t) => t.iter().map(|(_, _, f)| *f).collect(),
+        };
+        feeds.sort_by_key(|f| f.as_str());
+        feeds.dedup();
+        feeds.into_iter().map(|f| settings.topics.feed(f)).collect()
     }
 
     fn feed_for(&self, typ: &str, event: &str) -> Option<Feed> {
@@ -550,7 +568,29 @@ impl Gateway {
                     reason: None,
                 }
             }
-            Err(why) => {
+            Err(WriteError::TooLarge(why)) => {
+                // AE would make the sender resend the same bytes forever: AR says that
+                // these bytes can never be taken (the startup check makes this rare: a
+                // topic limit lowered while the gateway runs).
+                warn!(%peer, msh10 = %id, %topic, bytes = raw.len(), error = %why,
+                    "record too large for Kafka: AR");
+                let text = format!(
+                    "message of {} bytes is larger than Kafka accepts on this feed",
+                    raw.len()
+                );
+                let e = AckError {
+                    hl7_code: "207",
+                    reason: Reason::RecordTooLarge.as_str(),
+                    text: &text,
+                };
+                Answered {
+                    ack: self.answer(&hd, AckCode::Reject, Some(&e)),
+                    outcome: Outcome::Rejected,
+                    feed: Some(feed),
+                    reason: Some(Reason::RecordTooLarge.as_str()),
+                }
+            }
+            Err(WriteError::Unavailable(why)) => {
                 warn!(%peer, msh10 = %id, %topic, error = %why, "Kafka write not acknowledged: AE");
                 let text = format!(
                     "not accepted: Kafka did not acknowledge the write within {} ms; please resend",
@@ -575,7 +615,12 @@ impl Gateway {
     /// timeout. The producer's own message.timeout.ms equals that timeout, so a message we
     /// answered AE for is normally abandoned by librdkafka too (a write that still lands
     /// is a duplicate the pipeline absorbs).
-    async fn write(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(i32, i64), String> {
+    async fn write(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(i32, i64), WriteError> {
         let now = runtime::now_ms().to_string();
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
@@ -599,10 +644,30 @@ impl Gateway {
         let send = self.producer.send(record, self.ack_timeout);
         match tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), send).await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((e, _))) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+            Ok(Err((e, _))) if record_too_large(&e) => Err(WriteError::TooLarge(e.to_string())),
+            Ok(Err((e, _))) => Err(WriteError::Unavailable(e.to_string())),
+            Err(_) => Err(WriteError::Unavailable("timed out".into())),
         }
     }
+}
+
+/// Why a write was not acknowledged.
+#[derive(Debug)]
+enum WriteError {
+    /// The producer or the topic refuses a record this large: resending cannot help.
+    TooLarge(String),
+    /// The broker did not acknowledge in time (down, no leader, ...): resend later.
+    Unavailable(String),
+}
+
+/// A record refused for its size, by the producer (its `message.max.bytes`) or by the
+/// broker (the topic's `max.message.bytes`): a permanent answer for these bytes.
+fn record_too_large(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge)
+    )
 }
 
 /// The gateway's producer: the runtime's idempotent acks=all settings, with the message
@@ -805,11 +870,13 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
                 // Silence inside a frame, or its deadline reached during this read: the
                 // frame is abandoned either way.
                 metrics().mllp_frame_refused("timeout");
-                let what = match read_wait(lim, frame_started, Instant::now()) {
-                    Some(_) => "read",
-                    None => "frame",
-                };
-                warn!(%peer, timeout = what, "frame not complete in time; closing the connection");
+                match read_wait(lim, frame_started, Instant::now()) {
+                    Some(_) => warn!(%peer, timeout = "read",
+                        "silence inside a frame past the read timeout; closing the connection"),
+                    None => warn!(%peer, timeout = "frame",
+                        limit_ms = lim.frame_timeout.as_millis() as u64,
+                        "frame not complete within the frame timeout; closing the connection"),
+                }
                 return;
             }
         }
@@ -838,6 +905,22 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
         })
     };
     let ack_timeout = Duration::from_millis(args.ack_timeout_ms);
+    // Every frame up to --max-frame must fit the producer's and each feed topic's record
+    // limit, or it would be answered AE (resend) forever: refuse to start on an
+    // inconsistent set, raise the producer's own limit when the operator left it unset.
+    let topics = routing.topics(settings);
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let limits = runtime::check_record_limits(
+        settings,
+        &topic_refs,
+        args.max_frame,
+        "--max-frame",
+        &shutdown,
+    )
+    .await?;
+    let mut settings = settings.clone();
+    limits.apply(&mut settings);
+    let settings = &settings;
     let gw = Arc::new(Gateway {
         routing,
         settings: settings.clone(),

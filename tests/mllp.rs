@@ -601,7 +601,8 @@ async fn many_connections_every_message_acked_once_and_on_the_topic_once() {
         // a 2-core machine shared with a parallel build; acknowledging plus reading the
         // topic back, which is ~1-2 s of it).
         .unwrap_or(1000);
-    let gw = start_gateway("many", &bs, &[]);
+    // Every connection comes from 127.0.0.1: lift the per-peer cap (32) for this one.
+    let gw = start_gateway("many", &bs, &["--max-connections-per-peer", "1000"]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..conns {
@@ -783,6 +784,303 @@ fn tls_flags_one_without_the_other_is_a_clear_startup_error() {
     assert!(err.contains("needs --tls-key"), "{err}");
 }
 
+// ------------------------------------------------------------------ hostile peers
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_dribbled_a_byte_at_a_time_is_closed_at_the_frame_deadline() {
+    let bs = require_kafka();
+    let gw = start_gateway(
+        "loris",
+        &bs,
+        &["--read-timeout-ms", "1000", "--frame-timeout-ms", "3000"],
+    );
+    let (ins, _) = patient_csv("1800375000033");
+    // A sender slower than that but within the deadline is served as before.
+    let mut ok = Client::connect(gw.port).await;
+    let msg = encode_frame(lab_oru(&ins, "slow", 1).as_bytes());
+    let third = msg.len() / 3;
+    for part in [&msg[..third], &msg[third..2 * third], &msg[2 * third..]] {
+        ok.stream.write_all(part).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let ack = Ack::parse(ok.read_ack(Duration::from_secs(30)).await.expect("ACK"));
+    assert_eq!(ack.msa(1), "AA");
+
+    // One byte every 500 ms: every read is well inside --read-timeout-ms, so only the
+    // whole-frame deadline can end it.
+    let loris = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let (mut rd, mut wr) = loris.into_split();
+    let started = Instant::now();
+    let bytes = encode_frame(lab_oru(&ins, "loris", 1).as_bytes());
+    let dribble = tokio::spawn(async move {
+        for b in bytes.iter().take(bytes.len() - 2) {
+            if wr.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), rd.read(&mut buf)).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "connection still open after {took:?}: {closed:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "closed after {took:?}, deadline 3 s"
+    );
+    dribble.abort();
+    let series = r#"dmpflow_mllp_frames_refused_total{cause="timeout"}"#;
+    assert_eq!(sample(&gw, series).await, 1.0, "{series}");
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("frame timeout"), "{log}");
+    // The gateway still serves others.
+    let ack = Ack::parse(ok.send(lab_oru(&ins, "slow", 2).as_bytes()).await.unwrap());
+    assert_eq!(ack.msa(1), "AA");
+}
+
+/// A connection to the gateway from `source` (any 127.x.y.z is this host on loopback).
+async fn connect_from(source: &str, port: u16) -> Client {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    Client {
+        stream,
+        buf: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection_slot() {
+    let bs = require_kafka();
+    let gw = start_gateway("peers", &bs, &["--max-connections-per-peer", "2"]);
+    // The readiness probe of start_gateway was a connection from this address too.
+    wait_sample(&gw, "dmpflow_mllp_open_connections", 0.0).await;
+    let (ins, _) = patient_csv("1800375000044");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        lab_oru(&ins, "peer", n)
+    };
+    let mut a1 = connect_from("127.0.0.1", gw.port).await;
+    let mut a2 = connect_from("127.0.0.1", gw.port).await;
+    for c in [&mut a1, &mut a2] {
+        assert_eq!(
+            Ack::parse(c.send(next().as_bytes()).await.unwrap()).msa(1),
+            "AA"
+        );
+    }
+    // The third from the same address is closed at accept, without an ACK.
+    let mut a3 = connect_from("127.0.0.1", gw.port).await;
+    assert!(
+        a3.send(next().as_bytes()).await.is_none(),
+        "a peer over its cap is refused"
+    );
+    // Another address still gets in.
+    let mut b = connect_from("127.0.0.2", gw.port).await;
+    assert_eq!(
+        Ack::parse(b.send(next().as_bytes()).await.unwrap()).msa(1),
+        "AA"
+    );
+    let refused = r#"dmpflow_mllp_connections_total{result="refused_peer_limit"}"#;
+    assert_eq!(sample(&gw, refused).await, 1.0, "{refused}");
+    // A slot of the peer is free again once one of its connections closes.
+    drop(a1);
+    wait_sample(&gw, "dmpflow_mllp_open_connections", 2.0).await;
+    let mut a4 = connect_from("127.0.0.1", gw.port).await;
+    assert_eq!(
+        Ack::parse(a4.send(next().as_bytes()).await.unwrap()).msa(1),
+        "AA"
+    );
+    assert_eq!(sample(&gw, refused).await, 1.0, "{refused}");
+}
+
+// ------------------------------------------------------------------ record size limits
+
+/// Sets one topic's `max.message.bytes` on the broker.
+async fn set_topic_max_bytes(bootstrap: &str, topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let value = bytes.to_string();
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    let res = admin
+        .alter_configs(&[change], &AdminOptions::new())
+        .await
+        .unwrap();
+    res[0].as_ref().expect("altering max.message.bytes");
+    // The controller has it; the broker that answers describes (and checks records) a
+    // moment later: wait until it reports the new value.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let described = admin
+            .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+            .await
+            .unwrap();
+        let now = described[0]
+            .as_ref()
+            .ok()
+            .and_then(|r| r.get("max.message.bytes"))
+            .and_then(|e| e.value.clone());
+        if now.as_deref() == Some(value.as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: max.message.bytes still {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `n` characters that LZ4 cannot shrink (the gateway's producer compresses, and the
+/// broker checks the compressed batch against the topic's limit).
+fn incompressible(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_limit_kafka_cannot_take_is_refused_at_startup() {
+    let bs = require_kafka();
+    let prefix = format!("t.mllp.limits.{}", unique());
+    let mut env = isolated_env(&prefix, "sqlite://unused.db");
+    env.retain(|(k, _)| k != "DMPFLOW_KAFKA_BOOTSTRAP");
+    env.push(("DMPFLOW_KAFKA_BOOTSTRAP".into(), bs.clone()));
+    run_ok(&env, &["topics", "create"]);
+    let topic = format!("{prefix}.feed.lab");
+    // A topic that takes records of 2 MB, and the default --max-frame of 16 MiB.
+    set_topic_max_bytes(&bs, &topic, 2_000_000).await;
+    // Exit code and stderr of a gateway that stops by itself, or None once it listens.
+    let run = |extra: &[&str]| {
+        let port = free_port();
+        let mut args = vec![
+            "mllp".to_string(),
+            "--feed".into(),
+            "lab".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut child = dmpflow()
+            .envs(env.iter().cloned())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let listening = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway neither stopped nor listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if listening {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (if listening { None } else { out.status.code() }, err)
+    };
+    let (code, err) = run(&[]);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "refused to start: {code:?} {err}"
+    );
+    assert!(
+        err.contains(&topic) && err.contains("max.message.bytes") && err.contains("--max-frame"),
+        "{err}"
+    );
+    // A frame limit that fits (500 kB + 1 MiB of overhead < 2 MB): the gateway starts and
+    // keeps running until stopped.
+    let (code, err) = run(&["--max-frame", "500000"]);
+    assert_eq!(code, None, "a consistent set starts: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_kafka_refuses_for_its_size_gets_ar_not_ae() {
+    let bs = require_kafka();
+    let gw = start_gateway("toolarge", &bs, &["--max-frame", "500000"]);
+    let (ins, _) = patient_csv("1800375000055");
+    let mut c = Client::connect(gw.port).await;
+    let small = lab_oru(&ins, "size", 0);
+    assert_eq!(
+        Ack::parse(c.send(small.as_bytes()).await.unwrap()).msa(1),
+        "AA"
+    );
+    // The topic's limit lowered while the gateway runs (an operator's change): a 20 kB
+    // message can never be written again, whatever the sender does.
+    set_topic_max_bytes(&bs, &gw.topic, 4000).await;
+    let big = format!(
+        "{}NTE|1||{}\r",
+        lab_oru(&ins, "size", 1),
+        incompressible(20_000)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ack = loop {
+        let ack = Ack::parse(c.send(big.as_bytes()).await.unwrap());
+        // The broker applies the new limit a moment later: AA until then.
+        if ack.msa(1) != "AA" || Instant::now() > deadline {
+            break ack;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        ack.msa(1),
+        "AR",
+        "never AE (resend) for a record too large: {:?}",
+        ack.segs
+    );
+    assert_eq!(ack.msa(2), "size-1");
+    let err = ack.seg("ERR").expect("ERR");
+    assert!(err[5].starts_with("kafka.record.too_large"), "{err:?}");
+    // The same bytes again: AR again, not a resend-cache AA.
+    let again = Ack::parse(c.send(big.as_bytes()).await.unwrap());
+    assert_eq!(again.msa(1), "AR");
+    // Small messages still go through.
+    let small = lab_oru(&ins, "size", 2);
+    assert_eq!(
+        Ack::parse(c.send(small.as_bytes()).await.unwrap()).msa(1),
+        "AA"
+    );
+    let series = r#"dmpflow_mllp_acks_total{code="AR",feed="lab",reason="kafka.record.too_large"}"#;
+    assert_eq!(sample(&gw, series).await, 2.0, "{series}");
+    assert_eq!(
+        sample(
+            &gw,
+            r#"dmpflow_mllp_acks_total{code="AE",feed="lab",reason="kafka.unavailable"}"#
+        )
+        .await,
+        0.0
+    );
+}
+
 // ------------------------------------------------------------------ broker outage
 
 fn side_stack_env() -> Vec<(String, String)> {
@@ -932,7 +1230,11 @@ async fn throughput_table() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let gw = start_gateway("bench", &bs, &["--dedupe-cache", "0"]);
+    let gw = start_gateway(
+        "bench",
+        &bs,
+        &["--dedupe-cache", "0", "--max-connections-per-peer", "1000"],
+    );
     println!("| connections | ACKed msg/s | p50 ACK ms | p99 ACK ms | messages |");
     println!("|---:|---:|---:|---:|---:|");
     for conns in [1usize, 10, 100] {
