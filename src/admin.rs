@@ -52,7 +52,9 @@ fn admin_client(settings: &Settings) -> Result<AdminClient<DefaultClientContext>
     for (k, v) in &settings.kafka.client {
         cfg.set(k, v);
     }
-    cfg.create().context("creating the Kafka admin client")
+    cfg.create()
+        .map_err(runtime::client_error)
+        .context("creating the Kafka admin client")
 }
 
 /// Creates the pipeline's topics; "already exists" is fine (idempotent).

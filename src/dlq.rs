@@ -112,7 +112,9 @@ fn reader(settings: &Settings) -> Result<BaseConsumer> {
     .set("enable.auto.commit", "false")
     .set("enable.auto.offset.store", "false")
     .set("isolation.level", "read_committed");
-    cfg.create().context("creating the DLQ reader")
+    cfg.create()
+        .map_err(crate::runtime::client_error)
+        .context("creating the DLQ reader")
 }
 
 /// Every message of `topic` from the low to the high watermarks captured now, in
@@ -258,6 +260,7 @@ pub fn replayed_topic(settings: &Settings) -> String {
 async fn ensure_marker_topic(settings: &Settings) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings)
         .create()
+        .map_err(crate::runtime::client_error)
         .context("creating the Kafka admin client")?;
     let name = replayed_topic(settings);
     // Compacted and kept forever: one record per replayed letter is the whole memory of
@@ -390,6 +393,31 @@ async fn replay(
 
 /// Produces the replayed messages and their markers, a chunk per Kafka transaction.
 async fn send(settings: &Settings, todo: &[(Letter, OwnedMessage)]) -> Result<()> {
+    // A dead letter may be as large as its input topic allows (a `kafka.record.too_large`
+    // one carries a whole message): the producer's limit is sized to the largest replayed,
+    // and a source topic that cannot take it is named before anything is sent.
+    let mut sources: Vec<&str> = todo
+        .iter()
+        .filter_map(|(l, _)| l.source_topic.as_deref())
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let largest = todo
+        .iter()
+        .map(|(_, m)| m.payload().map_or(0, <[u8]>::len))
+        .max()
+        .unwrap_or(0);
+    let limits = runtime::check_record_limits(
+        settings,
+        &sources,
+        largest,
+        "the largest dead letter to replay",
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    let mut sized = settings.clone();
+    limits.apply(&mut sized);
+    let settings = &sized;
     let mut cfg = client_config(settings);
     cfg.set(
         "transactional.id",
@@ -397,7 +425,10 @@ async fn send(settings: &Settings, todo: &[(Letter, OwnedMessage)]) -> Result<()
     )
     .set("enable.idempotence", "true")
     .set("acks", "all");
-    let producer: FutureProducer = cfg.create().context("creating the replay producer")?;
+    let producer: FutureProducer = cfg
+        .create()
+        .map_err(crate::runtime::client_error)
+        .context("creating the replay producer")?;
     let timeout = Duration::from_secs(30);
     producer
         .init_transactions(timeout)

@@ -158,6 +158,7 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
         );
     let consumer: Arc<StageConsumer> = Arc::new(
         cfg.create_with_context(StageContext::default())
+            .map_err(runtime::client_error)
             .context("creating the replay consumer")?,
     );
     let to = args.to.as_deref().map(crate::dlq::parse_time).transpose()?;

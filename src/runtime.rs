@@ -71,6 +71,24 @@ pub fn client_config(settings: &Settings) -> ClientConfig {
     cfg
 }
 
+/// A Kafka client creation error fit to print. rdkafka's `ClientConfig` error carries the
+/// refused setting's value, and librdkafka's own description may quote it too: for a
+/// secret key (`sasl.password`, `ssl.key.password`, ...) only the key is kept.
+pub fn client_error(e: KafkaError) -> anyhow::Error {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, _) => {
+            if crate::config::is_secret_key(&key) {
+                anyhow::anyhow!(
+                    "Kafka client setting {key} is refused by librdkafka (its value is not shown)"
+                )
+            } else {
+                anyhow::anyhow!("Kafka client setting {key}: {desc}")
+            }
+        }
+        other => other.into(),
+    }
+}
+
 /// A consumer of `topics` in the group `<prefix>.<name>`, offsets committed by us only.
 pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Arc<StageConsumer>> {
     let group = format!("{}.{}", settings.kafka.group_prefix, name);
@@ -99,6 +117,7 @@ pub fn consumer(settings: &Settings, name: &str, topics: &[String]) -> Result<Ar
     }
     let consumer: StageConsumer = cfg
         .create_with_context(StageContext::default())
+        .map_err(client_error)
         .with_context(|| format!("creating the Kafka consumer of group {group}"))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
@@ -142,7 +161,9 @@ pub fn producer_with(
     for (k, v) in &settings.kafka.client {
         cfg.set(k, v);
     }
-    cfg.create().context("creating the Kafka producer")
+    cfg.create()
+        .map_err(client_error)
+        .context("creating the Kafka producer")
 }
 
 /// librdkafka's `message.max.bytes` when `[kafka.client]` does not set it.
@@ -295,6 +316,7 @@ async fn describe_topic_limits(
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = client_config(settings)
         .create()
+        .map_err(client_error)
         .context("creating the Kafka admin client")?;
     let specs: Vec<ResourceSpecifier<'_>> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
@@ -730,6 +752,7 @@ impl HealthChecks {
         shutdown: CancellationToken,
     ) {
         // A client of its own: a stage consumer's metadata call would wait behind its polls.
+        // (A settings error surfaced when the stage consumers were created.)
         let probe: Option<Arc<BaseConsumer>> = client_config(&settings).create().ok().map(Arc::new);
         let mut store: Option<dmpflow_store::Store> = None;
         let mut was = None;
