@@ -3,7 +3,7 @@
 //! (MSA-1, MSA-2, encoding characters, charset), and the feed topic is read back to prove
 //! that what was acknowledged is there exactly once. The broker-outage test runs on a
 //! separate side stack (own state dir, broker on 29092) so stopping its broker disturbs
-//! nobody; it starts that stack itself when needed.
+//! nobody; it starts that stack itself and stops it when it ends.
 //!
 //! The TLS test generates a self-signed certificate with rcgen at run time and talks to
 //! the gateway through a tokio-rustls client that trusts only that certificate.
@@ -1122,6 +1122,18 @@ fn side_stack(args: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_stopped_gives_ae_then_aa_after_recovery_and_nothing_acked_is_lost() {
     side_stack(&["up"]);
+    // `cargo test` must not leave a second Kafka and PostgreSQL running: down on every
+    // way out of this test, a failed assertion included.
+    struct SideStackDown;
+    impl Drop for SideStackDown {
+        fn drop(&mut self) {
+            let _ = Command::new(repo_root().join("scripts/stack"))
+                .arg("down")
+                .envs(side_stack_env())
+                .status();
+        }
+    }
+    let _down = SideStackDown;
     let bs = "127.0.0.1:29092";
     let gw = start_gateway("outage", bs, &["--ack-timeout-ms", "3000"]);
     let mut c = Client::connect(gw.port).await;
