@@ -107,7 +107,8 @@ pub struct Metrics {
     /// port probe) is not counted.
     pub mllp_tls_handshake_failures: Family<CauseLabel, Counter>,
     /// MLLP connections at accept, by result (`accepted`; `refused_limit`: closed at once
-    /// because --max-connections were already open).
+    /// because --max-connections were already open; `refused_peer_limit`: that peer address
+    /// already held --max-connections-per-peer).
     pub mllp_connections: Family<ResultLabel, Counter>,
     /// MLLP connections open now (TLS handshake included), back down on every close.
     pub mllp_open_connections: Gauge,
@@ -118,7 +119,9 @@ pub struct Metrics {
     pub mllp_acks: Family<AckLabel, Counter>,
     /// MLLP connections closed because their byte stream broke the framing, by cause
     /// (`too_large`: frame over --max-frame; `garbage`: bytes outside a frame; `framing`:
-    /// a bad trailer, an empty or unterminated frame, or a stream cut inside a frame).
+    /// a bad trailer, an empty or unterminated frame, or a stream cut inside a frame;
+    /// `timeout`: a frame not complete within --frame-timeout-ms, or silent inside past
+    /// --read-timeout-ms).
     pub mllp_frames_refused: Family<CauseLabel, Counter>,
     /// Time from a complete MLLP frame read to its ACK written and flushed, by code, seconds.
     pub mllp_ack_seconds: HistogramFamily<CodeLabel>,
@@ -276,7 +279,7 @@ impl Metrics {
             .inc();
     }
 
-    /// `result` is `accepted` or `refused_limit` (see the field).
+    /// `result` is `accepted`, `refused_limit` or `refused_peer_limit` (see the field).
     pub fn mllp_connection(&self, result: &'static str) {
         self.mllp_connections
             .get_or_create(&ResultLabel { result })
@@ -291,7 +294,7 @@ impl Metrics {
         self.mllp_acks.get_or_create(&label).inc();
     }
 
-    /// `cause` is `too_large`, `garbage` or `framing` (see the field).
+    /// `cause` is `too_large`, `garbage`, `framing` or `timeout` (see the field).
     pub fn mllp_frame_refused(&self, cause: &'static str) {
         self.mllp_frames_refused
             .get_or_create(&CauseLabel { cause })
