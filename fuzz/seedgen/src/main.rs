@@ -2,7 +2,7 @@
 //! files (demo/*.hl7, demo/patients.csv) and a few small ANS examples (../shared, read here
 //! only, never by the product). Run from the repository root:
 //! `cargo run --manifest-path fuzz/Cargo.toml -p dmpflow-fuzz-seeds`. The seeds are
-//! committed; re-running rewrites them identically.
+//! committed; re-running rewrites them (the wire payloads from the current normalize).
 
 use std::fs;
 use std::path::{Path, PathBuf};
