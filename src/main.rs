@@ -197,10 +197,16 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                     health.clone(),
                     server_stop.clone(),
                 );
+                let stop = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = metrics::serve(&addr, h, t).await {
-                        tracing::warn!(error = %format!("{e:#}"), "metrics endpoint not served");
+                    let served = metrics::serve(&addr, h, t).await;
+                    if let Err(e) = &served {
+                        // Without its health endpoint an instance cannot be probed: stop
+                        // rather than run unobservable.
+                        tracing::error!(error = %format!("{e:#}"), "metrics endpoint not served: the process exits");
+                        stop.cancel();
                     }
+                    served
                 })
             };
             let timeout = std::time::Duration::from_millis(settings.limits.shutdown_timeout_ms);
@@ -218,8 +224,12 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 tokio::time::sleep(runtime::HealthChecks::INTERVAL).await;
             }
             server_stop.cancel();
-            let _ = server.await;
-            result.map(|_| ExitCode::SUCCESS)
+            let served = server.await;
+            result?;
+            match served {
+                Ok(Err(e)) => Err(e),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Topics { action } => admin::topics(&settings, action).await,
         Command::Load(args) => admin::load(&settings, args).await,

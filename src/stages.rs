@@ -135,6 +135,13 @@ pub async fn run(
     while let Some(done) = tasks.join_next().await {
         let (stage, error) = match done {
             Ok((_, Ok(()))) => continue,
+            // Shutdown was requested from outside (a signal; we cancel only after a
+            // failure): an error met while draining (a send or a database call cut short)
+            // leaves its batch uncommitted, to be redelivered. Not a failure of the process.
+            Ok((stage, Err(e))) if failure.is_none() && shutdown.is_cancelled() => {
+                warn!(stage = stage.as_str(), error = %format!("{e:#}"), "stage stopped during shutdown with its batch uncommitted");
+                continue;
+            }
             Ok((stage, Err(e))) => (stage, format!("{e:#}")),
             Err(e) => (
                 StageName::All,

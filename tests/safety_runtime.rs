@@ -138,7 +138,7 @@ async fn set_topic_max_bytes(topic: &str, max: usize) {
 async fn an_output_over_the_topic_limit_dead_letters_its_input_and_the_stage_goes_on() {
     let s = setup("toolarge", 1).await;
     let feed = format!("{}.feed.lab", s.prefix);
-    let port = 19611;
+    let port = 19711;
     let log = format!("{}-toolarge.log", s.prefix);
     let mut run = spawn_stage(&s.env, "all", port, &log);
     wait_ready(port, &mut run).await;
@@ -197,7 +197,7 @@ async fn a_permanent_database_error_makes_run_exit_non_zero_after_not_ready() {
     use sqlx::Connection;
     let s = setup("permanent", 1).await;
     let feed = format!("{}.feed.lab", s.prefix);
-    let port = 19612;
+    let port = 19712;
     let log = format!("{}-permanent.log", s.prefix);
     let mut env = s.env.clone();
     env.push(("DMPFLOW_STORE_CONSUMERS".into(), "1".into()));
@@ -258,7 +258,7 @@ async fn a_permanent_database_error_makes_run_exit_non_zero_after_not_ready() {
 async fn control_characters_are_dead_lettered_and_the_documents_after_them_are_stored() {
     let s = setup("ctrl", 1).await;
     let feed = format!("{}.feed.lab", s.prefix);
-    let port = 19613;
+    let port = 19713;
     let log = format!("{}-ctrl.log", s.prefix);
     let mut run = spawn_stage(&s.env, "all", port, &log);
     wait_ready(port, &mut run).await;
@@ -347,7 +347,7 @@ async fn secrets_never_reach_stderr() {
 
     // A run's startup lines with a secret librdkafka setting (ignored on PLAINTEXT).
     let s = setup("secrets", 1).await;
-    let port = 19614;
+    let port = 19714;
     let log = format!("{}-secrets.log", s.prefix);
     let mut env = s.env.clone();
     env.push(("DMPFLOW_KAFKA__SASL_PASSWORD".into(), SECRET.into()));
@@ -364,7 +364,7 @@ async fn secrets_never_reach_stderr() {
     env.push(("DMPFLOW_KAFKA__SSL_KEY_PASSWORD".into(), SECRET.into()));
     let out = dmpflow()
         .envs(env.iter().cloned())
-        .args(["run", "--metrics-addr", "127.0.0.1:19615"])
+        .args(["run", "--metrics-addr", "127.0.0.1:19715"])
         .output()
         .expect("running dmpflow");
     let err = String::from_utf8_lossy(&out.stderr);
