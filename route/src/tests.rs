@@ -410,6 +410,9 @@ fn update(change: PatientChange, ins: &str) -> PatientUpdate {
         patient: meta(ins).patient,
         feeding_opposed: None,
         dmp_status: None,
+        consultation_consent: None,
+        times: Default::default(),
+        event: String::new(),
         source: SourceRef::default(),
     }
 }

@@ -281,11 +281,45 @@ pub enum PatientChange {
 pub struct PatientUpdate {
     pub change: PatientChange,
     pub patient: PatientIdentity,
-    /// Opposition to feeding the DMP (from ZFA), when the message states it.
+    /// ZFA-9 opposition to feeding the DMP: `Some(true)` IO, `Some(false)` INO, `None`
+    /// NA (not collected) or no ZFA.
     pub feeding_opposed: Option<bool>,
     /// ZFA-1 DMP status (ACTIF, FERME, ...), when present.
     pub dmp_status: Option<String>,
+    /// ZFA-11 consent to consultation of the DMP: `Some(true)` IC, `Some(false)` INC,
+    /// `None` NA (not collected) or no ZFA. Kept for the read side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_consent: Option<bool>,
+    /// When the sender collected what it states, so that an older message never
+    /// overwrites a newer state held by the registry.
+    #[serde(default, skip_serializing_if = "UpdateTimes::is_empty")]
+    pub times: UpdateTimes,
+    /// The ADT event (A01, A04, A08, A28, A31, A40, A47 ...), for the registry history.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
     pub source: SourceRef,
+}
+
+/// The dates of an identity update, each `YYYY-MM-DDTHH:MM:SS` in the sender's local time
+/// (PAM-FR timestamps rarely carry a zone), so that they compare as strings; missing
+/// precision is filled with zeros. `None` when the message does not date that value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct UpdateTimes {
+    /// MSH-7: when the message was created; the fallback for every other date.
+    pub message: Option<String>,
+    /// ZFA-2: when the DMP status was collected.
+    pub dmp_status: Option<String>,
+    /// ZFA-10: when the feeding opposition (ZFA-9) was collected.
+    pub feeding_opposed: Option<String>,
+    /// ZFA-12: when the consultation consent (ZFA-11) was collected.
+    pub consultation_consent: Option<String>,
+}
+
+impl UpdateTimes {
+    pub fn is_empty(&self) -> bool {
+        *self == UpdateTimes::default()
+    }
 }
 
 /// One item produced by normalize from one input message.

@@ -54,6 +54,12 @@ reasons! {
     Hl7InsMissing = "hl7.ins.missing",
     /// A field holds text XML 1.0 cannot carry (NUL or another C0 control, raw or escaped).
     Hl7TextInvalid = "hl7.text.invalid",
+    /// An ADT event with nothing for the DMP (A02 transfer, A03 discharge, A11/A13
+    /// cancellations ...): skipped and counted, never dead-lettered (see `Reason::is_skip`).
+    Hl7EventSkipped = "hl7.event.skipped",
+    /// Not a refusal: the sender reused a control id (same MSH-3/4 and MSH-10) for a
+    /// message with other content. It is processed; the code labels the warning and metric.
+    Hl7ControlIdReused = "hl7.control_id.reused",
     // --- Embedded CDA (normalize) ---
     /// OBX-5 of an ED document is not valid base64.
     CdaBase64Invalid = "cda.base64.invalid",
@@ -80,6 +86,8 @@ reasons! {
     CdaTooLarge = "cda.too_large",
     /// The embedded CDA nests elements deeper than the configured limit.
     CdaXmlTooDeep = "cda.xml.too_deep",
+    /// ClinicalDocument/code is not an XDS type code of the CI-SIS value set JDV_J07.
+    CdaTypeUnknown = "cda.type.unknown",
     // --- Drug codes (normalize) ---
     /// CIP13/UCD13 code whose check digit is wrong.
     DrugCip13Checkdigit = "drug.cip13.checkdigit",
@@ -121,6 +129,14 @@ reasons! {
     IdentityCollision = "identity.collision",
     /// PID-3 carries several different INS for one patient.
     IdentityAmbiguous = "identity.ambiguous",
+}
+
+impl Reason {
+    /// A skip is not an error: the input holds nothing for the DMP. The runtime counts it
+    /// and moves on; it is neither dead-lettered nor quarantined.
+    pub fn is_skip(self) -> bool {
+        matches!(self, Reason::Hl7EventSkipped)
+    }
 }
 
 impl fmt::Display for Reason {

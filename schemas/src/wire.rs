@@ -362,6 +362,9 @@ mod tests {
             patient: patient(),
             feeding_opposed: None,
             dmp_status: None,
+            consultation_consent: None,
+            times: Default::default(),
+            event: String::new(),
             source: SourceRef::default(),
         }));
         let bytes = encode(&p);

@@ -29,6 +29,9 @@ fn update(change: PatientChange, ins: &str, name: &str, msg: &str) -> Normalized
         },
         feeding_opposed: None,
         dmp_status: None,
+        consultation_consent: None,
+        times: Default::default(),
+        event: String::new(),
         source: SourceRef {
             feed: Some(Feed::Identity),
             sender: "GAM^CHU".into(),

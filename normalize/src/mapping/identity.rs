@@ -52,6 +52,9 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         patient,
         feeding_opposed,
         dmp_status,
+        consultation_consent: None,
+        times: Default::default(),
+        event: ctx.event.clone(),
         source: ctx.source(0),
     }))])
 }

@@ -529,6 +529,9 @@ fn patient_update(change: PatientChange, ins: &str, msg: &str) -> PatientUpdate 
         patient: identity(ins),
         feeding_opposed: Some(false),
         dmp_status: Some("ACTIF".into()),
+        consultation_consent: None,
+        times: Default::default(),
+        event: String::new(),
         source: SourceRef {
             feed: Some(Feed::Identity),
             ..source(msg, 0, 0)
