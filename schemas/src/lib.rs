@@ -25,15 +25,19 @@ pub enum Feed {
     Pharmacy,
     Cancer,
     Identity,
+    /// Finished CDA documents of any CI-SIS model (JDV_J07 typeCode), whatever their
+    /// domain: discharge letters, imaging requests, care-network documents ...
+    Documents,
 }
 
 impl Feed {
-    pub const ALL: [Feed; 5] = [
+    pub const ALL: [Feed; 6] = [
         Feed::Lab,
         Feed::Imaging,
         Feed::Pharmacy,
         Feed::Cancer,
         Feed::Identity,
+        Feed::Documents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl Feed {
             Feed::Pharmacy => "pharmacy",
             Feed::Cancer => "cancer",
             Feed::Identity => "identity",
+            Feed::Documents => "documents",
         }
     }
 }
@@ -54,7 +59,7 @@ impl std::str::FromStr for Feed {
             .into_iter()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown feed '{s}' (expected lab, imaging, pharmacy, cancer or identity)")
+                format!("unknown feed '{s}' (expected lab, imaging, pharmacy, cancer, identity or documents)")
             })
     }
 }
