@@ -274,13 +274,22 @@ fn identity_messages() {
     assert_eq!(a28.patient.birth_date, "2001-01-15");
     assert_eq!(a28.patient.sex, "M");
     assert_eq!(a28.dmp_status.as_deref(), Some("ACTIF"));
+    // PAM-FR 2.11: ZFA-9 INO (does not oppose), ZFA-11 IC (consents); ZFA-4 is ignored.
     assert_eq!(a28.feeding_opposed, Some(false));
+    assert_eq!(a28.consultation_consent, Some(true));
+    assert_eq!(a28.event, "A28");
+    assert_eq!(
+        a28.times.message.as_deref(),
+        Some("2024-05-01T09:00:00"),
+        "MSH-7 in local time, its zone dropped"
+    );
     assert_eq!(a28.source.control_id, "ADT-0028");
     assert_eq!(a28.source.feed, Some(Feed::Identity));
 
     let a31 = patient_update(&fixture("adt_a31.hl7"));
     assert_eq!(a31.change, PatientChange::Upsert);
-    assert_eq!(a31.feeding_opposed, Some(true));
+    assert_eq!(a31.feeding_opposed, Some(true), "ZFA-9 IO");
+    assert_eq!(a31.consultation_consent, None, "ZFA-11 NA");
 
     let a40 = patient_update(&fixture("adt_a40.hl7"));
     assert_eq!(

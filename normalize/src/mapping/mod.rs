@@ -7,7 +7,7 @@
 //! | imaging | ORU^R01 with TX/FT report lines | generated CR-IMG |
 //! | pharmacy | RDS^O13 (ORC + RXD...) | generated eDISP-MED + `Entry::Dispensation` |
 //! | every document feed | ORU^R01 / MDM^T02,T10,T04 with an ED OBX (base64 CDA) | the received CDA with its header metadata |
-//! | identity | ADT^A28, A31, A40, A47 (PAM-FR PID, MRG, ZFA) | `PatientUpdate` |
+//! | identity | ADT^A01, A04, A05, A08, A14, A28, A31, A40, A47 (PAM-FR PID, MRG, ZFA); movements and cancellations skipped (`hl7.event.skipped`, table in `identity`) | `PatientUpdate` |
 //!
 //! Everything here is deterministic: the same message always gives the same output
 //! (uniqueId and setId are hashes of message data, never random or clock-based).
@@ -29,6 +29,7 @@ use dmpflow_schemas::{Feed, Normalized};
 use crate::hl7::{Charset, Message, ReadOptions};
 
 pub use common::{derived_oid, lab_chapter};
+pub use identity::{AdtAction, adt_action};
 pub use pharmacy::{DrugCodeKind, check_drug_code};
 
 /// Normalisation settings.
@@ -143,8 +144,9 @@ pub fn normalize(feed: Feed, raw: &[u8], cfg: &Config) -> Result<Vec<Normalized>
         )
     };
     match feed {
-        Feed::Identity => match kind {
-            ("ADT", "A28" | "A31" | "A40" | "A47") => identity::map(&ctx, &msg),
+        // The identity module's table decides: update, merge, identifier change, or a skip.
+        Feed::Identity => match (ctx.msg_type.as_str(), identity::adt_action(&ctx.event)) {
+            ("ADT", Some(action)) => identity::map(&ctx, &msg, action),
             _ => Err(unsupported()),
         },
         _ => match kind {
