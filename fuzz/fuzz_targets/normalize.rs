@@ -1,6 +1,6 @@
 //! Fuzz target: the whole normalisation of one message, `normalize::normalize(feed, bytes,
-//! &Config::default())`. Input: one byte choosing the feed (lab, imaging, pharmacy, cancer,
-//! identity, modulo 5), then the message. Checks, besides "no panic": every CDA produced or
+//! &Config::default())`. Input: one byte choosing the feed (index into `Feed::ALL`: lab,
+//! imaging, pharmacy, cancer, identity, documents...; modulo its length), then the message. Checks, besides "no panic": every CDA produced or
 //! passed on is well-formed XML 1.0 with a v3 `ClinicalDocument` root (re-read by a
 //! conforming parser); the result is deterministic; every item survives the wire layout.
 #![no_main]
