@@ -31,6 +31,7 @@ fn record(ins: &str) -> PatientRecord {
         identity_status: "QUAL".into(),
         feeding_opposed: false,
         merged_into: None,
+        ..Default::default()
     }
 }
 

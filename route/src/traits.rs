@@ -243,6 +243,7 @@ mod tests {
             identity_status: "QUAL".into(),
             feeding_opposed: false,
             merged_into: None,
+            ..Default::default()
         }
     }
 

@@ -379,4 +379,35 @@ pub struct PatientRecord {
     pub feeding_opposed: bool,
     /// Set after an A40 merge (or A47 change): the INS this record now points to.
     pub merged_into: Option<String>,
+    // What follows came with issue #12; `serde(default)` keeps older payloads decoding.
+    /// Whether the opposition was ever stated (ZFA-9 IO/INO, or the CSV import); false:
+    /// not collected, and `feeding_opposed` is then false.
+    #[serde(default)]
+    pub feeding_opposed_stated: bool,
+    /// The sender's date of the opposition value held (ZFA-10, else MSH-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeding_opposed_at: Option<String>,
+    /// ZFA-1 DMP status (ACTIF, FERME, ...), when stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmp_status: Option<String>,
+    /// The sender's date of the DMP status held (ZFA-2, else MSH-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmp_status_at: Option<String>,
+    /// ZFA-11 consent to consultation: `Some(true)` IC, `Some(false)` INC, `None` not
+    /// collected. For the read side; route does not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_consent: Option<bool>,
+    /// The sender's date of the consent held (ZFA-12, else MSH-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_consent_at: Option<String>,
+    /// MSH-7 of the last identity message that set the traits and identity status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traits_at: Option<String>,
+}
+
+impl PatientRecord {
+    /// The opposition as stated: `Some(true)` IO, `Some(false)` INO, `None` not collected.
+    pub fn feeding_opposition(&self) -> Option<bool> {
+        self.feeding_opposed_stated.then_some(self.feeding_opposed)
+    }
 }

@@ -14,7 +14,9 @@
 
 mod batch;
 mod error;
+mod history;
 mod model;
+mod patient_state;
 mod patients;
 mod queries;
 mod util;
@@ -30,6 +32,7 @@ pub use model::{
     AuditEntry, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit, QuarantineRow,
     QuarantineStatus, ResultRow, StoreItem,
 };
+pub use history::PatientHistoryRow;
 pub use patients::CSV_HEADER;
 pub use util::{pack_cda, unpack_cda};
 

@@ -15,6 +15,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::batch::{AuditRow, Tx, insert_audits};
+use crate::history::{HistoryRows, insert_history};
+use crate::patient_state::{self, Change};
 use crate::util::{in_list, now_rfc3339, values_sql};
 use crate::{CsvLineError, ImportSummary, ItemOutcome, Store, StoreError, StoreItem};
 
@@ -23,82 +25,27 @@ pub const CSV_HEADER: &str =
     "ins,ins_oid,birth_name,first_names,birth_date,sex,birth_place,identity_status,feeding_opposed";
 
 const STATUSES: [&str; 4] = ["QUAL", "VALI", "RECUP", "PROV"];
-/// Statuses that need the traits they vouch for: a record without them is kept PROV.
-const TRAIT_BACKED: [&str; 3] = ["QUAL", "VALI", "RECUP"];
 const IMPORT_CHUNK: usize = 500;
 /// Stop collecting errors after this many: the file needs fixing anyway.
 const MAX_CSV_ERRORS: usize = 1000;
 
-/// The registry status to keep from PID-32 values: a disqualifying one (FICTI, DOUTE,
-/// PROV, route's rule) wherever it stands, else the strongest one present, else the first.
-/// So "VALI~FICTI" never makes a record qualified.
-fn registry_status(values: &[String]) -> Option<&str> {
-    if let Some(d) = route::status::disqualifying(values) {
-        return Some(d);
-    }
-    STATUSES
-        .iter()
-        .find(|s| values.iter().any(|v| v == *s))
-        .copied()
-        .or_else(|| values.first().map(String::as_str))
-}
-
-/// The strict traits of an update as the registry stores them: trimmed, empty first
-/// names dropped, an empty sex as U. Empty (or U, for the sex) means "not stated".
-struct Traits {
-    birth_name: String,
-    first_names: String,
-    birth_date: String,
-    sex: String,
-    birth_place: Option<String>,
-}
-
-const NO_FIRST_NAMES: &str = "[]";
-
-impl Traits {
-    fn of(p: &dmpflow_schemas::PatientIdentity) -> Traits {
-        let names: Vec<&str> = p
-            .first_names
-            .iter()
-            .map(|n| n.trim())
-            .filter(|n| !n.is_empty())
-            .collect();
-        let sex = p.sex.trim();
-        Traits {
-            birth_name: p.birth_name.trim().to_string(),
-            first_names: serde_json::to_string(&names).expect("strings serialise"),
-            birth_date: p.birth_date.trim().to_string(),
-            sex: if sex.is_empty() { "U" } else { sex }.to_string(),
-            birth_place: p
-                .birth_place
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        !self.birth_name.is_empty()
-            && self.first_names != NO_FIRST_NAMES
-            && !self.birth_date.is_empty()
-    }
-}
+/// The registry columns `record_from_row` reads.
+const RECORD_COLUMNS: &str = "ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+     identity_status, feeding_opposed, merged_into, feeding_opposed_stated, feeding_opposed_at, \
+     dmp_status, dmp_status_at, consultation_consent, consultation_consent_at, traits_at";
 
 /// Refuses a merge or identifier change that would take over another person's registry
 /// entry: the defensive twin of route's check, run inside the write transaction on what
 /// the registry holds now, whoever calls the store.
 async fn guard_collision(tx: &mut Tx, u: &PatientUpdate, old_ins: &str) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx("patient update", e);
-    let rows = sqlx::query(
-        "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-         identity_status, feeding_opposed, merged_into FROM patients WHERE ins IN ($1, $2)",
-    )
-    .bind(u.patient.ins.as_str())
-    .bind(old_ins)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(err)?;
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM patients WHERE ins IN ($1, $2)");
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(u.patient.ins.as_str())
+        .bind(old_ins)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
     for row in &rows {
         let rec = record_from_row(row).map_err(err)?;
         let bad = route::other_identity(&u.patient, &rec);
@@ -118,15 +65,17 @@ async fn guard_collision(tx: &mut Tx, u: &PatientUpdate, old_ins: &str) -> Resul
     Ok(())
 }
 
-/// Applies one identity update inside the batch transaction.
+/// Applies one identity update inside the batch transaction, and writes what it changed
+/// to `patient_history` in that same transaction.
 ///
-/// Fields the message does not state keep their registry value: an empty birth name,
-/// first-name list or birth date, an absent birth place, and a sex of U (HL7 "unknown",
-/// which is also what an empty PID-8 reads as: it never replaces a known M or F). A record
-/// left without birth name, first names or birth date is never stored with a status that
-/// vouches for traits (QUAL, VALI, RECUP): it is PROV. A merge or identifier change onto
-/// or from another person's entry is refused ([`StoreError::IdentityCollision`]) before
-/// anything is written.
+/// What the record becomes is [`patient_state::apply`]'s rule: fields the message does
+/// not state keep their registry value (an empty birth name, first-name list or birth
+/// date, an absent birth place, a sex of U); a record left without birth name, first names
+/// or birth date is never QUAL/VALI/RECUP but PROV; and a value the message dates older
+/// than the one held (ZFA dates, else MSH-7) is left alone. A merge or identifier change
+/// onto or from another person's entry is refused ([`StoreError::IdentityCollision`])
+/// before anything is written; the merge pointer itself is applied whatever the dates (it
+/// is no state that a message could overwrite with an older value).
 pub(crate) async fn apply_in_tx(
     tx: &mut Tx,
     u: &PatientUpdate,
@@ -140,82 +89,160 @@ pub(crate) async fn apply_in_tx(
     if let Some((old_ins, _)) = &retired {
         guard_collision(tx, u, old_ins).await?;
     }
-    let t = Traits::of(p);
-    let status = registry_status(&p.identity_status);
-    let insert_status = match status {
-        Some(s) if t.complete() || !TRAIT_BACKED.contains(&s) => s,
-        _ => "PROV",
-    };
-    sqlx::query(
-        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-         identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) \
-         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, \
-         birth_name = CASE WHEN excluded.birth_name = '' THEN patients.birth_name ELSE excluded.birth_name END, \
-         first_names = CASE WHEN excluded.first_names = '[]' THEN patients.first_names ELSE excluded.first_names END, \
-         birth_date = CASE WHEN excluded.birth_date = '' THEN patients.birth_date ELSE excluded.birth_date END, \
-         sex = CASE WHEN excluded.sex = 'U' THEN patients.sex ELSE excluded.sex END, \
-         birth_place = COALESCE(excluded.birth_place, patients.birth_place), \
-         identity_status = CASE \
-           WHEN ((excluded.birth_name = '' AND patients.birth_name = '') \
-              OR (excluded.first_names = '[]' AND patients.first_names = '[]') \
-              OR (excluded.birth_date = '' AND patients.birth_date = '')) \
-             AND COALESCE($12, patients.identity_status) IN ('QUAL', 'VALI', 'RECUP') THEN 'PROV' \
-           ELSE COALESCE($12, patients.identity_status) END, \
-         feeding_opposed = COALESCE($13, patients.feeding_opposed), \
-         dmp_status = COALESCE($10, patients.dmp_status), updated_at = excluded.updated_at",
-    )
-    .bind(p.ins.as_str())
-    .bind(p.ins_oid.as_str())
-    .bind(t.birth_name.as_str())
-    .bind(t.first_names.as_str())
-    .bind(t.birth_date.as_str())
-    .bind(t.sex.as_str())
-    .bind(t.birth_place.as_deref())
-    .bind(insert_status)
-    .bind(i16::from(u.feeding_opposed.unwrap_or(false)))
-    .bind(u.dmp_status.as_deref())
-    .bind(now)
-    .bind(status)
-    .bind(u.feeding_opposed.map(i16::from))
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
+    let event = event_of(u);
+    let mut history = Vec::new();
+    let held = locked_record(tx, &p.ins).await?;
+    let (next, changes) = patient_state::apply(held.as_ref(), u);
+    if held.as_ref() != Some(&next) {
+        write_record(tx, &next, now).await?;
+    }
+    history.push(HistoryRows {
+        ins: p.ins.clone(),
+        event,
+        source: &u.source,
+        changes,
+    });
 
-    let Some((old_ins, old_oid)) = retired else {
-        return Ok(());
-    };
-    // The disappearing INS points to the survivor; a stub keeps the pointer when the
-    // registry never knew the old INS (traits empty, status PROV: nothing to match on).
-    sqlx::query(
-        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-         identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
-         VALUES ($1, $2, '', '[]', '', 'U', NULL, 'PROV', 0, NULL, $3, $4) \
-         ON CONFLICT (ins) DO UPDATE SET merged_into = excluded.merged_into, updated_at = excluded.updated_at",
-    )
-    .bind(old_ins.as_str())
-    .bind(old_oid.as_str())
-    .bind(p.ins.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
-    // Records merged earlier into the old INS follow it, so lookups need one hop only.
-    sqlx::query("UPDATE patients SET merged_into = $1, updated_at = $2 WHERE merged_into = $3 AND ins <> $1")
+    if let Some((old_ins, old_oid)) = retired {
+        // The disappearing INS points to the survivor; a stub keeps the pointer when the
+        // registry never knew the old INS (traits empty, status PROV: nothing to match on).
+        let before: Option<Option<String>> =
+            sqlx::query("SELECT merged_into FROM patients WHERE ins = $1")
+                .bind(old_ins.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(err)?
+                .map(|r| r.try_get("merged_into"))
+                .transpose()
+                .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+             identity_status, feeding_opposed, dmp_status, merged_into, updated_at) \
+             VALUES ($1, $2, '', '[]', '', 'U', NULL, 'PROV', 0, NULL, $3, $4) \
+             ON CONFLICT (ins) DO UPDATE SET merged_into = excluded.merged_into, updated_at = excluded.updated_at",
+        )
+        .bind(old_ins.as_str())
+        .bind(old_oid.as_str())
+        .bind(p.ins.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+        let pointer = |ins: String, old: Option<String>, new: Option<&str>| HistoryRows {
+            ins,
+            event,
+            source: &u.source,
+            changes: vec![Change {
+                field: "merged_into",
+                old,
+                new: new.map(str::to_string),
+                at: u.times.message.clone(),
+            }],
+        };
+        let before = before.flatten();
+        if before.as_deref() != Some(p.ins.as_str()) {
+            history.push(pointer(old_ins.clone(), before, Some(&p.ins)));
+        }
+        // Records merged earlier into the old INS follow it, so lookups need one hop only.
+        let moved = sqlx::query(
+            "UPDATE patients SET merged_into = $1, updated_at = $2 \
+             WHERE merged_into = $3 AND ins <> $1 RETURNING ins",
+        )
         .bind(p.ins.as_str())
         .bind(now)
         .bind(old_ins.as_str())
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(err)?;
-    // A survivor that pointed to the old INS (merge in the other direction before) is
-    // a survivor again.
-    sqlx::query("UPDATE patients SET merged_into = NULL WHERE ins = $1 AND merged_into = $2")
+        for r in moved {
+            let ins: String = r.try_get(0).map_err(err)?;
+            history.push(pointer(ins, Some(old_ins.clone()), Some(&p.ins)));
+        }
+        // A survivor that pointed to the old INS (merge in the other direction before) is
+        // a survivor again.
+        let revived = sqlx::query(
+            "UPDATE patients SET merged_into = NULL WHERE ins = $1 AND merged_into = $2 RETURNING ins",
+        )
         .bind(p.ins.as_str())
         .bind(old_ins.as_str())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+        if !revived.is_empty() {
+            history.push(pointer(p.ins.clone(), Some(old_ins.clone()), None));
+        }
+    }
+    insert_history(tx, &history, now).await
+}
+
+/// The event the history names: the ADT event, else what kind of update it was.
+fn event_of(u: &PatientUpdate) -> &str {
+    match (&u.change, u.event.trim()) {
+        (_, e) if !e.is_empty() => e,
+        (PatientChange::Upsert, _) => "update",
+        (PatientChange::Merge { .. }, _) => "merge",
+        (PatientChange::IdentifierChange { .. }, _) => "identifier_change",
+    }
+}
+
+/// The registry record of `ins`, locked for the rest of the transaction when it exists:
+/// the no-op UPDATE takes PostgreSQL's row lock (SQLite's write lock covers the database),
+/// so a concurrent update of the same patient waits and then reads this one's result.
+async fn locked_record(tx: &mut Tx, ins: &str) -> Result<Option<PatientRecord>, StoreError> {
+    let err = |e| StoreError::from_sqlx("patient update", e);
+    sqlx::query("UPDATE patients SET updated_at = updated_at WHERE ins = $1")
+        .bind(ins)
         .execute(&mut **tx)
         .await
         .map_err(err)?;
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM patients WHERE ins = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(ins)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?;
+    row.as_ref().map(record_from_row).transpose().map_err(err)
+}
+
+/// Writes the whole record (all but `merged_into`, which only merges move).
+async fn write_record(tx: &mut Tx, r: &PatientRecord, now: &str) -> Result<(), StoreError> {
+    let names = serde_json::to_string(&r.first_names).expect("strings serialise");
+    sqlx::query(
+        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+         identity_status, feeding_opposed, dmp_status, merged_into, updated_at, \
+         feeding_opposed_stated, feeding_opposed_at, dmp_status_at, consultation_consent, \
+         consultation_consent_at, traits_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, \
+         birth_name = excluded.birth_name, first_names = excluded.first_names, \
+         birth_date = excluded.birth_date, sex = excluded.sex, birth_place = excluded.birth_place, \
+         identity_status = excluded.identity_status, feeding_opposed = excluded.feeding_opposed, \
+         dmp_status = excluded.dmp_status, updated_at = excluded.updated_at, \
+         feeding_opposed_stated = excluded.feeding_opposed_stated, \
+         feeding_opposed_at = excluded.feeding_opposed_at, dmp_status_at = excluded.dmp_status_at, \
+         consultation_consent = excluded.consultation_consent, \
+         consultation_consent_at = excluded.consultation_consent_at, traits_at = excluded.traits_at",
+    )
+    .bind(r.ins.as_str())
+    .bind(r.ins_oid.as_str())
+    .bind(r.birth_name.as_str())
+    .bind(names.as_str())
+    .bind(r.birth_date.as_str())
+    .bind(r.sex.as_str())
+    .bind(r.birth_place.as_deref())
+    .bind(r.identity_status.as_str())
+    .bind(i16::from(r.feeding_opposed))
+    .bind(r.dmp_status.as_deref())
+    .bind(now)
+    .bind(i16::from(r.feeding_opposed_stated))
+    .bind(r.feeding_opposed_at.as_deref())
+    .bind(r.dmp_status_at.as_deref())
+    .bind(r.consultation_consent.map(i16::from))
+    .bind(r.consultation_consent_at.as_deref())
+    .bind(r.traits_at.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx("patient update", e))?;
     Ok(())
 }
 
@@ -253,6 +280,15 @@ fn record_from_row(r: &sqlx::any::AnyRow) -> Result<PatientRecord, sqlx::Error> 
         identity_status: r.try_get("identity_status")?,
         feeding_opposed: r.try_get::<i64, _>("feeding_opposed")? != 0,
         merged_into: r.try_get("merged_into")?,
+        feeding_opposed_stated: r.try_get::<i64, _>("feeding_opposed_stated")? != 0,
+        feeding_opposed_at: r.try_get("feeding_opposed_at")?,
+        dmp_status: r.try_get("dmp_status")?,
+        dmp_status_at: r.try_get("dmp_status_at")?,
+        consultation_consent: r
+            .try_get::<Option<i64>, _>("consultation_consent")?
+            .map(|c| c != 0),
+        consultation_consent_at: r.try_get("consultation_consent_at")?,
+        traits_at: r.try_get("traits_at")?,
     })
 }
 
@@ -260,14 +296,12 @@ impl Store {
     /// The registry record of `ins`, if any. A merged record has `merged_into` set.
     pub async fn get_patient(&self, ins: &str) -> Result<Option<PatientRecord>, StoreError> {
         let err = |e| StoreError::from_sqlx("get_patient", e);
-        let row = sqlx::query(
-            "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-             identity_status, feeding_opposed, merged_into FROM patients WHERE ins = $1",
-        )
-        .bind(ins)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(err)?;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM patients WHERE ins = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(ins)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
         row.as_ref().map(record_from_row).transpose().map_err(err)
     }
 
@@ -281,8 +315,7 @@ impl Store {
         let mut out = HashMap::with_capacity(ins.len());
         for chunk in ins.chunks(500) {
             let sql = format!(
-                "SELECT ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-                 identity_status, feeding_opposed, merged_into FROM patients WHERE ins IN ({})",
+                "SELECT {RECORD_COLUMNS} FROM patients WHERE ins IN ({})",
                 in_list(1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -424,13 +457,14 @@ async fn upsert_records(
         .collect();
     let sql = values_sql(
         "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-         identity_status, feeding_opposed, updated_at)",
-        10,
+         identity_status, feeding_opposed, updated_at, feeding_opposed_stated)",
+        11,
         recs.len(),
         "ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, birth_name = excluded.birth_name, \
          first_names = excluded.first_names, birth_date = excluded.birth_date, sex = excluded.sex, \
          birth_place = excluded.birth_place, identity_status = excluded.identity_status, \
-         feeding_opposed = excluded.feeding_opposed, updated_at = excluded.updated_at",
+         feeding_opposed = excluded.feeding_opposed, updated_at = excluded.updated_at, \
+         feeding_opposed_stated = 1",
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (r, names) in recs.iter().zip(&names) {
@@ -444,7 +478,8 @@ async fn upsert_records(
             .bind(r.birth_place.as_deref())
             .bind(r.identity_status.as_str())
             .bind(i16::from(r.feeding_opposed))
-            .bind(now);
+            .bind(now)
+            .bind(1i16);
     }
     q.execute(&mut **tx).await.map_err(err)?;
     Ok(())
@@ -552,6 +587,9 @@ pub(crate) fn parse_line(line: &str) -> Result<PatientRecord, String> {
         identity_status: f[7].to_owned(),
         feeding_opposed,
         merged_into: None,
+        // The CSV column is mandatory: the file states the opposition, without a date.
+        feeding_opposed_stated: true,
+        ..PatientRecord::default()
     })
 }
 
@@ -613,17 +651,5 @@ mod tests {
             assert_eq!(e, "column birth_date: expected a calendar date YYYY-MM-DD");
         }
         assert!(parse_line(&ok.replace("1979-03-05", "2024-02-29")).is_ok());
-    }
-
-    // Issue #16 item 3: FICTI, DOUTE or PROV next to VALI never makes a record qualified.
-    #[test]
-    fn keeps_the_strongest_status() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(registry_status(&v(&["PROV", "VALI"])), Some("PROV"));
-        assert_eq!(registry_status(&v(&["VALI", "FICTI"])), Some("FICTI"));
-        assert_eq!(registry_status(&v(&["QUAL", "doute"])), Some("DOUTE"));
-        assert_eq!(registry_status(&v(&["RECUP", "VALI"])), Some("VALI"));
-        assert_eq!(registry_status(&v(&["XYZ"])), Some("XYZ"));
-        assert_eq!(registry_status(&[]), None);
     }
 }

@@ -246,6 +246,28 @@ impl Store {
             .map_err(err)
     }
 
+    /// Open `patient.opposed` cases whose patient no longer opposes (a later ZFA-9 `INO`,
+    /// or a CSV import saying so), oldest first, at most `limit`: the route stage re-routes
+    /// them by itself like the `ins.unknown` ones. The opposition that counts is that of the
+    /// record the case's INS was merged into, if any (merges keep chains one hop long).
+    pub async fn quarantine_opposition_lifted(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let err = |e| StoreError::from_sqlx("quarantine_opposition_lifted", e);
+        let rows = sqlx::query(
+            "SELECT q.id FROM quarantine q WHERE q.status = 'open' AND q.reason = 'patient.opposed' \
+             AND EXISTS (SELECT 1 FROM patients p LEFT JOIN patients s ON s.ins = p.merged_into \
+               WHERE p.ins = q.patient_ins AND COALESCE(s.feeding_opposed, p.feeding_opposed) = 0) \
+             ORDER BY q.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
     /// Records why an open case still fails after a re-route (its reason may have changed,
     /// e.g. from `ins.unknown` to `identity.traits.mismatch`). Returns false if the case is
     /// not open.

@@ -1,0 +1,480 @@
+//! Issue #12, registry side: the PAM-FR ZFA state with its dates (DMP status, feeding
+//! opposition, consultation consent), the "an older message never overwrites" rule, NA
+//! leaving the stored value, the append-only history, and the `patient.opposed` cases the
+//! route stage re-routes once the patient no longer opposes. Every scenario runs on SQLite
+//! (in memory) and on a real PostgreSQL (a fresh database each, from
+//! `DMPFLOW_DATABASE_URL` or the repo's `.stack.env`; no server is a failure, not a skip).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dmpflow_schemas::{
+    CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientChange,
+    PatientIdentity, PatientUpdate, Quarantined, SourceRef, UpdateTimes,
+};
+use dmpflow_store::{Store, StoreItem};
+use sqlx::{AnyConnection, Connection, Executor};
+
+const INS: &str = "279035121518989";
+const INS_B: &str = "180012A12345678";
+const NIR_OID: &str = "1.2.250.1.213.1.4.8";
+
+fn source(control_id: &str, offset: i64) -> SourceRef {
+    SourceRef {
+        feed: Some(Feed::Identity),
+        sender: "GAM^CH-TEST".into(),
+        control_id: control_id.into(),
+        topic: Some("dmp.feed.identity".into()),
+        partition: Some(0),
+        offset: Some(offset),
+        ..SourceRef::default()
+    }
+}
+
+fn identity(ins: &str) -> PatientIdentity {
+    PatientIdentity {
+        ins: ins.into(),
+        ins_oid: NIR_OID.into(),
+        birth_name: "TESTNOM".into(),
+        first_names: vec!["Prenom".into()],
+        birth_date: "1979-03-05".into(),
+        sex: "F".into(),
+        birth_place: Some("75056".into()),
+        identity_status: vec!["VALI".into()],
+        ..PatientIdentity::default()
+    }
+}
+
+/// An upsert of `event` sent at `msh7` ('YYYY-MM-DDTHH:MM:SS'), stating nothing in ZFA.
+fn update(event: &str, control_id: &str, msh7: &str) -> PatientUpdate {
+    PatientUpdate {
+        change: PatientChange::Upsert,
+        patient: identity(INS),
+        feeding_opposed: None,
+        dmp_status: None,
+        consultation_consent: None,
+        times: UpdateTimes {
+            message: Some(msh7.into()),
+            ..UpdateTimes::default()
+        },
+        event: event.into(),
+        source: source(control_id, 0),
+    }
+}
+
+/// ZFA-1/2, ZFA-9/10 and ZFA-11/12 as S1a's normalize maps them.
+fn with_zfa(
+    mut u: PatientUpdate,
+    opposed: Option<bool>,
+    consent: Option<bool>,
+    at: &str,
+) -> PatientUpdate {
+    u.dmp_status = Some("ACTIF".into());
+    u.times.dmp_status = Some(at.into());
+    u.feeding_opposed = opposed;
+    u.times.feeding_opposed = opposed.map(|_| at.to_string());
+    u.consultation_consent = consent;
+    u.times.consultation_consent = consent.map(|_| at.to_string());
+    u
+}
+
+/// The state held, then: the newer A31 wins over an older A08 delivered after it.
+async fn state_with_dates_and_stale_updates(store: &Store) {
+    let a31 = with_zfa(
+        update("A31", "A31-1", "2024-03-06T11:11:54"),
+        Some(true),
+        Some(true),
+        "2024-03-06T11:10:00",
+    );
+    store.apply_patient_update(&a31).await.unwrap();
+    let rec = store.get_patient(INS).await.unwrap().unwrap();
+    assert_eq!(rec.feeding_opposition(), Some(true));
+    assert!(rec.feeding_opposed, "route reads the opposition");
+    assert_eq!(
+        rec.feeding_opposed_at.as_deref(),
+        Some("2024-03-06T11:10:00")
+    );
+    assert_eq!(rec.dmp_status.as_deref(), Some("ACTIF"));
+    assert_eq!(rec.dmp_status_at.as_deref(), Some("2024-03-06T11:10:00"));
+    assert_eq!(rec.consultation_consent, Some(true));
+    assert_eq!(
+        rec.consultation_consent_at.as_deref(),
+        Some("2024-03-06T11:10:00")
+    );
+    assert_eq!(rec.traits_at.as_deref(), Some("2024-03-06T11:11:54"));
+
+    // An A08 written the day before (older MSH-7 and ZFA dates), delivered after: nothing
+    // of it applies, neither values nor traits.
+    let mut a08 = with_zfa(
+        update("A08", "A08-0", "2024-03-05T09:00:00"),
+        Some(false),
+        Some(false),
+        "2024-03-05T08:00:00",
+    );
+    a08.dmp_status = Some("FERME".into());
+    a08.patient.birth_name = "ANCIEN".into();
+    a08.patient.identity_status = vec!["PROV".into()];
+    store.apply_patient_update(&a08).await.unwrap();
+    assert_eq!(
+        store.get_patient(INS).await.unwrap().unwrap(),
+        rec,
+        "stale A08 changed the registry"
+    );
+
+    // A newer MSH-7 whose ZFA-10 is older than the opposition held: the traits it states
+    // apply, the opposition stays.
+    let mut late = update("A08", "A08-2", "2024-03-07T09:00:00");
+    late.patient.birth_name = "NOUVEAU".into();
+    late.feeding_opposed = Some(false);
+    late.times.feeding_opposed = Some("2024-03-01T00:00:00".into());
+    store.apply_patient_update(&late).await.unwrap();
+    let after = store.get_patient(INS).await.unwrap().unwrap();
+    assert_eq!(after.birth_name, "NOUVEAU");
+    assert_eq!(after.feeding_opposition(), Some(true));
+    assert_eq!(after.traits_at.as_deref(), Some("2024-03-07T09:00:00"));
+}
+
+/// NA (None) in ZFA-9/11 leaves what the registry holds, even from a newer message; a
+/// later INO clears the opposition.
+async fn not_collected_leaves_the_stored_value(store: &Store) {
+    let io = with_zfa(
+        update("A28", "A28-1", "2024-03-06T11:11:54"),
+        Some(true),
+        Some(false),
+        "2024-03-06T11:11:54",
+    );
+    store.apply_patient_update(&io).await.unwrap();
+    let na = with_zfa(
+        update("A01", "A01-1", "2024-03-08T08:00:00"),
+        None,
+        None,
+        "2024-03-08T08:00:00",
+    );
+    store.apply_patient_update(&na).await.unwrap();
+    let rec = store.get_patient(INS).await.unwrap().unwrap();
+    assert_eq!(rec.feeding_opposition(), Some(true));
+    assert_eq!(rec.consultation_consent, Some(false));
+    assert_eq!(
+        rec.feeding_opposed_at.as_deref(),
+        Some("2024-03-06T11:11:54")
+    );
+
+    let ino = with_zfa(
+        update("A31", "A31-2", "2024-03-09T08:00:00"),
+        Some(false),
+        None,
+        "2024-03-09T08:00:00",
+    );
+    store.apply_patient_update(&ino).await.unwrap();
+    let rec = store.get_patient(INS).await.unwrap().unwrap();
+    assert_eq!(rec.feeding_opposition(), Some(false));
+    assert!(!rec.feeding_opposed);
+    assert_eq!(rec.consultation_consent, Some(false), "NA kept the refusal");
+
+    // A patient first seen without ZFA: opposition not collected, no consent.
+    let mut other = update("A28", "A28-B", "2024-03-06T11:11:54");
+    other.patient = identity(INS_B);
+    store.apply_patient_update(&other).await.unwrap();
+    let b = store.get_patient(INS_B).await.unwrap().unwrap();
+    assert_eq!(b.feeding_opposition(), None);
+    assert_eq!(b.consultation_consent, None);
+}
+
+/// Each change writes history rows naming the message; stale and NA updates write none;
+/// a merge records the retired INS's pointer.
+async fn history_rows_for_each_change(store: &Store) {
+    let a28 = with_zfa(
+        update("A28", "A28-1", "2024-03-06T11:11:54"),
+        Some(true),
+        Some(true),
+        "2024-03-06T11:11:54",
+    );
+    store.apply_patient_update(&a28).await.unwrap();
+    let h = store.patient_history(INS).await.unwrap();
+    let fields: Vec<&str> = h.iter().map(|r| r.field.as_str()).collect();
+    for f in [
+        "identity_status",
+        "feeding_opposed",
+        "dmp_status",
+        "consultation_consent",
+        "birth_name",
+    ] {
+        assert!(fields.contains(&f), "no history row for {f}: {fields:?}");
+    }
+    let opp = h.iter().find(|r| r.field == "feeding_opposed").unwrap();
+    assert_eq!(
+        (opp.old_value.as_deref(), opp.new_value.as_deref()),
+        (None, Some("IO"))
+    );
+    assert_eq!(opp.event, "A28");
+    assert_eq!(opp.value_time.as_deref(), Some("2024-03-06T11:11:54"));
+    assert_eq!(opp.source_sender.as_deref(), Some("GAM^CH-TEST"));
+    assert_eq!(opp.source_control_id.as_deref(), Some("A28-1"));
+    assert_eq!(opp.source_topic.as_deref(), Some("dmp.feed.identity"));
+    assert_eq!(
+        (opp.source_partition, opp.source_offset),
+        (Some(0), Some(0))
+    );
+    let name = h.iter().find(|r| r.field == "birth_name").unwrap();
+    assert_eq!(
+        (name.old_value.as_deref(), name.new_value.as_deref()),
+        (None, None),
+        "trait values stay out"
+    );
+    let n = h.len();
+
+    // The same message again, a stale one and an NA one: no rows.
+    store.apply_patient_update(&a28).await.unwrap();
+    let mut stale = with_zfa(
+        update("A08", "A08-0", "2024-03-01T00:00:00"),
+        Some(false),
+        Some(false),
+        "2024-03-01T00:00:00",
+    );
+    stale.source = source("A08-0", 1);
+    store.apply_patient_update(&stale).await.unwrap();
+    let na = with_zfa(
+        update("A01", "A01-1", "2024-03-07T00:00:00"),
+        None,
+        None,
+        "2024-03-07T00:00:00",
+    );
+    store.apply_patient_update(&na).await.unwrap();
+    assert_eq!(store.patient_history(INS).await.unwrap().len(), n);
+
+    // INO: one row, IO -> INO, from that message.
+    let mut ino = with_zfa(
+        update("A31", "A31-9", "2024-03-09T00:00:00"),
+        Some(false),
+        None,
+        "2024-03-09T00:00:00",
+    );
+    ino.source = source("A31-9", 7);
+    store.apply_patient_update(&ino).await.unwrap();
+    let h = store.patient_history(INS).await.unwrap();
+    let last = &h[n..];
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].field, "feeding_opposed");
+    assert_eq!(
+        (last[0].old_value.as_deref(), last[0].new_value.as_deref()),
+        (Some("IO"), Some("INO"))
+    );
+    assert_eq!(
+        (last[0].source_control_id.as_deref(), last[0].source_offset),
+        (Some("A31-9"), Some(7))
+    );
+    assert!(h.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+
+    // An A40 merging INS_B into INS: INS_B's history says where it went.
+    let mut b = update("A28", "A28-B", "2024-03-06T11:11:54");
+    b.patient = identity(INS_B);
+    store.apply_patient_update(&b).await.unwrap();
+    let mut a40 = update("A40", "A40-1", "2024-03-10T00:00:00");
+    a40.change = PatientChange::Merge {
+        from_ins: INS_B.into(),
+        from_oid: NIR_OID.into(),
+    };
+    store.apply_patient_update(&a40).await.unwrap();
+    let hb = store.patient_history(INS_B).await.unwrap();
+    let merged = hb.last().unwrap();
+    assert_eq!(merged.field, "merged_into");
+    assert_eq!(merged.new_value.as_deref(), Some(INS));
+    assert_eq!(merged.event, "A40");
+}
+
+fn lab_doc(uid: &str) -> Document {
+    Document {
+        meta: DocumentMeta {
+            unique_id: uid.into(),
+            set_id: format!("{uid}.set"),
+            version: 1,
+            lifecycle: Lifecycle::Initial,
+            target_unique_id: None,
+            type_code: "11502-2".into(),
+            class_code: "10".into(),
+            format_code: "urn:ihe:lab:xd-lab:2008".into(),
+            title: "CR de biologie".into(),
+            patient: identity(INS),
+            author: PartyRef::default(),
+            creation_time: "20260301101500+0100".into(),
+            service_start: None,
+            service_stop: None,
+            confidentiality: "N".into(),
+            visibility: Vec::new(),
+            origin: CdaOrigin::Generated,
+            source: SourceRef {
+                feed: Some(Feed::Lab),
+                sender: "LABO".into(),
+                control_id: format!("{uid}-msg"),
+                ..SourceRef::default()
+            },
+        },
+        cda: "<ClinicalDocument/>".into(),
+        entries: Vec::new(),
+        packed: None,
+    }
+}
+
+/// The open `patient.opposed` cases the route stage's sweeper re-routes: only those whose
+/// patient (or the survivor it was merged into) no longer opposes.
+async fn opposed_cases_listed_once_opposition_lifted(store: &Store) {
+    let io = with_zfa(
+        update("A28", "A28-1", "2024-03-06T11:11:54"),
+        Some(true),
+        None,
+        "2024-03-06T11:11:54",
+    );
+    store.apply_patient_update(&io).await.unwrap();
+    let held = Quarantined {
+        reason: "patient.opposed".into(),
+        detail: "patient opposed feeding the DMP".into(),
+        item: Normalized::Document(Box::new(lab_doc("1.2.3.4.1"))),
+    };
+    store
+        .write_batch(&[StoreItem::Quarantine(held)], &[])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .quarantine_opposition_lifted(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // NA changes nothing.
+    let na = with_zfa(
+        update("A08", "A08-1", "2024-03-07T00:00:00"),
+        None,
+        None,
+        "2024-03-07T00:00:00",
+    );
+    store.apply_patient_update(&na).await.unwrap();
+    assert!(
+        store
+            .quarantine_opposition_lifted(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ino = with_zfa(
+        update("A31", "A31-1", "2024-03-08T00:00:00"),
+        Some(false),
+        None,
+        "2024-03-08T00:00:00",
+    );
+    store.apply_patient_update(&ino).await.unwrap();
+    let ids = store.quarantine_opposition_lifted(10).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    store.quarantine_mark_released(ids[0]).await.unwrap();
+    assert!(
+        store
+            .quarantine_opposition_lifted(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ---- backends ------------------------------------------------------------------------
+
+async fn sqlite() -> Store {
+    Store::connect("sqlite::memory:")
+        .await
+        .expect("in-memory SQLite")
+}
+
+fn database_url() -> String {
+    if let Ok(url) = std::env::var("DMPFLOW_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().to_owned();
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack.env");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("DMPFLOW_DATABASE_URL=")
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            })
+        })
+        .filter(|u| !u.is_empty())
+        .expect("no PostgreSQL: set DMPFLOW_DATABASE_URL or run `scripts/stack up`")
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[host_start..].find('/') {
+        Some(i) => &base[..host_start + i],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+async fn admin(sql: String) -> Result<(), sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&database_url())
+        .await
+        .expect("PostgreSQL at DMPFLOW_DATABASE_URL is not reachable");
+    let r = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+    conn.close().await.unwrap();
+    r.map(|_| ())
+}
+
+async fn postgres(test: &str) -> (Store, String) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let db = format!(
+        "dmpflow_registry_{test}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    admin(format!("CREATE DATABASE {db}")).await.unwrap();
+    let store = Store::connect(&with_database(&database_url(), &db))
+        .await
+        .unwrap();
+    (store, db)
+}
+
+/// Drops a passed test's database; cleanup only (see store/tests/postgres.rs).
+async fn dispose(store: Store, db: String) {
+    store.close().await;
+    for _ in 0..20 {
+        if admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {$(
+            #[tokio::test]
+            async fn $name() {
+                super::$name(&super::sqlite().await).await;
+            }
+        )*}
+        mod on_postgres {$(
+            #[tokio::test]
+            async fn $name() {
+                let (store, db) = super::postgres(stringify!($name)).await;
+                super::$name(&store).await;
+                super::dispose(store, db).await;
+            }
+        )*}
+    };
+}
+
+both_backends!(
+    state_with_dates_and_stale_updates,
+    not_collected_leaves_the_stored_value,
+    history_rows_for_each_change,
+    opposed_cases_listed_once_opposition_lifted,
+);
