@@ -212,18 +212,6 @@ enum Routing {
     Table(Vec<(String, Option<String>, Feed)>),
 }
 
-/// The message types normalize maps for a feed (mirrors `dmpflow_normalize::normalize`).
-fn feed_accepts(feed: Feed, typ: &str, event: &str) -> bool {
-    match feed {
-        Feed::Identity => typ == "ADT" && matches!(event, "A28" | "A31" | "A40" | "A47"),
-        _ => match (typ, event) {
-            ("MDM", "T02" | "T10" | "T04") | ("ORU", "R01") => true,
-            ("RDS", "O13") => feed == Feed::Pharmacy,
-            _ => false,
-        },
-    }
-}
-
 impl Routing {
     fn from_args(args: &MllpArgs) -> Result<Routing> {
         if let Some(f) = args.feed {
@@ -255,9 +243,13 @@ impl Routing {
         feeds.into_iter().map(|f| settings.topics.feed(f)).collect()
     }
 
-    fn feed_for(&self, typ: &str, event: &str) -> Option<Feed> {
+    /// With a fixed feed, what normalize maps on it (`dmpflow_normalize::mapping::accepts`,
+    /// the same table, not a copy); with `--route`, the first matching row.
+    fn feed_for(&self, typ: &str, event: &str, msg: &Message<'_>) -> Option<Feed> {
         match self {
-            Routing::Feed(f) => feed_accepts(*f, typ, event).then_some(*f),
+            Routing::Feed(f) => {
+                dmpflow_normalize::mapping::accepts(*f, typ, event, msg).then_some(*f)
+            }
             Routing::Table(t) => t
                 .iter()
                 .find(|(ty, ev, _)| ty == typ && ev.as_deref().is_none_or(|e| e == event))
@@ -537,7 +529,7 @@ impl Gateway {
             msh.field(9).component(1).raw().to_string(),
             msh.field(9).component(2).raw().to_string(),
         );
-        let Some(feed) = self.routing.feed_for(&typ, &event) else {
+        let Some(feed) = self.routing.feed_for(&typ, &event, &msg) else {
             return reject(
                 "200",
                 Reason::Hl7MessageTypeUnsupported.as_str(),
@@ -1079,9 +1071,27 @@ mod tests {
 
     #[test]
     fn routing_by_feed_and_by_table() {
+        let opts = ReadOptions::default();
+        let raw = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|1|P|2.5\r".to_vec();
+        let m = Message::parse(&raw, &opts).unwrap();
         let f = Routing::Feed(Feed::Lab);
-        assert_eq!(f.feed_for("ORU", "R01"), Some(Feed::Lab));
-        assert_eq!(f.feed_for("ADT", "A28"), None);
+        assert_eq!(f.feed_for("ORU", "R01", &m), Some(Feed::Lab));
+        assert_eq!(f.feed_for("ADT", "A28", &m), None);
+        // The documents feed takes an ORU only when it carries a CDA (normalize's table).
+        let docs = Routing::Feed(Feed::Documents);
+        assert_eq!(docs.feed_for("ORU", "R01", &m), None);
+        assert_eq!(docs.feed_for("MDM", "T02", &m), Some(Feed::Documents));
+        let cda = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|1|P|2.5\rOBX|1|ED|11490-0^LDL^LN||^text^XML^Base64^PGEvPg==||||||F\r".to_vec();
+        let with_cda = Message::parse(&cda, &opts).unwrap();
+        assert_eq!(
+            docs.feed_for("ORU", "R01", &with_cda),
+            Some(Feed::Documents)
+        );
+        // Identity: every ADT event normalize maps or skips (A03 is counted, not refused).
+        let id = Routing::Feed(Feed::Identity);
+        assert_eq!(id.feed_for("ADT", "A01", &m), Some(Feed::Identity));
+        assert_eq!(id.feed_for("ADT", "A03", &m), Some(Feed::Identity));
+        assert_eq!(id.feed_for("ORU", "R01", &m), None);
         let args = MllpArgs {
             listen: String::new(),
             feed: None,
@@ -1099,9 +1109,9 @@ mod tests {
             metrics_addr: DEFAULT_METRICS_ADDR.into(),
         };
         let t = Routing::from_args(&args).unwrap();
-        assert_eq!(t.feed_for("ADT", "A31"), Some(Feed::Identity));
-        assert_eq!(t.feed_for("RDS", "O13"), Some(Feed::Pharmacy));
-        assert_eq!(t.feed_for("RDS", "O11"), None);
+        assert_eq!(t.feed_for("ADT", "A31", &m), Some(Feed::Identity));
+        assert_eq!(t.feed_for("RDS", "O13", &m), Some(Feed::Pharmacy));
+        assert_eq!(t.feed_for("RDS", "O11", &m), None);
     }
 
     #[test]

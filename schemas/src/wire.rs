@@ -98,8 +98,18 @@ fn head_then_bytes(head: &impl serde::Serialize, tail: &[u8]) -> Vec<u8> {
 /// empty slice.
 pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
     let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
-        let item = serde_json::from_slice(payload)
+        let item: Normalized = serde_json::from_slice(payload)
             .map_err(|e| WireError(format!("payload is not a dmpflow item: {e}")))?;
+        // A `packed` head promises bytes after it; plain JSON has none, and its inline
+        // `cda` (if any) would be ignored in favour of the empty bytes: the CDA would be
+        // lost on the next `join` (found by fuzz/ wire_decoder).
+        if let Normalized::Document(d) = &item
+            && d.packed.is_some()
+        {
+            return Err(WireError(
+                "payload is a packed document head without its CDA bytes".into(),
+            ));
+        }
         return Ok((item, &[]));
     };
     let item: Normalized = serde_json::from_slice(&payload[..nl])
@@ -160,8 +170,21 @@ pub fn encode_quarantined(case: &Quarantined, cda: &[u8]) -> Vec<u8> {
 /// `packed.bytes`.
 pub fn decode_quarantined(payload: &[u8]) -> Result<Quarantined, WireError> {
     let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
-        return serde_json::from_slice(payload)
-            .map_err(|e| WireError(format!("payload is not a quarantine case: {e}")));
+        let mut case: Quarantined = serde_json::from_slice(payload)
+            .map_err(|e| WireError(format!("payload is not a quarantine case: {e}")))?;
+        if let Normalized::Document(d) = &mut case.item
+            && d.packed.is_some()
+        {
+            // A packed head without bytes: the XML inline (cases of earlier builds) is the
+            // document, and the store packs it again; without it the CDA is missing.
+            if d.cda.is_empty() {
+                return Err(WireError(
+                    "quarantine case is a packed document head without its CDA bytes".into(),
+                ));
+            }
+            d.packed = None;
+        }
+        return Ok(case);
     };
     let mut case: Quarantined = serde_json::from_slice(&payload[..nl])
         .map_err(|e| WireError(format!("payload head is not a quarantine case: {e}")))?;
@@ -293,6 +316,43 @@ mod tests {
             bad.extend_from_slice(b"<ClinicalDocument/>");
             assert!(decode(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_packed_head_without_its_bytes_is_refused_not_emptied() {
+        // fuzz/regressions/wire_decoder/plain-json-document-with-packed-head
+        let mut d = document("<x/>");
+        let Normalized::Document(inner) = &mut d else {
+            unreachable!()
+        };
+        inner.packed = Some(PackedCda {
+            bytes: Vec::new(),
+            sha256: "00".into(),
+            size: 4,
+        });
+        let plain = serde_json::to_vec(&d).unwrap();
+        assert!(split(&plain).is_err());
+        assert!(decode(&plain).is_err());
+        let case = |item: Normalized| {
+            serde_json::to_vec(&Quarantined {
+                reason: "ins.unknown".into(),
+                detail: String::new(),
+                item,
+            })
+            .unwrap()
+        };
+        // Inline XML next to a packed head (earlier builds): the XML is kept, unpacked.
+        let back = decode_quarantined(&case(d.clone())).unwrap();
+        let Normalized::Document(b) = back.item else {
+            unreachable!()
+        };
+        assert_eq!((b.cda.as_str(), b.packed), ("<x/>", None));
+        // Neither XML nor bytes: refused.
+        let Normalized::Document(inner) = &mut d else {
+            unreachable!()
+        };
+        inner.cda.clear();
+        assert!(decode_quarantined(&case(d)).is_err());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Header {
     pub set_id: Option<Ii>,
     pub version: Option<String>,
     pub code: Option<String>,
+    /// codeSystem of ClinicalDocument/code (LOINC, or TRE_A05 for the non-LOINC types).
+    pub code_system: Option<String>,
     pub title: String,
     pub effective_time: Option<String>,
     pub confidentiality: Option<String>,
@@ -294,7 +296,10 @@ pub fn read_header(xml: &str, max_entries: usize) -> Result<Header, Reject> {
                     [ClinicalDocument, Id] => h.id = Some(ii(e)),
                     [ClinicalDocument, SetId] => h.set_id = Some(ii(e)),
                     [ClinicalDocument, VersionNumber] => h.version = attr(e, "value"),
-                    [ClinicalDocument, Code] => h.code = attr(e, "code"),
+                    [ClinicalDocument, Code] => {
+                        h.code = attr(e, "code");
+                        h.code_system = attr(e, "codeSystem");
+                    }
                     [ClinicalDocument, EffectiveTime] => h.effective_time = attr(e, "value"),
                     [ClinicalDocument, ConfidentialityCode] => h.confidentiality = attr(e, "code"),
                     [ClinicalDocument, TemplateId] => h.template_ids.extend(attr(e, "root")),

@@ -280,10 +280,10 @@ const VISIBILITY_CODES: &[&str] = &[
 pub fn visibility(msg: &Message<'_>) -> Vec<String> {
     let mut out = Vec::new();
     for obx in msg.segments("OBX") {
-        let id = obx.field(3);
-        if id.component(3).raw() != "MetaDMPMSS" {
+        if !is_meta_obx(&obx) {
             continue;
         }
+        let id = obx.field(3);
         let code = id.component(1).raw();
         if VISIBILITY_CODES.contains(&code)
             && obx.field(5).component(1).raw() == "Y"
@@ -295,9 +295,14 @@ pub fn visibility(msg: &Message<'_>) -> Vec<String> {
     out
 }
 
-/// True for the MetaDMPMSS OBX lines (metadata, not results or documents).
+/// True for the MetaDMPMSS OBX lines (metadata, not results or documents), whatever the
+/// case senders write the coding system in.
 pub fn is_meta_obx(obx: &Segment<'_>) -> bool {
-    obx.field(3).component(3).raw() == "MetaDMPMSS"
+    obx.field(3)
+        .component(3)
+        .raw()
+        .trim()
+        .eq_ignore_ascii_case("MetaDMPMSS")
 }
 
 /// An HL7 DTM/DT that must start with digits (YYYY[MM[DD[HH...]]]); returns the raw value.

@@ -8,11 +8,12 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use dmpflow_schemas::reasons::{Reason, Reject};
 use dmpflow_schemas::{
-    CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientIdentity,
+    CdaOrigin, Document, DocumentMeta, Lifecycle, Normalized, PartyRef, PatientIdentity,
 };
 
 use super::cda_reader::{Header, Ii, read_header};
 use super::common::{Ctx, is_meta_obx, segment_missing, visibility};
+use super::doc_types;
 use super::pid::{birth_date, patient, pid_segment, sex};
 use super::{Config, doc_id, limits};
 use crate::hl7::{Message, Segment};
@@ -25,15 +26,44 @@ const INS_OIDS: &[&str] = &[
     "1.2.250.1.213.1.4.11",
 ];
 
-/// An OBX carrying a document (OBX-2 ED), as opposed to MetaDMPMSS lines (which may be ED
-/// too, for the mail body).
+/// An OBX carrying a document: OBX-2 `ED` whose OBX-5 type^subtype (ED.2^ED.3) say CDA
+/// XML, `text^XML` or `application^XML` in any case, and not a MetaDMPMSS line.
+///
+/// Other ED OBX are not documents (issue #12 item 2): the MSSanté mail body
+/// (`^text^^Base64^...`, no subtype, with or without the MetaDMPMSS `CORPSMAIL_PS` code),
+/// a PDF or other attachment next to the CDA. They are never decoded, never a second
+/// document, and their OBX-11 is not compared with the event; [`attachments`] counts them.
 fn is_document_obx(obx: &Segment<'_>) -> bool {
-    obx.field(2).raw() == "ED" && !is_meta_obx(obx)
+    let ed = obx.field(5);
+    obx.field(2).raw().trim().eq_ignore_ascii_case("ED")
+        && matches!(
+            ed.component(2).raw().trim().to_ascii_lowercase().as_str(),
+            "text" | "application"
+        )
+        && ed.component(3).raw().trim().eq_ignore_ascii_case("XML")
+        && !is_meta_obx(obx)
 }
 
 /// True when the message carries at least one finished document.
 pub fn has_document(msg: &Message<'_>) -> bool {
     msg.segments("OBX").any(|o| is_document_obx(&o))
+}
+
+/// The ED OBX of a message that are not documents (mail bodies, attachments): how many,
+/// and how much base64 they carry. Sizes only: their content is never read or logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attachments {
+    pub count: usize,
+    pub base64_bytes: usize,
+}
+
+pub fn attachments(msg: &Message<'_>) -> Attachments {
+    msg.segments("OBX")
+        .filter(|o| o.field(2).raw().trim().eq_ignore_ascii_case("ED") && !is_document_obx(o))
+        .fold(Attachments::default(), |a, o| Attachments {
+            count: a.count + 1,
+            base64_bytes: a.base64_bytes + o.field(5).component(5).raw().len(),
+        })
 }
 
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
@@ -188,62 +218,6 @@ fn header_missing(what: &str) -> Reject {
     )
 }
 
-/// Document types accepted on each feed, with their TRE_A03 class.
-///
-/// The classes of 11502-2 (→ 10 Compte rendu), 60593-1 (→ 43 Dispensation) and
-/// 34794-8 (→ 10 Compte rendu, an RCP report) are our assumption: the ASS_X04 rows were not
-/// available (domain.md §3.2); 18748-4 → 31 is supported by an ANS change request.
-fn accepted(feed: Feed, type_code: &str) -> Option<&'static str> {
-    match (feed, type_code) {
-        (Feed::Lab, "11502-2") => Some("10"),
-        (Feed::Imaging, "18748-4") => Some("31"),
-        (Feed::Pharmacy, "60593-1") => Some("43"),
-        (Feed::Cancer, "34794-8") => Some("10"),
-        _ => None,
-    }
-}
-
-/// ASS_A11 templateId → formatCode (domain.md §3.1) for structured (N3) documents.
-fn format_from_templates(ids: &[String]) -> Option<&'static str> {
-    const TABLE: &[(&str, &str)] = &[
-        ("1.2.250.1.213.1.1.1.55", "urn:ihe:lab:xd-lab:2008"),
-        ("1.3.6.1.4.1.19376.1.3.3", "urn:ihe:lab:xd-lab:2008"),
-        (
-            "1.2.250.1.213.1.1.1.45",
-            "urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013",
-        ),
-        ("1.2.250.1.213.1.1.1.8", "urn:asip:ci-sis:frcp:2011"),
-        ("1.2.250.1.213.1.1.1.26", "urn:asip:ci-sis:pps-cancer:2017"),
-        ("1.2.250.1.213.1.1.1.32", "urn:asip:ci-sis:crgm:2018"),
-        ("1.2.250.1.213.1.1.1.27", "urn:asip:ci-sis:d2lm-fin:2017"),
-        ("1.2.250.1.213.1.1.1.28", "urn:asip:ci-sis:d2lm-fidd:2017"),
-        ("1.2.250.1.213.1.1.1.57", "urn:ihe:palm:apsr:2016"),
-        ("1.2.250.1.213.1.1.1.54", "urn:ihe:pharm:dis:2010"),
-        ("1.2.250.1.213.1.1.1.39", "urn:ihe:pharm:pre:2010"),
-        ("1.2.250.1.213.1.1.1.36", "urn:asip:ci-sis:hr:2019"),
-        ("1.2.250.1.213.1.1.1.37", "urn:asip:ci-sis:vac:2019"),
-        ("1.2.250.1.213.1.1.1.46", "urn:asip:ci-sis:vac-note:2021"),
-        ("1.2.250.1.213.1.1.1.51", "urn:ihe:pcc:ips:2020"),
-        ("1.2.250.1.213.1.1.1.59", "urn:ans:ci-sis:trod:2024"),
-    ];
-    TABLE
-        .iter()
-        .find(|(root, _)| ids.iter().any(|i| i == root))
-        .map(|(_, f)| *f)
-}
-
-/// CDA level 1 (nonXMLBody) → XDS-SD formatCode by media type.
-fn format_from_media_type(media: &str) -> Option<&'static str> {
-    match media {
-        "application/pdf" => Some("urn:ihe:iti:xds-sd:pdf:2008"),
-        "text/plain" => Some("urn:ihe:iti:xds-sd:text:2008"),
-        "image/jpeg" => Some("urn:ihe:iti-fr:xds-sd:jpeg:2010"),
-        "text/rtf" | "application/rtf" => Some("urn:ihe:iti-fr:xds-sd:rtf:2010"),
-        "image/tiff" => Some("urn:ihe:iti-fr:xds-sd:tiff:2010"),
-        _ => None,
-    }
-}
-
 fn national_id(i: &Ii) -> String {
     if i.extension.is_empty() {
         i.root.clone()
@@ -358,25 +332,24 @@ impl Header {
             .effective_time
             .clone()
             .ok_or_else(|| header_missing("effectiveTime"))?;
-        let class_code = accepted(ctx.feed, &type_code).ok_or_else(|| {
-            Reject::new(
+        // A code outside J07 is no CI-SIS document at all; a J07 type outside this feed's
+        // domain is a document for another feed (`documents` takes them all).
+        doc_types::check_type(&type_code, self.code_system.as_deref())?;
+        if !doc_types::accepted_on(ctx.feed, &type_code) {
+            return Err(Reject::new(
                 Reason::CdaModelUnsupported,
                 format!(
                     "document type {type_code} is not accepted on the {} feed",
                     ctx.feed
                 ),
-            )
-        })?;
-        let format_code = match &self.non_xml_media_type {
-            Some(media) => format_from_media_type(media),
-            None => format_from_templates(&self.template_ids),
+            ));
         }
-        .ok_or_else(|| {
-            Reject::new(
-                Reason::CdaModelUnsupported,
-                "no ASS_A11 formatCode for the templateIds or media type",
-            )
-        })?;
+        let class_code = doc_types::class_code(&type_code);
+        let format_code = doc_types::format_code(
+            &type_code,
+            &self.template_ids,
+            self.non_xml_media_type.as_deref(),
+        )?;
         let set_id = self
             .set_id
             .as_ref()
@@ -477,7 +450,7 @@ mod tests {
         assert_eq!(h.author_id.as_ref().unwrap().extension, "801234567866");
         assert_eq!(h.service_low.as_deref(), Some("2024"));
         assert_eq!(
-            format_from_templates(&h.template_ids),
+            doc_types::format_from_templates(&h.template_ids),
             Some("urn:ihe:lab:xd-lab:2008")
         );
     }

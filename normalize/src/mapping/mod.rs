@@ -6,7 +6,8 @@
 //! | lab | ORU^R01 structured (NM/SN/ST/CE/CWE/TX/FT OBX) | generated CR-BIO + `Entry::LabObservation` |
 //! | imaging | ORU^R01 with TX/FT report lines | generated CR-IMG |
 //! | pharmacy | RDS^O13 (ORC + RXD...) | generated eDISP-MED + `Entry::Dispensation` |
-//! | every document feed | ORU^R01 / MDM^T02,T10,T04 with an ED OBX (base64 CDA) | the received CDA with its header metadata |
+//! | every document feed | ORU^R01 / MDM^T02,T10,T04 with a CDA XML ED OBX (base64) | the received CDA with its header metadata |
+//! | documents | the same, any JDV_J07 type (`doc_types`) | the received CDA |
 //! | identity | ADT^A01, A04, A05, A08, A14, A28, A31, A40, A47 (PAM-FR PID, MRG, ZFA); movements and cancellations skipped (`hl7.event.skipped`, table in `identity`) | `PatientUpdate` |
 //!
 //! Everything here is deterministic: the same message always gives the same output
@@ -15,6 +16,7 @@
 mod cda_reader;
 mod common;
 mod doc_id;
+mod doc_types;
 mod embedded;
 mod identity;
 mod imaging;
@@ -22,6 +24,7 @@ mod lab;
 mod limits;
 mod pharmacy;
 mod pid;
+pub mod xds_types;
 
 use dmpflow_schemas::reasons::{Reason, Reject};
 use dmpflow_schemas::{Feed, Normalized};
@@ -29,6 +32,7 @@ use dmpflow_schemas::{Feed, Normalized};
 use crate::hl7::{Charset, Message, ReadOptions};
 
 pub use common::{derived_oid, lab_chapter};
+pub use embedded::{Attachments, attachments};
 pub use identity::{AdtAction, adt_action};
 pub use pharmacy::{DrugCodeKind, check_drug_code};
 
@@ -149,13 +153,51 @@ pub fn normalize(feed: Feed, raw: &[u8], cfg: &Config) -> Result<Vec<Normalized>
             ("ADT", Some(action)) => identity::map(&ctx, &msg, action),
             _ => Err(unsupported()),
         },
-        _ => match kind {
-            ("MDM", "T02" | "T10" | "T04") => embedded::map(&ctx, &msg),
-            ("ORU", "R01") if embedded::has_document(&msg) => embedded::map(&ctx, &msg),
-            ("ORU", "R01") if feed == Feed::Lab => lab::map(&ctx, &msg),
-            ("ORU", "R01") if feed == Feed::Imaging => imaging::map(&ctx, &msg),
-            ("RDS", "O13") if feed == Feed::Pharmacy => pharmacy::map(&ctx, &msg),
-            _ => Err(unsupported()),
+        _ => match document_mapping(feed, kind.0, kind.1, embedded::has_document(&msg)) {
+            Some(DocMapping::Embedded) => embedded::map(&ctx, &msg),
+            Some(DocMapping::Lab) => lab::map(&ctx, &msg),
+            Some(DocMapping::Imaging) => imaging::map(&ctx, &msg),
+            Some(DocMapping::Pharmacy) => pharmacy::map(&ctx, &msg),
+            None => Err(unsupported()),
         },
+    }
+}
+
+/// The mapping a message of a document feed goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocMapping {
+    /// Finished CDA (ORU^R01 with a CDA XML ED OBX, MDM^T02/T10/T04): every document feed.
+    Embedded,
+    Lab,
+    Imaging,
+    Pharmacy,
+}
+
+/// The one table of document feeds behind [`normalize`] and [`accepts`].
+fn document_mapping(
+    feed: Feed,
+    msg_type: &str,
+    event: &str,
+    has_document: bool,
+) -> Option<DocMapping> {
+    match (msg_type, event) {
+        ("MDM", "T02" | "T10" | "T04") => Some(DocMapping::Embedded),
+        ("ORU", "R01") if has_document => Some(DocMapping::Embedded),
+        ("ORU", "R01") if feed == Feed::Lab => Some(DocMapping::Lab),
+        ("ORU", "R01") if feed == Feed::Imaging => Some(DocMapping::Imaging),
+        ("RDS", "O13") if feed == Feed::Pharmacy => Some(DocMapping::Pharmacy),
+        _ => None,
+    }
+}
+
+/// Whether [`normalize`] maps a message of type `msg_type^event` on `feed` (or, for an
+/// identity event with nothing for the DMP, skips it): what the MLLP gateway accepts,
+/// by the same tables, so that the two never disagree. `msg` tells whether an ORU carries
+/// a finished document (the only ORU the `documents` and `cancer` feeds take).
+/// Content (the CDA, its type) is not judged here: normalize refuses it later.
+pub fn accepts(feed: Feed, msg_type: &str, event: &str, msg: &Message<'_>) -> bool {
+    match feed {
+        Feed::Identity => msg_type == "ADT" && identity::adt_action(event).is_some(),
+        _ => document_mapping(feed, msg_type, event, embedded::has_document(msg)).is_some(),
     }
 }
