@@ -62,6 +62,9 @@ pub struct Summary {
     pub patient_updates: usize,
     pub quarantined: usize,
     pub rejected: usize,
+    /// Messages with nothing for the DMP (an ADT movement: `hl7.event.skipped`): not
+    /// errors, not in `rejected` nor in `reasons`; by feed under the outcome `skipped`.
+    pub skipped: usize,
     /// reason code → count (quarantine and rejects).
     pub reasons: BTreeMap<String, usize>,
     /// feed → outcome → count.
@@ -82,24 +85,33 @@ impl Summary {
     fn print(&self) {
         println!();
         println!(
-            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
-            "feed", "stored", "replaced", "deleted", "dup", "patient", "quarantine", "reject"
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
+            "feed",
+            "stored",
+            "replaced",
+            "deleted",
+            "dup",
+            "patient",
+            "quarantine",
+            "reject",
+            "skipped"
         );
         for (feed, o) in &self.by_feed {
             let g = |k: &str| o.get(k).copied().unwrap_or(0);
             println!(
-                "{feed:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+                "{feed:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
                 g("stored"),
                 g("replaced"),
                 g("deleted"),
                 g("duplicate"),
                 g("patient"),
                 g("quarantined"),
-                g("rejected")
+                g("rejected"),
+                g(crate::stages::SKIPPED)
             );
         }
         println!(
-            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
             "total",
             self.stored,
             self.replaced,
@@ -107,7 +119,8 @@ impl Summary {
             self.duplicates,
             self.patient_updates,
             self.quarantined,
-            self.rejected
+            self.rejected,
+            self.skipped
         );
         if !self.reasons.is_empty() {
             println!("\nby reason:");
@@ -117,10 +130,11 @@ impl Summary {
         }
         let documents = self.stored + self.replaced + self.deleted + self.duplicates;
         println!(
-            "\n{} files, {} messages, {} documents, {} errors ({} rejected, {} unreadable inputs) in {:.2}s",
+            "\n{} files, {} messages, {} documents, {} skipped, {} errors ({} rejected, {} unreadable inputs) in {:.2}s",
             self.files,
             self.messages,
             documents,
+            self.skipped,
             self.rejected + self.input_errors,
             self.rejected,
             self.input_errors,
@@ -191,6 +205,12 @@ impl<'a> Chain<'a> {
         let items = match pipeline::normalize_message(feed, raw, &Coordinates::default(), &self.cfg)
         {
             Ok(items) => items,
+            // Nothing for the DMP (an ADT movement): counted apart, not an error.
+            Err(reject) if reject.reason.is_skip() => {
+                self.summary.skipped += 1;
+                self.summary.count(feed, crate::stages::SKIPPED);
+                return Ok(());
+            }
             Err(reject) => {
                 self.summary.rejected += 1;
                 *self

@@ -89,11 +89,12 @@ pub fn normalize(args: NormalizeArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "{} files, {} messages: {} documents, {} patient updates, {} rejected, {} errors → {}",
+        "{} files, {} messages: {} documents, {} patient updates, {} skipped, {} rejected, {} errors → {}",
         c.files,
         c.messages,
         c.docs,
         c.patients,
+        c.skipped,
         c.rejected,
         c.errors,
         args.out.display()
@@ -115,6 +116,8 @@ struct Counts {
     messages: usize,
     docs: usize,
     patients: usize,
+    /// Messages with nothing for the DMP (`Reason::is_skip`): not errors.
+    skipped: usize,
     /// Messages normalize refused, and framing errors.
     rejected: usize,
     /// Inputs that could not be read and outputs that could not be written.
@@ -132,6 +135,16 @@ fn normalize_one(
     let feed = args.feed.unwrap_or_else(|| guess_feed(raw));
     let items = match pipeline::normalize_message(feed, raw, &Coordinates::default(), cfg) {
         Ok(items) => items,
+        Err(reject) if reject.reason.is_skip() => {
+            c.skipped += 1;
+            println!(
+                "{position}: {} {feed}: SKIP {} ({})",
+                message_type(raw),
+                reject.reason,
+                reject.detail
+            );
+            return;
+        }
         Err(reject) => {
             c.rejected += 1;
             println!(

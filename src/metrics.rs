@@ -28,6 +28,12 @@ pub struct StageReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedReason {
+    pub feed: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
     pub stage: &'static str,
 }
@@ -83,6 +89,10 @@ pub struct Metrics {
     pub messages: Family<StageFeedOutcome, Counter>,
     /// Rejects (DLQ) and quarantines by stable reason code.
     pub rejects: Family<StageReason, Counter>,
+    /// Messages skipped by normalize because they hold nothing for the DMP (an ADT
+    /// movement: `hl7.event.skipped`), by feed and reason code: committed, never
+    /// dead-lettered, and not counted in `rejects` (a skip is not an error).
+    pub skipped: Family<FeedReason, Counter>,
     /// Messages currently held by a stage (its in-flight batch).
     pub in_flight: Family<StageLabel, Gauge>,
     /// Partitions a stage has paused because its next hop is slow or down.
@@ -138,6 +148,7 @@ impl Metrics {
         let m = Metrics {
             messages: Family::default(),
             rejects: Family::default(),
+            skipped: Family::default(),
             in_flight: Family::default(),
             paused_partitions: Family::default(),
             consumer_lag: Family::default(),
@@ -166,6 +177,11 @@ impl Metrics {
             "rejects",
             "Dead-lettered or quarantined messages by stable reason code",
             m.rejects.clone(),
+        );
+        registry.register(
+            "skipped",
+            "Messages skipped because they hold nothing for the DMP, by feed and reason code",
+            m.skipped.clone(),
         );
         registry.register(
             "in_flight_messages",
@@ -260,6 +276,16 @@ impl Metrics {
         self.rejects
             .get_or_create(&StageReason {
                 stage,
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// One message skipped (see the field); `reason` is a `Reason` whose `is_skip()`.
+    pub fn skip(&self, feed: &str, reason: &str) {
+        self.skipped
+            .get_or_create(&FeedReason {
+                feed: feed.to_string(),
                 reason: reason.to_string(),
             })
             .inc();
@@ -413,6 +439,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("reason=\"hl7.msh.missing\""), "{text}");
+        // Another feed than stages::tests' (the metrics are process-wide).
+        m.skip("pharmacy", "hl7.event.skipped");
+        assert!(
+            m.encode().contains(
+                "dmpflow_skipped_total{feed=\"pharmacy\",reason=\"hl7.event.skipped\"} 1"
+            ),
+            "{text}"
+        );
         m.tls_handshake_failure("timeout");
         assert!(
             m.encode()

@@ -21,7 +21,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::metrics::{Health, StageLabel, metrics};
@@ -235,15 +235,22 @@ fn feed_label(item: &Normalized) -> String {
 /// once the batch's outputs are durable.
 pub type Tally = Vec<(String, &'static str, Option<String>)>;
 
-/// Counts a durable batch's outcomes in the metrics.
+/// Counts a durable batch's outcomes in the metrics. A skip's reason goes to
+/// `dmpflow_skipped_total`, not to the rejects: it is not an error.
 pub fn record_tally(stage: &'static str, tally: Tally) {
     for (feed, outcome, reason) in tally {
         metrics().message(stage, &feed, outcome);
-        if let Some(r) = reason {
-            metrics().reject(stage, &r);
+        match reason {
+            Some(r) if outcome == SKIPPED => metrics().skip(&feed, &r),
+            Some(r) => metrics().reject(stage, &r),
+            None => {}
         }
     }
 }
+
+/// The outcome of a message normalize skips (`Reason::is_skip`): nothing to produce, the
+/// offset is committed with the batch's, and no dead letter is written.
+pub const SKIPPED: &str = "skipped";
 
 pub fn normalize_config(settings: &Settings) -> dmpflow_normalize::Config {
     dmpflow_normalize::Config {
@@ -310,6 +317,23 @@ pub fn normalize_batch(
                     };
                     out.tally.push((feed.as_str().into(), outcome, None));
                 }
+            }
+            Err(reject) if reject.reason.is_skip() => {
+                // Nothing for the DMP (an ADT movement): no output, so the batch's commit
+                // moves past it; counted once the batch is durable, like the others.
+                debug!(
+                    stage = STAGE,
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    reason = reject.reason.as_str(),
+                    "skipped"
+                );
+                out.tally.push((
+                    feed.as_str().into(),
+                    SKIPPED,
+                    Some(reject.reason.as_str().into()),
+                ));
             }
             Err(reject) => {
                 let mut headers =
@@ -1067,5 +1091,76 @@ pub fn outcome_label(o: &ItemOutcome) -> (&'static str, Option<&str>) {
     match o {
         ItemOutcome::Quarantined(r) => ("quarantined", Some(r.as_str())),
         other => (other.as_str(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dmpflow_schemas::Feed;
+    use rdkafka::Timestamp;
+    use rdkafka::message::OwnedMessage;
+
+    use super::*;
+
+    fn on_identity(settings: &Settings, event: &str, offset: i64) -> OwnedMessage {
+        let raw = format!(
+            "MSH|^~\\&|GAM|CHU|PFI|X|20240501090000||ADT^{event}^ADT_A01|C{offset}|P|2.5\r\
+             PID|1||201019999900109^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||CELESTIN^Noel^Noel^^^^L||20010115|M\r\
+             ZFA|ACTIF|20240501|||||||IO|20240501|NA\r"
+        );
+        OwnedMessage::new(
+            Some(raw.into_bytes()),
+            None,
+            settings.topics.feed(Feed::Identity),
+            Timestamp::NotAvailable,
+            0,
+            offset,
+            None,
+        )
+    }
+
+    // Issue #12 item 1: an ADT movement on the identity feed is skipped (no dead letter,
+    // no output, counted as skipped), and the batch goes on with the next message.
+    #[test]
+    fn a_skipped_event_is_tallied_and_never_dead_lettered() {
+        let settings = Settings::default();
+        let cfg = normalize_config(&settings);
+        let batch = [
+            on_identity(&settings, "A03", 7),
+            on_identity(&settings, "A01", 8),
+        ];
+        let produced = normalize_batch(&settings, &cfg, &batch).unwrap();
+        assert_eq!(produced.outputs.len(), 1, "only the A01 yields something");
+        assert_eq!(produced.outputs[0].topic, settings.topics.documents);
+        assert_eq!(produced.origins, [1]);
+        assert!(
+            produced
+                .outputs
+                .iter()
+                .all(|o| o.topic != settings.topics.dlq)
+        );
+        assert_eq!(
+            produced.tally,
+            [
+                (
+                    "identity".to_string(),
+                    SKIPPED,
+                    Some("hl7.event.skipped".to_string())
+                ),
+                ("identity".to_string(), "patient", None),
+            ]
+        );
+        record_tally("normalize", produced.tally);
+        let text = metrics().encode();
+        assert!(
+            text.contains(
+                "dmpflow_skipped_total{feed=\"identity\",reason=\"hl7.event.skipped\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("stage=\"normalize\",reason=\"hl7.event.skipped\""),
+            "a skip is not a reject: {text}"
+        );
     }
 }
