@@ -322,3 +322,18 @@ fn generated_documents_are_bounded() {
         Reason::CdaTooLarge
     );
 }
+
+/// Found by fuzz/ embedded_cda: quick-xml takes everything up to `>` as one tag and reads
+/// attributes lazily, so a start tag with garbage after its attributes was passed on.
+#[test]
+fn a_malformed_start_tag_is_refused() {
+    let garbled = CDA.replace(
+        r#"<id root="1.2.3.4"/>"#,
+        r#"<id root="1.2.3.4"/;J<templateId root="1.2"/>"#,
+    );
+    assert_eq!(outcome(&garbled), Err(Reason::CdaXmlInvalid));
+    let bad_name = CDA.replace("<title>t</title>", "<ti;tle>t</ti;tle>");
+    assert_eq!(outcome(&bad_name), Err(Reason::CdaXmlInvalid));
+    let bad_attr = CDA.replace(r#"<id root="1.2.3.4"/>"#, r#"<id root="1.2.3.4" 9x="1"/>"#);
+    assert_eq!(outcome(&bad_attr), Err(Reason::CdaXmlInvalid));
+}

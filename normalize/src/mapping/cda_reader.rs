@@ -220,8 +220,37 @@ fn resolve_ref(content: &str) -> Result<char, Reject> {
         .ok_or_else(bad)
 }
 
-/// Checks every reference in the attribute values of a tag (an `&` can only occur there).
+/// True for an XML 1.0 Name. Non-ASCII characters are let through (the NameChar ranges
+/// of the spec are wide and a document in them is still re-read by conforming parsers).
+fn is_xml_name(name: &str) -> bool {
+    let name = name.as_bytes();
+    let start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b':' || c >= 0x80;
+    match name.split_first() {
+        Some((&first, rest)) => {
+            start(first)
+                && rest
+                    .iter()
+                    .all(|&c| start(c) || c.is_ascii_digit() || c == b'-' || c == b'.')
+        }
+        None => false,
+    }
+}
+
+/// Checks a start tag before anything is read from it: quick-xml takes everything up to
+/// `>` as the tag and parses its attributes only when asked, so `<id root="1"/;J<x/>`
+/// passed as one tag (found by fuzz/ embedded_cda). Every attribute must parse, every name
+/// be an XML Name, and every reference in the attribute values (an `&` can only occur
+/// there) name a legal character.
 fn check_attribute_refs(e: &BytesStart<'_>) -> Result<(), Reject> {
+    if !is_xml_name(e.name().as_ref()) {
+        return Err(xml_invalid("an element name is not an XML name"));
+    }
+    for a in e.attributes() {
+        let a = a.map_err(|_| xml_invalid("a start tag holds malformed attributes"))?;
+        if !is_xml_name(a.key.as_ref()) {
+            return Err(xml_invalid("an attribute name is not an XML name"));
+        }
+    }
     let mut rest = e.attributes_raw();
     while let Some(amp) = rest.find('&') {
         let after = &rest[amp + 1..];
