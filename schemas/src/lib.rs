@@ -84,6 +84,11 @@ pub struct SourceRef {
     pub topic: Option<String>,
     pub partition: Option<i32>,
     pub offset: Option<i64>,
+    /// SHA-256 (hex) of the raw message with MSH-7 blanked: what tells a sender's resend
+    /// (same MSH-10, same content) from a reused MSH-10 (other content). Empty in payloads
+    /// of earlier builds, which are then deduplicated on the control id alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_hash: String,
 }
 
 /// The INS and the five strict traits, as read from the message (PID) or the CDA header.

@@ -19,7 +19,7 @@ use dmpflow_schemas::{
 };
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use crate::model::{DocStatus, ItemOutcome, OffsetCommit, StoreItem};
+use crate::model::{BatchReport, DocStatus, ItemOutcome, OffsetCommit, StoreItem};
 use crate::util::{in_list, now_rfc3339, pack_cda, unpack_cda, values_sql};
 use crate::{Backend, Store, StoreError, patients};
 
@@ -33,8 +33,20 @@ const AUDIT_CHUNK: usize = 400;
 const QUARANTINE_CHUNK: usize = 100;
 const LOOKUP_CHUNK: usize = 500;
 
-/// A message's identity: sender, control id (MSH-10), position in the message.
+/// A message's key: sender, control id (MSH-10), position in the message. With the same
+/// key, the content hash tells a resend (same hash) from a reused control id (another).
 type MsgKey = (String, String, i64);
+
+/// How an item's message compares with those already applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MsgSeen {
+    New,
+    /// Same key and same content (or a side without a hash: payloads and rows of earlier
+    /// builds, compared on the key alone as they were): a resend.
+    Resend,
+    /// Same key, other content: the sender reused the control id. Processed.
+    Reused,
+}
 
 fn msg_key(s: &SourceRef) -> Option<MsgKey> {
     // Without a control id there is no message identity to deduplicate on; the document
@@ -42,10 +54,21 @@ fn msg_key(s: &SourceRef) -> Option<MsgKey> {
     (!s.control_id.is_empty()).then(|| (s.sender.clone(), s.control_id.clone(), s.position as i64))
 }
 
+/// The content hash as stored: NULL when the item has none.
+fn stored_hash(s: &SourceRef) -> Option<&str> {
+    (!s.content_hash.is_empty()).then_some(s.content_hash.as_str())
+}
+
 /// Quarantine deduplication key of an item.
 pub(crate) fn item_key(item: &Normalized) -> String {
     match item {
         Normalized::Document(d) => format!("doc:{}", d.meta.unique_id),
+        // With its content hash (when it has one): two updates under a reused control id
+        // are two cases, not one.
+        Normalized::Patient(p) if !p.source.content_hash.is_empty() => format!(
+            "msg:{}/{}/{}/{}",
+            p.source.sender, p.source.control_id, p.source.position, p.source.content_hash
+        ),
         Normalized::Patient(p) => format!(
             "msg:{}/{}/{}",
             p.source.sender, p.source.control_id, p.source.position
@@ -92,7 +115,11 @@ struct Plan<'a> {
     known: HashMap<String, Known>,
     current_by_set: HashMap<String, String>,
     max_seq: HashMap<String, i64>,
-    seen: HashSet<MsgKey>,
+    /// Messages applied (in the database, then by this batch): key → content hashes, ""
+    /// standing for "applied without a hash".
+    seen: HashMap<MsgKey, HashSet<String>>,
+    /// Whether the item being planned reused a control id (read after each item).
+    reused: bool,
     open_quarantine: HashSet<String>,
 
     docs: Vec<NewDoc<'a>>,
@@ -103,6 +130,38 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    fn msg_seen(&self, s: &SourceRef) -> MsgSeen {
+        let Some(hashes) = msg_key(s).and_then(|k| self.seen.get(&k)) else {
+            return MsgSeen::New;
+        };
+        if s.content_hash.is_empty() || hashes.contains("") || hashes.contains(&s.content_hash) {
+            MsgSeen::Resend
+        } else {
+            MsgSeen::Reused
+        }
+    }
+
+    /// True when the item's message was applied before (a resend); notes a reused control id.
+    fn is_resend(&mut self, s: &SourceRef) -> bool {
+        match self.msg_seen(s) {
+            MsgSeen::New => false,
+            MsgSeen::Resend => true,
+            MsgSeen::Reused => {
+                self.reused = true;
+                false
+            }
+        }
+    }
+
+    fn mark_seen(&mut self, s: &SourceRef) {
+        if let Some(k) = msg_key(s) {
+            self.seen
+                .entry(k)
+                .or_default()
+                .insert(s.content_hash.clone());
+        }
+    }
+
     fn load_doc(&mut self, unique_id: String, set_id: String, seq: i64, status: DocStatus) {
         let max = self.max_seq.entry(set_id.clone()).or_insert(seq);
         *max = (*max).max(seq);
@@ -147,9 +206,7 @@ impl<'a> Plan<'a> {
         self.current_by_set
             .insert(m.set_id.clone(), m.unique_id.clone());
         self.max_seq.insert(m.set_id.clone(), seq);
-        if let Some(k) = msg_key(&m.source) {
-            self.seen.insert(k);
-        }
+        self.mark_seen(&m.source);
         self.docs.push(NewDoc {
             doc,
             seq,
@@ -232,7 +289,7 @@ impl<'a> Plan<'a> {
 
     fn document(&mut self, doc: &'a Document) -> Result<ItemOutcome, StoreError> {
         let m = &doc.meta;
-        if msg_key(&m.source).is_some_and(|k| self.seen.contains(&k)) {
+        if self.is_resend(&m.source) {
             return Ok(ItemOutcome::Duplicate);
         }
         match m.lifecycle {
@@ -349,9 +406,7 @@ impl<'a> Plan<'a> {
                     return Ok(ItemOutcome::Duplicate);
                 }
                 self.set_status(&target, DocStatus::Deleted);
-                if let Some(k) = msg_key(&m.source) {
-                    self.seen.insert(k);
-                }
+                self.mark_seen(&m.source);
                 self.audits.push(AuditRow {
                     action: "deleted",
                     unique_id: Some(target.clone()),
@@ -373,20 +428,17 @@ impl<'a> Plan<'a> {
             Normalized::Patient(p) => (&p.source, None),
         };
         // Already stored (a replay after the item was released and stored): nothing to do.
-        if unique_id.is_some_and(|u| self.known.contains_key(u))
-            || msg_key(source).is_some_and(|k| self.seen.contains(&k))
-        {
+        if unique_id.is_some_and(|u| self.known.contains_key(u)) || self.is_resend(source) {
             return Ok(ItemOutcome::Duplicate);
         }
         self.quarantine(q.item.clone(), q.reason.clone(), q.detail.clone(), source)
     }
 
     fn patient(&mut self, u: &'a PatientUpdate) -> ItemOutcome {
-        if let Some(k) = msg_key(&u.source)
-            && !self.seen.insert(k)
-        {
+        if self.is_resend(&u.source) {
             return ItemOutcome::Duplicate;
         }
+        self.mark_seen(&u.source);
         self.patients.push(u);
         let merged = match &u.change {
             PatientChange::Upsert => false,
@@ -436,8 +488,10 @@ impl Store {
     /// Writes a batch and the consumer offsets covering it in ONE transaction, and returns
     /// one outcome per item, in order.
     ///
-    /// - Idempotent by document uniqueId and by (sender, control id, position): a
-    ///   duplicate is [`ItemOutcome::Duplicate`] and changes nothing.
+    /// - Idempotent by document uniqueId and by (sender, control id, position, content
+    ///   hash): a duplicate is [`ItemOutcome::Duplicate`] and changes nothing. The same
+    ///   sender, control id and position with another content hash is a reused control id:
+    ///   processed like any message (see [`Store::write_batch_report`]).
     /// - Replacement: stored as current with seq = previous + 1; the target
     ///   (`target_unique_id`, else the set's current version) becomes superseded.
     /// - Deletion: the target (`target_unique_id`, else the document itself, else the
@@ -452,9 +506,19 @@ impl Store {
         items: &[StoreItem],
         offsets: &[OffsetCommit],
     ) -> Result<Vec<ItemOutcome>, StoreError> {
+        Ok(self.write_batch_report(items, offsets).await?.outcomes)
+    }
+
+    /// [`Store::write_batch`], also telling which items reused a control id (for the
+    /// `hl7.control_id.reused` metric and warning, once the batch is committed).
+    pub async fn write_batch_report(
+        &self,
+        items: &[StoreItem],
+        offsets: &[OffsetCommit],
+    ) -> Result<BatchReport, StoreError> {
         const OP: &str = "write_batch";
         if items.is_empty() && offsets.is_empty() {
-            return Ok(Vec::new());
+            return Ok(BatchReport::default());
         }
         let err = |e| StoreError::from_sqlx(OP, e);
         // Documents from Kafka arrive packed by normalize. The others (embedded mode, quarantine
@@ -489,12 +553,17 @@ impl Store {
         lookup(&mut tx, items, &mut plan).await?;
 
         let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
+        let mut control_id_reused = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            plan.reused = false;
             outcomes.push(match item {
                 StoreItem::Document(d) => plan.document(d)?,
                 StoreItem::Quarantine(q) => plan.quarantined(q)?,
                 StoreItem::Patient(u) => plan.patient(u),
             });
+            if plan.reused {
+                control_id_reused.push(i);
+            }
         }
 
         let now = now_rfc3339();
@@ -535,7 +604,10 @@ impl Store {
         insert_audits(&mut tx, &plan.audits, &now).await?;
         commit_offsets(&mut tx, offsets).await?;
         tx.commit().await.map_err(err)?;
-        Ok(outcomes)
+        Ok(BatchReport {
+            outcomes,
+            control_id_reused,
+        })
     }
 
     /// The offsets committed for `group` on `topic`: `(partition, next offset to read)`,
@@ -643,10 +715,11 @@ async fn lookup<'a>(
         // Quarantine entries are not in this list on purpose: a released item must be
         // accepted when it is re-routed under the same message key.
         let sql = format!(
-            "SELECT source_sender, source_control_id, source_position FROM documents \
-             WHERE source_control_id IN ({list}) \
+            "SELECT source_sender, source_control_id, source_position, source_content_hash \
+             FROM documents WHERE source_control_id IN ({list}) \
              UNION ALL \
-             SELECT source_sender, source_control_id, source_position FROM audit \
+             SELECT source_sender, source_control_id, source_position, source_content_hash \
+             FROM audit \
              WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id IN ({list})"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -654,11 +727,15 @@ async fn lookup<'a>(
             q = q.bind(*v);
         }
         for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-            plan.seen.insert((
-                r.try_get(0).map_err(err)?,
-                r.try_get(1).map_err(err)?,
-                r.try_get(2).map_err(err)?,
-            ));
+            let hash: Option<String> = r.try_get(3).map_err(err)?;
+            plan.seen
+                .entry((
+                    r.try_get(0).map_err(err)?,
+                    r.try_get(1).map_err(err)?,
+                    r.try_get(2).map_err(err)?,
+                ))
+                .or_default()
+                .insert(hash.unwrap_or_default());
         }
     }
 
@@ -735,7 +812,8 @@ const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, se
     target_unique_id, type_code, class_code, format_code, title, patient_ins, patient_ins_oid, \
     author_person_id, author_organisation_id, creation_time, service_start, service_stop, \
     confidentiality, visibility, origin, cda_packed, cda_sha256, cda_size, source_feed, source_sender, \
-    source_control_id, source_position, source_topic, source_partition, source_offset, stored_at)";
+    source_control_id, source_position, source_topic, source_partition, source_offset, stored_at, \
+    source_content_hash)";
 
 async fn insert_documents(
     tx: &mut Tx,
@@ -749,7 +827,7 @@ async fn insert_documents(
         .collect();
     let mut start = 0;
     for chunk in docs.chunks(DOC_CHUNK) {
-        let sql = values_sql(DOC_COLUMNS, 32, chunk.len(), "");
+        let sql = values_sql(DOC_COLUMNS, 33, chunk.len(), "");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (i, d) in chunk.iter().enumerate() {
             let m = &d.doc.meta;
@@ -790,7 +868,8 @@ async fn insert_documents(
                 .bind(s.topic.as_deref())
                 .bind(s.partition.map(i64::from))
                 .bind(s.offset)
-                .bind(now);
+                .bind(now)
+                .bind(stored_hash(s));
         }
         q.execute(&mut **tx)
             .await
@@ -969,8 +1048,9 @@ pub(crate) async fn insert_audits(
     for chunk in rows.chunks(AUDIT_CHUNK) {
         let sql = values_sql(
             "INSERT INTO audit (at, action, unique_id, patient_ins, source_feed, source_sender, \
-             source_control_id, source_position, source_topic, source_partition, source_offset, detail)",
-            12,
+             source_control_id, source_position, source_topic, source_partition, source_offset, detail, \
+             source_content_hash)",
+            13,
             chunk.len(),
             "",
         );
@@ -989,7 +1069,8 @@ pub(crate) async fn insert_audits(
                 .bind(s.and_then(|s| s.topic.as_deref()))
                 .bind(s.and_then(|s| s.partition).map(i64::from))
                 .bind(s.and_then(|s| s.offset))
-                .bind(r.detail.as_str());
+                .bind(r.detail.as_str())
+                .bind(s.and_then(stored_hash));
         }
         q.execute(&mut **tx)
             .await

@@ -29,8 +29,8 @@ use sqlx::{AnyPool, ConnectOptions};
 
 pub use error::{CsvLineError, StoreError};
 pub use model::{
-    AuditEntry, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit, QuarantineRow,
-    QuarantineStatus, ResultRow, StoreItem,
+    AuditEntry, BatchReport, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit,
+    QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
 };
 pub use history::PatientHistoryRow;
 pub use patients::CSV_HEADER;

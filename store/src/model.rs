@@ -40,8 +40,8 @@ pub enum ItemOutcome {
     PatientUpdated,
     /// Patient merged (A40) or identifier changed (A47): `from` now points to the survivor.
     PatientMerged,
-    /// Seen before (same document uniqueId or same sender/control id/position, or the same
-    /// item already waiting in quarantine): nothing changed.
+    /// Seen before (same document uniqueId, or same sender/control id/position and the
+    /// same content hash, or the same item already waiting in quarantine): nothing changed.
     Duplicate,
 }
 
@@ -58,6 +58,17 @@ impl ItemOutcome {
             ItemOutcome::Duplicate => "duplicate",
         }
     }
+}
+
+/// What `Store::write_batch_report` answers: one outcome per item, and the items whose
+/// message key was reused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchReport {
+    pub outcomes: Vec<ItemOutcome>,
+    /// Indexes (into the batch) of the items whose sender, control id and position were
+    /// seen before with other content (`hl7.control_id.reused`): not a resend, so they
+    /// were processed; their outcome says how. For a metric and a warning.
+    pub control_id_reused: Vec<usize>,
 }
 
 /// Status of a stored document version.

@@ -34,6 +34,10 @@ sqlite_tests!(
     identity_collision_leaves_registry_untouched,
     unstated_traits_keep_their_value,
     csv_refuses_bad_key_and_impossible_date,
+    one_control_id_initial_replace_delete,
+    lifecycle_chain_in_one_batch_as_in_three,
+    true_resend_is_one_duplicate,
+    reused_control_id_is_processed_and_reported,
 );
 
 #[tokio::test]

@@ -23,6 +23,8 @@ pub struct Ctx<'c> {
     pub event: String,
     /// MSH-7.
     pub time: String,
+    /// SHA-256 (hex) of the message without MSH-7 (see [`content_hash`]).
+    pub content_hash: String,
     pub cfg: &'c Config,
 }
 
@@ -51,6 +53,7 @@ impl<'c> Ctx<'c> {
             msg_type,
             event,
             time: msh.field(7).component(1).raw().to_string(),
+            content_hash: content_hash(msg),
             cfg,
         })
     }
@@ -64,18 +67,54 @@ impl<'c> Ctx<'c> {
             topic: None,
             partition: None,
             offset: None,
+            content_hash: self.content_hash.clone(),
         }
     }
 
-    /// uniqueId of the document at `position` of this message.
+    /// uniqueId of the document at `position` of this message. The content hash is part of
+    /// it: a sender that reuses an MSH-10 for other content (a replacement, a deletion)
+    /// gets another document, while a resend (same content, new MSH-7) gets the same id.
     pub fn unique_id(&self, position: u32) -> String {
-        derived_oid(&["doc", &self.sender, &self.control_id, &position.to_string()])
+        derived_oid(&[
+            "doc",
+            &self.sender,
+            &self.control_id,
+            &position.to_string(),
+            &self.content_hash,
+        ])
     }
 
     /// setId shared by every version of the report of one order.
     pub fn set_id(&self, order_id: &str, type_code: &str) -> String {
         derived_oid(&["set", &self.sender, order_id, type_code])
     }
+}
+
+/// SHA-256 (hex) of the message's segments, MSH-7 left out: a resend of one message differs
+/// from the first sending by its MSH-7 (the time it was sent) at most. Segments are hashed
+/// one by one with a CR after each, so the segment terminator the transport used (CR, LF,
+/// CRLF) does not count either.
+pub fn content_hash(msg: &Message<'_>) -> String {
+    let mut h = Sha256::new();
+    for seg in msg.all() {
+        let raw = seg.raw();
+        // MSH-7 as a sub-slice of the segment, to hash what is around it.
+        let msh7 = (seg.name() == "MSH")
+            .then(|| seg.field(7).raw())
+            .and_then(|f| {
+                let start = (f.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+                (start + f.len() <= raw.len()).then_some(start..start + f.len())
+            });
+        match msh7 {
+            Some(r) => {
+                h.update(&raw.as_bytes()[..r.start]);
+                h.update(&raw.as_bytes()[r.end..]);
+            }
+            None => h.update(raw.as_bytes()),
+        }
+        h.update(b"\r");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn missing(what: &str) -> Reject {
@@ -554,6 +593,49 @@ mod tests {
                 generated_lifecycle(orc, st).unwrap_err().reason,
                 Reason::Hl7LifecycleInconsistent
             );
+        }
+    }
+
+    /// Issue #12 item 5: a resend (new MSH-7, other line ends) hashes the same, so it keeps
+    /// its uniqueId and is a duplicate; any other change (here one result) hashes apart.
+    #[test]
+    fn content_hash_ignores_msh7_but_not_the_rest() {
+        // The first message of the demo lab feed (LF-terminated segments).
+        let lab = include_str!("../../../demo/lab.hl7")
+            .split("\n\n")
+            .next()
+            .expect("a message");
+        const LAB_MSH7: &str = "DMP-HOST|20241101101600|";
+        let source =
+            |raw: &str| match &crate::normalize(Feed::Lab, raw.as_bytes(), &Config::default())
+                .expect("the lab message maps")[0]
+            {
+                dmpflow_schemas::Normalized::Document(d) => {
+                    (d.meta.source.clone(), d.meta.unique_id.clone())
+                }
+                other => panic!("not a document: {other:?}"),
+            };
+        let (first, first_id) = source(lab);
+        assert_eq!(first.content_hash.len(), 64);
+        assert!(first.content_hash.bytes().all(|b| b.is_ascii_hexdigit()));
+
+        let resent = lab.replace(LAB_MSH7, "DMP-HOST|20241101131645|");
+        let no_msh7 = lab.replace(LAB_MSH7, "DMP-HOST||");
+        let with_cr = lab.replace('\n', "\r");
+        for same in [&resent, &no_msh7, &with_cr] {
+            let (s, id) = source(same);
+            assert_eq!(s.content_hash, first.content_hash);
+            assert_eq!(id, first_id, "a resend keeps its uniqueId");
+        }
+        let other_result = lab.replace("||143.43|", "||150.00|");
+        let other_name = lab.replace("MICHEL^PIERRE^PIERRE", "MICHEL^PIERRE^PIERRA");
+        let other_msh = lab.replace("|DMPFLOW|", "|DMPFLOW2|");
+        assert!(![&other_result, &other_name, &other_msh].contains(&&lab.to_string()));
+        for other in [other_result, other_name, other_msh] {
+            let (s, id) = source(&other);
+            assert_ne!(s.content_hash, first.content_hash);
+            assert_ne!(id, first_id, "same MSH-10, other content: another document");
+            assert_eq!(s.control_id, first.control_id);
         }
     }
 }

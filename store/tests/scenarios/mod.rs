@@ -28,6 +28,8 @@ fn source(control_id: &str, position: u32, offset: i64) -> SourceRef {
         topic: Some("dmp.feed.lab".into()),
         partition: Some(0),
         offset: Some(offset),
+        // No hash: the payloads of earlier builds, deduplicated on the control id alone.
+        content_hash: String::new(),
     }
 }
 
@@ -1300,4 +1302,289 @@ pub async fn csv_refuses_bad_key_and_impossible_date(store: &Store) {
             .unwrap()
             .is_none()
     );
+}
+
+// ---- Issue #12 items 5 and 6: reused control ids, a lifecycle chain inside one batch ----
+
+/// `d` as sent in a message whose content (without MSH-7) hashes to `hash`.
+fn hashed(mut d: Document, hash: &str) -> Document {
+    d.meta.source.content_hash = hash.into();
+    d
+}
+
+/// Initial, replacement and deletion of one document, all three under MSH-10 `msg` (a
+/// sender whose counter reset), each with its own content. `style` "set": the generated
+/// documents' shape (no target: the set's current version); "ids": the received CDAs'
+/// shape (the replacement names its parent, the deletion carries the last version's id).
+fn chain(prefix: &str, msg: &str, style: &str) -> [Document; 3] {
+    let set = format!("{prefix}.set");
+    let (v1, v2, del) = (
+        format!("{prefix}.1"),
+        format!("{prefix}.2"),
+        format!("{prefix}.3"),
+    );
+    let (replace_target, delete_uid, delete_target) = match style {
+        "set" => (None, del.as_str(), None),
+        _ => (Some(v1.as_str()), v2.as_str(), Some(v2.as_str())),
+    };
+    [
+        hashed(
+            doc(&v1, &set, Lifecycle::Initial, None, INS_A, msg, 1),
+            &format!("{prefix}-h1"),
+        ),
+        hashed(
+            doc(&v2, &set, Lifecycle::Replace, replace_target, INS_A, msg, 2),
+            &format!("{prefix}-h2"),
+        ),
+        hashed(
+            doc(
+                delete_uid,
+                &set,
+                Lifecycle::Delete,
+                delete_target,
+                INS_A,
+                msg,
+                3,
+            ),
+            &format!("{prefix}-h3"),
+        ),
+    ]
+}
+
+/// What a chain left: (seq, status, lifecycle) per version and the audit actions, with
+/// nothing that names the chain (so two chains compare).
+async fn end_state(store: &Store, prefix: &str) -> Vec<(i64, DocStatus, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for r in store.documents_for_patient(INS_A).await.unwrap() {
+        if r.set_id != format!("{prefix}.set") {
+            continue;
+        }
+        let actions = store
+            .audit_for_document(&r.unique_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        out.push((r.seq, r.status, r.lifecycle, actions));
+    }
+    out
+}
+
+/// Item 5: initial, replacement and deletion with one control id (different content) are
+/// all applied, and the two later ones are reported as a reused control id. Before #12 the
+/// replacement and the deletion were dropped as duplicates.
+pub async fn one_control_id_initial_replace_delete(store: &Store) {
+    for style in ["set", "ids"] {
+        let prefix = format!("1.2.12.{}", if style == "set" { 1 } else { 2 });
+        let [v1, v2, del] = chain(&prefix, &format!("{prefix}-015"), style);
+        let mut outcomes = Vec::new();
+        let mut reused = Vec::new();
+        for d in [v1, v2, del] {
+            let r = store.write_batch_report(&items([d]), &[]).await.unwrap();
+            outcomes.extend(r.outcomes);
+            reused.push(!r.control_id_reused.is_empty());
+        }
+        assert_eq!(
+            outcomes,
+            [
+                ItemOutcome::Stored,
+                ItemOutcome::Replaced {
+                    superseded: format!("{prefix}.1")
+                },
+                ItemOutcome::Deleted {
+                    target: format!("{prefix}.2")
+                },
+            ],
+            "{style}"
+        );
+        assert_eq!(reused, [false, true, true], "{style}");
+    }
+}
+
+/// Item 6: the same chain in ONE batch ends exactly as in three batches (rows, statuses,
+/// seqs, audit), with one control id and with three, in both document shapes.
+pub async fn lifecycle_chain_in_one_batch_as_in_three(store: &Store) {
+    let mut n = 0;
+    for style in ["set", "ids"] {
+        for one_msg in [true, false] {
+            n += 1;
+            let msgs = |p: &str| {
+                if one_msg {
+                    [format!("{p}-015"), format!("{p}-015"), format!("{p}-015")]
+                } else {
+                    [format!("{p}a"), format!("{p}b"), format!("{p}c")]
+                }
+            };
+            let chain_with = |prefix: &str| {
+                let m = msgs(prefix);
+                let mut c = chain(prefix, &m[0], style);
+                for (d, msg) in c.iter_mut().zip(m) {
+                    d.meta.source.control_id = msg;
+                }
+                c
+            };
+            let three = format!("1.2.13.{n}.3");
+            let one = format!("1.2.13.{n}.1");
+            let mut sep = Vec::new();
+            for d in chain_with(&three) {
+                sep.extend(store.write_batch(&items([d]), &[]).await.unwrap());
+            }
+            let together = store
+                .write_batch(&items(chain_with(&one)), &[])
+                .await
+                .unwrap();
+            let label = format!("{style}, one control id: {one_msg}");
+            assert_eq!(together.len(), 3);
+            assert!(
+                matches!(
+                    together.as_slice(),
+                    [
+                        ItemOutcome::Stored,
+                        ItemOutcome::Replaced { .. },
+                        ItemOutcome::Deleted { .. }
+                    ]
+                ),
+                "{label}: {together:?}"
+            );
+            assert_eq!(
+                together
+                    .iter()
+                    .map(|o| format!("{o:?}").replace(&one, "P"))
+                    .collect::<Vec<_>>(),
+                sep.iter()
+                    .map(|o| format!("{o:?}").replace(&three, "P"))
+                    .collect::<Vec<_>>(),
+                "{label}"
+            );
+            let expected = end_state(store, &three).await;
+            assert_eq!(end_state(store, &one).await, expected, "{label}");
+            assert_eq!(
+                expected.iter().map(|e| e.1).collect::<Vec<_>>(),
+                [DocStatus::Superseded, DocStatus::Deleted],
+                "{label}"
+            );
+        }
+    }
+}
+
+/// A true resend (same sender, MSH-10, position and content) is one duplicate, whether in
+/// a later batch or in the same one; nothing is reported as reused.
+pub async fn true_resend_is_one_duplicate(store: &Store) {
+    let d = hashed(initial("1.2.14.1", "1.2.14.set", "R015"), "h-same");
+    let first = store
+        .write_batch_report(&items([d.clone()]), &[])
+        .await
+        .unwrap();
+    assert_eq!(first.outcomes, [ItemOutcome::Stored]);
+    let again = store
+        .write_batch_report(&items([d.clone(), d.clone()]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.outcomes,
+        [ItemOutcome::Duplicate, ItemOutcome::Duplicate]
+    );
+    assert!(again.control_id_reused.is_empty());
+    let e = hashed(initial("1.2.14.2", "1.2.14.set2", "R016"), "h-e");
+    let in_one = store
+        .write_batch_report(&items([e.clone(), e]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        in_one.outcomes,
+        [ItemOutcome::Stored, ItemOutcome::Duplicate]
+    );
+    assert!(in_one.control_id_reused.is_empty());
+    // A patient update resent: one duplicate too.
+    let mut u = patient_update(PatientChange::Upsert, INS_B, "R017");
+    u.source.content_hash = "h-u".into();
+    assert_eq!(
+        store.apply_patient_update(&u).await.unwrap(),
+        ItemOutcome::PatientUpdated
+    );
+    assert_eq!(
+        store.apply_patient_update(&u).await.unwrap(),
+        ItemOutcome::Duplicate
+    );
+    assert_eq!(store.document_count().await.unwrap(), 2);
+}
+
+/// The same sender, control id and position with other content is processed and reported
+/// (`hl7.control_id.reused`); a payload or a row without a hash (earlier builds) keeps the
+/// old rule: the same key is a duplicate.
+pub async fn reused_control_id_is_processed_and_reported(store: &Store) {
+    let a = hashed(initial("1.2.15.1", "1.2.15.set1", "X1"), "h-a");
+    let b = hashed(initial("1.2.15.2", "1.2.15.set2", "X1"), "h-b");
+    store.write_batch(&items([a]), &[]).await.unwrap();
+    let r = store.write_batch_report(&items([b]), &[]).await.unwrap();
+    assert_eq!(r.outcomes, [ItemOutcome::Stored]);
+    assert_eq!(r.control_id_reused, [0]);
+    // In one batch: the second is reused, the third a resend of the second.
+    let c = hashed(initial("1.2.15.3", "1.2.15.set3", "X2"), "h-c");
+    let d = hashed(initial("1.2.15.4", "1.2.15.set4", "X2"), "h-d");
+    let r = store
+        .write_batch_report(&items([c, d.clone(), d]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcomes,
+        [
+            ItemOutcome::Stored,
+            ItemOutcome::Stored,
+            ItemOutcome::Duplicate
+        ]
+    );
+    assert_eq!(r.control_id_reused, [1]);
+    // A reused control id that ends in quarantine is reported too.
+    let orphan = hashed(
+        doc(
+            "1.2.15.9",
+            "1.2.15.set9",
+            Lifecycle::Replace,
+            Some("1.2.15.8"),
+            INS_A,
+            "X1",
+            9,
+        ),
+        "h-orphan",
+    );
+    let r = store
+        .write_batch_report(&items([orphan]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcomes,
+        [ItemOutcome::Quarantined("lifecycle.target.unknown".into())]
+    );
+    assert_eq!(r.control_id_reused, [0]);
+    // Identity updates: another content under the same key is applied.
+    let mut u1 = patient_update(PatientChange::Upsert, INS_B, "X3");
+    u1.source.content_hash = "h-u1".into();
+    let mut u2 = patient_update(PatientChange::Upsert, INS_B, "X3");
+    u2.source.content_hash = "h-u2".into();
+    u2.dmp_status = Some("FERME".into());
+    let r = store
+        .write_batch_report(&[StoreItem::Patient(u1), StoreItem::Patient(u2)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcomes,
+        [ItemOutcome::PatientUpdated, ItemOutcome::PatientUpdated]
+    );
+    assert_eq!(r.control_id_reused, [1]);
+
+    // Without a hash on either side: the key alone decides, as before #12.
+    let old_row = initial("1.2.15.20", "1.2.15.set20", "X4");
+    store.write_batch(&items([old_row]), &[]).await.unwrap();
+    let new_payload = hashed(initial("1.2.15.21", "1.2.15.set21", "X4"), "h-new");
+    let old_payload = initial("1.2.15.22", "1.2.15.set22", "X1");
+    let r = store
+        .write_batch_report(&items([new_payload, old_payload]), &[])
+        .await
+        .unwrap();
+    assert_eq!(r.outcomes, [ItemOutcome::Duplicate, ItemOutcome::Duplicate]);
+    assert!(r.control_id_reused.is_empty());
+    // a, b, c, d and the row without a hash (the orphan waits in quarantine).
+    assert_eq!(store.document_count().await.unwrap(), 5);
 }
