@@ -362,6 +362,14 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
+    /// Issue #12: `topics create` creates the documents feed's topic with the others.
+    #[test]
+    fn topics_create_includes_the_documents_feed() {
+        let t = all_topics(&Settings::default());
+        assert!(t.iter().any(|n| n == "dmp.feed.documents"), "{t:?}");
+        assert!(t.iter().any(|n| n == "dmp.feed.lab"));
+    }
+
     #[test]
     fn collecting_ends_on_link_loops_and_reports_bad_entries() {
         let root = std::env::temp_dir().join(format!("dmpflow-collect-{}", std::process::id()));
