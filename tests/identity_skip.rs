@@ -1,8 +1,9 @@
-//! The normalize stage on real Kafka skips an ADT event that holds nothing for the DMP
-//! (issue #12 item 1): an A03 on the identity feed topic is counted in
-//! `dmpflow_skipped_total`, committed, and never dead-lettered, and the A28 behind it on the
-//! same partition is normalised. NEEDS the services of `scripts/stack up`; fails, never
-//! skips, when they are down.
+//! ADT events that hold nothing for the DMP are skipped, not errors (issue #12 item 1).
+//! On real Kafka, the normalize stage counts an A03 on the identity feed topic in
+//! `dmpflow_skipped_total`, commits it and never dead-letters it, and normalises the A28
+//! behind it on the same partition (NEEDS the services of `scripts/stack up`; fails, never
+//! skips, when they are down). Without Kafka, `process` and `normalize` report the skip
+//! apart from the errors and exit 0.
 
 mod common;
 
@@ -112,4 +113,67 @@ async fn an_adt_movement_is_skipped_counted_and_committed_not_dead_lettered() {
     assert_eq!(topic_count(&documents), 1, "nothing normalised twice");
     assert_eq!(topic_count(&dlq), 0);
     assert!(terminate(&mut stage).success());
+}
+
+/// `process` (SQLite) and `normalize`: the A03 is skipped, not rejected; the A01 updates
+/// the registry; both exit 0.
+#[test]
+fn process_and_normalize_report_a_skip_apart_from_errors() {
+    let dir = std::env::temp_dir().join(format!("identity-skip-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("adt.hl7");
+    let ins = "280037505612357";
+    std::fs::write(
+        &input,
+        format!(
+            "{}{}",
+            adt("A03", "ADT_A03", "cli", ins),
+            adt("A01", "ADT_A01", "cli", ins)
+        ),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("p.db").display());
+    let out = dmpflow()
+        .args([
+            "process",
+            "--feed",
+            "identity",
+            "--accept-test-oids",
+            "--json",
+            "--store",
+        ])
+        .arg(&db)
+        .arg(&input)
+        .output()
+        .expect("running dmpflow process");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_str(&text).expect("--json summary");
+    assert_eq!(s["messages"], 2, "{s}");
+    assert_eq!(s["skipped"], 1, "{s}");
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_eq!(s["patient_updates"], 1, "{s}");
+    assert_eq!(s["by_feed"]["identity"]["skipped"], 1, "{s}");
+    assert!(s["reasons"].get("hl7.event.skipped").is_none(), "{s}");
+
+    let out = dmpflow()
+        .args(["normalize", "--feed", "identity", "--out"])
+        .arg(dir.join("out"))
+        .arg(&input)
+        .output()
+        .expect("running dmpflow normalize");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("SKIP hl7.event.skipped (ADT^A03 carries nothing for the DMP)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 patient updates, 1 skipped, 0 rejected"),
+        "{text}"
+    );
 }
