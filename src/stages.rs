@@ -729,10 +729,12 @@ pub async fn route_batch(
 const QUARANTINE_RETRY_BATCH: i64 = 200;
 
 /// The route stage's sweeper: every `every`, the open `ins.unknown` cases whose patient the
-/// registry knows by now are re-routed and, if they pass, stored (`pipeline::release_case`,
-/// the code of `dmpflow quarantine release`). A document that ran ahead of its patient's
-/// identity message on another feed is thus filed without anyone releasing it. Several route
-/// instances may sweep at once: the store files a document once, and a case closes once.
+/// registry knows by now, and the open `patient.opposed` cases whose patient no longer
+/// opposes (a later ZFA-9 `INO`), are re-routed and, if they pass, stored
+/// (`pipeline::release_case`, the code of `dmpflow quarantine release`). A document that ran
+/// ahead of its patient's identity message on another feed, or that waited while its patient
+/// opposed, is thus filed without anyone releasing it. Several route instances may sweep at
+/// once: the store files a document once, and a case closes once.
 async fn retry_waiting_quarantine(
     store: Store,
     cfg: RouteConfig,
@@ -744,7 +746,12 @@ async fn retry_waiting_quarantine(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let waiting = match store.quarantine_waiting_known(QUARANTINE_RETRY_BATCH).await {
+        let listed = async {
+            let mut ids = store.quarantine_waiting_known(QUARANTINE_RETRY_BATCH).await?;
+            ids.extend(store.quarantine_opposition_lifted(QUARANTINE_RETRY_BATCH).await?);
+            Ok::<_, dmpflow_store::StoreError>(ids)
+        };
+        let waiting = match listed.await {
             Ok(ids) => ids,
             Err(e) => {
                 // The live stage retries and reports the database itself; try again later.
@@ -775,7 +782,7 @@ async fn retry_waiting_quarantine(
         if filed > 0 {
             info!(
                 stage = "route",
-                filed, "quarantine retry: waiting documents filed now that their patient is known"
+                filed, "quarantine retry: waiting documents filed now that their patient is known or no longer opposes"
             );
         }
     }

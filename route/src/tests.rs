@@ -255,6 +255,30 @@ fn opposition_is_quarantined() {
     );
 }
 
+// Issue #12 item 3: only a stated IO holds documents; INO and "not collected" (NA, or no
+// ZFA ever) route, and the consultation consent has no routing effect.
+#[test]
+fn only_a_stated_io_holds_documents() {
+    for (label, opposition, consent, held) in [
+        ("IO", Some(true), Some(true), true),
+        ("INO", Some(false), Some(false), false),
+        ("not collected", None, None, false),
+        ("INO, consent refused", Some(false), Some(false), false),
+    ] {
+        let mut r = record(INS_A);
+        r.feeding_opposed = opposition.unwrap_or(false);
+        r.feeding_opposed_stated = opposition.is_some();
+        r.consultation_consent = consent;
+        assert_eq!(r.feeding_opposition(), opposition, "{label}");
+        let d = route_document(&meta(INS_A), &[r], &PROD);
+        if held {
+            assert_quarantine(d, Reason::PatientOpposed);
+        } else {
+            assert_eq!(d, routed(INS_A), "{label}");
+        }
+    }
+}
+
 #[test]
 fn opposition_of_the_final_record_counts() {
     let mut target = record(INS_B);
