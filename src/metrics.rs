@@ -60,6 +60,11 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedLabel {
+    pub feed: String,
+}
+
 /// An MLLP ACK: its MSA-1 code, the feed the message went (or would go) to, and the
 /// stable reason code its ERR segment names. All static strings, so counting allocates
 /// nothing and no label can carry message content.
@@ -140,6 +145,11 @@ pub struct Metrics {
     /// it for another reason now, recorded on the case; `not_filed`: the store did not file
     /// it, e.g. a duplicate). Cases released by hand are not counted.
     pub quarantine_auto_releases: Family<ResultLabel, Counter>,
+    /// Items the store processed although a message with the same sender, MSH-10 and
+    /// position was applied before, because their content differs (a sender's counter
+    /// reset, several interfaces behind one MSH-3/4): `hl7.control_id.reused`, by feed.
+    /// A true resend (same content) is a `duplicate` outcome, not counted here.
+    pub control_id_reused: Family<FeedLabel, Counter>,
 }
 
 impl Metrics {
@@ -165,6 +175,7 @@ impl Metrics {
             mllp_frames_refused: Family::default(),
             mllp_ack_seconds: Family::new_with_constructor(latency_histogram),
             quarantine_auto_releases: Family::default(),
+            control_id_reused: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -258,6 +269,11 @@ impl Metrics {
             "quarantine_auto_releases",
             "ins.unknown quarantine cases re-routed once their patient was known, by result",
             m.quarantine_auto_releases.clone(),
+        );
+        registry.register(
+            "control_id_reused",
+            "Messages processed whose sender, control id and position were seen with other content",
+            m.control_id_reused.clone(),
         );
         Metrics { registry, ..m }
     }

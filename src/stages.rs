@@ -16,7 +16,7 @@ use anyhow::Result;
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{Normalized, headers as h, wire};
-use dmpflow_store::{ItemOutcome, OffsetCommit, Store, StoreItem};
+use dmpflow_store::{BatchReport, ItemOutcome, OffsetCommit, Store, StoreItem};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -960,6 +960,34 @@ pub fn record_store_outcomes(outcomes: &[ItemOutcome], feeds: &[String]) {
     }
 }
 
+/// Counts and logs, once their batch is committed, the items the store processed under a
+/// reused control id (`hl7.control_id.reused`): sender and MSH-10 only, no patient data.
+pub fn record_control_id_reuse(items: &[StoreItem], reused: &[usize], feeds: &[String]) {
+    for &i in reused {
+        let (Some(item), Some(feed)) = (items.get(i), feeds.get(i)) else {
+            continue;
+        };
+        let source = match item {
+            StoreItem::Document(d) => &d.meta.source,
+            StoreItem::Patient(u) => &u.source,
+            StoreItem::Quarantine(q) => pipeline::source_of(&q.item),
+        };
+        metrics()
+            .control_id_reused
+            .get_or_create(&crate::metrics::FeedLabel { feed: feed.clone() })
+            .inc();
+        warn!(
+            stage = "store",
+            reason = Reason::Hl7ControlIdReused.as_str(),
+            feed = %feed,
+            sender = %source.sender,
+            control_id = %source.control_id,
+            position = source.position,
+            "control id seen before with other content: processed as a new message"
+        );
+    }
+}
+
 /// Writes decoded items, retrying transient database errors (a replay passes no offsets).
 /// `keepalive` is the live stage's consumer, paused while the database is unavailable.
 pub async fn store_write(
@@ -969,8 +997,20 @@ pub async fn store_write(
     shutdown: &CancellationToken,
     keepalive: Option<&StageConsumer>,
 ) -> Result<Vec<ItemOutcome>> {
+    let report = store_write_report(store, items, commits, shutdown, keepalive).await?;
+    Ok(report.outcomes)
+}
+
+/// [`store_write`], also telling which items reused a control id.
+pub async fn store_write_report(
+    store: &Store,
+    items: &[StoreItem],
+    commits: &[OffsetCommit],
+    shutdown: &CancellationToken,
+    keepalive: Option<&StageConsumer>,
+) -> Result<BatchReport> {
     with_db_retry_paused("store", shutdown, keepalive, || {
-        store.write_batch(items, commits)
+        store.write_batch_report(items, commits)
     })
     .await
 }
@@ -1052,9 +1092,11 @@ async fn run_store(
             })
             .collect();
         let tx_started = Instant::now();
-        let outcomes =
-            match store_write(&store, &decoded.items, &commits, shutdown, Some(&consumer)).await {
-                Ok(o) => o,
+        let report =
+            match store_write_report(&store, &decoded.items, &commits, shutdown, Some(&consumer))
+                .await
+            {
+                Ok(r) => r,
                 Err(e) if shutdown.is_cancelled() => {
                     warn!(stage = STAGE, error = %format!("{e:#}"), "batch not committed");
                     break;
@@ -1073,7 +1115,12 @@ async fn run_store(
         }
         runtime::commit(&consumer, &offsets, CommitMode::Async);
         committed.extend(offsets);
-        record_store_outcomes(&outcomes, &decoded.item_feeds);
+        record_store_outcomes(&report.outcomes, &decoded.item_feeds);
+        record_control_id_reuse(
+            &decoded.items,
+            &report.control_id_reused,
+            &decoded.item_feeds,
+        );
         let now = runtime::now_ms();
         for t in decoded.e2e {
             m.end_to_end_seconds
@@ -1169,5 +1216,37 @@ mod tests {
             !text.contains("stage=\"normalize\",reason=\"hl7.event.skipped\""),
             "a skip is not a reject: {text}"
         );
+    }
+
+    // Issue #12 item 5: an item the store processed under a reused control id is counted
+    // by feed (the log line names sender and control id only); the others are not.
+    #[test]
+    fn a_reused_control_id_is_counted_by_feed() {
+        let update = |control_id: &str| {
+            StoreItem::Patient(dmpflow_schemas::PatientUpdate {
+                change: dmpflow_schemas::PatientChange::Upsert,
+                patient: Default::default(),
+                feeding_opposed: None,
+                dmp_status: None,
+                consultation_consent: None,
+                times: Default::default(),
+                event: "A31".into(),
+                source: dmpflow_schemas::SourceRef {
+                    sender: "GAM^CHU".into(),
+                    control_id: control_id.into(),
+                    content_hash: "ab".repeat(32),
+                    ..Default::default()
+                },
+            })
+        };
+        let items = [update("C1"), update("C1")];
+        let feeds = ["reuse-test-a".to_string(), "reuse-test-b".to_string()];
+        record_control_id_reuse(&items, &[1], &feeds);
+        let text = metrics().encode();
+        assert!(
+            text.contains("dmpflow_control_id_reused_total{feed=\"reuse-test-b\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("feed=\"reuse-test-a\""), "{text}");
     }
 }
