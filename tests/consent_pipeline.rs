@@ -130,6 +130,8 @@ async fn an_opposed_patients_document_is_filed_once_after_a_later_ino() {
     assert_eq!(
         opposition,
         [
+            // `patients import` (setup) stated "false", without a message or a date.
+            (None, Some("INO"), None, None),
             (
                 Some("INO"),
                 Some("IO"),
@@ -143,7 +145,7 @@ async fn an_opposed_patients_document_is_filed_once_after_a_later_ino() {
                 Some("2024-03-07T09:00:00")
             ),
         ],
-        "the CSV import stated no opposition (false); IO then INO"
+        "the CSV import's false, then IO, then INO"
     );
     store.close().await;
     assert!(terminate(&mut pipeline).success());

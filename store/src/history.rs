@@ -21,8 +21,8 @@ pub struct PatientHistoryRow {
     /// When the store wrote the change (RFC 3339 UTC).
     pub at: String,
     pub ins: String,
-    /// The ADT event (A28, A31, A08, A40, ...), or `update`/`merge`/`identifier_change`
-    /// when the message did not say.
+    /// The ADT event (A28, A31, A08, A40, ...), `update`/`merge`/`identifier_change`
+    /// when the message did not say, or `import` for `patients import` (no source then).
     pub event: String,
     pub field: String,
     pub old_value: Option<String>,
@@ -40,7 +40,8 @@ pub struct PatientHistoryRow {
 pub(crate) struct HistoryRows<'a> {
     pub ins: String,
     pub event: &'a str,
-    pub source: &'a SourceRef,
+    /// The message; `None` for the CSV import (event `import`).
+    pub source: Option<&'a SourceRef>,
     pub changes: Vec<Change>,
 }
 
@@ -73,13 +74,13 @@ pub(crate) async fn insert_history(
                 .bind(c.old.as_deref())
                 .bind(c.new.as_deref())
                 .bind(c.at.as_deref())
-                .bind(s.feed.map(|f| f.as_str()))
-                .bind(s.sender.as_str())
-                .bind((!s.control_id.is_empty()).then_some(s.control_id.as_str()))
-                .bind(i64::from(s.position))
-                .bind(s.topic.as_deref())
-                .bind(s.partition.map(i64::from))
-                .bind(s.offset);
+                .bind(s.and_then(|s| s.feed).map(|f| f.as_str()))
+                .bind(s.map(|s| s.sender.as_str()))
+                .bind(s.and_then(|s| (!s.control_id.is_empty()).then_some(s.control_id.as_str())))
+                .bind(s.map(|s| i64::from(s.position)))
+                .bind(s.and_then(|s| s.topic.as_deref()))
+                .bind(s.and_then(|s| s.partition).map(i64::from))
+                .bind(s.and_then(|s| s.offset));
         }
         q.execute(&mut **tx)
             .await

@@ -165,7 +165,7 @@ pub(crate) fn apply(
 
 /// The history rows from `old` to `next`: values for the consent, opposition, statuses
 /// and OID, names only for the traits.
-fn changes(old: &PatientRecord, next: &PatientRecord) -> Vec<Change> {
+pub(crate) fn changes(old: &PatientRecord, next: &PatientRecord) -> Vec<Change> {
     let mut out = Vec::new();
     let mut valued = |field, o: Option<String>, n: Option<String>, at: &Option<String>| {
         if o != n {

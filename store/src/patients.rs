@@ -99,7 +99,7 @@ pub(crate) async fn apply_in_tx(
     history.push(HistoryRows {
         ins: p.ins.clone(),
         event,
-        source: &u.source,
+        source: Some(&u.source),
         changes,
     });
 
@@ -131,7 +131,7 @@ pub(crate) async fn apply_in_tx(
         let pointer = |ins: String, old: Option<String>, new: Option<&str>| HistoryRows {
             ins,
             event,
-            source: &u.source,
+            source: Some(&u.source),
             changes: vec![Change {
                 field: "merged_into",
                 old,
@@ -434,22 +434,58 @@ async fn upsert_records(
         return Ok(());
     }
     let err = |e| StoreError::from_sqlx("import_patients_csv", e);
+    // What the registry holds now: to count updates and to write the history of the
+    // values the file changes (an opposition lifted by an import releases held documents).
     let sql = format!(
-        "SELECT COUNT(*) FROM patients WHERE ins IN ({})",
+        "SELECT {RECORD_COLUMNS} FROM patients WHERE ins IN ({})",
         in_list(1, recs.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for r in recs {
         q = q.bind(r.ins.as_str());
     }
-    let existing: i64 = q
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?
-        .try_get(0)
-        .map_err(err)?;
-    summary.updated += existing as usize;
-    summary.inserted += recs.len() - existing as usize;
+    let mut held = HashMap::new();
+    for row in q.fetch_all(&mut **tx).await.map_err(err)? {
+        let rec = record_from_row(&row).map_err(err)?;
+        held.insert(rec.ins.clone(), rec);
+    }
+    summary.updated += held.len();
+    summary.inserted += recs.len() - held.len();
+    let history: Vec<HistoryRows> = recs
+        .iter()
+        .map(|r| {
+            let blank = PatientRecord {
+                ins: r.ins.clone(),
+                ..PatientRecord::default()
+            };
+            let old = held.get(&r.ins).unwrap_or(&blank);
+            // The import writes the traits, the status and the opposition, and keeps the
+            // rest (merge pointer, ZFA values, dates).
+            let next = PatientRecord {
+                ins_oid: r.ins_oid.clone(),
+                birth_name: r.birth_name.clone(),
+                first_names: r.first_names.clone(),
+                birth_date: r.birth_date.clone(),
+                sex: r.sex.clone(),
+                birth_place: r.birth_place.clone(),
+                identity_status: r.identity_status.clone(),
+                feeding_opposed: r.feeding_opposed,
+                feeding_opposed_stated: true,
+                ..old.clone()
+            };
+            // The file dates nothing: the rows carry no sender's date.
+            let changes = patient_state::changes(old, &next)
+                .into_iter()
+                .map(|c| Change { at: None, ..c })
+                .collect();
+            HistoryRows {
+                ins: r.ins.clone(),
+                event: "import",
+                source: None,
+                changes,
+            }
+        })
+        .collect();
 
     let names: Vec<String> = recs
         .iter()
@@ -482,7 +518,7 @@ async fn upsert_records(
             .bind(1i16);
     }
     q.execute(&mut **tx).await.map_err(err)?;
-    Ok(())
+    insert_history(tx, &history, now).await
 }
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines).

@@ -374,6 +374,44 @@ async fn opposed_cases_listed_once_opposition_lifted(store: &Store) {
     );
 }
 
+/// `patients import` writes history too (event `import`, no source): an opposition it
+/// lifts is on record, and values it does not carry (ZFA status, consent) stay unchanged.
+async fn csv_import_writes_history(store: &Store) {
+    let a28 = with_zfa(
+        update("A28", "A28-1", "2024-03-06T11:11:54"),
+        Some(true),
+        Some(true),
+        "2024-03-06T11:11:54",
+    );
+    store.apply_patient_update(&a28).await.unwrap();
+    let n = store.patient_history(INS).await.unwrap().len();
+    let csv = format!(
+        "{}\n{INS},{NIR_OID},TESTNOM,Prenom,1979-03-05,F,75056,VALI,false\n",
+        dmpflow_store::CSV_HEADER
+    );
+    store.import_patients_csv(csv.as_bytes()).await.unwrap();
+    let h = store.patient_history(INS).await.unwrap();
+    let new: Vec<_> = h[n..]
+        .iter()
+        .map(|r| {
+            (
+                r.event.as_str(),
+                r.field.as_str(),
+                r.old_value.as_deref(),
+                r.new_value.as_deref(),
+                r.source_sender.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        new,
+        [("import", "feeding_opposed", Some("IO"), Some("INO"), None)]
+    );
+    let rec = store.get_patient(INS).await.unwrap().unwrap();
+    assert_eq!(rec.dmp_status.as_deref(), Some("ACTIF"));
+    assert_eq!(rec.consultation_consent, Some(true));
+}
+
 // ---- backends ------------------------------------------------------------------------
 
 async fn sqlite() -> Store {
@@ -477,4 +515,5 @@ both_backends!(
     not_collected_leaves_the_stored_value,
     history_rows_for_each_change,
     opposed_cases_listed_once_opposition_lifted,
+    csv_import_writes_history,
 );
