@@ -207,3 +207,31 @@ fn merges_keep_their_change_and_read_zfa() {
         Some("2024-03-05T00:00:00")
     );
 }
+
+/// The MLLP gateway accepts by `mapping::accepts`: on the identity feed, every event of the
+/// table (a skipped movement too: AA, then counted by normalize), never an unknown one.
+#[test]
+fn the_gateway_table_is_the_identity_table() {
+    use dmpflow_normalize::hl7::{Message, ReadOptions};
+    use dmpflow_normalize::mapping::accepts;
+    let opts = ReadOptions::default();
+    for (event, accepted) in [
+        ("A01", true),
+        ("A04", true),
+        ("A08", true),
+        ("A28", true),
+        ("A40", true),
+        ("A03", true),
+        ("A13", true),
+        ("A29", false),
+    ] {
+        let raw = adt(event, "20240306", "");
+        let msg = Message::parse(raw.as_bytes(), &opts).unwrap();
+        assert_eq!(
+            accepts(Feed::Identity, "ADT", event, &msg),
+            accepted,
+            "{event}"
+        );
+        assert!(!accepts(Feed::Lab, "ADT", event, &msg), "{event}");
+    }
+}
