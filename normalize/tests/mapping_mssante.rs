@@ -237,3 +237,45 @@ fn the_ans_mdm_example_counts_its_mail_body_as_an_attachment() {
     assert_eq!(attachments(&msg).count, 1);
     assert_eq!(docs(Feed::Imaging, &raw).len(), 1);
 }
+
+fn fixture(name: &str) -> String {
+    let p = format!("{}/tests/fixtures/hl7/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {p}: {e}"))
+}
+
+/// A structured lab ORU with the report's PDF attached: the PDF is no result (before, its
+/// base64 became a text result of the CR-BIO).
+#[test]
+fn a_pdf_next_to_structured_lab_results_is_not_a_result() {
+    let raw = fixture("lab_oru_r01_two_batteries.hl7").replacen(
+        "\rPRT|",
+        &format!(
+            "\rOBX|6|ED|PDF^Compte rendu PDF^L||^application^pdf^Base64^{}||||||F\rPRT|",
+            b64("%PDF-1.4")
+        ),
+        1,
+    );
+    let r = dmpflow_normalize::mapping::records::lab(raw.as_bytes(), &Config::default()).unwrap();
+    // Five OBX, the two comment lines forming one result.
+    assert_eq!(r.batteries[1].observations.len(), 4);
+    assert_eq!(docs(Feed::Lab, raw.as_bytes()).len(), 1);
+}
+
+/// An imaging ORU cancelling its report (ORC CA, lines D) with a mail body `F`: a deletion
+/// (before, the mail body's F made it `hl7.lifecycle.inconsistent`).
+#[test]
+fn a_mail_body_does_not_change_a_generated_reports_lifecycle() {
+    let raw = fixture("imaging_oru_r01.hl7")
+        .replacen("ORC|NW|", "ORC|CA|", 1)
+        .replace("||||||F\r", "||||||D\r")
+        .replacen(
+            "\rPRT|",
+            &format!(
+                "\rOBX|5|ED|CORPSMAIL^Corps du message^L||^text^^Base64^{}||||||F\rPRT|",
+                b64("Annulation")
+            ),
+            1,
+        );
+    let d = docs(Feed::Imaging, raw.as_bytes());
+    assert_eq!(d[0].meta.lifecycle, Lifecycle::Delete);
+}

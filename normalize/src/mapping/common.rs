@@ -344,6 +344,13 @@ pub fn is_meta_obx(obx: &Segment<'_>) -> bool {
         .eq_ignore_ascii_case("MetaDMPMSS")
 }
 
+/// True for an OBX of value type ED (encapsulated data). In a message normalize builds a
+/// document from (lab, imaging), an ED is an attachment (a PDF of the report, a mail body):
+/// never a result, a report line or a status to reconcile (issue #12 item 2).
+pub fn is_ed(obx: &Segment<'_>) -> bool {
+    obx.field(2).raw().trim().eq_ignore_ascii_case("ED")
+}
+
 /// An HL7 DTM/DT that must start with digits (YYYY[MM[DD[HH...]]]); returns the raw value.
 pub fn dtm(v: Value<'_>, what: &str) -> Result<Option<String>, Reject> {
     let s = v.component(1).raw().trim();

@@ -52,7 +52,7 @@ pub fn report(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<ImagingReport, Reject>
     let mut paragraphs = Vec::new();
     let mut statuses = Vec::new();
     for obx in msg.segments("OBX") {
-        if is_meta_obx(&obx) {
+        if is_meta_obx(&obx) || super::common::is_ed(&obx) {
             continue;
         }
         if is_study_uid(&obx) {

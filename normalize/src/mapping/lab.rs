@@ -58,7 +58,7 @@ pub fn report(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<LabReport, Reject> {
                 let Some(b) = batteries.last_mut() else {
                     return Err(segment_missing("OBR before the first OBX"));
                 };
-                if super::common::is_meta_obx(&seg) {
+                if super::common::is_meta_obx(&seg) || super::common::is_ed(&seg) {
                     continue;
                 }
                 let n = b.observations.len();
