@@ -1,6 +1,7 @@
 //! The embedded mode and the operator's database tools: `process` runs normalize → route →
 //! store in one process without Kafka (SQLite by default), `demo` runs it on the bundled
-//! synthetic feeds, and `patients`, `quarantine`, `documents` read and fix the store.
+//! synthetic feeds, and `patients`, `documents` read and fix the store (`quarantine` is in
+//! quarantine.rs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use crate::admin::{collect_files, no_input_messages, read_input, split};
 use crate::config::Settings;
-use crate::inspect::guess_feed;
+use crate::inspect::feed_of;
 use crate::pipeline::{self, Coordinates, Routed};
 
 #[derive(clap::Args)]
@@ -378,8 +379,14 @@ pub async fn process(
         for item in dmpflow_ingest::split_messages(&data) {
             match item {
                 Ok(m) => {
-                    let feed = args.feed.unwrap_or_else(|| guess_feed(m.bytes));
-                    chain.message(feed, m.bytes).await?;
+                    // A message whose feed cannot be told costs one error line, not the run.
+                    match feed_of(args.feed, m.bytes) {
+                        Ok(feed) => chain.message(feed, m.bytes).await?,
+                        Err(e) => {
+                            framing_errors += 1;
+                            eprintln!("{}: {e}", file.display());
+                        }
+                    }
                 }
                 Err(e) => {
                     framing_errors += 1;
@@ -478,89 +485,6 @@ pub async fn patients(settings: &Settings, action: PatientsAction) -> Result<Exi
         PatientsAction::Import { file } => {
             println!("{}", import_csv(&store, &file).await?);
             Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-#[derive(clap::Subcommand)]
-pub enum QuarantineAction {
-    /// Open quarantine cases (add --all for released ones too).
-    List {
-        #[arg(long)]
-        all: bool,
-    },
-    /// One case with its reason and the document metadata.
-    Show { id: i64 },
-    /// Re-route a case after the registry was fixed; it is stored if it now passes.
-    Release { id: i64 },
-}
-
-pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result<ExitCode> {
-    let store = open_store(&settings.database_url).await?;
-    match action {
-        QuarantineAction::List { all } => {
-            let filter = (!all).then_some(dmpflow_store::QuarantineStatus::Open);
-            let rows = store.quarantine_list(filter).await?;
-            println!(
-                "{:<6} {:<28} {:<8} {:<10} created",
-                "id", "reason", "feed", "status"
-            );
-            for r in &rows {
-                println!(
-                    "{:<6} {:<28} {:<8} {:<10} {}",
-                    r.id,
-                    r.reason,
-                    r.source_feed.as_deref().unwrap_or("-"),
-                    r.status.as_str(),
-                    r.created_at
-                );
-            }
-            println!("{} cases", rows.len());
-            Ok(ExitCode::SUCCESS)
-        }
-        QuarantineAction::Show { id } => {
-            let Some(q) = store.quarantine_get(id).await? else {
-                anyhow::bail!("no quarantine case {id}");
-            };
-            println!(
-                "case {} [{}] {}: {}",
-                q.id,
-                q.status.as_str(),
-                q.reason,
-                q.detail
-            );
-            println!(
-                "created {}  source {:?} {:?}/{:?}@{:?}",
-                q.created_at, q.source_feed, q.source_topic, q.source_partition, q.source_offset
-            );
-            println!("{}", serde_json::to_string_pretty(&q.item)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        QuarantineAction::Release { id } => {
-            let cfg = RouteConfig {
-                accept_test_oids: settings.accept_test_oids,
-            };
-            match pipeline::release_case(&store, &cfg, id).await? {
-                pipeline::Release::Filed(how) => {
-                    println!("case {id} released: {how}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                pipeline::Release::PatientApplied => {
-                    println!("case {id} released: patient update applied");
-                    Ok(ExitCode::SUCCESS)
-                }
-                pipeline::Release::StillFails { reason, detail } => {
-                    println!("case {id} still fails: {reason} ({detail}); left open");
-                    Ok(ExitCode::from(1))
-                }
-                pipeline::Release::NotFiled(what) => {
-                    println!("case {id} not released: the store answered {what}; left open");
-                    Ok(ExitCode::from(1))
-                }
-                pipeline::Release::NotOpen => {
-                    anyhow::bail!("no open quarantine case {id}")
-                }
-            }
         }
     }
 }

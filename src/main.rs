@@ -9,6 +9,7 @@ mod inspect;
 mod metrics;
 mod mllp;
 mod pipeline;
+mod quarantine;
 mod replay;
 mod runtime;
 mod stages;
@@ -74,6 +75,11 @@ enum Command {
         /// Serve /metrics and /health/{live,ready} on this address.
         #[arg(long)]
         metrics_addr: Option<String>,
+        /// Accept the test INS OIDs (1.2.250.1.213.1.4.10 / .11), as
+        /// DMPFLOW_ACCEPT_TEST_OIDS=1 does: the demo and test stacks only. Production
+        /// refuses them (ins.oid.rejected), the default.
+        #[arg(long)]
+        accept_test_oids: bool,
     },
     /// Manage Kafka topics.
     Topics {
@@ -98,7 +104,7 @@ enum Command {
     /// Identity-vigilance quarantine: list, inspect, release after the registry was fixed.
     Quarantine {
         #[command(subcommand)]
-        action: embedded::QuarantineAction,
+        action: quarantine::QuarantineAction,
     },
     /// Documents stored in a patient's DMP.
     Documents {
@@ -182,10 +188,12 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Run {
             stage,
             metrics_addr,
+            accept_test_oids,
         } => {
             if let Some(a) = metrics_addr {
                 settings.metrics_addr = a;
             }
+            settings.accept_test_oids |= accept_test_oids;
             let shutdown = shutdown_token();
             let health = metrics::Health::default();
             // The endpoint outlives the stages: after a stage failure it keeps answering
@@ -237,10 +245,13 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Process(args) => embedded::process(&settings, store_flag, args).await,
         Command::Demo(args) => embedded::demo(args).await,
         Command::Patients { action } => embedded::patients(&settings, action).await,
-        Command::Quarantine { action } => embedded::quarantine(&settings, action).await,
+        Command::Quarantine { action } => quarantine::quarantine(&settings, action).await,
         Command::Documents { action } => embedded::documents(&settings, action).await,
         Command::Dlq { action } => dlq::dlq(&settings, action).await,
-        Command::Replay(args) => replay::replay(&settings, args).await,
+        Command::Replay(args) => {
+            settings.accept_test_oids |= args.accept_test_oids;
+            replay::replay(&settings, args).await
+        }
         Command::Mllp(args) => mllp::mllp(&settings, args).await,
     }
 }

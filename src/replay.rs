@@ -61,6 +61,10 @@ pub struct ReplayArgs {
     /// Only this feed (normalize: its topic; route/store: the `dmp.feed` header).
     #[arg(long)]
     feed: Option<Feed>,
+    /// Accept the test INS OIDs when re-routing (as DMPFLOW_ACCEPT_TEST_OIDS=1): the demo
+    /// and test stacks only, never production.
+    #[arg(long)]
+    pub accept_test_oids: bool,
 }
 
 /// Start offset per partition from `--from`, end offset from `--to` or the high watermark.
