@@ -240,7 +240,8 @@ const ASS_A11: &[(&str, &str, &[&str])] = &[
 ];
 
 /// formatCode of a structured (level 3) document whose type has no CI-SIS model in
-/// ASS_A11 (a discharge letter, a care-network document ...): IHE's generic "the mime type
+/// ASS_A11 as we hold it (a discharge letter LDL-SES, templateId 1.2.250.1.213.1.1.1.29,
+/// whose ASS_A11 row was not available; a care-network document ...): IHE's generic "the mime type
 /// is sufficient" code (ITI TF-3 §4.2.3.2.9), the one formatCode that claims no content
 /// model. Replace it by the model's own code once its ASS_A11 row is added above.
 pub const DEFAULT_FORMAT: &str = "urn:ihe:iti:xds:2017:mimeTypeSufficient";

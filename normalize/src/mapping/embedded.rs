@@ -1,8 +1,10 @@
 //! A finished CDA carried in an HL7 v2 message (PFI "transmission de documents CDA" volet,
-//! domain.md §4.2): ORU^R01 with one or two ED OBX (CDA N1 + N3), or MDM^T02/T10/T04 with
-//! TXA. The base64 in OBX-5.5 is decoded, checked to be a well-formed CDA R2
-//! `ClinicalDocument` for the patient of PID-3, and its header becomes the DMP metadata.
-//! The CDA itself is passed on unchanged.
+//! domain.md §4.2, and the LPS/MSSanté messages built on it): ORU^R01 with one or two CDA
+//! XML ED OBX (CDA N1 + N3), or MDM^T02/T10/T04 with TXA. Other ED OBX (mail bodies,
+//! attachments) are not documents. The base64 in OBX-5.5 is decoded, checked to be a
+//! well-formed CDA R2 `ClinicalDocument` for the patient of PID-3, and its header becomes
+//! the DMP metadata (type, class and format: `doc_types`). The CDA itself is passed on
+//! unchanged.
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
