@@ -381,6 +381,7 @@ pub struct PatientRecord {
     pub birth_place: Option<String>,
     /// RNIV status: PROV, RECUP, VALI or QUAL.
     pub identity_status: String,
+    /// The patient opposes the feeding of their DMP (ZFA-9 `IO`): what route reads.
     pub feeding_opposed: bool,
     /// Set after an A40 merge (or A47 change): the INS this record now points to.
     pub merged_into: Option<String>,
