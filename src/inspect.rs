@@ -102,6 +102,12 @@ pub fn guess_feed(raw: &[u8]) -> Result<Feed, FeedUnknown> {
     if message_type == "ADT" {
         return Ok(Feed::Identity);
     }
+    // Only ORU and MDM carry documents; any other type (ACK, the MSSanté ZAM business
+    // acknowledgements, ...) is refused alike by every document feed, which names it
+    // (hl7.message_type.unsupported).
+    if !matches!(message_type, "ORU" | "MDM") {
+        return Ok(Feed::Lab);
+    }
     let mut ev = Evidence::default();
     let mut content = false;
     let code_of = |field: &str| -> (String, String) {
@@ -601,8 +607,12 @@ mod tests {
             "ORU^R01|1|P|2.5\rOBR|1|R1||X^Y^L\rOBX|1|TX|TXT^T^L||voir 18748-4 et 1.2.840.10008||||||F",
         );
         assert!(quoted.is_err(), "{quoted:?}");
-        // Nothing to make a document of: lab's mapping says what is missing.
+        // Nothing to make a document of: lab's mapping says what is missing or refused.
         assert_eq!(guess("ORU^R01|1|P|2.5\rPID|1||x"), Ok(Feed::Lab));
+        assert_eq!(
+            guess("ZAM^Z01^ZAM_Z01|1|P|2.5\rOBX|1|CE|X^Y^L||N||||||F"),
+            Ok(Feed::Lab)
+        );
         // A flag is never second-guessed.
         assert_eq!(feed_of(Some(Feed::Lab), b"MSH|^~\\&|A"), Ok(Feed::Lab));
     }
