@@ -321,25 +321,26 @@ impl Tally {
         fn sum<K>(m: &BTreeMap<K, usize>) -> usize {
             m.values().sum()
         }
+        // "name n, name n" in parentheses, nothing when empty.
         let list = |m: Vec<(String, usize)>| {
-            m.into_iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            if m.is_empty() {
+                return String::new();
+            }
+            let items: Vec<String> = m.into_iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!(" ({})", items.join(", "))
         };
-        let filed = sum(&self.filed);
-        let failing = sum(&self.still_failing);
-        let not_filed = sum(&self.not_filed);
         let owned = |m: &BTreeMap<&'static str, usize>| {
             m.iter().map(|(k, n)| (k.to_string(), *n)).collect()
         };
-        println!("released {filed} ({})", list(owned(&self.filed)));
+        println!("released {}{}", sum(&self.filed), list(owned(&self.filed)));
         println!(
-            "still failing {failing} ({}); left open",
+            "still failing {}{}; left open",
+            sum(&self.still_failing),
             list(self.still_failing.clone().into_iter().collect())
         );
         println!(
-            "not filed {not_filed} ({}); left open",
+            "not filed {}{}; left open",
+            sum(&self.not_filed),
             list(owned(&self.not_filed))
         );
         if self.not_open > 0 {

@@ -171,7 +171,10 @@ fn release_by_filter_counts_confirms_and_summarises() {
         "{report}"
     );
     assert!(
-        report.contains(&format!("still failing {still} (")),
+        report.contains(&format!(
+            "still failing {still}{}",
+            if still == 0 { ";" } else { " (" }
+        )),
         "{report}"
     );
     let documents = cli(&store, &["documents", "list", "--ins", "263083155577816"]);
