@@ -4,8 +4,11 @@
 //! - **AA** only after Kafka acknowledged the write (acks=all, idempotent producer), so a
 //!   sender that got AA may forget the message;
 //! - **AR** when the message itself is refused (unparseable MSH, unknown charset, no
-//!   MSH-10, message type not routed, a record Kafka refuses for its size:
-//!   `kafka.record.too_large`): resending the same bytes will not help;
+//!   MSH-10, message type not routed, a frame over `--max-frame`: `hl7.message.too_large`,
+//!   answered from the frame's MSH while the rest of it is dropped unread, a record Kafka
+//!   refuses for its size: `kafka.record.too_large`): resending the same bytes will not
+//!   help. Only a frame without a readable MSH, garbage or broken framing closes the
+//!   connection without an answer;
 //! - **AE** when Kafka did not acknowledge within `--ack-timeout-ms`: resend later.
 //!
 //! The ACK echoes MSH-10 in MSA-2 and is written with the sender's separators and MSH-18
@@ -483,6 +486,28 @@ impl Gateway {
         encode_charset(&text, hd.charset)
     }
 
+    /// AR for a frame over `--max-frame`, from its first line (its MSH) alone.
+    fn refuse_oversized(&self, head: &[u8], max: usize, peer: SocketAddr) -> Answered {
+        let hd = read_header(head);
+        let reason = Reason::Hl7MessageTooLarge.as_str();
+        warn!(%peer, msh10 = %hd.inbound.control_id, reason, max_frame = max, "message refused (AR)");
+        let text = format!("message larger than the gateway's --max-frame ({max} bytes)");
+        let e = AckError {
+            hl7_code: "207",
+            reason,
+            text: &text,
+        };
+        Answered {
+            ack: self.answer(&hd, AckCode::Reject, Some(&e)),
+            outcome: Outcome::Rejected,
+            feed: match self.routing {
+                Routing::Feed(f) => Some(f),
+                Routing::Table(_) => None,
+            },
+            reason: Some(reason),
+        }
+    }
+
     async fn handle(&self, raw: Vec<u8>, peer: SocketAddr) -> Answered {
         let hd = read_header(&raw);
         let id = hd.inbound.control_id.clone();
@@ -800,6 +825,23 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             Ok(None) => {}
+            Err(MllpError::FrameTooLarge { max, head }) if head.starts_with(b"MSH") => {
+                // Too large to ever be accepted: AR with the sender's control id, so its
+                // interface engine moves on instead of resending the frame forever. The
+                // decoder drops the rest of the frame; the frame deadline still runs.
+                metrics().mllp_frame_refused("too_large");
+                let answered = gw.refuse_oversized(&head, max, peer);
+                let sent = async {
+                    stream.write_all(&encode_frame(&answered.ack)).await?;
+                    stream.flush().await
+                };
+                if let Err(e) = sent.await {
+                    warn!(%peer, error = %e, "cannot send the ACK; closing");
+                    return;
+                }
+                metrics().mllp_ack(answered.label(), 0.0);
+                continue;
+            }
             Err(e) => {
                 // Oversized frame, garbage, broken framing: say why in the log (no
                 // content) and close; the sender sees the connection drop without an ACK.
@@ -828,7 +870,7 @@ async fn serve_messages<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Only line ends left between frames are dropped by the decoder, so bytes still
         // in the buffer are the start of a frame.
-        if buf.is_empty() {
+        if buf.is_empty() && !dec.discarding() {
             frame_started = None;
         } else if frame_started.is_none() {
             frame_started = Some(Instant::now());

@@ -524,7 +524,7 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_100_mb_frame_and_garbage_close_the_connection_with_flat_memory() {
+async fn a_100_mb_frame_gets_ar_and_garbage_closes_the_connection_with_flat_memory() {
     let bs = require_kafka();
     let gw = start_gateway("big", &bs, &["--max-frame", "4194304"]);
     // Warm up (producer connected) so the baseline includes it.
@@ -546,11 +546,19 @@ async fn a_100_mb_frame_and_garbage_close_the_connection_with_flat_memory() {
         }
         written += chunk.len();
     }
-    let _ = big.stream.write_all(b"\x1c\x0d").await;
-    assert!(
-        big.read_ack(Duration::from_secs(30)).await.is_none(),
-        "no ACK for an oversized frame; the connection is closed"
+    big.stream.write_all(b"\x1c\x0d").await.unwrap();
+    // AR for the sender's control id (it must not resend), and the connection stays up:
+    // the rest of the frame was dropped unread, the next message is answered.
+    let ar = Ack::parse(
+        big.read_ack(Duration::from_secs(30))
+            .await
+            .expect("an AR for the oversized frame"),
     );
+    assert_eq!((ar.msa(1), ar.msa(2)), ("AR", "big-1"));
+    let err = ar.seg("ERR").expect("ERR");
+    assert!(err[5].starts_with("hl7.message.too_large"), "{err:?}");
+    let after_big = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|w-3|P|2.5\rPID|1\r";
+    assert_eq!(Ack::parse(big.send(after_big).await.unwrap()).msa(1), "AA");
     let after = rss_kb(gw.child.id());
     eprintln!(
         "RSS before {before} kB, after {after} kB, {} MB offered",
@@ -572,18 +580,21 @@ async fn a_100_mb_frame_and_garbage_close_the_connection_with_flat_memory() {
     assert_eq!(Ack::parse(c.send(ok2).await.unwrap()).msa(1), "AA");
     let log = std::fs::read_to_string(&gw.log).unwrap();
     assert!(
-        log.contains("MLLP frame larger than 4194304 bytes"),
+        log.contains("message refused (AR)") && log.contains("max_frame=4194304"),
         "{log}"
     );
     assert!(log.contains("outside an MLLP frame"), "{log}");
-    // One refused frame of each kind; the two warm-up messages AA.
+    // One refused frame of each kind; three messages AA (two warm-ups, one after the AR).
     for (cause, n) in [("too_large", 1.0), ("garbage", 1.0), ("framing", 0.0)] {
         let series = format!(r#"dmpflow_mllp_frames_refused_total{{cause="{cause}"}}"#);
         assert_eq!(sample(&gw, &series).await, n, "{series}");
     }
     let aa = r#"dmpflow_mllp_acks_total{code="AA",feed="lab",reason=""}"#;
-    assert_eq!(sample(&gw, aa).await, 2.0);
+    assert_eq!(sample(&gw, aa).await, 3.0);
+    let ar = r#"dmpflow_mllp_acks_total{code="AR",feed="lab",reason="hl7.message.too_large"}"#;
+    assert_eq!(sample(&gw, ar).await, 1.0);
     drop(c);
+    drop(big);
     wait_sample(&gw, "dmpflow_mllp_open_connections", 0.0).await;
 }
 

@@ -20,9 +20,13 @@ use crate::{CR, EB, SB};
 /// Why the byte stream is not valid MLLP. No variant carries message content.
 #[derive(Debug)]
 pub enum MllpError {
-    /// The frame grew past the limit; its remaining bytes are being discarded.
+    /// The frame grew past the limit; its remaining bytes are being discarded (see
+    /// [`MllpDecoder::discarding`]). `head` is the frame's first line, at most
+    /// [`HEAD_MAX`] bytes: its MSH, so the listener can still answer AR to the sender's
+    /// control id instead of cutting the connection (a cut frame is resent forever).
     FrameTooLarge {
         max: usize,
+        head: Vec<u8>,
     },
     /// Bytes outside a frame (not `\r`/`\n`), dropped up to the next start block.
     Garbage {
@@ -48,7 +52,9 @@ pub enum MllpError {
 impl fmt::Display for MllpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MllpError::FrameTooLarge { max } => write!(f, "MLLP frame larger than {max} bytes"),
+            MllpError::FrameTooLarge { max, .. } => {
+                write!(f, "MLLP frame larger than {max} bytes")
+            }
             MllpError::Garbage { len } => write!(f, "{len} byte(s) outside an MLLP frame"),
             MllpError::UnterminatedFrame { len } => {
                 write!(
@@ -106,7 +112,27 @@ pub fn encode_frame(msg: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The most of an oversized frame kept for its answer: the MSH segment of any real sender
+/// fits (MSH-1..MSH-21 are short codes and identifiers).
+pub const HEAD_MAX: usize = 1024;
+
+/// The first line of a frame's content, at most [`HEAD_MAX`] bytes.
+fn head_of(content: &[u8]) -> Vec<u8> {
+    let c = &content[..content.len().min(HEAD_MAX)];
+    let end = c
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(c.len());
+    c[..end].to_vec()
+}
+
 impl MllpDecoder {
+    /// True while the rest of an oversized frame is being dropped: the frame has not ended
+    /// yet, so a listener's whole-frame deadline still runs.
+    pub fn discarding(&self) -> bool {
+        self.discarding
+    }
+
     pub fn new(max_frame: usize) -> Self {
         MllpDecoder {
             max_frame,
@@ -163,11 +189,13 @@ impl MllpDecoder {
             None => {
                 let content = buf.len() - 1;
                 if content > self.max_frame {
+                    let head = head_of(&buf[1..]);
                     buf.clear();
                     self.scanned = 0;
                     self.discarding = true;
                     return Err(MllpError::FrameTooLarge {
                         max: self.max_frame,
+                        head,
                     });
                 }
                 self.scanned = buf.len();
@@ -191,9 +219,11 @@ impl MllpDecoder {
                 }
                 let content = e - 1;
                 if content > self.max_frame {
+                    let head = head_of(&buf[1..e]);
                     buf.advance(e + 2);
                     return Err(MllpError::FrameTooLarge {
                         max: self.max_frame,
+                        head,
                     });
                 }
                 let frame = buf.split_to(e + 2);
@@ -361,11 +391,12 @@ mod tests {
         assert!(d.decode(&mut b).unwrap().is_none());
         // The 17th content byte arrives: error now, before any end block.
         b.put_slice(&[b'a'; 7]);
-        assert!(matches!(
-            d.decode(&mut b),
-            Err(MllpError::FrameTooLarge { max: 16 })
-        ));
+        match d.decode(&mut b) {
+            Err(MllpError::FrameTooLarge { max: 16, head }) => assert_eq!(head, [b'a'; 17]),
+            other => panic!("{other:?}"),
+        }
         assert!(b.is_empty(), "the oversized frame is not kept");
+        assert!(d.discarding());
         // The rest of that frame keeps arriving and is dropped, not buffered.
         for _ in 0..100 {
             b.put_slice(&[b'a'; 1000]);
@@ -376,6 +407,31 @@ mod tests {
         b.put_slice(&[EB, CR]);
         b.put_slice(&encode_frame(b"MSH|ok"));
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), b"MSH|ok");
+        assert!(!d.discarding());
+    }
+
+    #[test]
+    fn an_oversized_frame_keeps_its_first_line_bounded() {
+        let mut d = MllpDecoder::new(64);
+        let mut b = BytesMut::new();
+        b.put_u8(SB);
+        b.put_slice(b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|big-1|P|2.5\rOBX|");
+        b.put_slice(&[b'x'; 100]);
+        match d.decode(&mut b) {
+            Err(MllpError::FrameTooLarge { head, .. }) => {
+                assert_eq!(head, b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|big-1|P|2.5")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A first line longer than HEAD_MAX is cut there.
+        let mut d = MllpDecoder::new(4 * HEAD_MAX);
+        let mut b = BytesMut::new();
+        b.put_u8(SB);
+        b.put_slice(&vec![b'M'; 5 * HEAD_MAX]);
+        match d.decode(&mut b) {
+            Err(MllpError::FrameTooLarge { head, .. }) => assert_eq!(head.len(), HEAD_MAX),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -385,7 +441,7 @@ mod tests {
         b.put_slice(&encode_frame(b"MSH|"));
         assert!(matches!(
             d.decode(&mut b),
-            Err(MllpError::FrameTooLarge { max: 4 })
+            Err(MllpError::FrameTooLarge { max: 4, ref head }) if head == b"MSH|toolong"
         ));
         assert_eq!(d.decode(&mut b).unwrap().unwrap(), b"MSH|");
         // Exactly at the limit is accepted.
