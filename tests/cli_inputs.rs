@@ -244,7 +244,7 @@ fn link_loops_end_and_a_bad_entry_costs_one_line_in_a_directory_run() {
         .unwrap();
     let report = text(&out);
     assert!(
-        report.contains("2 files, 2 messages, 2 documents, 1 errors"),
+        report.contains("2 files, 2 messages, 2 documents, 0 skipped, 1 errors"),
         "{report}"
     );
     std::fs::remove_dir_all(&root).unwrap();
