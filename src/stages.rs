@@ -747,8 +747,14 @@ async fn retry_waiting_quarantine(
             _ = tokio::time::sleep(every) => {}
         }
         let listed = async {
-            let mut ids = store.quarantine_waiting_known(QUARANTINE_RETRY_BATCH).await?;
-            ids.extend(store.quarantine_opposition_lifted(QUARANTINE_RETRY_BATCH).await?);
+            let mut ids = store
+                .quarantine_waiting_known(QUARANTINE_RETRY_BATCH)
+                .await?;
+            ids.extend(
+                store
+                    .quarantine_opposition_lifted(QUARANTINE_RETRY_BATCH)
+                    .await?,
+            );
             Ok::<_, dmpflow_store::StoreError>(ids)
         };
         let waiting = match listed.await {
@@ -782,7 +788,8 @@ async fn retry_waiting_quarantine(
         if filed > 0 {
             info!(
                 stage = "route",
-                filed, "quarantine retry: waiting documents filed now that their patient is known or no longer opposes"
+                filed,
+                "quarantine retry: waiting documents filed now that their patient is known or no longer opposes"
             );
         }
     }

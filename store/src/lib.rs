@@ -28,11 +28,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
 pub use error::{CsvLineError, StoreError};
+pub use history::PatientHistoryRow;
 pub use model::{
     AuditEntry, BatchReport, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit,
     QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
 };
-pub use history::PatientHistoryRow;
 pub use patients::CSV_HEADER;
 pub use util::{pack_cda, unpack_cda};
 
