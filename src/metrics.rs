@@ -150,6 +150,9 @@ pub struct Metrics {
     /// reset, several interfaces behind one MSH-3/4): `hl7.control_id.reused`, by feed.
     /// A true resend (same content) is a `duplicate` outcome, not counted here.
     pub control_id_reused: Family<FeedLabel, Counter>,
+    /// ED OBX beside a message's document(s) that are not a CDA (a mail body, a PDF ...):
+    /// neither read nor refused, counted here by feed once the batch is durable.
+    pub attachments_ignored: Family<FeedLabel, Counter>,
 }
 
 impl Metrics {
@@ -176,6 +179,7 @@ impl Metrics {
             mllp_ack_seconds: Family::new_with_constructor(latency_histogram),
             quarantine_auto_releases: Family::default(),
             control_id_reused: Family::default(),
+            attachments_ignored: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -275,6 +279,11 @@ impl Metrics {
             "Messages processed whose sender, control id and position were seen with other content",
             m.control_id_reused.clone(),
         );
+        registry.register(
+            "attachments_ignored",
+            "Attachments beside a message's documents (mail body, PDF ...) left unread, by feed",
+            m.attachments_ignored.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -295,6 +304,15 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// `n` attachments left aside in one message of `feed` (see the field).
+    pub fn attachments_ignored(&self, feed: &str, n: u64) {
+        self.attachments_ignored
+            .get_or_create(&FeedLabel {
+                feed: feed.to_string(),
+            })
+            .inc_by(n);
     }
 
     /// One message skipped (see the field); `reason` is a `Reason` whose `is_skip()`.

@@ -239,6 +239,12 @@ pub type Tally = Vec<(String, &'static str, Option<String>)>;
 /// `dmpflow_skipped_total`, not to the rejects: it is not an error.
 pub fn record_tally(stage: &'static str, tally: Tally) {
     for (feed, outcome, reason) in tally {
+        if outcome == ATTACHMENTS_IGNORED {
+            // Not a message outcome: the count rides in the reason slot.
+            let n = reason.and_then(|n| n.parse().ok()).unwrap_or(0);
+            metrics().attachments_ignored(&feed, n);
+            continue;
+        }
         metrics().message(stage, &feed, outcome);
         match reason {
             Some(r) if outcome == SKIPPED => metrics().skip(&feed, &r),
@@ -247,6 +253,10 @@ pub fn record_tally(stage: &'static str, tally: Tally) {
         }
     }
 }
+
+/// A tally entry that is not a message outcome: attachments (mail body, PDF ...) a message
+/// carried beside its documents, left aside by normalize; the count is in the reason slot.
+pub const ATTACHMENTS_IGNORED: &str = "attachments_ignored";
 
 /// The outcome of a message normalize skips (`Reason::is_skip`): nothing to produce, the
 /// offset is committed with the batch's, and no dead letter is written.
@@ -311,7 +321,15 @@ pub fn normalize_batch(
                             headers: carried_headers(m, feed.as_str()),
                         },
                     );
-                    let outcome = match item {
+                    let outcome = match &item {
+                        Normalized::Document(d) if d.meta.ignored_attachments > 0 => {
+                            out.tally.push((
+                                feed.as_str().into(),
+                                ATTACHMENTS_IGNORED,
+                                Some(d.meta.ignored_attachments.to_string()),
+                            ));
+                            "document"
+                        }
                         Normalized::Document(_) => "document",
                         Normalized::Patient(_) => "patient",
                     };
@@ -1178,6 +1196,29 @@ mod tests {
             offset,
             None,
         )
+    }
+
+    // Issue #12 item 2: attachments left aside beside a document are counted by feed,
+    // and are not message outcomes.
+    #[test]
+    fn attachments_left_aside_are_counted_not_taken_for_messages() {
+        record_tally(
+            "normalize",
+            vec![
+                (
+                    "attach-test".to_string(),
+                    ATTACHMENTS_IGNORED,
+                    Some("3".into()),
+                ),
+                ("attach-test".to_string(), "document", None),
+            ],
+        );
+        let text = metrics().encode();
+        assert!(
+            text.contains("dmpflow_attachments_ignored_total{feed=\"attach-test\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("outcome=\"attachments_ignored\""), "{text}");
     }
 
     // Issue #12 item 1: an ADT movement on the identity feed is skipped (no dead letter,

@@ -133,6 +133,9 @@ fn lab_document_metadata_and_entries() {
     assert_eq!(m.type_code, "11502-2");
     assert_eq!(m.class_code, "10");
     assert_eq!(m.format_code, "urn:ihe:lab:xd-lab:2008");
+    // The practice setting its header states (standardIndustryClassCode).
+    assert_eq!(m.practice_setting.as_deref(), Some("AMBULATOIRE"));
+    assert_eq!(m.ignored_attachments, 0);
     assert_eq!(m.origin, CdaOrigin::Generated);
     assert_eq!(m.lifecycle, Lifecycle::Replace);
     assert_eq!(m.target_unique_id, None);

@@ -279,3 +279,48 @@ fn a_mail_body_does_not_change_a_generated_reports_lifecycle() {
     let d = docs(Feed::Imaging, raw.as_bytes());
     assert_eq!(d[0].meta.lifecycle, Lifecycle::Delete);
 }
+
+/// The mail body, the second mail body and the PDF of the volet are left aside and counted
+/// on the message's (first) document; the runtime turns that into a metric.
+#[test]
+fn the_attachments_left_aside_are_counted_on_the_first_document() {
+    let d = docs(
+        Feed::Imaging,
+        &mdm("T02", "F", &cr_img("1.2.250.1.213.9.9.2"), ""),
+    );
+    assert_eq!(d[0].meta.ignored_attachments, 3);
+}
+
+/// XDS practiceSettingCode: the serviceEvent performer's organisation first, else the
+/// author's; nothing stated → None (not invented).
+#[test]
+fn the_practice_setting_comes_from_the_header() {
+    let org = |code: &str| {
+        format!(
+            r#"<representedOrganization><id root="1.2.250.1.71.4.2.2" extension="1300017985"/><standardIndustryClassCode code="{code}" codeSystem="1.2.250.1.213.1.1.4.9"/></representedOrganization>"#
+        )
+    };
+    let author = format!(
+        r#"<author><time value="20240301101500+0100"/><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="801234564895"/>{}</assignedAuthor></author>"#,
+        org("ETABLISSEMENT")
+    );
+    let performer = format!(
+        r#"<documentationOf><serviceEvent><effectiveTime><low value="20240301"/></effectiveTime><performer typeCode="PRF"><assignedEntity><id root="1.2.250.1.71.4.2.1" extension="801234564895"/>{}</assignedEntity></performer></serviceEvent></documentationOf>"#,
+        org("HAD")
+    );
+    let with = |extra: &str| {
+        cr_img("1.2.250.1.213.9.9.2").replace("<component>", &format!("{extra}<component>"))
+    };
+    let one = |xml: &str| {
+        docs(Feed::Imaging, &mdm("T02", "F", xml, ""))
+            .remove(0)
+            .meta
+            .practice_setting
+    };
+    assert_eq!(
+        one(&with(&format!("{author}{performer}"))).as_deref(),
+        Some("HAD")
+    );
+    assert_eq!(one(&with(&author)).as_deref(), Some("ETABLISSEMENT"));
+    assert_eq!(one(&with("")), None);
+}

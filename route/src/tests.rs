@@ -72,6 +72,8 @@ fn meta(ins: &str) -> DocumentMeta {
         service_stop: None,
         confidentiality: "N".into(),
         visibility: vec![],
+        practice_setting: None,
+        ignored_attachments: 0,
         origin: CdaOrigin::Generated,
         source: SourceRef::default(),
     }

@@ -188,8 +188,24 @@ pub struct DocumentMeta {
     pub confidentiality: String,
     /// TRE_A07 visibility codes set to Y in MetaDMPMSS (MASQUE_PS, INVISIBLE_PATIENT, ...).
     pub visibility: Vec<String>,
+    /// XDS practiceSettingCode (JDV_J62, codes of TRE_A01 "cadre d'exercice": AMBULATOIRE,
+    /// ETABLISSEMENT, HAD ...). A received CDA gives it in
+    /// `documentationOf/serviceEvent/performer/assignedEntity/representedOrganization/
+    /// standardIndustryClassCode`, else in the author's organisation; `None` when it says
+    /// nothing (stored as NULL: dmpflow does not invent one). Generated documents say
+    /// AMBULATOIRE, as their header does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practice_setting: Option<String>,
+    /// Other attachments the message carried beside its document(s) (a mail body, a PDF ...):
+    /// never read nor stored, only counted here, on the message's first document.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ignored_attachments: u32,
     pub origin: CdaOrigin,
     pub source: SourceRef,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Structured data kept as rows next to the XML, so results can be queried over time.

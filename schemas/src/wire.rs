@@ -233,6 +233,8 @@ mod tests {
                 service_stop: None,
                 confidentiality: "N".into(),
                 visibility: vec![],
+                practice_setting: None,
+                ignored_attachments: 0,
                 origin: CdaOrigin::Generated,
                 source: SourceRef::default(),
             },

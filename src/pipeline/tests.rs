@@ -165,6 +165,8 @@ fn lab_document(uid: &str) -> Normalized {
             service_stop: None,
             confidentiality: "N".into(),
             visibility: Vec::new(),
+            practice_setting: None,
+            ignored_attachments: 0,
             origin: CdaOrigin::Generated,
             source: SourceRef {
                 feed: Some(Feed::Lab),

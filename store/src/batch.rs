@@ -813,7 +813,7 @@ const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, se
     author_person_id, author_organisation_id, creation_time, service_start, service_stop, \
     confidentiality, visibility, origin, cda_packed, cda_sha256, cda_size, source_feed, source_sender, \
     source_control_id, source_position, source_topic, source_partition, source_offset, stored_at, \
-    source_content_hash)";
+    source_content_hash, practice_setting)";
 
 async fn insert_documents(
     tx: &mut Tx,
@@ -827,7 +827,7 @@ async fn insert_documents(
         .collect();
     let mut start = 0;
     for chunk in docs.chunks(DOC_CHUNK) {
-        let sql = values_sql(DOC_COLUMNS, 33, chunk.len(), "");
+        let sql = values_sql(DOC_COLUMNS, 34, chunk.len(), "");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (i, d) in chunk.iter().enumerate() {
             let m = &d.doc.meta;
@@ -869,7 +869,8 @@ async fn insert_documents(
                 .bind(s.partition.map(i64::from))
                 .bind(s.offset)
                 .bind(now)
-                .bind(stored_hash(s));
+                .bind(stored_hash(s))
+                .bind(m.practice_setting.as_deref());
         }
         q.execute(&mut **tx)
             .await

@@ -111,6 +111,8 @@ pub struct DocumentRow {
     pub type_code: String,
     pub class_code: String,
     pub format_code: String,
+    /// XDS practiceSettingCode (TRE_A01 code); `None` when the document did not state it.
+    pub practice_setting: Option<String>,
     pub title: String,
     /// INS the document was filed under (differs from the asked INS after a merge).
     pub patient_ins: String,

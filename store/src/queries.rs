@@ -31,6 +31,7 @@ fn document_row(r: &AnyRow) -> Result<DocumentRow, sqlx::Error> {
         type_code: r.try_get("type_code")?,
         class_code: r.try_get("class_code")?,
         format_code: r.try_get("format_code")?,
+        practice_setting: r.try_get("practice_setting")?,
         title: r.try_get("title")?,
         patient_ins: r.try_get("patient_ins")?,
         creation_time: r.try_get("creation_time")?,
@@ -79,7 +80,7 @@ impl Store {
         let err = |e| StoreError::from_sqlx("documents_for_patient", e);
         let sql = format!(
             "SELECT unique_id, set_id, version, seq, lifecycle, status, type_code, class_code, \
-             format_code, title, patient_ins, creation_time, service_start, service_stop, \
+             format_code, practice_setting, title, patient_ins, creation_time, service_start, service_stop, \
              confidentiality, visibility, origin, source_feed, cda_size, stored_at \
              FROM documents d WHERE {PATIENT_INS_MATCH} ORDER BY creation_time, set_id, seq"
         );

@@ -300,6 +300,8 @@ fn lab_doc(uid: &str) -> Document {
             service_stop: None,
             confidentiality: "N".into(),
             visibility: Vec::new(),
+            practice_setting: None,
+            ignored_attachments: 0,
             origin: CdaOrigin::Generated,
             source: SourceRef {
                 feed: Some(Feed::Lab),

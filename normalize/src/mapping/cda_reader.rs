@@ -72,6 +72,10 @@ pub struct Header {
     pub service_high: Option<String>,
     pub parent_id: Option<Ii>,
     pub non_xml_media_type: Option<String>,
+    /// standardIndustryClassCode of the first serviceEvent's performer organisation, and of
+    /// the author's organisation (the XDS practiceSettingCode, in that order of preference).
+    pub performer_practice_setting: Option<String>,
+    pub author_practice_setting: Option<String>,
 }
 
 /// The v3 element names the header paths use; everything else (and every element outside
@@ -102,6 +106,9 @@ enum Tag {
     Author,
     AssignedAuthor,
     RepresentedOrganization,
+    StandardIndustryClassCode,
+    Performer,
+    AssignedEntity,
     DocumentationOf,
     ServiceEvent,
     Low,
@@ -141,6 +148,9 @@ fn tag(local: &str) -> Tag {
         "author" => Author,
         "assignedAuthor" => AssignedAuthor,
         "representedOrganization" => RepresentedOrganization,
+        "standardIndustryClassCode" => StandardIndustryClassCode,
+        "performer" => Performer,
+        "assignedEntity" => AssignedEntity,
         "documentationOf" => DocumentationOf,
         "serviceEvent" => ServiceEvent,
         "low" => Low,
@@ -399,6 +409,26 @@ pub fn read_header(xml: &str, max_entries: usize) -> Result<Header, Reject> {
                         RepresentedOrganization,
                         Id,
                     ] if !author_done && h.author_org.is_none() => h.author_org = Some(ii(e)),
+                    [
+                        ClinicalDocument,
+                        Author,
+                        AssignedAuthor,
+                        RepresentedOrganization,
+                        StandardIndustryClassCode,
+                    ] if !author_done && h.author_practice_setting.is_none() => {
+                        h.author_practice_setting = attr(e, "code").filter(|c| !c.is_empty())
+                    }
+                    [
+                        ClinicalDocument,
+                        DocumentationOf,
+                        ServiceEvent,
+                        Performer,
+                        AssignedEntity,
+                        RepresentedOrganization,
+                        StandardIndustryClassCode,
+                    ] if !service_done && h.performer_practice_setting.is_none() => {
+                        h.performer_practice_setting = attr(e, "code").filter(|c| !c.is_empty())
+                    }
                     [
                         ClinicalDocument,
                         DocumentationOf,

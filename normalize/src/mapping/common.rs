@@ -486,6 +486,8 @@ pub fn generated_meta(
         service_stop: h.service_stop.clone(),
         confidentiality: h.confidentiality.clone(),
         visibility,
+        practice_setting: Some(h.practice_setting.clone()),
+        ignored_attachments: 0,
         origin: CdaOrigin::Generated,
         source: ctx.source(position),
     }

@@ -115,6 +115,11 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
     if out.is_empty() {
         return Err(segment_missing("OBX with an ED document"));
     }
+    // The other ED OBX (mail body, attachments) are neither read nor refused: counted once,
+    // on the first document, so the runtime can say how many it left aside.
+    if let Some(Normalized::Document(first)) = out.first_mut() {
+        first.meta.ignored_attachments = u32::try_from(attachments(msg).count).unwrap_or(u32::MAX);
+    }
     Ok(out)
 }
 
@@ -406,6 +411,11 @@ impl Header {
             service_stop: self.service_high.clone(),
             confidentiality: self.confidentiality.clone().unwrap_or_else(|| "N".into()),
             visibility,
+            practice_setting: self
+                .performer_practice_setting
+                .clone()
+                .or_else(|| self.author_practice_setting.clone()),
+            ignored_attachments: 0,
             origin: CdaOrigin::Received,
             source: ctx.source(position),
         })

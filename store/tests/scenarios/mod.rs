@@ -109,6 +109,8 @@ pub fn doc(
             service_stop: None,
             confidentiality: "N".into(),
             visibility: vec!["MASQUE_PS".into()],
+            practice_setting: None,
+            ignored_attachments: 0,
             origin: CdaOrigin::Generated,
             source: source(msg, 0, offset),
         },
@@ -172,7 +174,7 @@ pub async fn same_message_three_times(store: &Store) {
 /// A batch (with its offsets) written twice leaves the same rows, audit and offsets.
 pub async fn batch_replayed_twice(store: &Store) {
     let batch = items((0..50).map(|i| {
-        doc(
+        let mut d = doc(
             &format!("1.2.4.{i}"),
             &format!("1.2.4.{i}.set"),
             Lifecycle::Initial,
@@ -180,13 +182,24 @@ pub async fn batch_replayed_twice(store: &Store) {
             INS_A,
             &format!("R{i}"),
             i,
-        )
+        );
+        // Half state their practice setting (XDS practiceSettingCode), half do not.
+        if i % 2 == 0 {
+            d.meta.practice_setting = Some("ETABLISSEMENT".into());
+        }
+        d
     }));
     let offs = [offset(0, 50), offset(1, 7)];
     let first = store.write_batch(&batch, &offs).await.unwrap();
     assert!(first.iter().all(|o| *o == ItemOutcome::Stored));
     let counts = store.counts_by_feed_and_outcome().await.unwrap();
     let docs = store.documents_for_patient(INS_A).await.unwrap();
+    let stated = |setting: Option<&str>| {
+        docs.iter()
+            .filter(|d| d.practice_setting.as_deref() == setting)
+            .count()
+    };
+    assert_eq!((stated(Some("ETABLISSEMENT")), stated(None)), (25, 25));
     let second = store.write_batch(&batch, &offs).await.unwrap();
     assert!(second.iter().all(|o| *o == ItemOutcome::Duplicate));
     assert_eq!(store.document_count().await.unwrap(), 50);
