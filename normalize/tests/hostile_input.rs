@@ -337,3 +337,29 @@ fn a_malformed_start_tag_is_refused() {
     let bad_attr = CDA.replace(r#"<id root="1.2.3.4"/>"#, r#"<id root="1.2.3.4" 9x="1"/>"#);
     assert_eq!(outcome(&bad_attr), Err(Reason::CdaXmlInvalid));
 }
+
+/// Found by fuzz/ normalize: quick-xml read `<?xml version="1.0" encoding>"UTF-8"?>` as a
+/// declaration, and the ill-formed CDA was passed on. The declaration, processing
+/// instructions and comments are now held to XML 1.0.
+#[test]
+fn a_malformed_declaration_pi_or_comment_is_refused() {
+    let with_decl = |decl: &str| format!("{decl}{}", cda(""));
+    assert_eq!(outcome(&with_decl(r#"<?xml version="1.0" encoding="UTF-8"?>"#)), Ok(1));
+    assert_eq!(outcome(&with_decl("<?xml version='1.0' standalone='yes'?>\n")), Ok(1));
+    assert_eq!(outcome(&with_decl("\u{feff}<?xml version=\"1.0\"?>")), Ok(1));
+    for bad in [
+        r#"<?xml version="1.0" encoding>"UTF-8"?>"#,
+        r#"<?xml encoding="UTF-8" version="1.0"?>"#,
+        r#"<?xml version="2.0"?>"#,
+        r#"<?xml version="1.0" standalone="maybe"?>"#,
+        r#" <?xml version="1.0"?>"#,
+        r#"<!-- c --><?xml version="1.0"?>"#,
+        r#"<?xml version="1.0"?><?xml version="1.0"?>"#,
+        r#"<?XmL x?>"#,
+        "<!-- a -- b -->",
+        "<!-- a --->",
+    ] {
+        assert_eq!(outcome(&with_decl(bad)), Err(Reason::CdaXmlInvalid), "{bad}");
+    }
+    assert_eq!(outcome(&with_decl("<?pi ok?><!-- fine - comment -->")), Ok(1));
+}

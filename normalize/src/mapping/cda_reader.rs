@@ -230,6 +230,57 @@ fn resolve_ref(content: &str) -> Result<char, Reject> {
         .ok_or_else(bad)
 }
 
+/// True for the text of an XML declaration (`xml version="1.0" encoding="UTF-8"`, without
+/// `<?` and `?>`), as XML 1.0 §2.8 writes it: version first, then an optional encoding,
+/// then an optional standalone, each `name = 'value'` or `"value"`. quick-xml reads the
+/// declaration leniently (`encoding>"UTF-8"` passed: found by fuzz/ normalize).
+fn is_xml_decl(text: &str) -> bool {
+    const S: [char; 4] = [' ', '\t', '\r', '\n'];
+    let Some(mut rest) = text.strip_prefix("xml") else {
+        return false;
+    };
+    // One pseudo-attribute, `S name S? = S? quote value quote`: its value, and `rest`
+    // moved past it; `None` (and `rest` unchanged) when it is not there.
+    fn pair<'a>(rest: &mut &'a str, name: &str) -> Option<&'a str> {
+        let after_space = rest.trim_start_matches(S);
+        if after_space.len() == rest.len() {
+            return None;
+        }
+        let after_eq = after_space
+            .strip_prefix(name)?
+            .trim_start_matches(S)
+            .strip_prefix('=')?
+            .trim_start_matches(S);
+        let quote = after_eq.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let body = &after_eq[1..];
+        let end = body.find(quote)?;
+        *rest = &body[end + 1..];
+        Some(&body[..end])
+    }
+    let version_ok = pair(&mut rest, "version").is_some_and(|v| {
+        v.strip_prefix("1.")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !version_ok {
+        return false;
+    }
+    if let Some(enc) = pair(&mut rest, "encoding") {
+        let mut b = enc.bytes();
+        if !(b.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')))
+        {
+            return false;
+        }
+    }
+    if let Some(sd) = pair(&mut rest, "standalone")
+        && sd != "yes"
+        && sd != "no"
+    {
+        return false;
+    }
+    rest.trim_start_matches(S).is_empty()
+}
+
 /// True for an XML 1.0 Name. Non-ASCII characters are let through (the NameChar ranges
 /// of the spec are wide and a document in them is still re-read by conforming parsers).
 fn is_xml_name(name: &str) -> bool {
@@ -291,13 +342,37 @@ pub fn read_header(xml: &str, max_entries: usize) -> Result<Header, Reject> {
     let mut name_done = false;
     let mut author_done = false;
     let mut service_done = false;
+    // Events read before this one: the XML declaration may only be the first.
+    let mut events = 0usize;
     loop {
         let (ns, ev) = r
             .read_resolved_event()
             .map_err(|_| xml_invalid("embedded document is not well-formed XML"))?;
+        let events_before = events;
+        events += 1;
         let is_v3 = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == NS_V3);
         match ev {
             Event::DocType(_) => return Err(doctype_forbidden("a DOCTYPE")),
+            // Only at the very start, and as XML 1.0 writes it.
+            Event::Decl(ref d) => {
+                if events_before > 0 || !is_xml_decl(d) {
+                    return Err(xml_invalid("the XML declaration is malformed or misplaced"));
+                }
+            }
+            // A processing instruction needs a name for target, never `xml` in any case.
+            Event::PI(ref pi) => {
+                let target = pi.target();
+                if !is_xml_name(target) || target.eq_ignore_ascii_case("xml") {
+                    return Err(xml_invalid("a processing instruction is malformed"));
+                }
+            }
+            // `--` may not occur inside a comment, nor may it end with `-`.
+            Event::Comment(ref c) => {
+                let text: &str = c;
+                if text.contains("--") || text.ends_with('-') {
+                    return Err(xml_invalid("a comment holds '--'"));
+                }
+            }
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
                 check_attribute_refs(e)?;
