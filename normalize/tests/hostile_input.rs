@@ -344,9 +344,18 @@ fn a_malformed_start_tag_is_refused() {
 #[test]
 fn a_malformed_declaration_pi_or_comment_is_refused() {
     let with_decl = |decl: &str| format!("{decl}{}", cda(""));
-    assert_eq!(outcome(&with_decl(r#"<?xml version="1.0" encoding="UTF-8"?>"#)), Ok(1));
-    assert_eq!(outcome(&with_decl("<?xml version='1.0' standalone='yes'?>\n")), Ok(1));
-    assert_eq!(outcome(&with_decl("\u{feff}<?xml version=\"1.0\"?>")), Ok(1));
+    assert_eq!(
+        outcome(&with_decl(r#"<?xml version="1.0" encoding="UTF-8"?>"#)),
+        Ok(1)
+    );
+    assert_eq!(
+        outcome(&with_decl("<?xml version='1.0' standalone='yes'?>\n")),
+        Ok(1)
+    );
+    assert_eq!(
+        outcome(&with_decl("\u{feff}<?xml version=\"1.0\"?>")),
+        Ok(1)
+    );
     for bad in [
         r#"<?xml version="1.0" encoding>"UTF-8"?>"#,
         r#"<?xml encoding="UTF-8" version="1.0"?>"#,
@@ -359,7 +368,14 @@ fn a_malformed_declaration_pi_or_comment_is_refused() {
         "<!-- a -- b -->",
         "<!-- a --->",
     ] {
-        assert_eq!(outcome(&with_decl(bad)), Err(Reason::CdaXmlInvalid), "{bad}");
+        assert_eq!(
+            outcome(&with_decl(bad)),
+            Err(Reason::CdaXmlInvalid),
+            "{bad}"
+        );
     }
-    assert_eq!(outcome(&with_decl("<?pi ok?><!-- fine - comment -->")), Ok(1));
+    assert_eq!(
+        outcome(&with_decl("<?pi ok?><!-- fine - comment -->")),
+        Ok(1)
+    );
 }

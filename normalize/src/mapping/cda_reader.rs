@@ -251,7 +251,10 @@ fn is_xml_decl(text: &str) -> bool {
             .trim_start_matches(S)
             .strip_prefix('=')?
             .trim_start_matches(S);
-        let quote = after_eq.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let quote = after_eq
+            .chars()
+            .next()
+            .filter(|c| *c == '"' || *c == '\'')?;
         let body = &after_eq[1..];
         let end = body.find(quote)?;
         *rest = &body[end + 1..];
@@ -354,24 +357,18 @@ pub fn read_header(xml: &str, max_entries: usize) -> Result<Header, Reject> {
         match ev {
             Event::DocType(_) => return Err(doctype_forbidden("a DOCTYPE")),
             // Only at the very start, and as XML 1.0 writes it.
-            Event::Decl(ref d) => {
-                if events_before > 0 || !is_xml_decl(d) {
-                    return Err(xml_invalid("the XML declaration is malformed or misplaced"));
-                }
+            Event::Decl(ref d) if events_before > 0 || !is_xml_decl(d) => {
+                return Err(xml_invalid("the XML declaration is malformed or misplaced"));
             }
             // A processing instruction needs a name for target, never `xml` in any case.
-            Event::PI(ref pi) => {
-                let target = pi.target();
-                if !is_xml_name(target) || target.eq_ignore_ascii_case("xml") {
-                    return Err(xml_invalid("a processing instruction is malformed"));
-                }
+            Event::PI(ref pi)
+                if !is_xml_name(pi.target()) || pi.target().eq_ignore_ascii_case("xml") =>
+            {
+                return Err(xml_invalid("a processing instruction is malformed"));
             }
             // `--` may not occur inside a comment, nor may it end with `-`.
-            Event::Comment(ref c) => {
-                let text: &str = c;
-                if text.contains("--") || text.ends_with('-') {
-                    return Err(xml_invalid("a comment holds '--'"));
-                }
+            Event::Comment(ref c) if c.contains("--") || c.ends_with('-') => {
+                return Err(xml_invalid("a comment holds '--'"));
             }
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
