@@ -379,3 +379,26 @@ fn a_malformed_declaration_pi_or_comment_is_refused() {
         Ok(1)
     );
 }
+
+/// Found by fuzz/ embedded_cda: an attribute with an unbound namespace prefix passed
+/// quick-xml. Every received CDA now also goes through a conforming XML 1.0 + Namespaces
+/// parser before it is passed on.
+#[test]
+fn a_cda_that_is_not_namespace_well_formed_is_refused() {
+    for bad in [
+        CDA.replace("<title>t</title>", r#"<title codeS:x="1">t</title>"#),
+        CDA.replace("<title>t</title>", "<u:title>t</u:title>"),
+        CDA.replace("<title>t</title>", r#"<title a="1" a="2">t</title>"#),
+        CDA.replace(
+            "<title>t</title>",
+            r#"<title xmlns:p="urn:x" xmlns:q="urn:x" p:a="1" q:a="2">t</title>"#,
+        ),
+    ] {
+        assert_eq!(outcome(&bad), Err(Reason::CdaXmlInvalid), "{bad}");
+    }
+    let bound = CDA.replace(
+        "<title>t</title>",
+        r#"<title xmlns:p="urn:x" p:a="1">t</title>"#,
+    );
+    assert_eq!(outcome(&bound), Ok(1));
+}

@@ -230,6 +230,26 @@ fn resolve_ref(content: &str) -> Result<char, Reject> {
         .ok_or_else(bad)
 }
 
+/// The whole document through a conforming XML 1.0 + Namespaces parser (roxmltree, DTDs
+/// refused), once the streaming read above has bounded its depth, size and entries: what
+/// quick-xml lets through (an unbound prefix, a malformed declaration or comment, a
+/// duplicate attribute, ...) is refused here rather than passed on to the DMP.
+fn check_conforming(xml: &str) -> Result<(), Reject> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..roxmltree::ParsingOptions::default()
+    };
+    match roxmltree::Document::parse_with_options(xml, opts) {
+        Ok(_) => Ok(()),
+        Err(roxmltree::Error::DtdDetected) => Err(doctype_forbidden("a DOCTYPE")),
+        // The parser's message names a position, never content.
+        Err(e) => Err(xml_invalid(&format!(
+            "embedded document is not well-formed XML ({})",
+            e.pos()
+        ))),
+    }
+}
+
 /// True for the text of an XML declaration (`xml version="1.0" encoding="UTF-8"`, without
 /// `<?` and `?>`), as XML 1.0 §2.8 writes it: version first, then an optional encoding,
 /// then an optional standalone, each `name = 'value'` or `"value"`. quick-xml reads the
@@ -588,5 +608,6 @@ pub fn read_header(xml: &str, max_entries: usize) -> Result<Header, Reject> {
     if !path.is_empty() {
         return Err(xml_invalid("embedded document ends inside an element"));
     }
+    check_conforming(xml)?;
     Ok(h)
 }
