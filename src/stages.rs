@@ -321,15 +321,16 @@ pub fn normalize_batch(
                             headers: carried_headers(m, feed.as_str()),
                         },
                     );
-                    let outcome = match &item {
-                        Normalized::Document(d) if d.meta.ignored_attachments > 0 => {
-                            out.tally.push((
-                                feed.as_str().into(),
-                                ATTACHMENTS_IGNORED,
-                                Some(d.meta.ignored_attachments.to_string()),
-                            ));
-                            "document"
-                        }
+                    if let Normalized::Document(d) = &item
+                        && d.meta.ignored_attachments > 0
+                    {
+                        out.tally.push((
+                            feed.as_str().into(),
+                            ATTACHMENTS_IGNORED,
+                            Some(d.meta.ignored_attachments.to_string()),
+                        ));
+                    }
+                    let outcome = match item {
                         Normalized::Document(_) => "document",
                         Normalized::Patient(_) => "patient",
                     };

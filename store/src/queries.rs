@@ -231,16 +231,29 @@ impl Store {
     /// Open `ins.unknown` cases whose patient the registry knows by now, oldest first, at
     /// most `limit`: what the route stage re-routes by itself (`dmpflow::pipeline::release_case`).
     pub async fn quarantine_waiting_known(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let err = |e| StoreError::from_sqlx("quarantine_waiting_known", e);
-        let rows = sqlx::query(
+        self.case_ids(
+            "quarantine_waiting_known",
             "SELECT q.id FROM quarantine q WHERE q.status = 'open' AND q.reason = 'ins.unknown' \
              AND EXISTS (SELECT 1 FROM patients p WHERE p.ins = q.patient_ins) \
              ORDER BY q.id LIMIT $1",
+            limit,
         )
-        .bind(limit)
-        .fetch_all(&self.pool)
         .await
-        .map_err(err)?;
+    }
+
+    /// The case ids a sweep query (`LIMIT $1`) lists.
+    async fn case_ids(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let err = |e| StoreError::from_sqlx(what, e);
+        let rows = sqlx::query(sql)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         rows.iter()
             .map(|r| r.try_get::<i64, _>(0))
             .collect::<Result<_, _>>()
@@ -252,21 +265,15 @@ impl Store {
     /// them by itself like the `ins.unknown` ones. The opposition that counts is that of the
     /// record the case's INS was merged into, if any (merges keep chains one hop long).
     pub async fn quarantine_opposition_lifted(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let err = |e| StoreError::from_sqlx("quarantine_opposition_lifted", e);
-        let rows = sqlx::query(
+        self.case_ids(
+            "quarantine_opposition_lifted",
             "SELECT q.id FROM quarantine q WHERE q.status = 'open' AND q.reason = 'patient.opposed' \
              AND EXISTS (SELECT 1 FROM patients p LEFT JOIN patients s ON s.ins = p.merged_into \
                WHERE p.ins = q.patient_ins AND COALESCE(s.feeding_opposed, p.feeding_opposed) = 0) \
              ORDER BY q.id LIMIT $1",
+            limit,
         )
-        .bind(limit)
-        .fetch_all(&self.pool)
         .await
-        .map_err(err)?;
-        rows.iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(err)
     }
 
     /// Records why an open case still fails after a re-route (its reason may have changed,
