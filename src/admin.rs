@@ -13,8 +13,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::runtime::{self, Output};
+use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::runtime::{self, Output};
 
 #[derive(clap::Subcommand)]
 pub enum TopicsAction {

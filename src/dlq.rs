@@ -30,8 +30,8 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::config::Settings;
-use crate::runtime::{self, client_config};
+use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::runtime::{self, client_config};
 
 /// Header of a replayed message naming the dead letter it came from (`topic/partition@offset`).
 pub const REPLAY_OF: &str = "dmp.replay.of";
@@ -113,7 +113,7 @@ fn reader(settings: &Settings) -> Result<BaseConsumer> {
     .set("enable.auto.offset.store", "false")
     .set("isolation.level", "read_committed");
     cfg.create()
-        .map_err(crate::runtime::client_error)
+        .map_err(dmpflow_pipeline::runtime::client_error)
         .context("creating the DLQ reader")
 }
 
@@ -260,7 +260,7 @@ pub fn replayed_topic(settings: &Settings) -> String {
 async fn ensure_marker_topic(settings: &Settings) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings)
         .create()
-        .map_err(crate::runtime::client_error)
+        .map_err(dmpflow_pipeline::runtime::client_error)
         .context("creating the Kafka admin client")?;
     let name = replayed_topic(settings);
     // Compacted and kept forever: one record per replayed letter is the whole memory of
@@ -427,7 +427,7 @@ async fn send(settings: &Settings, todo: &[(Letter, OwnedMessage)]) -> Result<()
     .set("acks", "all");
     let producer: FutureProducer = cfg
         .create()
-        .map_err(crate::runtime::client_error)
+        .map_err(dmpflow_pipeline::runtime::client_error)
         .context("creating the replay producer")?;
     let timeout = Duration::from_secs(30);
     producer

@@ -15,9 +15,9 @@ use dmpflow_store::{ItemOutcome, Store, StoreItem};
 use serde::Serialize;
 
 use crate::admin::{collect_files, no_input_messages, read_input, split};
-use crate::config::Settings;
+use dmpflow_pipeline::config::Settings;
 use crate::inspect::feed_of;
-use crate::pipeline::{self, Coordinates, Routed};
+use dmpflow_pipeline::chain::{self as pipeline, Coordinates, Routed};
 
 #[derive(clap::Args)]
 pub struct ProcessArgs {
@@ -108,7 +108,7 @@ impl Summary {
                 g("patient"),
                 g("quarantined"),
                 g("rejected"),
-                g(crate::stages::SKIPPED)
+                g(dmpflow_pipeline::stages::SKIPPED)
             );
         }
         println!(
@@ -168,7 +168,7 @@ async fn open_store(url: &str) -> Result<Store> {
 
 /// A database URL fit to print: no userinfo, no secret query parameter (config::redact_url).
 pub fn redact(url: &str) -> String {
-    crate::config::redact_url(url)
+    dmpflow_pipeline::config::redact_url(url)
 }
 
 /// The chain normalize → route → store run on messages one at a time into a store: items
@@ -209,7 +209,7 @@ impl<'a> Chain<'a> {
             // Nothing for the DMP (an ADT movement): counted apart, not an error.
             Err(reject) if reject.reason.is_skip() => {
                 self.summary.skipped += 1;
-                self.summary.count(feed, crate::stages::SKIPPED);
+                self.summary.count(feed, dmpflow_pipeline::stages::SKIPPED);
                 return Ok(());
             }
             Err(reject) => {
@@ -311,7 +311,7 @@ async fn flush(
     }
     let outcomes = store.write_batch(pending, &[]).await?;
     for (o, feed) in outcomes.iter().zip(feeds.iter()) {
-        let (label, reason) = crate::stages::outcome_label(o);
+        let (label, reason) = dmpflow_pipeline::stages::outcome_label(o);
         match o {
             ItemOutcome::Stored => summary.stored += 1,
             ItemOutcome::Replaced { .. } => summary.replaced += 1,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use dmpflow_schemas::{Feed, Normalized};
 
 use crate::admin::{collect_files, no_input_messages, read_input};
-use crate::pipeline::{self, Coordinates};
+use dmpflow_pipeline::chain::{self as pipeline, Coordinates};
 
 #[derive(clap::Args)]
 pub struct NormalizeArgs {

@@ -2,17 +2,12 @@
 //! one-process chain, and the operator's tools (topics, patients, quarantine, documents).
 
 mod admin;
-mod config;
 mod dlq;
 mod embedded;
 mod inspect;
-mod metrics;
 mod mllp;
-mod pipeline;
 mod quarantine;
 mod replay;
-mod runtime;
-mod stages;
 
 use std::path::PathBuf;
 
@@ -20,7 +15,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use dmpflow_pipeline::config::{self, Settings};
+use dmpflow_pipeline::{metrics, runtime, shutdown_token, stages};
 
 /// See Cargo.toml for why not the system allocator (librdkafka's C allocations still use
 /// glibc's).
@@ -132,23 +128,6 @@ fn init_tracing(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-/// Cancelled on the first SIGINT or SIGTERM.
-fn shutdown_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutdown requested: finishing in-flight work");
-        t.cancel();
-    });
-    token
 }
 
 #[tokio::main]

@@ -69,9 +69,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::Settings;
-use crate::metrics::metrics;
-use crate::runtime;
+use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::metrics::metrics;
+use dmpflow_pipeline::runtime;
 
 #[derive(clap::Args, Clone)]
 pub struct MllpArgs {
@@ -465,8 +465,8 @@ struct Answered {
 }
 
 impl Answered {
-    fn label(&self) -> crate::metrics::AckLabel {
-        crate::metrics::AckLabel {
+    fn label(&self) -> dmpflow_pipeline::metrics::AckLabel {
+        dmpflow_pipeline::metrics::AckLabel {
             code: self.outcome.code(),
             feed: self.feed.map(Feed::as_str).unwrap_or(""),
             reason: self.reason.unwrap_or(""),
@@ -692,7 +692,7 @@ fn record_too_large(e: &rdkafka::error::KafkaError) -> bool {
 fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
     // A sender waits for each ACK: linger 1 ms, and a delivery that outlives the ACK bound
     // fails rather than arriving after an AE.
-    crate::runtime::producer_with(settings, "lz4", 1, ack_timeout.as_millis())
+    dmpflow_pipeline::runtime::producer_with(settings, "lz4", 1, ack_timeout.as_millis())
 }
 
 /// The TLS acceptor of `--tls-cert`/`--tls-key`, or None for plain TCP. Errors name the
@@ -928,12 +928,12 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
     let tls = tls_acceptor(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     // Served from the start so /health/live answers while the gateway gets ready; ready
     // once the producer exists and the listener is bound, not ready again from shutdown.
-    let shutdown = crate::shutdown_token();
-    let health = crate::metrics::Health::default();
+    let shutdown = dmpflow_pipeline::shutdown_token();
+    let health = dmpflow_pipeline::metrics::Health::default();
     let server = {
         let (addr, h, t) = (args.metrics_addr.clone(), health.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(&addr, h, t).await {
+            if let Err(e) = dmpflow_pipeline::metrics::serve(&addr, h, t).await {
                 warn!(error = %format!("{e:#}"), "metrics endpoint not served");
             }
         })

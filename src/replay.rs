@@ -26,9 +26,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::config::Settings;
-use crate::runtime::{self, StageConsumer, StageContext, client_config};
-use crate::stages;
+use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::runtime::{self, StageConsumer, StageContext, client_config};
+use dmpflow_pipeline::stages;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReplayStage {
@@ -180,7 +180,7 @@ pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
         window.len()
     );
 
-    let shutdown = crate::shutdown_token();
+    let shutdown = dmpflow_pipeline::shutdown_token();
     // The producer needs the same record size limit as the live stage it stands in for.
     let t = &settings.topics;
     let outputs: Vec<&str> = match stage {

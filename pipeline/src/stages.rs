@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::metrics::{Health, StageLabel, metrics};
-use crate::pipeline::{self, Coordinates, Routed};
+use crate::chain::{self as pipeline, Coordinates, Routed};
 use crate::runtime::{self, HealthChecks, Output, StageConsumer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
