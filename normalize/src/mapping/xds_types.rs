@@ -1,7 +1,7 @@
 //! JDV_J07 XdsTypeCode CI-SIS (value set 1.2.250.1.213.1.1.5.471, dateMaj 20240927120000):
 //! the XDS typeCodes a CI-SIS document may carry. Generated once from
-//! `../shared/cisis/jeuxDeValeurs/JDV_J07_XdsTypeCode_CISIS.xml` and committed, so the
-//! product never reads `../shared` at run time; `normalize/tests/xds_types.rs` checks the
+//! the ANS value-set file `JDV_J07_XdsTypeCode_CISIS.xml` (docs/domain.md §3.2) and
+//! committed: the product reads no file at run time; `normalize/tests/xds_types.rs` checks the
 //! table still matches that file (re-generate the rows when the value set changes).
 
 /// One concept of the value set.
