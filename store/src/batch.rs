@@ -17,19 +17,18 @@ use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
     Document, Entry, Lifecycle, Normalized, PackedCda, PatientChange, PatientUpdate, SourceRef,
 };
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
+use crate::audit::{AuditRow, insert_audits};
 use crate::model::{BatchReport, DocStatus, ItemOutcome, OffsetCommit, StoreItem};
-use crate::util::{in_list, now_rfc3339, pack_cda, unpack_cda, values_sql};
+use crate::tx::Tx;
+use crate::util::{in_list, now_rfc3339, pack_cda, stored_hash, unpack_cda, values_sql};
 use crate::{Backend, Store, StoreError, patients};
-
-pub(crate) type Tx = Transaction<'static, Any>;
 
 /// Rows per multi-row statement. Bounded by SQLite's 32766 variables and PostgreSQL's
 /// 65535 parameters, and kept fixed so the statement text repeats.
 const DOC_CHUNK: usize = 100;
 const ENTRY_CHUNK: usize = 2000;
-const AUDIT_CHUNK: usize = 400;
 const QUARANTINE_CHUNK: usize = 100;
 const LOOKUP_CHUNK: usize = 500;
 
@@ -52,11 +51,6 @@ fn msg_key(s: &SourceRef) -> Option<MsgKey> {
     // Without a control id there is no message identity to deduplicate on; the document
     // uniqueId still is one.
     (!s.control_id.is_empty()).then(|| (s.sender.clone(), s.control_id.clone(), s.position as i64))
-}
-
-/// The content hash as stored: NULL when the item has none.
-fn stored_hash(s: &SourceRef) -> Option<&str> {
-    (!s.content_hash.is_empty()).then_some(s.content_hash.as_str())
 }
 
 /// Quarantine deduplication key of an item.
@@ -88,14 +82,6 @@ struct NewDoc<'a> {
     doc: &'a Document,
     seq: i64,
     status: DocStatus,
-}
-
-pub(crate) struct AuditRow<'a> {
-    pub action: &'static str,
-    pub unique_id: Option<String>,
-    pub patient_ins: Option<String>,
-    pub source: Option<&'a SourceRef>,
-    pub detail: String,
 }
 
 struct NewQuarantine<'a> {
@@ -454,37 +440,6 @@ impl<'a> Plan<'a> {
 }
 
 impl Store {
-    pub(crate) async fn begin(&self, op: &'static str) -> Result<Tx, StoreError> {
-        match self.backend {
-            // Take the write lock up front: a deferred SQLite transaction that reads and then
-            // writes fails with SQLITE_BUSY_SNAPSHOT instead of waiting for the lock.
-            Backend::Sqlite => self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(|e| StoreError::from_sqlx(op, e)),
-            Backend::Postgres => {
-                let mut tx = self
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(|e| StoreError::from_sqlx(op, e))?;
-                // Every statement of a write transaction finds its rows by key, and every
-                // key has an index. But while a table grows faster than autovacuum analyses
-                // it (a new deployment, a replay into a fresh database), PostgreSQL's default
-                // estimate for an IN list of a few hundred keys is "most of the table" and it
-                // scans the whole table for each batch: quadratic. Measured on a 20k-message
-                // run from an empty database: 155 sequential scans reading 1.5 M rows of
-                // `documents` (bench/ANALYSIS.md). Index scans are never worse here.
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::from_sqlx(op, e))?;
-                Ok(tx)
-            }
-        }
-    }
-
     /// Writes a batch and the consumer offsets covering it in ONE transaction, and returns
     /// one outcome per item, in order.
     ///
@@ -1037,45 +992,6 @@ async fn insert_quarantines(
         q.execute(&mut **tx)
             .await
             .map_err(|e| StoreError::from_sqlx("write_batch quarantine", e))?;
-    }
-    Ok(())
-}
-
-pub(crate) async fn insert_audits(
-    tx: &mut Tx,
-    rows: &[AuditRow<'_>],
-    now: &str,
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(AUDIT_CHUNK) {
-        let sql = values_sql(
-            "INSERT INTO audit (at, action, unique_id, patient_ins, source_feed, source_sender, \
-             source_control_id, source_position, source_topic, source_partition, source_offset, detail, \
-             source_content_hash)",
-            13,
-            chunk.len(),
-            "",
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in chunk {
-            let s = r.source;
-            q = q
-                .bind(now)
-                .bind(r.action)
-                .bind(r.unique_id.as_deref())
-                .bind(r.patient_ins.as_deref())
-                .bind(s.and_then(|s| s.feed).map(|f| f.as_str()))
-                .bind(s.map(|s| s.sender.as_str()))
-                .bind(s.and_then(|s| (!s.control_id.is_empty()).then_some(s.control_id.as_str())))
-                .bind(s.map(|s| i64::from(s.position)))
-                .bind(s.and_then(|s| s.topic.as_deref()))
-                .bind(s.and_then(|s| s.partition).map(i64::from))
-                .bind(s.and_then(|s| s.offset))
-                .bind(r.detail.as_str())
-                .bind(s.and_then(stored_hash));
-        }
-        q.execute(&mut **tx)
-            .await
-            .map_err(|e| StoreError::from_sqlx("write_batch audit", e))?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! idempotent, so the runtime can resume from [`Store::committed_offsets`] after any crash
 //! without losing or doubling anything.
 
+mod audit;
 mod batch;
 mod error;
 mod history;
@@ -19,6 +20,7 @@ mod model;
 mod patient_state;
 mod patients;
 mod queries;
+mod tx;
 mod util;
 
 use std::str::FromStr;

@@ -14,9 +14,10 @@ use dmpflow_schemas::{PatientChange, PatientRecord, PatientUpdate};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::batch::{AuditRow, Tx, insert_audits};
+use crate::audit::{AuditRow, insert_audits};
 use crate::history::{HistoryRows, insert_history};
 use crate::patient_state::{self, Change};
+use crate::tx::Tx;
 use crate::util::{in_list, now_rfc3339, values_sql};
 use crate::{CsvLineError, ImportSummary, ItemOutcome, Store, StoreError, StoreItem};
 
