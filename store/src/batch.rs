@@ -5,24 +5,22 @@
 //! many items there are:
 //! 1. look up, in a few `IN (...)` queries, everything the batch could collide with (known
 //!    uniqueIds and setIds, message keys already applied, items already in quarantine);
-//! 2. decide every item in memory, in order, updating that picture as it goes, so that a
-//!    batch holding a document and its replacement behaves as if they came one by one;
+//! 2. decide every item in memory, in order ([`crate::plan`], pure: no SQL there);
 //! 3. write the result with multi-row INSERTs (entries: one JSON parameter per chunk) and
-//!    grouped UPDATEs, then the offsets, then commit. Statement text only depends on the chunk size, so sqlx's per-connection
-//!    statement cache reuses the prepared statements from batch to batch.
+//!    grouped UPDATEs, then the offsets, then commit. Statement text only depends on the
+//!    chunk size, so sqlx's per-connection statement cache reuses the prepared statements
+//!    from batch to batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{
-    Document, Entry, Lifecycle, Normalized, PackedCda, PatientChange, PatientUpdate, SourceRef,
-};
+use dmpflow_schemas::{Document, Entry, PackedCda};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::audit::{AuditRow, insert_audits};
+use crate::audit::insert_audits;
 use crate::model::{BatchReport, DocStatus, ItemOutcome, OffsetCommit, StoreItem};
+use crate::plan::{self, AppliedMsg, Keys, Known, KnownDoc, NewDoc, NewQuarantine};
 use crate::tx::Tx;
-use crate::util::{in_list, now_rfc3339, pack_cda, stored_hash, unpack_cda, values_sql};
+use crate::util::{in_list, now_rfc3339, pack_cda, stored_hash, values_sql};
 use crate::{Backend, Store, StoreError, patients};
 
 /// Rows per multi-row statement. Bounded by SQLite's 32766 variables and PostgreSQL's
@@ -31,413 +29,6 @@ const DOC_CHUNK: usize = 100;
 const ENTRY_CHUNK: usize = 2000;
 const QUARANTINE_CHUNK: usize = 100;
 const LOOKUP_CHUNK: usize = 500;
-
-/// A message's key: sender, control id (MSH-10), position in the message. With the same
-/// key, the content hash tells a resend (same hash) from a reused control id (another).
-type MsgKey = (String, String, i64);
-
-/// How an item's message compares with those already applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MsgSeen {
-    New,
-    /// Same key and same content (or a side without a hash: payloads and rows of earlier
-    /// builds, compared on the key alone as they were): a resend.
-    Resend,
-    /// Same key, other content: the sender reused the control id. Processed.
-    Reused,
-}
-
-fn msg_key(s: &SourceRef) -> Option<MsgKey> {
-    // Without a control id there is no message identity to deduplicate on; the document
-    // uniqueId still is one.
-    (!s.control_id.is_empty()).then(|| (s.sender.clone(), s.control_id.clone(), s.position as i64))
-}
-
-/// Quarantine deduplication key of an item.
-pub(crate) fn item_key(item: &Normalized) -> String {
-    match item {
-        Normalized::Document(d) => format!("doc:{}", d.meta.unique_id),
-        // With its content hash (when it has one): two updates under a reused control id
-        // are two cases, not one.
-        Normalized::Patient(p) if !p.source.content_hash.is_empty() => format!(
-            "msg:{}/{}/{}/{}",
-            p.source.sender, p.source.control_id, p.source.position, p.source.content_hash
-        ),
-        Normalized::Patient(p) => format!(
-            "msg:{}/{}/{}",
-            p.source.sender, p.source.control_id, p.source.position
-        ),
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Known {
-    set_id: String,
-    status: DocStatus,
-    /// Index into `Plan::docs` when the row is inserted by this batch.
-    new_idx: Option<usize>,
-}
-
-struct NewDoc<'a> {
-    doc: &'a Document,
-    seq: i64,
-    status: DocStatus,
-}
-
-struct NewQuarantine<'a> {
-    reason: String,
-    detail: String,
-    key: String,
-    unique_id: Option<String>,
-    /// The document's patient: what the route stage's sweeper matches against the registry.
-    patient_ins: Option<String>,
-    payload: String,
-    source: &'a SourceRef,
-}
-
-/// The in-memory picture of what the batch touches, and what it will write.
-#[derive(Default)]
-struct Plan<'a> {
-    known: HashMap<String, Known>,
-    current_by_set: HashMap<String, String>,
-    max_seq: HashMap<String, i64>,
-    /// Messages applied (in the database, then by this batch): key → content hashes, ""
-    /// standing for "applied without a hash".
-    seen: HashMap<MsgKey, HashSet<String>>,
-    /// Whether the item being planned reused a control id (read after each item).
-    reused: bool,
-    open_quarantine: HashSet<String>,
-
-    docs: Vec<NewDoc<'a>>,
-    status_changes: HashMap<String, DocStatus>,
-    audits: Vec<AuditRow<'a>>,
-    quarantines: Vec<NewQuarantine<'a>>,
-    patients: Vec<&'a PatientUpdate>,
-}
-
-impl<'a> Plan<'a> {
-    fn msg_seen(&self, s: &SourceRef) -> MsgSeen {
-        let Some(hashes) = msg_key(s).and_then(|k| self.seen.get(&k)) else {
-            return MsgSeen::New;
-        };
-        if s.content_hash.is_empty() || hashes.contains("") || hashes.contains(&s.content_hash) {
-            MsgSeen::Resend
-        } else {
-            MsgSeen::Reused
-        }
-    }
-
-    /// True when the item's message was applied before (a resend); notes a reused control id.
-    fn is_resend(&mut self, s: &SourceRef) -> bool {
-        match self.msg_seen(s) {
-            MsgSeen::New => false,
-            MsgSeen::Resend => true,
-            MsgSeen::Reused => {
-                self.reused = true;
-                false
-            }
-        }
-    }
-
-    fn mark_seen(&mut self, s: &SourceRef) {
-        if let Some(k) = msg_key(s) {
-            self.seen
-                .entry(k)
-                .or_default()
-                .insert(s.content_hash.clone());
-        }
-    }
-
-    fn load_doc(&mut self, unique_id: String, set_id: String, seq: i64, status: DocStatus) {
-        let max = self.max_seq.entry(set_id.clone()).or_insert(seq);
-        *max = (*max).max(seq);
-        if status == DocStatus::Current {
-            self.current_by_set
-                .insert(set_id.clone(), unique_id.clone());
-        }
-        self.known.insert(
-            unique_id,
-            Known {
-                set_id,
-                status,
-                new_idx: None,
-            },
-        );
-    }
-
-    fn set_status(&mut self, unique_id: &str, status: DocStatus) {
-        let k = self.known.get_mut(unique_id).expect("target is known");
-        k.status = status;
-        if self.current_by_set.get(&k.set_id).map(String::as_str) == Some(unique_id) {
-            self.current_by_set.remove(&k.set_id);
-        }
-        match k.new_idx {
-            Some(i) => self.docs[i].status = status,
-            None => {
-                self.status_changes.insert(unique_id.to_owned(), status);
-            }
-        }
-    }
-
-    fn insert_doc(&mut self, doc: &'a Document, seq: i64, action: &'static str, detail: String) {
-        let m = &doc.meta;
-        self.known.insert(
-            m.unique_id.clone(),
-            Known {
-                set_id: m.set_id.clone(),
-                status: DocStatus::Current,
-                new_idx: Some(self.docs.len()),
-            },
-        );
-        self.current_by_set
-            .insert(m.set_id.clone(), m.unique_id.clone());
-        self.max_seq.insert(m.set_id.clone(), seq);
-        self.mark_seen(&m.source);
-        self.docs.push(NewDoc {
-            doc,
-            seq,
-            status: DocStatus::Current,
-        });
-        self.audits.push(AuditRow {
-            action,
-            unique_id: Some(m.unique_id.clone()),
-            patient_ins: None,
-            source: Some(&m.source),
-            detail,
-        });
-    }
-
-    fn quarantine(
-        &mut self,
-        item: Normalized,
-        reason: String,
-        detail: String,
-        source: &'a SourceRef,
-    ) -> Result<ItemOutcome, StoreError> {
-        let key = item_key(&item);
-        if self.open_quarantine.contains(&key) {
-            return Ok(ItemOutcome::Duplicate);
-        }
-        let (unique_id, patient_ins) = match &item {
-            Normalized::Document(d) => (
-                Some(d.meta.unique_id.clone()),
-                Some(d.meta.patient.ins.clone()),
-            ),
-            Normalized::Patient(_) => (None, None),
-        };
-        // A quarantine keeps the CDA itself (its JSON has no room for the compressed bytes).
-        let mut item = item;
-        if let Normalized::Document(d) = &mut item
-            && let Some(p) = d.packed.take()
-        {
-            d.cda = unpack_cda(&p.bytes, &p.sha256).map_err(|why| StoreError::Data {
-                op: "write_batch",
-                detail: format!("packed CDA of a document to quarantine: {why}"),
-            })?;
-        }
-        let payload = serde_json::to_string(&item).map_err(|e| StoreError::Data {
-            op: "write_batch",
-            detail: format!("quarantine payload does not serialise: {e}"),
-        })?;
-        self.audits.push(AuditRow {
-            action: "quarantined",
-            unique_id: unique_id.clone(),
-            patient_ins: None,
-            source: Some(source),
-            detail: reason.clone(),
-        });
-        self.open_quarantine.insert(key.clone());
-        self.quarantines.push(NewQuarantine {
-            reason: reason.clone(),
-            detail,
-            key,
-            unique_id,
-            patient_ins,
-            payload,
-            source,
-        });
-        Ok(ItemOutcome::Quarantined(reason))
-    }
-
-    fn lifecycle_quarantine(
-        &mut self,
-        doc: &'a Document,
-        reason: Reason,
-        detail: String,
-    ) -> Result<ItemOutcome, StoreError> {
-        self.quarantine(
-            Normalized::Document(Box::new(doc.clone())),
-            reason.as_str().to_owned(),
-            detail,
-            &doc.meta.source,
-        )
-    }
-
-    fn document(&mut self, doc: &'a Document) -> Result<ItemOutcome, StoreError> {
-        let m = &doc.meta;
-        if self.is_resend(&m.source) {
-            return Ok(ItemOutcome::Duplicate);
-        }
-        match m.lifecycle {
-            Lifecycle::Initial => {
-                if self.known.contains_key(&m.unique_id) {
-                    return Ok(ItemOutcome::Duplicate);
-                }
-                if self.max_seq.contains_key(&m.set_id) {
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleSetExists,
-                        format!(
-                            "initial document {} names a setId that already has versions",
-                            m.unique_id
-                        ),
-                    );
-                }
-                self.insert_doc(doc, 1, "stored", String::new());
-                Ok(ItemOutcome::Stored)
-            }
-            Lifecycle::Replace => {
-                if self.known.contains_key(&m.unique_id) {
-                    return Ok(ItemOutcome::Duplicate);
-                }
-                let target = match &m.target_unique_id {
-                    Some(t) => self.known.contains_key(t).then(|| t.clone()),
-                    None => self.current_by_set.get(&m.set_id).cloned(),
-                };
-                let Some(target) = target else {
-                    if m.target_unique_id.is_none() && self.max_seq.contains_key(&m.set_id) {
-                        return self.lifecycle_quarantine(
-                            doc,
-                            Reason::LifecycleTargetNotCurrent,
-                            format!(
-                                "replacement {}: its set has no current version",
-                                m.unique_id
-                            ),
-                        );
-                    }
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleTargetUnknown,
-                        format!("replacement {}: target document not found", m.unique_id),
-                    );
-                };
-                let t = &self.known[&target];
-                if t.set_id != m.set_id {
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleSetMismatch,
-                        format!(
-                            "replacement {} targets {target} of another set",
-                            m.unique_id
-                        ),
-                    );
-                }
-                if t.status != DocStatus::Current {
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleTargetNotCurrent,
-                        format!(
-                            "replacement {} targets {target}, which is {}",
-                            m.unique_id,
-                            t.status.as_str()
-                        ),
-                    );
-                }
-                let seq = self.max_seq[&m.set_id] + 1;
-                self.set_status(&target, DocStatus::Superseded);
-                self.audits.push(AuditRow {
-                    action: "superseded",
-                    unique_id: Some(target.clone()),
-                    patient_ins: None,
-                    source: Some(&m.source),
-                    detail: format!("superseded by {}", m.unique_id),
-                });
-                self.insert_doc(doc, seq, "replaced", format!("replaces {target}"));
-                Ok(ItemOutcome::Replaced { superseded: target })
-            }
-            Lifecycle::Delete => {
-                let target = if let Some(t) = &m.target_unique_id {
-                    if !self.known.contains_key(t) {
-                        return self.lifecycle_quarantine(
-                            doc,
-                            Reason::LifecycleTargetUnknown,
-                            format!("deletion {}: target document not found", m.unique_id),
-                        );
-                    }
-                    t.clone()
-                } else if self.known.contains_key(&m.unique_id) {
-                    // MDM^T04 naming the document itself.
-                    m.unique_id.clone()
-                } else if let Some(c) = self.current_by_set.get(&m.set_id) {
-                    c.clone()
-                } else if self.max_seq.contains_key(&m.set_id) {
-                    // The set exists and nothing in it is current: already deleted.
-                    return Ok(ItemOutcome::Duplicate);
-                } else {
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleTargetUnknown,
-                        format!("deletion {}: no document in its set", m.unique_id),
-                    );
-                };
-                let t = &self.known[&target];
-                if t.set_id != m.set_id {
-                    return self.lifecycle_quarantine(
-                        doc,
-                        Reason::LifecycleSetMismatch,
-                        format!("deletion {} targets {target} of another set", m.unique_id),
-                    );
-                }
-                if t.status == DocStatus::Deleted {
-                    return Ok(ItemOutcome::Duplicate);
-                }
-                self.set_status(&target, DocStatus::Deleted);
-                self.mark_seen(&m.source);
-                self.audits.push(AuditRow {
-                    action: "deleted",
-                    unique_id: Some(target.clone()),
-                    patient_ins: None,
-                    source: Some(&m.source),
-                    detail: format!("deletion message document {}", m.unique_id),
-                });
-                Ok(ItemOutcome::Deleted { target })
-            }
-        }
-    }
-
-    fn quarantined(
-        &mut self,
-        q: &'a dmpflow_schemas::Quarantined,
-    ) -> Result<ItemOutcome, StoreError> {
-        let (source, unique_id) = match &q.item {
-            Normalized::Document(d) => (&d.meta.source, Some(&d.meta.unique_id)),
-            Normalized::Patient(p) => (&p.source, None),
-        };
-        // Already stored (a replay after the item was released and stored): nothing to do.
-        if unique_id.is_some_and(|u| self.known.contains_key(u)) || self.is_resend(source) {
-            return Ok(ItemOutcome::Duplicate);
-        }
-        self.quarantine(q.item.clone(), q.reason.clone(), q.detail.clone(), source)
-    }
-
-    fn patient(&mut self, u: &'a PatientUpdate) -> ItemOutcome {
-        if self.is_resend(&u.source) {
-            return ItemOutcome::Duplicate;
-        }
-        self.mark_seen(&u.source);
-        self.patients.push(u);
-        let merged = match &u.change {
-            PatientChange::Upsert => false,
-            PatientChange::Merge { from_ins, .. } => *from_ins != u.patient.ins,
-            PatientChange::IdentifierChange { old_ins, .. } => *old_ins != u.patient.ins,
-        };
-        if merged {
-            ItemOutcome::PatientMerged
-        } else {
-            ItemOutcome::PatientUpdated
-        }
-    }
-}
 
 impl Store {
     /// Writes a batch and the consumer offsets covering it in ONE transaction, and returns
@@ -504,36 +95,25 @@ impl Store {
             }
         }
         let mut tx = self.begin(OP).await?;
-        let mut plan = Plan::default();
-        lookup(&mut tx, items, &mut plan).await?;
-
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut control_id_reused = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            plan.reused = false;
-            outcomes.push(match item {
-                StoreItem::Document(d) => plan.document(d)?,
-                StoreItem::Quarantine(q) => plan.quarantined(q)?,
-                StoreItem::Patient(u) => plan.patient(u),
-            });
-            if plan.reused {
-                control_id_reused.push(i);
-            }
-        }
+        let known = lookup(&mut tx, &Keys::of(items)).await?;
+        let decisions = plan::decide(items, known)?;
 
         let now = now_rfc3339();
-        if !plan.docs.is_empty() {
-            let packed: Vec<&PackedCda> =
-                plan.docs.iter().map(|d| packed[&address(d.doc)]).collect();
-            insert_documents(&mut tx, &plan.docs, &packed, &now).await?;
-            insert_entries(&mut tx, self.backend, &plan.docs).await?;
+        if !decisions.docs.is_empty() {
+            let packed: Vec<&PackedCda> = decisions
+                .docs
+                .iter()
+                .map(|d| packed[&address(d.doc)])
+                .collect();
+            insert_documents(&mut tx, &decisions.docs, &packed, &now).await?;
+            insert_entries(&mut tx, self.backend, &decisions.docs).await?;
         }
         for status in [
             DocStatus::Superseded,
             DocStatus::Deleted,
             DocStatus::Current,
         ] {
-            let ids: Vec<&str> = plan
+            let ids: Vec<&str> = decisions
                 .status_changes
                 .iter()
                 .filter(|(_, s)| **s == status)
@@ -551,17 +131,16 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(err)?;
             }
         }
-        insert_quarantines(&mut tx, &plan.quarantines, &now).await?;
-        for u in &plan.patients {
+        insert_quarantines(&mut tx, &decisions.quarantines, &now).await?;
+        for u in &decisions.patients {
             patients::apply_in_tx(&mut tx, u, &now).await?;
-            plan.audits.push(patients::audit_row(u));
         }
-        insert_audits(&mut tx, &plan.audits, &now).await?;
+        insert_audits(&mut tx, &decisions.audits, &now).await?;
         commit_offsets(&mut tx, offsets).await?;
         tx.commit().await.map_err(err)?;
         Ok(BatchReport {
-            outcomes,
-            control_id_reused,
+            outcomes: decisions.outcomes,
+            control_id_reused: decisions.control_id_reused,
         })
     }
 
@@ -589,50 +168,11 @@ impl Store {
 }
 
 /// Step 1: load what the batch may collide with.
-async fn lookup<'a>(
-    tx: &mut Tx,
-    items: &'a [StoreItem],
-    plan: &mut Plan<'a>,
-) -> Result<(), StoreError> {
+async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreError> {
     let err = |e| StoreError::from_sqlx("write_batch lookup", e);
-    let mut ids: HashSet<&str> = HashSet::new();
-    let mut sets: HashSet<&str> = HashSet::new();
-    let mut controls: HashSet<&str> = HashSet::new();
-    let mut qkeys: HashSet<String> = HashSet::new();
-    for item in items {
-        match item {
-            StoreItem::Document(d) => {
-                let m = &d.meta;
-                ids.insert(&m.unique_id);
-                if let Some(t) = &m.target_unique_id {
-                    ids.insert(t);
-                }
-                sets.insert(&m.set_id);
-                controls.insert(&m.source.control_id);
-                // Any lifecycle may end in a store-made quarantine entry.
-                qkeys.insert(format!("doc:{}", m.unique_id));
-            }
-            StoreItem::Quarantine(q) => {
-                qkeys.insert(item_key(&q.item));
-                match &q.item {
-                    Normalized::Document(d) => {
-                        ids.insert(&d.meta.unique_id);
-                        controls.insert(&d.meta.source.control_id);
-                    }
-                    Normalized::Patient(p) => {
-                        controls.insert(&p.source.control_id);
-                    }
-                }
-            }
-            StoreItem::Patient(u) => {
-                controls.insert(&u.source.control_id);
-            }
-        }
-    }
-    controls.remove("");
-
-    let ids: Vec<&str> = ids.into_iter().collect();
-    let sets: Vec<&str> = sets.into_iter().collect();
+    let mut known = Known::default();
+    let ids: Vec<&str> = keys.unique_ids.iter().copied().collect();
+    let sets: Vec<&str> = keys.set_ids.iter().copied().collect();
     for (column, values) in [("unique_id", &ids), ("set_id", &sets)] {
         for chunk in values.chunks(LOOKUP_CHUNK) {
             let sql = format!(
@@ -645,25 +185,22 @@ async fn lookup<'a>(
             }
             for r in q.fetch_all(&mut **tx).await.map_err(err)? {
                 let unique_id: String = r.try_get(0).map_err(err)?;
-                if plan.known.contains_key(&unique_id) {
-                    continue;
-                }
                 let status: String = r.try_get(3).map_err(err)?;
                 let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
                     op: "write_batch lookup",
                     detail: format!("document {unique_id} has an unknown status"),
                 })?;
-                plan.load_doc(
+                known.docs.push(KnownDoc {
                     unique_id,
-                    r.try_get(1).map_err(err)?,
-                    r.try_get(2).map_err(err)?,
+                    set_id: r.try_get(1).map_err(err)?,
+                    seq: r.try_get(2).map_err(err)?,
                     status,
-                );
+                });
             }
         }
     }
 
-    let controls: Vec<&str> = controls.into_iter().collect();
+    let controls: Vec<&str> = keys.control_ids.iter().copied().collect();
     for chunk in controls.chunks(LOOKUP_CHUNK) {
         let list = in_list(1, chunk.len());
         // Messages already applied: stored documents, deletions and patient updates.
@@ -682,19 +219,16 @@ async fn lookup<'a>(
             q = q.bind(*v);
         }
         for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-            let hash: Option<String> = r.try_get(3).map_err(err)?;
-            plan.seen
-                .entry((
-                    r.try_get(0).map_err(err)?,
-                    r.try_get(1).map_err(err)?,
-                    r.try_get(2).map_err(err)?,
-                ))
-                .or_default()
-                .insert(hash.unwrap_or_default());
+            known.applied.push(AppliedMsg {
+                sender: r.try_get(0).map_err(err)?,
+                control_id: r.try_get(1).map_err(err)?,
+                position: r.try_get(2).map_err(err)?,
+                content_hash: r.try_get(3).map_err(err)?,
+            });
         }
     }
 
-    let qkeys: Vec<String> = qkeys.into_iter().collect();
+    let qkeys: Vec<&String> = keys.quarantine_keys.iter().collect();
     for chunk in qkeys.chunks(LOOKUP_CHUNK) {
         let sql = format!(
             "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key IN ({})",
@@ -705,10 +239,10 @@ async fn lookup<'a>(
             q = q.bind(v.as_str());
         }
         for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-            plan.open_quarantine.insert(r.try_get(0).map_err(err)?);
+            known.open_quarantine.insert(r.try_get(0).map_err(err)?);
         }
     }
-    Ok(())
+    Ok(known)
 }
 
 /// Compresses the CDAs on tokio's blocking pool, one task per core, in order. Pool threads

@@ -19,6 +19,7 @@ mod history;
 mod model;
 mod patient_state;
 mod patients;
+mod plan;
 mod queries;
 mod tx;
 mod util;

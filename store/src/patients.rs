@@ -247,26 +247,6 @@ async fn write_record(tx: &mut Tx, r: &PatientRecord, now: &str) -> Result<(), S
     Ok(())
 }
 
-pub(crate) fn audit_row(u: &PatientUpdate) -> AuditRow<'_> {
-    let (action, detail) = match &u.change {
-        PatientChange::Upsert => ("patient_upsert", String::new()),
-        PatientChange::Merge { from_ins, .. } => {
-            ("patient_merge", format!("A40 merged from {from_ins}"))
-        }
-        PatientChange::IdentifierChange { old_ins, .. } => (
-            "patient_merge",
-            format!("A47 identifier changed from {old_ins}"),
-        ),
-    };
-    AuditRow {
-        action,
-        unique_id: None,
-        patient_ins: Some(u.patient.ins.clone()),
-        source: Some(&u.source),
-        detail,
-    }
-}
-
 fn record_from_row(r: &sqlx::any::AnyRow) -> Result<PatientRecord, sqlx::Error> {
     let first_names: String = r.try_get("first_names")?;
     Ok(PatientRecord {
