@@ -20,7 +20,10 @@ use crate::audit::AuditRow;
 use crate::model::{DocStatus, ItemOutcome, StoreItem};
 use crate::util::unpack_cda;
 
+/// What goes in: the keys to look up and the rows found.
 mod known;
+#[cfg(test)]
+mod tests;
 
 use known::item_key;
 pub(crate) use known::{AppliedMsg, Keys, Known, KnownDoc};
