@@ -17,6 +17,7 @@ mod batch;
 mod error;
 mod history;
 mod model;
+mod patient_csv;
 mod patient_state;
 mod patients;
 mod plan;
@@ -36,14 +37,14 @@ pub use model::{
     AuditEntry, BatchReport, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit,
     QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
 };
-pub use patients::CSV_HEADER;
+pub use patient_csv::CSV_HEADER;
 pub use util::{pack_cda, unpack_cda};
 
 /// Validates one data line of the patients CSV as `Store::import_patients_csv` does, with
 /// no database. Entry point for fuzz/ (the `patients_csv` target); not a stable API.
 #[doc(hidden)]
 pub fn parse_csv_record(line: &str) -> Result<dmpflow_schemas::PatientRecord, String> {
-    patients::parse_line(line)
+    patient_csv::parse_line(line)
 }
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
