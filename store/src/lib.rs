@@ -5,7 +5,14 @@
 //! placeholders, `ON CONFLICT`, partial indexes). Two things differ per backend: the
 //! migrations, in column types only (`migrations/postgres`, `migrations/sqlite`), and the
 //! one statement that unpacks a batch's structured entries from JSON
-//! (`json_to_recordset` vs `json_each`), which `batch.rs` picks by backend.
+//! (`json_to_recordset` vs `json_each`), which `batch/write.rs` picks by backend.
+//!
+//! Where things are: `batch` runs [`Store::write_batch`] (`batch/lookup.rs` reads what a
+//! batch may collide with, `plan` decides every item with no database, `batch/write.rs`
+//! writes the result); `patients` is the registry's SQL, with its pure rules in
+//! `patient_state` (identity messages) and `patient_csv` (the CSV import); `queries` and
+//! `history` are the reads; `tx` (the write transaction) and `audit` (the audit rows) are
+//! shared by every writer.
 //!
 //! The core guarantee lives in [`Store::write_batch`]: all items of a batch and the
 //! consumer offsets that cover them commit in one transaction, and every item is
