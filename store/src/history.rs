@@ -5,8 +5,8 @@
 use dmpflow_schemas::SourceRef;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::batch::Tx;
 use crate::patient_state::Change;
+use crate::tx::Tx;
 use crate::util::values_sql;
 use crate::{Store, StoreError};
 

@@ -5,20 +5,31 @@
 //! placeholders, `ON CONFLICT`, partial indexes). Two things differ per backend: the
 //! migrations, in column types only (`migrations/postgres`, `migrations/sqlite`), and the
 //! one statement that unpacks a batch's structured entries from JSON
-//! (`json_to_recordset` vs `json_each`), which `batch.rs` picks by backend.
+//! (`json_to_recordset` vs `json_each`), which `batch/write.rs` picks by backend.
+//!
+//! Where things are: `batch` runs [`Store::write_batch`] (`batch/lookup.rs` reads what a
+//! batch may collide with, `plan` decides every item with no database, `batch/write.rs`
+//! writes the result); `patients` is the registry's SQL, with its pure rules in
+//! `patient_state` (identity messages) and `patient_csv` (the CSV import); `queries` and
+//! `history` are the reads; `tx` (the write transaction) and `audit` (the audit rows) are
+//! shared by every writer.
 //!
 //! The core guarantee lives in [`Store::write_batch`]: all items of a batch and the
 //! consumer offsets that cover them commit in one transaction, and every item is
 //! idempotent, so the runtime can resume from [`Store::committed_offsets`] after any crash
 //! without losing or doubling anything.
 
+mod audit;
 mod batch;
 mod error;
 mod history;
 mod model;
+mod patient_csv;
 mod patient_state;
 mod patients;
+mod plan;
 mod queries;
+mod tx;
 mod util;
 
 use std::str::FromStr;
@@ -33,14 +44,14 @@ pub use model::{
     AuditEntry, BatchReport, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit,
     QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
 };
-pub use patients::CSV_HEADER;
+pub use patient_csv::CSV_HEADER;
 pub use util::{pack_cda, unpack_cda};
 
 /// Validates one data line of the patients CSV as `Store::import_patients_csv` does, with
 /// no database. Entry point for fuzz/ (the `patients_csv` target); not a stable API.
 #[doc(hidden)]
 pub fn parse_csv_record(line: &str) -> Result<dmpflow_schemas::PatientRecord, String> {
-    patients::parse_line(line)
+    patient_csv::parse_line(line)
 }
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

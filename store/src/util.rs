@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dmpflow_schemas::{PackedCda, Packing};
+use dmpflow_schemas::{PackedCda, Packing, SourceRef};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 
@@ -106,6 +106,12 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         s.push(HEX[usize::from(b & 0x0f)] as char);
     }
     s
+}
+
+/// A message's content hash as the `source_content_hash` columns store it: NULL when the
+/// item has none (payloads of builds before content hashes).
+pub(crate) fn stored_hash(s: &SourceRef) -> Option<&str> {
+    (!s.content_hash.is_empty()).then_some(s.content_hash.as_str())
 }
 
 /// `prefix VALUES ($1,..,$n), (...) suffix` for `rows` rows of `cols` columns. `$n`

@@ -1,0 +1,90 @@
+//! Step 1 of `Store::write_batch`: the few `IN (...)` queries that load what a batch may
+//! collide with ([`Keys`], named by the plan) as the plain rows the plan decides on
+//! ([`Known`]).
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::LOOKUP_CHUNK;
+use crate::StoreError;
+use crate::model::DocStatus;
+use crate::plan::{AppliedMsg, Keys, Known, KnownDoc};
+use crate::tx::Tx;
+use crate::util::in_list;
+
+/// Loads every row `keys` names: one query per column and chunk of keys.
+pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreError> {
+    let err = |e| StoreError::from_sqlx("write_batch lookup", e);
+    let mut known = Known::default();
+    let ids: Vec<&str> = keys.unique_ids.iter().copied().collect();
+    let sets: Vec<&str> = keys.set_ids.iter().copied().collect();
+    for (column, values) in [("unique_id", &ids), ("set_id", &sets)] {
+        for chunk in values.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT unique_id, set_id, seq, status FROM documents WHERE {column} IN ({})",
+                in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for v in chunk {
+                q = q.bind(*v);
+            }
+            for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+                let unique_id: String = r.try_get(0).map_err(err)?;
+                let status: String = r.try_get(3).map_err(err)?;
+                let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
+                    op: "write_batch lookup",
+                    detail: format!("document {unique_id} has an unknown status"),
+                })?;
+                known.docs.push(KnownDoc {
+                    unique_id,
+                    set_id: r.try_get(1).map_err(err)?,
+                    seq: r.try_get(2).map_err(err)?,
+                    status,
+                });
+            }
+        }
+    }
+
+    let controls: Vec<&str> = keys.control_ids.iter().copied().collect();
+    for chunk in controls.chunks(LOOKUP_CHUNK) {
+        let list = in_list(1, chunk.len());
+        // Messages already applied: stored documents, deletions and patient updates.
+        // Quarantine entries are not in this list on purpose: a released item must be
+        // accepted when it is re-routed under the same message key.
+        let sql = format!(
+            "SELECT source_sender, source_control_id, source_position, source_content_hash \
+             FROM documents WHERE source_control_id IN ({list}) \
+             UNION ALL \
+             SELECT source_sender, source_control_id, source_position, source_content_hash \
+             FROM audit \
+             WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id IN ({list})"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+            known.applied.push(AppliedMsg {
+                sender: r.try_get(0).map_err(err)?,
+                control_id: r.try_get(1).map_err(err)?,
+                position: r.try_get(2).map_err(err)?,
+                content_hash: r.try_get(3).map_err(err)?,
+            });
+        }
+    }
+
+    let qkeys: Vec<&String> = keys.quarantine_keys.iter().collect();
+    for chunk in qkeys.chunks(LOOKUP_CHUNK) {
+        let sql = format!(
+            "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key IN ({})",
+            in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in chunk {
+            q = q.bind(v.as_str());
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(err)? {
+            known.open_quarantine.insert(r.try_get(0).map_err(err)?);
+        }
+    }
+    Ok(known)
+}
