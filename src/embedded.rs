@@ -3,21 +3,17 @@
 //! synthetic feeds, and `patients`, `documents` read and fix the store (`quarantine` is in
 //! quarantine.rs).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dmpflow_route::RouteConfig;
-use dmpflow_schemas::{Feed, Normalized};
-use dmpflow_store::{ItemOutcome, Store, StoreItem};
-use serde::Serialize;
+use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::embedded::{Chain, Summary};
+use dmpflow_schemas::Feed;
+use dmpflow_store::Store;
 
 use crate::admin::{collect_files, no_input_messages, read_input, split};
-use dmpflow_pipeline::config::Settings;
 use crate::inspect::feed_of;
-use dmpflow_pipeline::chain::{self as pipeline, Coordinates, Routed};
 
 #[derive(clap::Args)]
 pub struct ProcessArgs {
@@ -48,100 +44,65 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-/// Outcome counts of a run, by feed and reason.
-#[derive(Debug, Default, Serialize)]
-pub struct Summary {
-    /// Input files read (`process`; 0 for the bundled demo).
-    pub files: usize,
-    /// Inputs that could not be read (missing, unreadable, a broken directory entry).
-    pub input_errors: usize,
-    pub messages: usize,
-    pub stored: usize,
-    pub replaced: usize,
-    pub deleted: usize,
-    pub duplicates: usize,
-    pub patient_updates: usize,
-    pub quarantined: usize,
-    pub rejected: usize,
-    /// Messages with nothing for the DMP (an ADT movement: `hl7.event.skipped`): not
-    /// errors, not in `rejected` nor in `reasons`; by feed under the outcome `skipped`.
-    pub skipped: usize,
-    /// reason code → count (quarantine and rejects).
-    pub reasons: BTreeMap<String, usize>,
-    /// feed → outcome → count.
-    pub by_feed: BTreeMap<String, BTreeMap<String, usize>>,
-    pub seconds: f64,
-}
-
-impl Summary {
-    fn count(&mut self, feed: Feed, outcome: &str) {
-        *self
-            .by_feed
-            .entry(feed.as_str().to_string())
-            .or_default()
-            .entry(outcome.to_string())
-            .or_default() += 1;
-    }
-
-    fn print(&self) {
-        println!();
+/// Prints a run's summary as a table.
+fn print_summary(s: &Summary) {
+    println!();
+    println!(
+        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
+        "feed",
+        "stored",
+        "replaced",
+        "deleted",
+        "dup",
+        "patient",
+        "quarantine",
+        "reject",
+        "skipped"
+    );
+    for (feed, o) in &s.by_feed {
+        let g = |k: &str| o.get(k).copied().unwrap_or(0);
         println!(
-            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
-            "feed",
-            "stored",
-            "replaced",
-            "deleted",
-            "dup",
-            "patient",
-            "quarantine",
-            "reject",
-            "skipped"
-        );
-        for (feed, o) in &self.by_feed {
-            let g = |k: &str| o.get(k).copied().unwrap_or(0);
-            println!(
-                "{feed:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
-                g("stored"),
-                g("replaced"),
-                g("deleted"),
-                g("duplicate"),
-                g("patient"),
-                g("quarantined"),
-                g("rejected"),
-                g(dmpflow_pipeline::stages::SKIPPED)
-            );
-        }
-        println!(
-            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
-            "total",
-            self.stored,
-            self.replaced,
-            self.deleted,
-            self.duplicates,
-            self.patient_updates,
-            self.quarantined,
-            self.rejected,
-            self.skipped
-        );
-        if !self.reasons.is_empty() {
-            println!("\nby reason:");
-            for (r, n) in &self.reasons {
-                println!("  {r:<32} {n}");
-            }
-        }
-        let documents = self.stored + self.replaced + self.deleted + self.duplicates;
-        println!(
-            "\n{} files, {} messages, {} documents, {} skipped, {} errors ({} rejected, {} unreadable inputs) in {:.2}s",
-            self.files,
-            self.messages,
-            documents,
-            self.skipped,
-            self.rejected + self.input_errors,
-            self.rejected,
-            self.input_errors,
-            self.seconds
+            "{feed:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
+            g("stored"),
+            g("replaced"),
+            g("deleted"),
+            g("duplicate"),
+            g("patient"),
+            g("quarantined"),
+            g("rejected"),
+            g("skipped")
         );
     }
+    println!(
+        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8}",
+        "total",
+        s.stored,
+        s.replaced,
+        s.deleted,
+        s.duplicates,
+        s.patient_updates,
+        s.quarantined,
+        s.rejected,
+        s.skipped
+    );
+    if !s.reasons.is_empty() {
+        println!("\nby reason:");
+        for (r, n) in &s.reasons {
+            println!("  {r:<32} {n}");
+        }
+    }
+    let documents = s.stored + s.replaced + s.deleted + s.duplicates;
+    println!(
+        "\n{} files, {} messages, {} documents, {} skipped, {} errors ({} rejected, {} unreadable inputs) in {:.2}s",
+        s.files,
+        s.messages,
+        documents,
+        s.skipped,
+        s.rejected + s.input_errors,
+        s.rejected,
+        s.input_errors,
+        s.seconds
+    );
 }
 
 async fn import_csv(store: &Store, path: &std::path::Path) -> Result<String> {
@@ -160,123 +121,11 @@ fn describe_import(s: &dmpflow_store::ImportSummary) -> String {
     )
 }
 
-async fn open_store(url: &str) -> Result<Store> {
-    Store::connect(url)
-        .await
-        .with_context(|| format!("opening the store {}", redact(url)))
-}
-
-/// A database URL fit to print: no userinfo, no secret query parameter (config::redact_url).
-pub fn redact(url: &str) -> String {
-    dmpflow_pipeline::config::redact_url(url)
-}
-
-/// The chain normalize → route → store run on messages one at a time into a store: items
-/// are written in batches of 500, so memory holds one message and one batch, whatever the
-/// input's size.
-pub struct Chain<'a> {
-    store: &'a Store,
-    route_cfg: &'a RouteConfig,
-    cfg: dmpflow_normalize::Config,
-    summary: Summary,
-    pending: Vec<StoreItem>,
-    pending_feeds: Vec<Feed>,
-    // Forgets what each identity update route applies changes (see RegistryCache).
-    registry: pipeline::RegistryCache,
-    started: Instant,
-}
-
-impl<'a> Chain<'a> {
-    pub fn new(store: &'a Store, route_cfg: &'a RouteConfig) -> Chain<'a> {
-        Chain {
-            store,
-            route_cfg,
-            cfg: dmpflow_normalize::Config::default(),
-            summary: Summary::default(),
-            pending: Vec::new(),
-            pending_feeds: Vec::new(),
-            registry: pipeline::RegistryCache::default(),
-            started: Instant::now(),
-        }
-    }
-
-    /// Runs one message through the chain (its store writes may wait for the batch).
-    pub async fn message(&mut self, feed: Feed, raw: &[u8]) -> Result<()> {
-        self.summary.messages += 1;
-        let items = match pipeline::normalize_message(feed, raw, &Coordinates::default(), &self.cfg)
-        {
-            Ok(items) => items,
-            // Nothing for the DMP (an ADT movement): counted apart, not an error.
-            Err(reject) if reject.reason.is_skip() => {
-                self.summary.skipped += 1;
-                self.summary.count(feed, dmpflow_pipeline::stages::SKIPPED);
-                return Ok(());
-            }
-            Err(reject) => {
-                self.summary.rejected += 1;
-                *self
-                    .summary
-                    .reasons
-                    .entry(reject.reason.as_str().into())
-                    .or_default() += 1;
-                self.summary.count(feed, "rejected");
-                return Ok(());
-            }
-        };
-        for item in items {
-            // Route reads the registry, which an earlier item of this run may have
-            // changed: flush pending writes first when an identity update comes.
-            let is_patient = matches!(item, Normalized::Patient(_));
-            if is_patient && !self.pending.is_empty() {
-                self.flush().await?;
-            }
-            match pipeline::route_item(self.store, item, self.route_cfg, &self.registry).await? {
-                Routed::Document(Normalized::Document(doc)) => {
-                    self.pending.push(StoreItem::Document(*doc));
-                    self.pending_feeds.push(feed);
-                }
-                Routed::Document(Normalized::Patient(_)) => {
-                    unreachable!("route yields documents only")
-                }
-                Routed::PatientApplied => {
-                    self.summary.patient_updates += 1;
-                    self.summary.count(feed, "patient");
-                }
-                Routed::Quarantine(q) => {
-                    self.pending.push(StoreItem::Quarantine(q));
-                    self.pending_feeds.push(feed);
-                }
-            }
-            if self.pending.len() >= 500 {
-                self.flush().await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        flush(
-            self.store,
-            &mut self.pending,
-            &mut self.pending_feeds,
-            &mut self.summary,
-        )
-        .await
-    }
-
-    /// Writes what is pending and returns the run's counts.
-    pub async fn finish(mut self) -> Result<Summary> {
-        self.flush().await?;
-        self.summary.seconds = self.started.elapsed().as_secs_f64();
-        Ok(self.summary)
-    }
-}
-
 /// Runs the chain on messages already in memory (the bundled demo feeds).
-pub async fn run_chain(
-    store: &Store,
+async fn run_chain(
+    store: Store,
+    settings: Settings,
     inputs: Vec<(Feed, Vec<u8>)>,
-    route_cfg: &RouteConfig,
     show_progress: bool,
 ) -> Result<Summary> {
     let bar = (show_progress && inputs.len() > 200).then(|| {
@@ -287,7 +136,7 @@ pub async fn run_chain(
         );
         b
     });
-    let mut chain = Chain::new(store, route_cfg);
+    let mut chain = Chain::new(store, settings);
     for (feed, raw) in inputs {
         if let Some(b) = &bar {
             b.inc(1);
@@ -300,36 +149,15 @@ pub async fn run_chain(
     chain.finish().await
 }
 
-async fn flush(
-    store: &Store,
-    pending: &mut Vec<StoreItem>,
-    feeds: &mut Vec<Feed>,
-    summary: &mut Summary,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let outcomes = store.write_batch(pending, &[]).await?;
-    for (o, feed) in outcomes.iter().zip(feeds.iter()) {
-        let (label, reason) = dmpflow_pipeline::stages::outcome_label(o);
-        match o {
-            ItemOutcome::Stored => summary.stored += 1,
-            ItemOutcome::Replaced { .. } => summary.replaced += 1,
-            ItemOutcome::Deleted { .. } => summary.deleted += 1,
-            ItemOutcome::Duplicate => summary.duplicates += 1,
-            ItemOutcome::Quarantined(_) => summary.quarantined += 1,
-            ItemOutcome::PatientUpdated | ItemOutcome::PatientMerged => {
-                summary.patient_updates += 1
-            }
-        }
-        if let Some(r) = reason {
-            *summary.reasons.entry(r.to_string()).or_default() += 1;
-        }
-        summary.count(*feed, label);
-    }
-    pending.clear();
-    feeds.clear();
-    Ok(())
+async fn open_store(url: &str) -> Result<Store> {
+    Store::connect(url)
+        .await
+        .with_context(|| format!("opening the store {}", redact(url)))
+}
+
+/// A database URL fit to print: no userinfo, no secret query parameter (config::redact_url).
+pub fn redact(url: &str) -> String {
+    dmpflow_pipeline::config::redact_url(url)
 }
 
 pub async fn process(
@@ -344,9 +172,8 @@ pub async fn process(
         let s = import_csv(&store, csv).await?;
         eprintln!("patients imported: {s}");
     }
-    let route_cfg = RouteConfig {
-        accept_test_oids: args.accept_test_oids || settings.accept_test_oids,
-    };
+    let mut chain_settings = settings.clone();
+    chain_settings.accept_test_oids |= args.accept_test_oids;
     let inputs = collect_files(&args.inputs);
     let mut input_errors = inputs.errors.len();
     for e in &inputs.errors {
@@ -362,7 +189,7 @@ pub async fn process(
     });
     // File by file, message by message: memory holds one file and one batch of writes,
     // not the whole input.
-    let mut chain = Chain::new(&store, &route_cfg);
+    let mut chain = Chain::new(store, chain_settings);
     let mut framing_errors = 0;
     for file in &inputs.files {
         if let Some(b) = &bar {
@@ -395,7 +222,7 @@ pub async fn process(
             }
         }
         if let Some(b) = &bar {
-            b.set_message(format!("{} messages", chain.summary.messages));
+            b.set_message(format!("{} messages", chain.messages()));
         }
     }
     if let Some(b) = bar {
@@ -408,7 +235,7 @@ pub async fn process(
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        summary.print();
+        print_summary(&summary);
     }
     if summary.messages == 0 {
         return Ok(no_input_messages());
@@ -457,15 +284,18 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         );
         println!("registry: {imported}");
     }
-    let route_cfg = RouteConfig {
+    // The bundled feeds use the test INS OIDs; the settings are the defaults, not the
+    // environment's: the demo is the same run everywhere.
+    let settings = Settings {
         accept_test_oids: true,
+        ..Settings::default()
     };
-    let mut summary = run_chain(&store, inputs, &route_cfg, !args.json).await?;
+    let mut summary = run_chain(store, settings, inputs, !args.json).await?;
     summary.files = DEMO_FEEDS.len();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        summary.print();
+        print_summary(&summary);
         println!(
             "\nexplore: dmpflow --store {url} documents list --ins <INS>   |   dmpflow --store {url} quarantine list"
         );

@@ -13,8 +13,8 @@ use dmpflow_route::RouteConfig;
 use dmpflow_schemas::Feed;
 use dmpflow_store::{QuarantineRow, QuarantineStatus, Store};
 
-use dmpflow_pipeline::config::Settings;
 use dmpflow_pipeline::chain::{self as pipeline, Release};
+use dmpflow_pipeline::config::Settings;
 
 /// A release of more cases than this asks for confirmation (or `--yes`).
 pub const CONFIRM_ABOVE: usize = 10;
@@ -118,9 +118,12 @@ pub struct ReleaseArgs {
 }
 
 async fn open_store(url: &str) -> Result<Store> {
-    Store::connect(url)
-        .await
-        .with_context(|| format!("opening the store {}", dmpflow_pipeline::config::redact_url(url)))
+    Store::connect(url).await.with_context(|| {
+        format!(
+            "opening the store {}",
+            dmpflow_pipeline::config::redact_url(url)
+        )
+    })
 }
 
 pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result<ExitCode> {

@@ -11,9 +11,13 @@
 
 pub mod chain;
 pub mod config;
+pub mod embedded;
 pub mod metrics;
+pub mod outcome;
+pub mod replay;
 pub mod runtime;
 pub mod stages;
+pub mod timefmt;
 
 use tokio_util::sync::CancellationToken;
 

@@ -465,6 +465,18 @@ pub async fn produce_all(
     }
 }
 
+/// An output's headers as Kafka headers.
+pub fn owned_headers(headers: &[(&'static str, String)]) -> OwnedHeaders {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        owned = owned.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    owned
+}
+
 /// Sends every output and waits for every acknowledgement. A failed send is retried with
 /// backoff (the idempotent producer makes a retry safe) until all are durable, except:
 /// a record refused as too large is reported in [`Delivery::Durable`] (never retried), a
@@ -484,16 +496,9 @@ pub async fn produce_outputs(
         let mut deliveries = Vec::with_capacity(pending.len());
         for &i in &pending {
             let out = &outputs[i];
-            let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-            for (k, v) in &out.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
             let mut record = FutureRecord::to(&out.topic)
                 .payload(&out.payload)
-                .headers(headers);
+                .headers(owned_headers(&out.headers));
             if let Some(key) = &out.key {
                 record = record.key(key);
             }

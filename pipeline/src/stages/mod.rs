@@ -1,0 +1,390 @@
+//! The three stages behind one abstraction, [`Stage`], run by one driver
+//! ([`driver::drive`]) whatever the source: the live consumer group (`dmpflow run`), a
+//! replay window (`dmpflow replay`) or batches in memory (`dmpflow process`/`demo`).
+//!
+//! - normalize: `dmp.feed.*` → `dmp.documents` (key = INS) or `dmp.dlq`;
+//! - route: `dmp.documents` → `dmp.routed` / `dmp.quarantine`, identity updates applied to
+//!   the registry; its periodic task files the quarantined documents that were waiting;
+//! - store: `dmp.routed` + `dmp.quarantine` → the database, documents and consumer offsets
+//!   in one transaction. On start and after a rebalance it reads its offsets from the
+//!   database and skips what is already stored there: exactly-once into the DMP.
+
+pub mod driver;
+pub mod normalize;
+pub mod retry;
+pub mod route;
+pub mod store;
+pub mod sweeper;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use dmpflow_route::RouteConfig;
+use dmpflow_schemas::headers as h;
+use dmpflow_schemas::reasons::Reason;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::chain::Coordinates;
+use crate::config::Settings;
+use crate::metrics::Health;
+use crate::outcome::{At, Report, Reporting};
+use crate::runtime::{self, HealthChecks, Output};
+pub use driver::{BatchCtx, Sink, Source, Window, drive};
+pub use normalize::NormalizeStage;
+pub use retry::SharedStore;
+pub use route::RouteStage;
+pub use store::StoreStage;
+
+/// What one stage does with a batch. The driver calls `handle`, makes the returned
+/// outputs durable, then `make_durable` (the store's transaction), then commits the input
+/// and reports. Both may do the stage's own IO (route reads and updates the registry, the
+/// store writes); neither produces to Kafka nor commits.
+pub trait Stage {
+    /// The name logs and metrics use.
+    fn name(&self) -> &'static str;
+
+    /// Decides a batch: the records to produce and one outcome per message.
+    fn handle(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &BatchCtx<'_>,
+    ) -> impl std::future::Future<Output = Result<Handled>> + Send;
+
+    /// The stage's own durable step, once its outputs are acknowledged; `offsets` are the
+    /// batch's next offsets, for a stage that commits them with its writes.
+    fn make_durable(
+        &mut self,
+        offsets: &std::collections::BTreeMap<(String, i32), i64>,
+        handled: &mut Handled,
+        ctx: &BatchCtx<'_>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send {
+        let _ = (offsets, handled, ctx);
+        async { Ok(()) }
+    }
+}
+
+/// What a stage made of one batch.
+#[derive(Default)]
+pub struct Handled {
+    pub produced: Produced,
+    pub report: Report,
+}
+
+/// The records a batch produces, each with the index in the batch of the input it comes
+/// from (to dead-letter that input if the record can never be written).
+#[derive(Default)]
+pub struct Produced {
+    pub outputs: Vec<Output>,
+    pub origins: Vec<usize>,
+}
+
+impl Produced {
+    pub fn push(&mut self, origin: usize, output: Output) {
+        self.outputs.push(output);
+        self.origins.push(origin);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageName {
+    All,
+    Normalize,
+    Route,
+    Store,
+}
+
+impl StageName {
+    /// The name logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::All => "all",
+            StageName::Normalize => "normalize",
+            StageName::Route => "route",
+            StageName::Store => "store",
+        }
+    }
+
+    /// The topics the stage reads.
+    pub fn inputs(self, settings: &Settings) -> Vec<String> {
+        let t = &settings.topics;
+        match self {
+            StageName::All => Vec::new(),
+            StageName::Normalize => t.feeds(),
+            StageName::Route => vec![t.documents.clone()],
+            StageName::Store => vec![t.routed.clone(), t.quarantine.clone()],
+        }
+    }
+
+    /// The topics the stage writes.
+    pub fn outputs(self, settings: &Settings) -> Vec<String> {
+        let t = &settings.topics;
+        match self {
+            StageName::All => Vec::new(),
+            StageName::Normalize => vec![t.documents.clone(), t.dlq.clone()],
+            StageName::Route => vec![t.routed.clone(), t.quarantine.clone(), t.dlq.clone()],
+            StageName::Store => vec![t.dlq.clone()],
+        }
+    }
+}
+
+/// Every record a stage writes must fit the producer's and the topics' size limits; an
+/// inconsistent set refuses to start here rather than failing on the first big document.
+/// Returns the settings with the producer's limit raised where the operator left it.
+pub async fn sized_settings(
+    settings: &Settings,
+    stages: &[StageName],
+    shutdown: &CancellationToken,
+) -> Result<Settings> {
+    let mut outputs: Vec<String> = stages.iter().flat_map(|s| s.outputs(settings)).collect();
+    outputs.sort_unstable();
+    outputs.dedup();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let limits = runtime::check_record_limits(
+        settings,
+        &outputs,
+        runtime::stage_largest_payload(settings),
+        "the larger of limits.max_cda_bytes and limits.max_message_bytes",
+        shutdown,
+    )
+    .await?;
+    let mut sized = settings.clone();
+    limits.apply(&mut sized);
+    Ok(sized)
+}
+
+/// Runs the chosen stage(s) against Kafka until shutdown.
+pub async fn run(
+    which: StageName,
+    settings: Settings,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let running: Vec<StageName> = [StageName::Normalize, StageName::Route, StageName::Store]
+        .into_iter()
+        .filter(|s| which == StageName::All || which == *s)
+        .flat_map(|s| {
+            let instances = match s {
+                StageName::Store => settings.store_consumers(),
+                StageName::Normalize => settings.limits.normalize_consumers.max(1),
+                _ => 1,
+            };
+            std::iter::repeat_n(s, instances)
+        })
+        .collect();
+    let settings = Arc::new(sized_settings(&settings, &running, &shutdown).await?);
+    let checks = HealthChecks::new(running.len());
+    let needs_db = running.iter().any(|s| *s != StageName::Normalize);
+    let mut tasks = tokio::task::JoinSet::new();
+    let shared = SharedStore::default();
+    for stage in running {
+        let (s, t, c, db) = (
+            settings.clone(),
+            shutdown.clone(),
+            checks.clone(),
+            shared.clone(),
+        );
+        tasks.spawn(async move {
+            let result = run_live(stage, s, &c, &t, &db).await;
+            // A stage loop only ends on shutdown: one that returns while nobody asked it to
+            // stop would leave its partitions unread behind a live process.
+            let result = match result {
+                Ok(()) if !t.is_cancelled() => Err(anyhow::anyhow!("the stage stopped by itself")),
+                other => other,
+            };
+            (stage, result)
+        });
+    }
+    // Readiness follows the broker, the database and the assignments, re-checked
+    // periodically (not set once at start).
+    let checker =
+        tokio::spawn(checks.run(settings.clone(), needs_db, health.clone(), shutdown.clone()));
+    let mut failure: Option<StageFailed> = None;
+    while let Some(done) = tasks.join_next().await {
+        let (stage, error) = match done {
+            Ok((_, Ok(()))) => continue,
+            // Shutdown was requested from outside (a signal; we cancel only after a
+            // failure): an error met while draining (a send or a database call cut short)
+            // leaves its batch uncommitted, to be redelivered. Not a failure of the process.
+            Ok((stage, Err(e))) if failure.is_none() && shutdown.is_cancelled() => {
+                warn!(stage = stage.as_str(), error = %format!("{e:#}"), "stage stopped during shutdown with its batch uncommitted");
+                continue;
+            }
+            Ok((stage, Err(e))) => (stage, format!("{e:#}")),
+            Err(e) => (
+                StageName::All,
+                format!("a stage task panicked or was aborted: {e}"),
+            ),
+        };
+        if failure.is_none() {
+            // Not ready first, then one clear line, then the others stop. Errors name
+            // topics, codes and operations, never message content (StoreError, KafkaError).
+            health.fail();
+            error!(stage = stage.as_str(), error = %error, "stage cannot continue: the process exits");
+            failure = Some(StageFailed { stage, error });
+            shutdown.cancel();
+        } else {
+            warn!(stage = stage.as_str(), error = %error, "stage stopped with an error");
+        }
+    }
+    shutdown.cancel();
+    let _ = checker.await;
+    health.set_ready(false);
+    match failure {
+        Some(f) => Err(f.into()),
+        None => Ok(()),
+    }
+}
+
+/// How often each stage samples its consumer lag into the metrics.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// One live stage instance: its consumer group, its producer, the driver.
+async fn run_live(
+    stage: StageName,
+    settings: Arc<Settings>,
+    health: &HealthChecks,
+    shutdown: &CancellationToken,
+    shared: &SharedStore,
+) -> Result<()> {
+    let name = stage.as_str();
+    // The database first: a stage that needs it does not join its group without it.
+    let store = match stage {
+        StageName::Normalize | StageName::All => None,
+        _ => Some(retry::connect_store(&settings, name, shutdown, shared).await?),
+    };
+    let consumer = runtime::consumer(&settings, name, &stage.inputs(&settings))?;
+    health.watch(consumer.clone());
+    runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
+    let mut sink = Sink::Kafka(runtime::stage_producer(&settings)?);
+    let mut source = Source::live(consumer);
+    let noop = |_: &Handled| {};
+    match (stage, store) {
+        (StageName::Route, Some(store)) => {
+            let mut route = RouteStage::new(settings.clone(), store);
+            if settings.limits.quarantine_retry_seconds > 0 {
+                tokio::spawn(route.sweeper(
+                    Duration::from_secs(settings.limits.quarantine_retry_seconds),
+                    shutdown.clone(),
+                ));
+            }
+            drive(
+                &mut route,
+                &mut source,
+                &mut sink,
+                &settings,
+                shutdown,
+                Reporting::Live,
+                noop,
+            )
+            .await
+        }
+        (StageName::Store, Some(store)) => {
+            let group = format!("{}.{}", settings.kafka.group_prefix, name);
+            let mut st = StoreStage::new(settings.clone(), store, Some(group));
+            drive(
+                &mut st,
+                &mut source,
+                &mut sink,
+                &settings,
+                shutdown,
+                Reporting::Live,
+                noop,
+            )
+            .await
+        }
+        _ => {
+            let mut n = NormalizeStage::new(settings.clone());
+            drive(
+                &mut n,
+                &mut source,
+                &mut sink,
+                &settings,
+                shutdown,
+                Reporting::Live,
+                noop,
+            )
+            .await
+        }
+    }
+}
+
+/// A stage met an error it cannot get past; the process exits non-zero. Already logged
+/// (once, at error level) when returned.
+#[derive(Debug)]
+pub struct StageFailed {
+    pub stage: StageName,
+    pub error: String,
+}
+
+impl std::fmt::Display for StageFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} cannot continue: {}",
+            self.stage.as_str(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for StageFailed {}
+
+pub fn normalize_config(settings: &Settings) -> dmpflow_normalize::Config {
+    dmpflow_normalize::Config {
+        max_message_bytes: settings.limits.max_message_bytes,
+        max_cda_bytes: settings.limits.max_cda_bytes,
+        max_entries: settings.limits.max_entries,
+        ..Default::default()
+    }
+}
+
+pub fn route_config(settings: &Settings) -> RouteConfig {
+    RouteConfig {
+        accept_test_oids: settings.accept_test_oids,
+    }
+}
+
+/// Where a message was read.
+pub(crate) fn at(m: &OwnedMessage) -> At {
+    At {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
+
+pub(crate) fn coordinates(m: &OwnedMessage) -> Coordinates {
+    Coordinates {
+        topic: Some(m.topic().to_string()),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+    }
+}
+
+/// The headers every hop carries on: the feed and the time the message came in.
+pub(crate) fn carried_headers(m: &OwnedMessage, feed: &str) -> Vec<(&'static str, String)> {
+    let mut v = vec![(h::FEED, feed.to_string())];
+    if let Some(t) = runtime::ingest_time_ms(m) {
+        v.push((h::INGEST_TIME, t.to_string()));
+    }
+    v
+}
+
+/// The dead letter of an input: its payload and key untouched, the reason in headers.
+pub(crate) fn dead_letter(
+    settings: &Settings,
+    m: &OwnedMessage,
+    stage: &'static str,
+    reason: Reason,
+    error: &str,
+) -> Output {
+    Output {
+        topic: settings.topics.dlq.clone(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers: runtime::dlq_headers(m, stage, reason.as_str(), error),
+    }
+}

@@ -1,0 +1,153 @@
+//! The route stage: each document finds its patient in the registry (the pure checks of
+//! `dmpflow_route`, through `chain::route_item`) and goes to `dmp.routed`, or to
+//! `dmp.quarantine` with an identity-vigilance reason; identity updates are applied to the
+//! registry (idempotently) as they come. Its periodic task is the quarantine sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use dmpflow_route::RouteConfig;
+use dmpflow_schemas::reasons::Reason;
+use dmpflow_schemas::{Normalized, headers as h, wire};
+use dmpflow_store::Store;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+
+use super::retry::with_db_retry_paused;
+use super::{BatchCtx, Handled, Stage, at, carried_headers, dead_letter, route_config};
+use crate::chain::{self, Routed};
+use crate::config::Settings;
+use crate::outcome::Kind;
+use crate::runtime::{self, Output};
+
+pub struct RouteStage {
+    settings: Arc<Settings>,
+    store: Store,
+    cfg: RouteConfig,
+}
+
+impl RouteStage {
+    pub fn new(settings: Arc<Settings>, store: Store) -> RouteStage {
+        let cfg = route_config(&settings);
+        RouteStage {
+            settings,
+            store,
+            cfg,
+        }
+    }
+
+    /// The stage's periodic task: see [`super::sweeper`].
+    pub fn sweeper(
+        &self,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        super::sweeper::retry_waiting_quarantine(self.store.clone(), self.cfg, every, shutdown)
+    }
+}
+
+impl Stage for RouteStage {
+    fn name(&self) -> &'static str {
+        "route"
+    }
+
+    async fn handle(&mut self, batch: &[OwnedMessage], ctx: &BatchCtx<'_>) -> Result<Handled> {
+        const STAGE: &str = "route";
+        let (settings, store, cfg) = (&self.settings, &self.store, &self.cfg);
+        let mut out = Handled::default();
+        // Route reads the heads only; the CDA bytes go to the output untouched.
+        let items: Vec<_> = batch
+            .iter()
+            .map(|m| wire::split(m.payload().unwrap_or_default()))
+            .collect();
+        // The registry records of the whole batch in one query, not one per document.
+        let registry = chain::RegistryCache::default();
+        let mut patients: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                Ok((Normalized::Document(d), _)) => Some(d.meta.patient.ins.as_str()),
+                _ => None,
+            })
+            .collect();
+        patients.sort_unstable();
+        patients.dedup();
+        if !patients.is_empty() {
+            with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                registry.prefetch(store, &patients)
+            })
+            .await?;
+        }
+        for (origin, (m, split)) in batch.iter().zip(items).enumerate() {
+            let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+            let (item, cda) = match split {
+                Ok(split) => split,
+                Err(e) => {
+                    out.produced.push(
+                        origin,
+                        dead_letter(settings, m, STAGE, Reason::PayloadInvalid, &e.to_string()),
+                    );
+                    out.report.push(
+                        origin,
+                        feed,
+                        Kind::DeadLettered(Reason::PayloadInvalid.as_str().into()),
+                        Some(at(m)),
+                    );
+                    continue;
+                }
+            };
+            let routed = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                chain::route_item(store, item.clone(), cfg, &registry)
+            })
+            .await?;
+            match routed {
+                Routed::Document(doc) => {
+                    out.produced.push(
+                        origin,
+                        Output {
+                            topic: settings.topics.routed.clone(),
+                            key: Some(chain::patient_key(&doc).to_string()),
+                            payload: wire::join(&doc, cda),
+                            headers: carried_headers(m, &feed),
+                        },
+                    );
+                    out.report.push(origin, feed, Kind::Routed, Some(at(m)));
+                }
+                Routed::PatientApplied => out.report.push(origin, feed, Kind::Patient, Some(at(m))),
+                Routed::Quarantine(mut q) => {
+                    // A packed CDA stays packed (its bytes after the case's head); raw XML from
+                    // a producer outside the pipeline goes inline, as `split` checked it is UTF-8.
+                    if let Normalized::Document(d) = &mut q.item
+                        && d.cda.is_empty()
+                        && d.packed.is_none()
+                    {
+                        d.cda = String::from_utf8_lossy(cda).into_owned();
+                    }
+                    let mut headers = carried_headers(m, &feed);
+                    headers.push((h::REASON, q.reason.clone()));
+                    headers.push((h::STAGE, STAGE.into()));
+                    let case_feed = chain::source_of(&q.item)
+                        .feed
+                        .map(|f| f.as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    out.report.push(
+                        origin,
+                        case_feed,
+                        Kind::Quarantined(q.reason.clone()),
+                        Some(at(m)),
+                    );
+                    out.produced.push(
+                        origin,
+                        Output {
+                            topic: settings.topics.quarantine.clone(),
+                            key: Some(chain::patient_key(&q.item).to_string()),
+                            payload: wire::encode_quarantined(&q, cda),
+                            headers,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+}
