@@ -10,18 +10,11 @@ use dmpflow_pipeline::replay::{self, Request};
 use dmpflow_pipeline::stages::StageName;
 use dmpflow_schemas::Feed;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReplayStage {
-    Normalize,
-    Route,
-    Store,
-}
-
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// The stage whose input is re-processed.
-    #[arg(long, value_enum)]
-    stage: ReplayStage,
+    /// The stage whose input is re-processed: normalize, route or store.
+    #[arg(long, value_enum, value_parser = one_stage)]
+    stage: StageName,
     /// Start: an offset (every partition), or a time (RFC 3339, or relative: 15m, 2h, 1d).
     #[arg(long)]
     from: String,
@@ -37,12 +30,17 @@ pub struct ReplayArgs {
     pub accept_test_oids: bool,
 }
 
+/// `--stage`: one of the stages, not `all` (a replay re-processes one stage's input).
+fn one_stage(s: &str) -> Result<StageName, String> {
+    use clap::ValueEnum;
+    match StageName::from_str(s, true)? {
+        StageName::All => Err("replay runs one stage: normalize, route or store".into()),
+        stage => Ok(stage),
+    }
+}
+
 pub async fn replay(settings: &Settings, args: ReplayArgs) -> Result<ExitCode> {
-    let stage = match args.stage {
-        ReplayStage::Normalize => StageName::Normalize,
-        ReplayStage::Route => StageName::Route,
-        ReplayStage::Store => StageName::Store,
-    };
+    let stage = args.stage;
     let req = Request {
         stage,
         from: args.from,

@@ -21,8 +21,11 @@ use crate::runtime::Output;
 use crate::stages::driver::in_memory;
 use crate::stages::{Handled, NormalizeStage, RouteStage, Sink, Source, Stage, StoreStage, drive};
 
-/// Messages per chunk: the batch each stage sees.
+/// A chunk (the batch each stage sees) ends at this many messages or bytes of input,
+/// whichever comes first: memory holds about three times a chunk's bytes (the input, its
+/// documents, their routed copies), not the input's size.
 const CHUNK: usize = 500;
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// Outcome counts of a run, by feed and reason.
 #[derive(Debug, Default, Serialize)]
@@ -110,6 +113,7 @@ pub struct Chain {
     route: RouteStage,
     store: StoreStage,
     chunk: Vec<OwnedMessage>,
+    chunk_bytes: usize,
     offsets: HashMap<String, i64>,
     summary: Summary,
     started: Instant,
@@ -128,6 +132,7 @@ impl Chain {
             store: StoreStage::new(settings.clone(), store, None),
             settings,
             chunk: Vec::new(),
+            chunk_bytes: 0,
             offsets: HashMap::new(),
             summary: Summary::default(),
             started: Instant::now(),
@@ -150,8 +155,9 @@ impl Chain {
             payload: raw.to_vec(),
             headers: Vec::new(),
         };
+        self.chunk_bytes += raw.len();
         self.chunk.extend(in_memory(vec![input], &mut self.offsets));
-        if self.chunk.len() >= CHUNK {
+        if self.chunk.len() >= CHUNK || self.chunk_bytes >= CHUNK_BYTES {
             self.flush().await?;
         }
         Ok(())
@@ -163,6 +169,7 @@ impl Chain {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.chunk);
+        self.chunk_bytes = 0;
         let documents = self.settings.topics.documents.clone();
         let dlq = self.settings.topics.dlq.clone();
         let Chain {

@@ -457,3 +457,159 @@ pub fn in_memory(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rdkafka::message::Message;
+
+    use super::*;
+    use crate::outcome::Kind;
+    use crate::stages::Produced;
+
+    /// A stage that echoes each input to topic `out` and can fail its durable step.
+    struct Echo {
+        fail_durable: bool,
+        durable_calls: usize,
+        offsets_seen: Vec<BTreeMap<(String, i32), i64>>,
+    }
+
+    impl Stage for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+
+        async fn handle(&mut self, batch: &[OwnedMessage], _: &BatchCtx<'_>) -> Result<Handled> {
+            let mut h = Handled {
+                produced: Produced::default(),
+                report: Default::default(),
+            };
+            for (i, m) in batch.iter().enumerate() {
+                h.produced.push(
+                    i,
+                    Output {
+                        topic: "out".into(),
+                        key: None,
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers: Vec::new(),
+                    },
+                );
+                h.report.push(i, "lab", Kind::Document, None);
+            }
+            Ok(h)
+        }
+
+        async fn make_durable(
+            &mut self,
+            offsets: &BTreeMap<(String, i32), i64>,
+            _: &mut Handled,
+            _: &BatchCtx<'_>,
+        ) -> Result<()> {
+            self.durable_calls += 1;
+            self.offsets_seen.push(offsets.clone());
+            anyhow::ensure!(!self.fail_durable, "database refused the batch");
+            Ok(())
+        }
+    }
+
+    fn batch(topic: &str, payloads: &[&str]) -> Vec<OwnedMessage> {
+        let outputs = payloads
+            .iter()
+            .map(|p| Output {
+                topic: topic.into(),
+                key: None,
+                payload: p.as_bytes().to_vec(),
+                headers: Vec::new(),
+            })
+            .collect();
+        in_memory(outputs, &mut HashMap::new())
+    }
+
+    fn echo(fail_durable: bool) -> Echo {
+        Echo {
+            fail_durable,
+            durable_calls: 0,
+            offsets_seen: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_batch_is_handled_delivered_made_durable_then_reported_in_order() {
+        let settings = Settings::default();
+        let mut stage = echo(false);
+        let mut source = Source::Memory(VecDeque::from([
+            batch("in", &["a", "b"]),
+            Vec::new(),
+            batch("in", &["c"]),
+        ]));
+        let mut sink = Sink::Memory(Vec::new());
+        let mut reported = Vec::new();
+        drive(
+            &mut stage,
+            &mut source,
+            &mut sink,
+            &settings,
+            &CancellationToken::new(),
+            Reporting::Quiet,
+            |h| reported.push(h.report.outcomes.len()),
+        )
+        .await
+        .unwrap();
+        let out: Vec<_> = sink.take().into_iter().map(|o| o.payload).collect();
+        assert_eq!(out, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(reported, [2, 1], "one report per non-empty batch, in order");
+        assert_eq!(stage.durable_calls, 2);
+        // The durable step is given the next offsets of its batch (offsets restart per
+        // in-memory batch here).
+        assert_eq!(stage.offsets_seen[0][&("in".to_string(), 0)], 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_durable_step_stops_the_driver_and_reports_nothing() {
+        let settings = Settings::default();
+        let mut stage = echo(true);
+        let mut source = Source::Memory(VecDeque::from([batch("in", &["a"]), batch("in", &["b"])]));
+        let mut sink = Sink::Memory(Vec::new());
+        let mut reported = 0;
+        let err = drive(
+            &mut stage,
+            &mut source,
+            &mut sink,
+            &settings,
+            &CancellationToken::new(),
+            Reporting::Quiet,
+            |_| reported += 1,
+        )
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("database refused"), "{err:#}");
+        assert_eq!(reported, 0, "nothing is reported before it is durable");
+        assert_eq!(stage.durable_calls, 1, "the second batch is never read");
+    }
+
+    #[tokio::test]
+    async fn no_batch_is_started_after_shutdown() {
+        let settings = Settings::default();
+        let mut stage = echo(false);
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let mut source = Source::Memory(VecDeque::from([batch("in", &["a"])]));
+        let mut sink = Sink::Memory(Vec::new());
+        let mut reported = 0;
+        drive(
+            &mut stage,
+            &mut source,
+            &mut sink,
+            &settings,
+            &shutdown,
+            Reporting::Quiet,
+            |_| reported += 1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reported, 0);
+        assert_eq!(stage.durable_calls, 0);
+        assert!(sink.take().is_empty());
+    }
+}
