@@ -709,6 +709,11 @@ pub fn dlq_headers(
     v
 }
 
+/// The database, connected once per process and shared by its route and store consumers
+/// and its health check: one pool, not one per consumer, so a process holds at most one
+/// pool's connections (each keeps buffers as large as the largest batch it wrote).
+pub type SharedStore = Arc<tokio::sync::OnceCell<dmpflow_store::Store>>;
+
 /// Readiness, re-checked every [`HealthChecks::INTERVAL`]: the broker answers a metadata
 /// request, the database answers `SELECT 1` (for the stages that use it), and every stage
 /// consumer of this process holds an assignment from its group. Any failure turns
@@ -752,14 +757,13 @@ impl HealthChecks {
     pub async fn run(
         self,
         settings: Arc<Settings>,
-        needs_db: bool,
+        db: Option<SharedStore>,
         health: crate::metrics::Health,
         shutdown: CancellationToken,
     ) {
         // A client of its own: a stage consumer's metadata call would wait behind its polls.
         // (A settings error surfaced when the stage consumers were created.)
         let probe: Option<Arc<BaseConsumer>> = client_config(&settings).create().ok().map(Arc::new);
-        let mut store: Option<dmpflow_store::Store> = None;
         let mut was = None;
         loop {
             let broker = match &probe {
@@ -773,23 +777,16 @@ impl HealthChecks {
                 }
                 None => false,
             };
-            let database = if !needs_db {
-                true
-            } else {
-                if store.is_none() {
-                    let connect = dmpflow_store::Store::connect(&settings.database_url);
-                    store = tokio::time::timeout(Self::TIMEOUT, connect)
-                        .await
-                        .ok()
-                        .and_then(Result::ok);
-                }
-                match &store {
-                    Some(s) => matches!(
-                        tokio::time::timeout(Self::TIMEOUT, s.ping()).await,
-                        Ok(Ok(()))
-                    ),
-                    None => false,
-                }
+            // The process's own pool, connected by its stages (one pool per process: the
+            // check neither opens another nor re-runs migrations); not connected yet is not
+            // ready.
+            let database = match db.as_ref().map(|d| d.get()) {
+                None => true,
+                Some(Some(s)) => matches!(
+                    tokio::time::timeout(Self::TIMEOUT, s.ping()).await,
+                    Ok(Ok(()))
+                ),
+                Some(None) => false,
             };
             let assigned = self.assigned();
             let ready = broker && database && assigned && !shutdown.is_cancelled();

@@ -177,8 +177,8 @@ pub async fn run(
     let settings = Arc::new(sized_settings(&settings, &running, &shutdown).await?);
     let checks = HealthChecks::new(running.len());
     let needs_db = running.iter().any(|s| *s != StageName::Normalize);
-    let mut tasks = tokio::task::JoinSet::new();
     let shared = SharedStore::default();
+    let mut tasks = tokio::task::JoinSet::new();
     for stage in running {
         let (s, t, c, db) = (
             settings.clone(),
@@ -199,8 +199,8 @@ pub async fn run(
     }
     // Readiness follows the broker, the database and the assignments, re-checked
     // periodically (not set once at start).
-    let checker =
-        tokio::spawn(checks.run(settings.clone(), needs_db, health.clone(), shutdown.clone()));
+    let db = needs_db.then(|| shared.clone());
+    let checker = tokio::spawn(checks.run(settings.clone(), db, health.clone(), shutdown.clone()));
     let mut failure: Option<StageFailed> = None;
     while let Some(done) = tasks.join_next().await {
         let (stage, error) = match done {

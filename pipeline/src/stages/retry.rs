@@ -100,10 +100,7 @@ where
 /// How long a database call may take before the stage pauses its partitions.
 const SLOW_HOP: Duration = Duration::from_secs(2);
 
-/// The database, connected once per process and shared by its route and store consumers:
-/// one pool, not one per consumer, so a process holds at most one pool's connections (each
-/// keeps buffers as large as the largest batch it wrote).
-pub type SharedStore = std::sync::Arc<tokio::sync::OnceCell<Store>>;
+pub use crate::runtime::SharedStore;
 
 pub async fn connect_store(
     settings: &Settings,
