@@ -6,15 +6,11 @@
 
 pub mod ack;
 pub mod mllp;
-pub mod split;
 
 pub use ack::{AckCharset, AckCode, AckError, Inbound, build_ack, encode_charset, hl7_timestamp};
+/// The splitter and the MLLP bytes live in `dmpflow-hl7`; re-exported so
+/// `dmpflow_ingest::split_messages`, `dmpflow_ingest::SB` ... keep working.
+pub use dmpflow_hl7::split;
+pub use dmpflow_hl7::split::{FramingError, Message, Messages, canonical_segments, split_messages};
+pub use dmpflow_hl7::{CR, EB, SB};
 pub use mllp::{MllpDecoder, MllpError, encode_frame};
-pub use split::{FramingError, Message, Messages, canonical_segments, split_messages};
-
-/// MLLP start block (VT).
-pub const SB: u8 = 0x0B;
-/// MLLP end block (FS), followed by [`CR`].
-pub const EB: u8 = 0x1C;
-/// Carriage return: the HL7 segment terminator and the last byte of an MLLP frame.
-pub const CR: u8 = 0x0D;

@@ -18,16 +18,11 @@
 //! Accessors are 1-based like the HL7 specification (`seg.field(5)`, `.repetition(1)`,
 //! `.component(2)`, `.sub(1)`); an absent element is an empty value, never a panic.
 
-mod charset;
-mod escape;
-pub(crate) mod xmltext;
-
 use std::borrow::Cow;
 
 use dmpflow_schemas::reasons::{Reason, Reject};
 
-pub use charset::Charset;
-pub use escape::{decode, encode};
+use crate::{Charset, decode, xmltext};
 
 /// The encoding characters of one message (MSH-1 and MSH-2) and its character set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
