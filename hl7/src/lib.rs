@@ -1,7 +1,8 @@
 //! dmpflow-hl7: everything dmpflow knows about HL7 v2 (ER7) bytes, in one pure crate (no
 //! IO, no Kafka, no clock), so the gateway, the loaders and normalize read messages alike.
 //!
-//! - [`Message`] (`message`): the zero-copy message reader normalize maps from, with its
+//! - [`Message`] (`message`): the zero-copy message reader normalize maps from, its
+//!   [`Segment`]s and [`Value`]s (`segment`: fields down to subcomponents), with its
 //!   [`Charset`]s (`charset`), escape sequences (`escape`) and the XML 1.0 text check
 //!   (`xmltext`);
 //! - [`split`]: cutting a file or a captured stream into messages (MLLP-framed or not).
@@ -12,12 +13,14 @@
 mod charset;
 mod escape;
 mod message;
+mod segment;
 pub mod split;
 pub mod xmltext;
 
 pub use charset::Charset;
 pub use escape::{decode, encode};
-pub use message::{Delimiters, Message, ReadOptions, Segment, Value};
+pub use message::{Delimiters, Message, ReadOptions};
+pub use segment::{Segment, Value};
 pub use split::{FramingError, Messages, canonical_segments, split_messages};
 
 /// MLLP start block (VT).
