@@ -5,6 +5,9 @@
 //!   [`Segment`]s and [`Value`]s (`segment`: fields down to subcomponents), with its
 //!   [`Charset`]s (`charset`), escape sequences (`escape`) and the XML 1.0 text check
 //!   (`xmltext`);
+//! - [`msh`]: [`Msh`], the tolerant, bounded reader of the header of a possibly broken
+//!   message (the gateway's ACK, keys of unparseable messages, feed guessing, MSH-18 for
+//!   the parser);
 //! - [`split`]: cutting a file or a captured stream into messages (MLLP-framed or not).
 //!
 //! normalize re-exports this crate as `dmpflow_normalize::hl7` and ingest re-exports
@@ -13,6 +16,7 @@
 mod charset;
 mod escape;
 mod message;
+pub mod msh;
 mod segment;
 pub mod split;
 pub mod xmltext;
@@ -20,6 +24,7 @@ pub mod xmltext;
 pub use charset::Charset;
 pub use escape::{decode, encode};
 pub use message::{Delimiters, Message, ReadOptions};
+pub use msh::Msh;
 pub use segment::{Segment, Value};
 pub use split::{FramingError, Messages, canonical_segments, split_messages};
 

@@ -22,6 +22,7 @@ use std::borrow::Cow;
 
 use dmpflow_schemas::reasons::{Reason, Reject};
 
+use crate::msh::{EncodingError, Msh, encoding_chars, usable_delimiter};
 use crate::{Charset, Segment, xmltext};
 
 /// The encoding characters of one message (MSH-1 and MSH-2) and its character set.
@@ -116,23 +117,6 @@ fn trim_frame(mut raw: &[u8]) -> &[u8] {
     raw
 }
 
-/// Reads MSH-18 from the raw bytes of the first segment (before any decoding: the charset
-/// is needed to decode). Field separators are ASCII, so a byte split is safe.
-fn raw_msh18(raw: &[u8]) -> &[u8] {
-    let end = raw
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(raw.len());
-    let msh = &raw[..end];
-    let fs = msh[3];
-    // Split index i is MSH-(i+1) because MSH-1 is the separator itself.
-    msh.split(|&b| b == fs).nth(17).unwrap_or(&[])
-}
-
-fn usable_delimiter(c: char) -> bool {
-    !(c.is_alphanumeric() || c.is_whitespace() || c.is_control())
-}
-
 /// Position of the first `\r` or `\n` at or after `from`. Word-at-a-time (SWAR) scan:
 /// segments are long runs without line breaks, so this is the hot loop of parsing.
 #[inline]
@@ -186,18 +170,21 @@ impl<'a> Message<'a> {
                 "MSH-1 field separator is not a usable ASCII character",
             ));
         }
-        let charset = match raw_msh18(raw).trim_ascii() {
-            b"" => opts.default_charset,
-            v => std::str::from_utf8(v)
-                .ok()
-                .and_then(Charset::from_msh18)
-                .ok_or_else(|| {
-                    reject(
-                        Reason::Hl7CharsetUnsupported,
-                        "MSH-18 names a character set other than UNICODE UTF-8, 8859/1, 8859/15",
-                    )
-                })?,
-        };
+        // MSH-18 from the raw bytes (the charset is needed to decode them), by the same
+        // reader as the gateway's; bounded by the message itself, so however long the MSH
+        // segment, MSH-18 is seen. `raw` starts with `MSH` and a separator: always read.
+        let msh = Msh::read_within(raw, raw.len()).ok_or_else(|| {
+            reject(
+                Reason::Hl7MshMissing,
+                "input does not start with an MSH segment",
+            )
+        })?;
+        let charset = msh.charset(opts.default_charset).ok_or_else(|| {
+            reject(
+                Reason::Hl7CharsetUnsupported,
+                "MSH-18 names a character set other than UNICODE UTF-8, 8859/1, 8859/15",
+            )
+        })?;
         let text = charset.decode(raw).ok_or_else(|| {
             reject(
                 Reason::Hl7CharsetInvalid,
@@ -375,21 +362,17 @@ impl<'a> Message<'a> {
         }
         let rest = &text[3 + field.len_utf8()..];
         let end = rest.find([field, '\r', '\n']).unwrap_or(rest.len());
-        let enc: Vec<char> = rest[..end].chars().collect();
-        if !(4..=5).contains(&enc.len()) {
-            return Err(invalid("must hold 4 encoding characters"));
-        }
-        for (i, c) in enc.iter().enumerate() {
-            if !usable_delimiter(*c) || *c == field || enc[..i].contains(c) {
-                return Err(invalid("holds an unusable or repeated character"));
-            }
-        }
+        let [component, repetition, escape, subcomponent] = encoding_chars(field, &rest[..end])
+            .map_err(|e| match e {
+                EncodingError::Count => invalid("must hold 4 encoding characters"),
+                EncodingError::Unusable => invalid("holds an unusable or repeated character"),
+            })?;
         Ok(Delimiters {
             field,
-            component: enc[0],
-            repetition: enc[1],
-            escape: enc[2],
-            subcomponent: enc[3],
+            component,
+            repetition,
+            escape,
+            subcomponent,
             charset,
         })
     }
