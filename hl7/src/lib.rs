@@ -8,6 +8,7 @@
 //! - [`msh`]: [`Msh`], the tolerant, bounded reader of the header of a possibly broken
 //!   message (the gateway's ACK, keys of unparseable messages, feed guessing, MSH-18 for
 //!   the parser);
+//! - [`keys`]: the Kafka key of a message (PID-3 INS, else MSH-3^MSH-4), parsed or not;
 //! - [`split`]: cutting a file or a captured stream into messages (MLLP-framed or not).
 //!
 //! normalize re-exports this crate as `dmpflow_normalize::hl7` and ingest re-exports
@@ -15,6 +16,7 @@
 
 mod charset;
 mod escape;
+pub mod keys;
 mod message;
 pub mod msh;
 mod segment;
