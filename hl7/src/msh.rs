@@ -325,9 +325,11 @@ impl<'a> Msh<'a> {
         self.text(17)
     }
 
-    /// MSH-18 as written (blanks trimmed): the sender's name for its character set.
+    /// MSH-18 as written, blanks trimmed: the sender's name for its character set. Names
+    /// (HL7 table 0211) are ASCII, so it is read as UTF-8 whatever set it names (bytes that
+    /// do not decode are replaced).
     pub fn character_set(&self) -> Cow<'a, str> {
-        trimmed(self.text(18))
+        trimmed(String::from_utf8_lossy(self.field(18)))
     }
 }
 

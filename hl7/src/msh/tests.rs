@@ -308,6 +308,12 @@ fn non_utf8_bytes() {
     assert_eq!(h.charset(Charset::Utf8), Some(Charset::Latin9));
     assert_eq!(h.character_set(), "8859/15");
     assert_eq!(h.sending_facility(), "FAC\u{c9}");
+    // A Unicode blank is trimmed too, and the name read as UTF-8 in any set.
+    let raw = with_msh4_msh18(b"FAC\xc9", "\u{a0}8859/15".as_bytes());
+    let h = read(&raw);
+    assert_eq!(h.charset(Charset::Utf8), Some(Charset::Latin9));
+    assert_eq!(h.character_set(), "8859/15");
+    assert_eq!(h.text(18), "Â\u{a0}8859/15");
     let raw = with_msh4_msh18(b"FAC", b" \t");
     assert_eq!(read(&raw).charset(Charset::Latin9), Some(Charset::Latin9));
     // Invalid UTF-8 where UTF-8 is declared.
