@@ -6,6 +6,12 @@
 //! MSH-10 so the sender can match the answer. AE/AR carry an ERR segment with the HL7
 //! table 0357 code, dmpflow's stable reason code and a short text: never message
 //! content, which may be patient data.
+//!
+//! The sender's header is read by [`read_header`] with `dmpflow-hl7`'s tolerant MSH reader,
+//! so even a message the parser refuses, or the first line kept of a frame over the
+//! gateway's `--max-frame`, is answered with its MSH-10.
+
+use dmpflow_hl7::{Charset, Msh};
 
 /// MSA-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,69 @@ impl Inbound {
 
     fn component(&self) -> char {
         self.encoding.chars().next().unwrap_or('^')
+    }
+
+    /// What an ACK echoes of a header read by [`Msh::read`]: a field separator that is not
+    /// a visible ASCII character reads as nothing ([`Inbound::unknown`]); an unusable MSH-2
+    /// is replaced by `^~\&`, an empty MSH-11 by `P` and an empty MSH-12 by `2.5`.
+    pub fn from_msh(msh: &Msh<'_>) -> Inbound {
+        let mut inbound = Inbound::unknown();
+        let fs = msh.field_separator();
+        if !fs.is_ascii_graphic() {
+            return inbound;
+        }
+        inbound.field_sep = char::from(fs);
+        if let Some(enc) = msh.encoding() {
+            inbound.encoding = enc.into_owned();
+        }
+        inbound.sending_app = msh.sending_application().into_owned();
+        inbound.sending_facility = msh.sending_facility().into_owned();
+        inbound.receiving_app = msh.receiving_application().into_owned();
+        inbound.receiving_facility = msh.receiving_facility().into_owned();
+        inbound.trigger = msh.trigger_event().into_owned();
+        inbound.control_id = msh.control_id().into_owned();
+        let pid = msh.processing_id();
+        if !pid.is_empty() {
+            inbound.processing_id = pid.into_owned();
+        }
+        let version = msh.version();
+        if !version.is_empty() {
+            inbound.version = version.into_owned();
+        }
+        inbound.country = msh.country().into_owned();
+        inbound.charset = msh.character_set().into_owned();
+        inbound
+    }
+}
+
+/// The sender's header as an ACK needs it, read from the raw bytes so that even a message
+/// the parser refuses can be answered with its MSH-10.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHeader {
+    pub inbound: Inbound,
+    /// The set the ACK is written in: MSH-18's when it is 8859/1 or 8859/15, else UTF-8.
+    pub charset: AckCharset,
+}
+
+/// Reads the sender's MSH from the first line of `raw` ([`Msh::read`]: MLLP start block,
+/// blank lines and byte-order mark skipped, at most [`dmpflow_hl7::msh::MSH_MAX_BYTES`]
+/// looked at). Tolerant by design: this only serves the answer, so it never fails; what
+/// cannot be read takes [`Inbound::unknown`]'s values.
+pub fn read_header(raw: &[u8]) -> RawHeader {
+    let Some(msh) = Msh::read(raw).filter(|m| m.field_separator().is_ascii_graphic()) else {
+        return RawHeader {
+            inbound: Inbound::unknown(),
+            charset: AckCharset::Utf8,
+        };
+    };
+    let charset = match msh.charset(Charset::Utf8) {
+        Some(Charset::Latin1) => AckCharset::Latin1,
+        Some(Charset::Latin9) => AckCharset::Latin9,
+        _ => AckCharset::Utf8,
+    };
+    RawHeader {
+        inbound: Inbound::from_msh(&msh),
+        charset,
     }
 }
 
@@ -383,6 +452,69 @@ mod tests {
         assert_eq!(encode_charset("é€", AckCharset::Latin1), vec![0xE9, b'?']);
         assert_eq!(encode_charset("¤", AckCharset::Latin9), vec![b'?']);
         assert_eq!(encode_charset("é", AckCharset::Utf8), "é".as_bytes());
+    }
+
+    /// The gateway's own header tests (src/mllp.rs).
+    #[test]
+    fn header_of_a_latin9_message_with_custom_separators() {
+        let mut raw = b"MSH#$~\\&#APP#FAC\xc9#DMP#X#2024##ORU$R01$ORU_R01#ID-1#P#2.5#####FRA#8859/15\rPID#1\r".to_vec();
+        raw.insert(0, 0x0B);
+        let hd = read_header(&raw);
+        assert_eq!(hd.charset, AckCharset::Latin9);
+        assert_eq!(hd.inbound.field_sep, '#');
+        assert_eq!(hd.inbound.encoding, "$~\\&");
+        assert_eq!(hd.inbound.sending_facility, "FACÉ");
+        assert_eq!(hd.inbound.trigger, "R01");
+        assert_eq!(hd.inbound.control_id, "ID-1");
+        assert_eq!(hd.inbound.charset, "8859/15");
+    }
+
+    #[test]
+    fn header_of_garbage_is_usable() {
+        let hd = read_header(b"hello");
+        assert_eq!(hd.inbound.control_id, "");
+        assert_eq!(hd.inbound.encoding, "^~\\&");
+        for raw in [&b""[..], b"MSH", b"MSH \r", b"MSH\xc9^~\\&\xc9A", b"PID|1"] {
+            assert_eq!(read_header(raw), read_header(b"hello"), "{raw:?}");
+        }
+        assert_eq!(read_header(b"hello").inbound, Inbound::unknown());
+    }
+
+    #[test]
+    fn header_fields_round_trip_into_the_ack() {
+        let raw = "MSH|^˜\\&|SIL-Y|labo|PFI-X|Organisation-X|202106060930||ORU^R01^ORU_R01|015|P|2.5|||||FRA|UNICODE UTF-8\rPID|1\r";
+        let hd = read_header(raw.as_bytes());
+        assert_eq!(hd.inbound, ans());
+        assert_eq!(hd.charset, AckCharset::Utf8);
+        let ack = build_ack(&hd.inbound, AckCode::Accept, "016", "202106060931", None);
+        assert!(ack.starts_with("MSH|^˜\\&|PFI-X|Organisation-X|SIL-Y|labo|"));
+    }
+
+    #[test]
+    fn header_defaults_and_what_is_kept_as_sent() {
+        // Unusable MSH-2, empty MSH-11/12: the defaults; a non-'|' separator is kept.
+        let hd = read_header(b"MSH!^^\\&!A!B!!!!!ADT^A28!42!!\r");
+        assert_eq!(hd.inbound.field_sep, '!');
+        assert_eq!(hd.inbound.encoding, "^~\\&");
+        assert_eq!(hd.inbound.trigger, "A28");
+        assert_eq!(hd.inbound.control_id, "42");
+        assert_eq!(
+            (
+                hd.inbound.processing_id.as_str(),
+                hd.inbound.version.as_str()
+            ),
+            ("P", "2.5")
+        );
+        // An unknown MSH-18 is echoed as sent (trimmed); the ACK is then UTF-8.
+        let hd = read_header(b"MSH|^~\\&|A|B||||||1|P|2.5|||||FRA| KOI8-R \r");
+        assert_eq!(hd.inbound.charset, "KOI8-R");
+        assert_eq!(hd.charset, AckCharset::Utf8);
+        // The first line of a frame over --max-frame, cut inside MSH-12.
+        let hd = read_header(b"MSH|^~\\&|A|B||||||ID-9|P|2.");
+        assert_eq!(
+            (hd.inbound.control_id.as_str(), hd.inbound.version.as_str()),
+            ("ID-9", "2.")
+        );
     }
 
     #[test]

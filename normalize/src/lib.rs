@@ -3,7 +3,9 @@
 //! updates. Pure: bytes in, values out; no Kafka, no database, no clock.
 
 pub mod cda;
-pub mod hl7;
+/// The HL7 v2 reader, now its own crate (`dmpflow-hl7`); kept under this name so
+/// `dmpflow_normalize::hl7::...` paths (mappings, tests, fuzz targets) stay valid.
+pub use dmpflow_hl7 as hl7;
 pub mod mapping;
 pub mod model;
 

@@ -11,23 +11,19 @@
 //!   UTF-8 input is borrowed without copying;
 //! - splits segments on `\r`, tolerating `\n` and `\r\n`, and stores only the segment
 //!   boundaries (one Vec per message); fields, repetitions, components and subcomponents
-//!   are split lazily on access;
+//!   are split lazily on access (`segment.rs`: [`Segment`], [`Value`](crate::Value));
 //! - enforces message, segment and field size limits and rejects a malformed segment name
 //!   instead of truncating.
 //!
 //! Accessors are 1-based like the HL7 specification (`seg.field(5)`, `.repetition(1)`,
 //! `.component(2)`, `.sub(1)`); an absent element is an empty value, never a panic.
 
-mod charset;
-mod escape;
-pub(crate) mod xmltext;
-
 use std::borrow::Cow;
 
 use dmpflow_schemas::reasons::{Reason, Reject};
 
-pub use charset::Charset;
-pub use escape::{decode, encode};
+use crate::msh::{EncodingError, Msh, encoding_chars, usable_delimiter};
+use crate::{Charset, Segment, xmltext};
 
 /// The encoding characters of one message (MSH-1 and MSH-2) and its character set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,23 +117,6 @@ fn trim_frame(mut raw: &[u8]) -> &[u8] {
     raw
 }
 
-/// Reads MSH-18 from the raw bytes of the first segment (before any decoding: the charset
-/// is needed to decode). Field separators are ASCII, so a byte split is safe.
-fn raw_msh18(raw: &[u8]) -> &[u8] {
-    let end = raw
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(raw.len());
-    let msh = &raw[..end];
-    let fs = msh[3];
-    // Split index i is MSH-(i+1) because MSH-1 is the separator itself.
-    msh.split(|&b| b == fs).nth(17).unwrap_or(&[])
-}
-
-fn usable_delimiter(c: char) -> bool {
-    !(c.is_alphanumeric() || c.is_whitespace() || c.is_control())
-}
-
 /// Position of the first `\r` or `\n` at or after `from`. Word-at-a-time (SWAR) scan:
 /// segments are long runs without line breaks, so this is the hot loop of parsing.
 #[inline]
@@ -162,32 +141,6 @@ fn find_eol(b: &[u8], from: usize) -> usize {
         i += 1;
     }
     b.len()
-}
-
-/// Part `n` (0-based) of `s` split on `sep`, or None when there are fewer parts.
-///
-/// For an ASCII separator (the usual case) this is a plain byte loop: HL7 fields are short,
-/// and a per-part `memchr` call (what `str::split` does) costs more than it saves there.
-#[inline]
-fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
-    if !sep.is_ascii() {
-        return s.split(sep).nth(n);
-    }
-    let d = sep as u8;
-    let b = s.as_bytes();
-    let mut start = 0;
-    let mut idx = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c == d {
-            if idx == n {
-                // `d` is ASCII, so both ends are char boundaries.
-                return Some(&s[start..i]);
-            }
-            idx += 1;
-            start = i + 1;
-        }
-    }
-    (idx == n).then(|| &s[start..])
 }
 
 impl<'a> Message<'a> {
@@ -217,18 +170,21 @@ impl<'a> Message<'a> {
                 "MSH-1 field separator is not a usable ASCII character",
             ));
         }
-        let charset = match raw_msh18(raw).trim_ascii() {
-            b"" => opts.default_charset,
-            v => std::str::from_utf8(v)
-                .ok()
-                .and_then(Charset::from_msh18)
-                .ok_or_else(|| {
-                    reject(
-                        Reason::Hl7CharsetUnsupported,
-                        "MSH-18 names a character set other than UNICODE UTF-8, 8859/1, 8859/15",
-                    )
-                })?,
-        };
+        // MSH-18 from the raw bytes (the charset is needed to decode them), by the same
+        // reader as the gateway's; bounded by the message itself, so however long the MSH
+        // segment, MSH-18 is seen. `raw` starts with `MSH` and a separator: always read.
+        let msh = Msh::read_within(raw, raw.len()).ok_or_else(|| {
+            reject(
+                Reason::Hl7MshMissing,
+                "input does not start with an MSH segment",
+            )
+        })?;
+        let charset = msh.charset(opts.default_charset).ok_or_else(|| {
+            reject(
+                Reason::Hl7CharsetUnsupported,
+                "MSH-18 names a character set other than UNICODE UTF-8, 8859/1, 8859/15",
+            )
+        })?;
         let text = charset.decode(raw).ok_or_else(|| {
             reject(
                 Reason::Hl7CharsetInvalid,
@@ -406,21 +362,17 @@ impl<'a> Message<'a> {
         }
         let rest = &text[3 + field.len_utf8()..];
         let end = rest.find([field, '\r', '\n']).unwrap_or(rest.len());
-        let enc: Vec<char> = rest[..end].chars().collect();
-        if !(4..=5).contains(&enc.len()) {
-            return Err(invalid("must hold 4 encoding characters"));
-        }
-        for (i, c) in enc.iter().enumerate() {
-            if !usable_delimiter(*c) || *c == field || enc[..i].contains(c) {
-                return Err(invalid("holds an unusable or repeated character"));
-            }
-        }
+        let [component, repetition, escape, subcomponent] = encoding_chars(field, &rest[..end])
+            .map_err(|e| match e {
+                EncodingError::Count => invalid("must hold 4 encoding characters"),
+                EncodingError::Unusable => invalid("holds an unusable or repeated character"),
+            })?;
         Ok(Delimiters {
             field,
-            component: enc[0],
-            repetition: enc[1],
-            escape: enc[2],
-            subcomponent: enc[3],
+            component,
+            repetition,
+            escape,
+            subcomponent,
             charset,
         })
     }
@@ -450,11 +402,13 @@ impl<'a> Message<'a> {
 
     /// Segment at 0-based position `i` in message order.
     pub fn segment_at(&self, i: usize) -> Option<Segment<'_>> {
-        self.spans.get(i).map(|s| Segment {
-            raw: &self.text[s.start..s.end],
-            seps: &self.seps[s.first_sep..s.end_sep],
-            d: &self.delims,
-            index: i,
+        self.spans.get(i).map(|s| {
+            Segment::new(
+                &self.text[s.start..s.end],
+                &self.seps[s.first_sep..s.end_sep],
+                &self.delims,
+                i,
+            )
         })
     }
 
@@ -474,277 +428,15 @@ impl<'a> Message<'a> {
     }
 }
 
-/// One segment: its raw text (without the terminator) and the message delimiters.
-#[derive(Debug, Clone, Copy)]
-pub struct Segment<'m> {
-    raw: &'m str,
-    /// Offsets of the field separators in `raw`.
-    seps: &'m [u32],
-    d: &'m Delimiters,
-    index: usize,
-}
-
-impl<'m> Segment<'m> {
-    /// The three-character segment name.
-    pub fn name(&self) -> &'m str {
-        &self.raw[..3]
-    }
-
-    /// 0-based position in the message.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    pub fn raw(&self) -> &'m str {
-        self.raw
-    }
-
-    fn is_msh(&self) -> bool {
-        // Batch headers follow the MSH layout too.
-        matches!(self.name(), "MSH" | "FHS" | "BHS")
-    }
-
-    /// Field `n` (1-based). For MSH, field 1 is the field separator and field 2 the
-    /// encoding characters, both returned literally (never split).
-    pub fn field(&self, n: usize) -> Value<'m> {
-        let fs = self.d.field;
-        if n == 0 {
-            return Value::empty(self.d);
-        }
-        if self.is_msh() {
-            match n {
-                1 => {
-                    // A later bare `MSH` segment has no separator: empty, never a panic.
-                    let l = fs.len_utf8();
-                    return Value::literal(self.raw.get(3..3 + l).unwrap_or(""), self.d);
-                }
-                2 => {
-                    let v = self.part(1).unwrap_or("");
-                    return Value::literal(v, self.d);
-                }
-                _ => {}
-            }
-            let v = self.part(n - 1);
-            return v.map_or(Value::empty(self.d), |v| {
-                Value::new(v, Level::Field, self.d)
-            });
-        }
-        match self.part(n) {
-            Some(v) => Value::new(v, Level::Field, self.d),
-            None => Value::empty(self.d),
-        }
-    }
-
-    /// The `n`th piece of the segment split on the field separator (0 = the name), as
-    /// `raw.split(fs).nth(n)`, from the separator offsets found at parse time.
-    fn part(&self, n: usize) -> Option<&'m str> {
-        let start = match n {
-            0 => 0,
-            _ => *self.seps.get(n - 1)? as usize + self.d.field.len_utf8(),
-        };
-        let end = self.seps.get(n).map_or(self.raw.len(), |&e| e as usize);
-        Some(&self.raw[start..end])
-    }
-
-    /// Number of fields present (the highest 1-based field index).
-    pub fn field_count(&self) -> usize {
-        let n = self.seps.len();
-        if self.is_msh() { n + 1 } else { n }
-    }
-
-    /// Fields 1..=field_count, in order.
-    pub fn fields(&self) -> impl Iterator<Item = Value<'m>> + '_ {
-        (1..=self.field_count()).map(move |n| self.field(n))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    Field,
-    Repetition,
-    Component,
-    Sub,
-}
-
-/// A field, repetition, component or subcomponent value: a raw slice of the message and
-/// the delimiters needed to split it further or to decode it.
-///
-/// Navigation follows HL7's rule that a simple value is its own first part: `component(1)`
-/// of a field takes its first repetition; `sub(1)` of a subcomponent is itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Value<'m> {
-    raw: &'m str,
-    level: Level,
-    /// MSH-1/MSH-2: never split.
-    literal: bool,
-    d: &'m Delimiters,
-}
-
-impl<'m> Value<'m> {
-    fn new(raw: &'m str, level: Level, d: &'m Delimiters) -> Self {
-        Value {
-            raw,
-            level,
-            literal: false,
-            d,
-        }
-    }
-    fn empty(d: &'m Delimiters) -> Self {
-        Value::new("", Level::Sub, d)
-    }
-    fn literal(raw: &'m str, d: &'m Delimiters) -> Self {
-        Value {
-            raw,
-            level: Level::Sub,
-            literal: true,
-            d,
-        }
-    }
-
-    /// The value as in the message (escapes not resolved).
-    pub fn raw(&self) -> &'m str {
-        self.raw
-    }
-
-    /// The value with escapes resolved (borrowed when there are none).
-    pub fn decoded(&self) -> Cow<'m, str> {
-        if self.literal {
-            Cow::Borrowed(self.raw)
-        } else {
-            decode(self.raw, self.d)
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
-    }
-
-    fn nth(&self, sep: char, n: usize, level: Level) -> Value<'m> {
-        if n == 0 {
-            return Value::empty(self.d);
-        }
-        if self.literal || self.level >= level {
-            // Already at or below this level: it is its own first part.
-            return if n == 1 { *self } else { Value::empty(self.d) };
-        }
-        match nth_part(self.raw, sep, n - 1) {
-            Some(v) => Value::new(v, level, self.d),
-            None => Value::empty(self.d),
-        }
-    }
-
-    /// Repetition `i` (1-based) of a field.
-    pub fn repetition(&self, i: usize) -> Value<'m> {
-        self.nth(self.d.repetition, i, Level::Repetition)
-    }
-
-    /// Component `n` (1-based); of a field, taken from its first repetition.
-    pub fn component(&self, n: usize) -> Value<'m> {
-        let base = if self.level < Level::Repetition {
-            self.repetition(1)
-        } else {
-            *self
-        };
-        base.nth(self.d.component, n, Level::Component)
-    }
-
-    /// Subcomponent `n` (1-based); of a field or repetition, taken from its first component.
-    pub fn sub(&self, n: usize) -> Value<'m> {
-        let base = if self.level < Level::Component {
-            self.component(1)
-        } else {
-            *self
-        };
-        base.nth(self.d.subcomponent, n, Level::Sub)
-    }
-
-    fn parts(self, sep: char, level: Level) -> impl Iterator<Item = Value<'m>> + use<'m> {
-        let d = self.d;
-        let split = !(self.literal || self.level >= level);
-        let whole = self;
-        let mut it = if split {
-            Some(self.raw.split(sep))
-        } else {
-            None
-        };
-        let mut once = (!split).then_some(whole);
-        std::iter::from_fn(move || match it.as_mut() {
-            Some(s) => s.next().map(|v| Value::new(v, level, d)),
-            None => once.take(),
-        })
-    }
-
-    /// The repetitions of a field (an empty field has one empty repetition).
-    pub fn repetitions(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
-        self.parts(self.d.repetition, Level::Repetition)
-    }
-
-    /// The components of a repetition (of a field: of its first repetition).
-    pub fn components(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
-        let base = if self.level < Level::Repetition {
-            self.repetition(1)
-        } else {
-            *self
-        };
-        base.parts(self.d.component, Level::Component)
-    }
-
-    /// The subcomponents of a component.
-    pub fn subs(&self) -> impl Iterator<Item = Value<'m>> + use<'m> {
-        let base = if self.level < Level::Component {
-            self.component(1)
-        } else {
-            *self
-        };
-        base.parts(self.d.subcomponent, Level::Sub)
-    }
-}
-
-impl std::fmt::Display for Value<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.decoded())
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Message<'_>, Reject> {
+    pub(crate) fn parse(s: &str) -> Result<Message<'_>, Reject> {
         Message::parse(s.as_bytes(), &ReadOptions::default())
     }
 
-    const ORU: &str = "MSH|^~\\&|LAB|FAC|DMP|X|20240101||ORU^R01^ORU_R01|42|P|2.5|||||FRA|UNICODE UTF-8\rPID|||123^^^&1.2&ISO^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||DUPONT^Jean^Jean Paul^^^^L\rOBX|1|NM|2345-7^Glucose^LN||5.6|mmol/L|3.5-5.1|H|||F\r";
-
-    #[test]
-    fn navigates_fields_repetitions_components_subs() {
-        let m = parse(ORU).unwrap();
-        assert!(m.is_borrowed());
-        assert_eq!(m.segment_count(), 3);
-        let msh = m.segment("MSH").unwrap();
-        assert_eq!(msh.field(1).raw(), "|");
-        assert_eq!(msh.field(2).raw(), "^~\\&");
-        assert_eq!(msh.field(2).component(1).raw(), "^~\\&");
-        assert_eq!(msh.field(2).component(2).raw(), "");
-        assert_eq!(msh.field(9).component(2).raw(), "R01");
-        assert_eq!(msh.field(10).raw(), "42");
-        let pid = m.segment("PID").unwrap();
-        let ins = pid.field(3).repetition(2);
-        assert_eq!(ins.component(1).raw(), "279035121518989");
-        assert_eq!(ins.component(4).sub(2).raw(), "1.2.250.1.213.1.4.10");
-        assert_eq!(ins.component(5).raw(), "INS");
-        assert_eq!(pid.field(3).repetitions().count(), 2);
-        assert_eq!(pid.field(3).component(1).raw(), "123");
-        assert_eq!(pid.field(5).component(3).raw(), "Jean Paul");
-        assert_eq!(pid.field(99).raw(), "");
-        assert_eq!(pid.field(3).repetition(9).component(1).raw(), "");
-        let obx: Vec<_> = m.segments("OBX").collect();
-        assert_eq!(obx[0].field(5).raw(), "5.6");
-        assert_eq!(obx[0].field(11).raw(), "F");
-        assert_eq!(obx[0].field_count(), 11);
-        assert_eq!(obx[0].field(5).sub(1).raw(), "5.6");
-        assert_eq!(obx[0].field(5).component(2).raw(), "");
-    }
+    pub(crate) const ORU: &str = "MSH|^~\\&|LAB|FAC|DMP|X|20240101||ORU^R01^ORU_R01|42|P|2.5|||||FRA|UNICODE UTF-8\rPID|||123^^^&1.2&ISO^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||DUPONT^Jean^Jean Paul^^^^L\rOBX|1|NM|2345-7^Glucose^LN||5.6|mmol/L|3.5-5.1|H|||F\r";
 
     #[test]
     fn tolerates_lf_and_crlf_and_framing() {
@@ -754,16 +446,6 @@ mod tests {
         assert_eq!(parse(&crlf).unwrap().segment_count(), 3);
         let framed = format!("\x0b{ORU}\x1c\r");
         assert_eq!(parse(&framed).unwrap().segment_count(), 3);
-    }
-
-    #[test]
-    fn multibyte_repetition_separator() {
-        let s = "MSH|^˜\\&|A|B||||ORU^R01|1|P|2.5\rPID|||a^^^^PI˜b^^^^INS\r";
-        let m = parse(s).unwrap();
-        assert_eq!(m.delimiters().repetition, '˜');
-        let pid = m.segment("PID").unwrap();
-        assert_eq!(pid.field(3).repetition(2).component(5).raw(), "INS");
-        assert_eq!(m.segment("MSH").unwrap().field(2).raw(), "^˜\\&");
     }
 
     #[test]
@@ -866,15 +548,6 @@ mod tests {
         assert_eq!(
             ok.segment("NTE").unwrap().field(3).decoded(),
             "a\tb\r\n\tc\ndA"
-        );
-    }
-
-    #[test]
-    fn decoded_accessor_resolves_escapes() {
-        let m = parse("MSH|^~\\&|A\rNTE|1||H\\E\\mo \\T\\ co\\.br\\fin\\X4F\\").unwrap();
-        assert_eq!(
-            m.segment("NTE").unwrap().field(3).decoded(),
-            "H\\mo & co\nfinO"
         );
     }
 }

@@ -124,7 +124,7 @@ pub fn encode(text: &str, d: &Delimiters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hl7::Charset;
+    use crate::Charset;
 
     fn d() -> Delimiters {
         Delimiters::standard(Charset::Utf8)

@@ -14,6 +14,8 @@
 //!   every `\X<hex>\` run in the text is checked: a superset of what any decoding produces,
 //!   so no path escapes the check (at worst a literal `X00` just after an escape is refused).
 //!   `\X0D\`, `\X0A\` and `\X09\` stay allowed (XML carries them).
+//!
+//! Public because normalize's embedded-CDA reader holds received CDA text to the same rule.
 
 use super::{Charset, Delimiters};
 
@@ -33,7 +35,7 @@ fn nonchar_at(b: &[u8], i: usize) -> bool {
 ///
 /// Scanned 32 bytes at a time with a branch-free test the compiler vectorises (the lab
 /// path is hot); a chunk that may hold one is then looked at byte by byte.
-pub(crate) fn first_forbidden(b: &[u8]) -> Option<usize> {
+pub fn first_forbidden(b: &[u8]) -> Option<usize> {
     const CHUNK: usize = 32;
     let suspect = |c: u8| (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r') | (c == 0xEF);
     let exact =
@@ -93,7 +95,7 @@ fn hex_bytes_forbidden(hex: &[u8], charset: Charset) -> bool {
 
 /// Whether a decoded character may go into XML 1.0 text (used by the escape decoder as a
 /// second line: it never produces what the parse-time check refuses).
-pub(crate) fn is_xml_char(c: char) -> bool {
+pub fn is_xml_char(c: char) -> bool {
     (c >= ' ' || matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 
