@@ -63,7 +63,7 @@ impl Filter {
             since_ms: self
                 .since
                 .as_deref()
-                .map(crate::dlq::parse_time)
+                .map(dmpflow_pipeline::timefmt::parse_time)
                 .transpose()?,
         })
     }

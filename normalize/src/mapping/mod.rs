@@ -18,6 +18,7 @@ mod common;
 mod doc_id;
 mod doc_types;
 mod embedded;
+pub mod feed_guess;
 mod identity;
 mod imaging;
 mod lab;
