@@ -25,9 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::outcome::Reporting;
 use crate::runtime::{self, StageConsumer, StageContext, client_config};
-use crate::stages::{
-    self, Handled, NormalizeStage, RouteStage, Sink, Source, StageName, StoreStage, Window, drive,
-};
+use crate::stages::{self, AnyStage, Handled, Sink, Source, StageName, Window, drive};
 use crate::timefmt::parse_time;
 
 /// What to replay.
@@ -203,49 +201,18 @@ pub async fn replay(
             *outcomes.entry(o.kind.label().to_string()).or_default() += 1;
         }
     };
-    let (s, sd) = (&settings, shutdown);
-    match (req.stage, store) {
-        (StageName::Route, Some(store)) => {
-            let mut st = RouteStage::new(settings.clone(), store);
-            drive(
-                &mut st,
-                &mut source,
-                &mut sink,
-                s,
-                sd,
-                Reporting::Live,
-                count,
-            )
-            .await?
-        }
-        // No offsets: the live group's exactly-once offsets are not the replay's.
-        (StageName::Store, Some(store)) => {
-            let mut st = StoreStage::new(settings.clone(), store, None);
-            drive(
-                &mut st,
-                &mut source,
-                &mut sink,
-                s,
-                sd,
-                Reporting::Live,
-                count,
-            )
-            .await?
-        }
-        _ => {
-            let mut st = NormalizeStage::new(settings.clone());
-            drive(
-                &mut st,
-                &mut source,
-                &mut sink,
-                s,
-                sd,
-                Reporting::Live,
-                count,
-            )
-            .await?
-        }
-    }
+    // No offsets: the live group's exactly-once offsets are not the replay's.
+    let mut stage = AnyStage::new(req.stage, settings.clone(), store, None)?;
+    drive(
+        &mut stage,
+        &mut source,
+        &mut sink,
+        &settings,
+        shutdown,
+        Reporting::Live,
+        count,
+    )
+    .await?;
     summary.interrupted = shutdown.is_cancelled();
     summary.outcomes = outcomes;
     if let Source::Window(w) = &source {

@@ -260,53 +260,83 @@ async fn run_live(
     runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
     let mut sink = Sink::Kafka(runtime::stage_producer(&settings)?);
     let mut source = Source::live(consumer);
-    let noop = |_: &Handled| {};
-    match (stage, store) {
-        (StageName::Route, Some(store)) => {
-            let mut route = RouteStage::new(settings.clone(), store);
-            if settings.limits.quarantine_retry_seconds > 0 {
-                tokio::spawn(route.sweeper(
-                    Duration::from_secs(settings.limits.quarantine_retry_seconds),
-                    shutdown.clone(),
-                ));
+    let group = format!("{}.{}", settings.kafka.group_prefix, name);
+    let mut running = AnyStage::new(stage, settings.clone(), store, Some(group))?;
+    if let AnyStage::Route(route) = &running
+        && settings.limits.quarantine_retry_seconds > 0
+    {
+        tokio::spawn(route.sweeper(
+            Duration::from_secs(settings.limits.quarantine_retry_seconds),
+            shutdown.clone(),
+        ));
+    }
+    drive(
+        &mut running,
+        &mut source,
+        &mut sink,
+        &settings,
+        shutdown,
+        Reporting::Live,
+        |_| {},
+    )
+    .await
+}
+
+/// One of the three stages, chosen at run time (the command line names it).
+pub enum AnyStage {
+    Normalize(NormalizeStage),
+    Route(RouteStage),
+    Store(StoreStage),
+}
+
+impl AnyStage {
+    /// Route and store need the database; `group` is the live group whose offsets the
+    /// store commits with its writes (`None`: a replay or the embedded chain).
+    pub fn new(
+        which: StageName,
+        settings: Arc<Settings>,
+        store: Option<dmpflow_store::Store>,
+        group: Option<String>,
+    ) -> Result<AnyStage> {
+        Ok(match (which, store) {
+            (StageName::Normalize, _) => AnyStage::Normalize(NormalizeStage::new(settings)),
+            (StageName::Route, Some(store)) => AnyStage::Route(RouteStage::new(settings, store)),
+            (StageName::Store, Some(store)) => {
+                AnyStage::Store(StoreStage::new(settings, store, group))
             }
-            drive(
-                &mut route,
-                &mut source,
-                &mut sink,
-                &settings,
-                shutdown,
-                Reporting::Live,
-                noop,
-            )
-            .await
+            (StageName::All, _) => anyhow::bail!("one stage at a time: normalize, route or store"),
+            (stage, None) => anyhow::bail!("the {} stage needs the database", stage.as_str()),
+        })
+    }
+}
+
+impl Stage for AnyStage {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyStage::Normalize(s) => s.name(),
+            AnyStage::Route(s) => s.name(),
+            AnyStage::Store(s) => s.name(),
         }
-        (StageName::Store, Some(store)) => {
-            let group = format!("{}.{}", settings.kafka.group_prefix, name);
-            let mut st = StoreStage::new(settings.clone(), store, Some(group));
-            drive(
-                &mut st,
-                &mut source,
-                &mut sink,
-                &settings,
-                shutdown,
-                Reporting::Live,
-                noop,
-            )
-            .await
+    }
+
+    async fn handle(&mut self, batch: &[OwnedMessage], ctx: &BatchCtx<'_>) -> Result<Handled> {
+        match self {
+            AnyStage::Normalize(s) => s.handle(batch, ctx).await,
+            AnyStage::Route(s) => s.handle(batch, ctx).await,
+            AnyStage::Store(s) => s.handle(batch, ctx).await,
         }
-        _ => {
-            let mut n = NormalizeStage::new(settings.clone());
-            drive(
-                &mut n,
-                &mut source,
-                &mut sink,
-                &settings,
-                shutdown,
-                Reporting::Live,
-                noop,
-            )
-            .await
+    }
+
+    async fn make_durable(
+        &mut self,
+        offsets: &std::collections::BTreeMap<(String, i32), i64>,
+        handled: &mut Handled,
+        ctx: &BatchCtx<'_>,
+    ) -> Result<()> {
+        match self {
+            AnyStage::Normalize(s) => s.make_durable(offsets, handled, ctx).await,
+            AnyStage::Route(s) => s.make_durable(offsets, handled, ctx).await,
+            AnyStage::Store(s) => s.make_durable(offsets, handled, ctx).await,
         }
     }
 }
