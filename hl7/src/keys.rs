@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn key_is_the_ins_else_the_sender() {
-        // The gateway's own test (src/mllp.rs).
+        // The gateway's key test (it was in src/mllp.rs; the gateway keys through this).
         assert_eq!(key_of_raw(WITH_INS, 1 << 20), "277076322082910");
         let without = b"MSH|^~\\&|SIL|LAB|DMP|X|2024||ORU^R01|1|P|2.5\rPID|1||123^^^X^PI\r";
         assert_eq!(key_of_raw(without, 1 << 20), "SIL^LAB");

@@ -454,7 +454,7 @@ mod tests {
         assert_eq!(encode_charset("é", AckCharset::Utf8), "é".as_bytes());
     }
 
-    /// The gateway's own header tests (src/mllp.rs).
+    /// The gateway's header tests (they were in src/mllp.rs; the gateway reads through this).
     #[test]
     fn header_of_a_latin9_message_with_custom_separators() {
         let mut raw = b"MSH#$~\\&#APP#FAC\xc9#DMP#X#2024##ORU$R01$ORU_R01#ID-1#P#2.5#####FRA#8859/15\rPID#1\r".to_vec();

@@ -1,10 +1,14 @@
-//! ingest: the edges that bring HL7 v2 feeds in. For now the pure, IO-free framing:
-//! [`split`] cuts a file or a captured stream into messages (MLLP-framed or not), and
-//! [`mllp`] is the push-style MLLP frame decoder/encoder the listener will drive through
-//! a tokio-util `Framed`; [`ack`] reads the sender's header and builds the HL7 ACKs the
-//! gateway answers with. None of them ever puts message content into an error.
+//! ingest: the edges that bring HL7 v2 feeds in. The pure, IO-free part: [`split`] cuts
+//! a file or a captured stream into messages (MLLP-framed or not), [`mllp`] is the
+//! push-style MLLP frame decoder/encoder, and [`ack`] reads the sender's header and builds
+//! the HL7 ACKs; none of them ever puts message content into an error. On top of them,
+//! `gateway` is the MLLP gateway itself (listener, TLS, limits, resend detection,
+//! routing, Kafka writes; the default `gateway` feature): `dmpflow mllp` is only its
+//! command line, and tests run it in-process with `gateway::run`.
 
 pub mod ack;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod mllp;
 
 pub use ack::{
