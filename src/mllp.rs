@@ -29,7 +29,8 @@ pub struct MllpArgs {
     #[arg(long, required_unless_present = "route")]
     pub feed: Option<Feed>,
     /// Route by MSH-9 instead of one feed: `TYPE[^EVENT]=FEED`, repeatable, first match
-    /// wins (e.g. `--route ADT=identity --route RDS^O13=pharmacy --route ORU=lab`).
+    /// wins (e.g. `--route ADT=identity --route RDS^O13=pharmacy --route ORU=lab`). The
+    /// matched feed must accept the message as normalize would (else AR), as with --feed.
     #[arg(long, conflicts_with = "feed")]
     pub route: Vec<String>,
     /// Largest message accepted, in bytes (a larger frame closes the connection).
