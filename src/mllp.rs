@@ -19,8 +19,8 @@
 //! deterministic uniqueIds plus the idempotent store absorb it.
 //!
 //! At startup `--max-frame` is checked against the producer's `message.max.bytes` and each
-//! feed topic's `max.message.bytes` (`runtime::check_record_limits`): a frame the gateway
-//! accepts always fits a record, or the gateway does not start.
+//! feed topic's `max.message.bytes` (`kafka::limits::check_record_limits`): a frame the
+//! gateway accepts always fits a record, or the gateway does not start.
 //!
 //! Memory is bounded: at most `--max-connections` connections (`--max-connections-per-peer`
 //! of them from one address), each holding at most one frame of `--max-frame` bytes and
@@ -70,6 +70,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::kafka;
 use dmpflow_pipeline::metrics::metrics;
 use dmpflow_pipeline::runtime;
 
@@ -687,14 +688,6 @@ fn record_too_large(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
-/// The gateway's producer: the runtime's idempotent acks=all settings, with the message
-/// timeout tied to the ACK timeout and a short linger (senders wait for each ACK).
-fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
-    // A sender waits for each ACK: linger 1 ms, and a delivery that outlives the ACK bound
-    // fails rather than arriving after an AE.
-    dmpflow_pipeline::runtime::producer_with(settings, "lz4", 1, ack_timeout.as_millis())
-}
-
 /// The TLS acceptor of `--tls-cert`/`--tls-key`, or None for plain TCP. Errors name the
 /// file and the kind of problem only: a PEM parser's message can quote a line of the file,
 /// and that line may be key material.
@@ -944,7 +937,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
     // inconsistent set, raise the producer's own limit when the operator left it unset.
     let topics = routing.topics(settings);
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let limits = runtime::check_record_limits(
+    let limits = kafka::limits::check_record_limits(
         settings,
         &topic_refs,
         args.max_frame,
@@ -958,7 +951,7 @@ pub async fn mllp(settings: &Settings, args: MllpArgs) -> Result<ExitCode> {
     let gw = Arc::new(Gateway {
         routing,
         settings: settings.clone(),
-        producer: producer(settings, ack_timeout)?,
+        producer: kafka::gateway_producer(settings, ack_timeout)?,
         read_opts: ReadOptions {
             max_message_bytes: args.max_frame,
             ..ReadOptions::default()
