@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dmpflow_schemas::{Feed, headers as h};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
 use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::kafka;
 use dmpflow_pipeline::runtime::{self, Output};
 
 #[derive(clap::Subcommand)]
@@ -46,24 +46,13 @@ pub fn all_topics(settings: &Settings) -> Vec<String> {
     v
 }
 
-fn admin_client(settings: &Settings) -> Result<AdminClient<DefaultClientContext>> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &settings.kafka.bootstrap);
-    for (k, v) in &settings.kafka.client {
-        cfg.set(k, v);
-    }
-    cfg.create()
-        .map_err(runtime::client_error)
-        .context("creating the Kafka admin client")
-}
-
 /// Creates the pipeline's topics; "already exists" is fine (idempotent).
 pub async fn create_topics(settings: &Settings) -> Result<Vec<(String, String)>> {
-    let admin = admin_client(settings)?;
+    let admin = kafka::admin(settings)?;
     let t = &settings.topics;
     let retention = t.retention_ms.to_string();
-    // Records up to the configured document and message bounds (runtime::check_record_limits).
-    let max_bytes = runtime::topic_max_message_bytes(settings).to_string();
+    // Records up to the configured document and message bounds (kafka::limits).
+    let max_bytes = kafka::limits::topic_max_message_bytes(settings).to_string();
     let names = all_topics(settings);
     let new: Vec<NewTopic<'_>> = names
         .iter()
@@ -114,10 +103,9 @@ pub async fn topics(settings: &Settings, action: TopicsAction) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         TopicsAction::List => {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let mut cfg = ClientConfig::new();
-            cfg.set("bootstrap.servers", &settings.kafka.bootstrap);
-            let c: BaseConsumer = cfg.create()?;
+            // With the operator's [kafka.client]: against a TLS or SASL broker, a client
+            // without it could not even ask for the metadata.
+            let c = kafka::metadata_client(settings)?;
             let md = c
                 .fetch_metadata(None, Duration::from_secs(10))
                 .context("fetching metadata")?;
@@ -274,7 +262,7 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
         files,
         errors: mut failures,
     } = collect_files(&args.inputs);
-    let producer = runtime::producer(settings)?;
+    let producer = kafka::producer(settings)?;
     let topic = settings.topics.feed(args.feed);
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(

@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dmpflow_schemas::headers as h;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use dmpflow_pipeline::config::Settings;
-use dmpflow_pipeline::runtime::{self, client_config};
+use dmpflow_pipeline::kafka;
+use dmpflow_pipeline::runtime;
 
 /// Header of a replayed message naming the dead letter it came from (`topic/partition@offset`).
 pub const REPLAY_OF: &str = "dmp.replay.of";
@@ -102,19 +102,9 @@ pub fn format_time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// The DLQ reader: it assigns partitions and commits nothing (`kafka::Role::Reader`).
 fn reader(settings: &Settings) -> Result<BaseConsumer> {
-    let mut cfg = client_config(settings);
-    // A group id only because librdkafka wants one; nothing is ever committed to it.
-    cfg.set(
-        "group.id",
-        format!("{}.dlq-reader", settings.kafka.group_prefix),
-    )
-    .set("enable.auto.commit", "false")
-    .set("enable.auto.offset.store", "false")
-    .set("isolation.level", "read_committed");
-    cfg.create()
-        .map_err(dmpflow_pipeline::runtime::client_error)
-        .context("creating the DLQ reader")
+    kafka::reader(settings, "dlq-reader")
 }
 
 /// Every message of `topic` from the low to the high watermarks captured now, in
@@ -258,10 +248,7 @@ pub fn replayed_topic(settings: &Settings) -> String {
 }
 
 async fn ensure_marker_topic(settings: &Settings) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(settings)
-        .create()
-        .map_err(dmpflow_pipeline::runtime::client_error)
-        .context("creating the Kafka admin client")?;
+    let admin = kafka::admin(settings)?;
     let name = replayed_topic(settings);
     // Compacted and kept forever: one record per replayed letter is the whole memory of
     // what was replayed; retention must not forget it while the DLQ still holds the letter.
@@ -407,7 +394,7 @@ async fn send(settings: &Settings, todo: &[(Letter, OwnedMessage)]) -> Result<()
         .map(|(_, m)| m.payload().map_or(0, <[u8]>::len))
         .max()
         .unwrap_or(0);
-    let limits = runtime::check_record_limits(
+    let limits = kafka::limits::check_record_limits(
         settings,
         &sources,
         largest,
@@ -418,17 +405,9 @@ async fn send(settings: &Settings, todo: &[(Letter, OwnedMessage)]) -> Result<()
     let mut sized = settings.clone();
     limits.apply(&mut sized);
     let settings = &sized;
-    let mut cfg = client_config(settings);
-    cfg.set(
-        "transactional.id",
-        format!("{}.dlq-replay", settings.kafka.group_prefix),
-    )
-    .set("enable.idempotence", "true")
-    .set("acks", "all");
-    let producer: FutureProducer = cfg
-        .create()
-        .map_err(dmpflow_pipeline::runtime::client_error)
-        .context("creating the replay producer")?;
+    // One fixed transactional id (`<group_prefix>.dlq-replay`): a second replay running at
+    // the same time fences this one instead of interleaving with it.
+    let producer: FutureProducer = kafka::transactional_producer(settings, "dlq-replay")?;
     let timeout = Duration::from_secs(30);
     producer
         .init_transactions(timeout)

@@ -4,8 +4,9 @@
 //! Unknown `DMPFLOW_*` names and values that do not parse are startup errors that name the
 //! variable; nothing printed from here carries a secret (URL userinfo and secret query
 //! parameters, secret librdkafka values, TOML line text). Kafka client settings are passed through
-//! verbatim (`[kafka.client]` in TOML, `DMPFLOW_KAFKA__<key>` in the environment) so TLS
-//! and SASL need no code change.
+//! verbatim (`[kafka.client]` in TOML, `DMPFLOW_KAFKA__<key>` in the environment) to every
+//! Kafka client, so TLS and SASL need no code change; the few keys dmpflow must control for
+//! correctness are refused when a client is made (`kafka::REFUSED`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,9 @@ pub struct KafkaSettings {
     pub bootstrap: String,
     /// Consumer groups are `<group_prefix>.<stage>`.
     pub group_prefix: String,
-    /// Extra librdkafka settings, passed through unchanged (security.protocol, sasl.*, ssl.*).
+    /// Extra librdkafka settings, passed through unchanged to every client, over dmpflow's
+    /// own (security.protocol, sasl.*, ssl.*, client.id, message.max.bytes, timeouts); the
+    /// keys of `kafka::REFUSED` are refused instead.
     pub client: BTreeMap<String, String>,
 }
 
@@ -69,7 +72,7 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest CDA document normalize builds (checked before building): a message that
     /// would make a larger one is dead-lettered `cda.too_large`. Also sizes the records of
-    /// the stages, hence the topics' `max.message.bytes` (see `runtime::check_record_limits`).
+    /// the stages, hence the topics' `max.message.bytes` (see `kafka::limits`).
     pub max_cda_bytes: usize,
     /// Most entries (results, lines, observations) one document may carry; over it the
     /// message is dead-lettered `cda.too_large`.

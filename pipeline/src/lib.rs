@@ -3,7 +3,8 @@
 //! them, makes their decisions durable (Kafka with acks=all, the database) and commits.
 //!
 //! - [`config`]: the settings of every command, merged once;
-//! - [`runtime`]: the Kafka plumbing every stage shares (batches, produce, commit, limits);
+//! - [`kafka`]: every Kafka client, configured by one recipe, and the record size limits;
+//! - [`runtime`]: the Kafka plumbing every stage shares (batches, produce, commit, pause);
 //! - [`stages`]: normalize, route and store behind one driver;
 //! - [`chain`]: the per-message logic of the chain as plain functions, shared by the Kafka
 //!   stages, replay and the embedded mode;
@@ -12,6 +13,7 @@
 pub mod chain;
 pub mod config;
 pub mod embedded;
+pub mod kafka;
 pub mod metrics;
 pub mod outcome;
 pub mod replay;

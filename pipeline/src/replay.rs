@@ -23,8 +23,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::kafka;
 use crate::outcome::Reporting;
-use crate::runtime::{self, StageConsumer, StageContext, client_config};
+use crate::runtime::{self, StageConsumer};
 use crate::stages::{self, AnyStage, Handled, Sink, Source, StageName, Window, drive};
 use crate::timefmt::parse_time;
 
@@ -136,20 +137,7 @@ fn open(settings: &Settings, req: &Request) -> Result<(Window, String, i64)> {
         req.stage.as_str(),
         runtime::now_ms()
     );
-    let mut cfg = client_config(settings);
-    cfg.set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set(
-            "queued.max.messages.kbytes",
-            settings.limits.consumer_queue_kbytes.to_string(),
-        );
-    let consumer: Arc<StageConsumer> = Arc::new(
-        cfg.create_with_context(StageContext::default())
-            .map_err(runtime::client_error)
-            .context("creating the replay consumer")?,
-    );
+    let consumer: Arc<StageConsumer> = Arc::new(kafka::group_consumer(settings, &group, &[])?);
     let to = req.to.as_deref().map(parse_time).transpose()?;
     let mut bounds = window(&consumer, &topics, &req.from, to)?;
     bounds.retain(|_, (start, end)| start < end);
@@ -185,7 +173,7 @@ pub async fn replay(
     on_start(&summary);
     // The producer needs the same record size limit as the live stage it stands in for.
     let settings = Arc::new(stages::sized_settings(settings, &[req.stage], shutdown).await?);
-    let mut sink = Sink::Kafka(runtime::stage_producer(&settings)?);
+    let mut sink = Sink::Kafka(kafka::stage_producer(&settings)?);
     let mut source = Source::Window(window);
     let store = match req.stage {
         StageName::Normalize => None,

@@ -25,7 +25,7 @@
 //! AA for a message normalize would dead-letter as `hl7.message_type.unsupported`.
 //!
 //! [`Gateway::new`] checks the frame limit against the producer's `message.max.bytes` and
-//! each feed topic's `max.message.bytes` (`runtime::check_record_limits`): a frame the
+//! each feed topic's `max.message.bytes` (`kafka::limits::check_record_limits`): a frame the
 //! gateway accepts always fits a record, or the gateway does not start.
 //!
 //! Memory is bounded: at most `max_connections` connections (`max_connections_per_peer`
@@ -63,7 +63,7 @@ use anyhow::Result;
 use dmpflow_hl7::ReadOptions;
 use dmpflow_pipeline::config::Settings;
 use dmpflow_pipeline::metrics::{Health, metrics};
-use dmpflow_pipeline::runtime;
+use dmpflow_pipeline::{kafka, runtime};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -141,7 +141,7 @@ impl Gateway {
         // operator left it unset.
         let topics = config.routing.topics(settings);
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let limits = runtime::check_record_limits(
+        let limits = kafka::limits::check_record_limits(
             settings,
             &topic_refs,
             config.limits.max_frame,
@@ -152,7 +152,7 @@ impl Gateway {
         let mut settings = settings.clone();
         limits.apply(&mut settings);
         Ok(Gateway {
-            producer: producer(&settings, config.ack_timeout)?,
+            producer: kafka::gateway_producer(&settings, config.ack_timeout)?,
             routing: config.routing,
             settings,
             read_opts: ReadOptions {
@@ -173,14 +173,6 @@ impl Gateway {
     pub fn topics(&self) -> Vec<String> {
         self.routing.topics(&self.settings)
     }
-}
-
-/// The gateway's producer: the runtime's idempotent acks=all settings, with the message
-/// timeout tied to the ACK timeout and a short linger (senders wait for each ACK).
-fn producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
-    // A sender waits for each ACK: linger 1 ms, and a delivery that outlives the ACK bound
-    // fails rather than arriving after an AE.
-    dmpflow_pipeline::runtime::producer_with(settings, "lz4", 1, ack_timeout.as_millis())
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then stops accepting, answers the

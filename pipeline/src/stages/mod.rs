@@ -29,6 +29,7 @@ use tracing::{error, warn};
 
 use crate::chain::Coordinates;
 use crate::config::Settings;
+use crate::kafka;
 use crate::metrics::Health;
 use crate::outcome::{At, Report, Reporting};
 use crate::runtime::{self, HealthChecks, Output};
@@ -142,10 +143,10 @@ pub async fn sized_settings(
     outputs.sort_unstable();
     outputs.dedup();
     let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    let limits = runtime::check_record_limits(
+    let limits = kafka::limits::check_record_limits(
         settings,
         &outputs,
-        runtime::stage_largest_payload(settings),
+        kafka::limits::stage_largest_payload(settings),
         "the larger of limits.max_cda_bytes and limits.max_message_bytes",
         shutdown,
     )
@@ -255,10 +256,10 @@ async fn run_live(
         StageName::Normalize | StageName::All => None,
         _ => Some(retry::connect_store(&settings, name, shutdown, shared).await?),
     };
-    let consumer = runtime::consumer(&settings, name, &stage.inputs(&settings))?;
+    let consumer = kafka::stage_consumer(&settings, name, &stage.inputs(&settings))?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
-    let mut sink = Sink::Kafka(runtime::stage_producer(&settings)?);
+    let mut sink = Sink::Kafka(kafka::stage_producer(&settings)?);
     let mut source = Source::live(consumer);
     let group = format!("{}.{}", settings.kafka.group_prefix, name);
     let mut running = AnyStage::new(stage, settings.clone(), store, Some(group))?;

@@ -1,0 +1,212 @@
+//! One constructor per kind of Kafka client dmpflow uses. Each takes its settings from
+//! [`super::config`] for its [`Role`] (so `[kafka.client]` reaches every one of them, and a
+//! refused key stops every one of them) and turns librdkafka's errors into messages fit to
+//! print.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+use super::{Role, StageConsumer, StageContext, config};
+use crate::config::Settings;
+
+/// A Kafka client creation error fit to print. rdkafka's `ClientConfig` error carries the
+/// refused setting's value, and librdkafka's own description may quote it too: for a
+/// secret key (`sasl.password`, `ssl.key.password`, ...) only the key is kept.
+pub fn client_error(e: KafkaError) -> anyhow::Error {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, _) => {
+            if crate::config::is_secret_key(&key) {
+                anyhow::anyhow!(
+                    "Kafka client setting {key} is refused by librdkafka (its value is not shown)"
+                )
+            } else {
+                anyhow::anyhow!("Kafka client setting {key}: {desc}")
+            }
+        }
+        other => other.into(),
+    }
+}
+
+/// A client of `role` without a context of its own; `what` names it in errors.
+fn create<T: FromClientConfig>(settings: &Settings, role: Role<'_>, what: &str) -> Result<T> {
+    let made = config(settings, role, &[]).and_then(|cfg| cfg.create().map_err(client_error));
+    made.with_context(|| format!("creating {what}"))
+}
+
+/// The consumer of pipeline stage `name`, in the group `<group_prefix>.<name>`, subscribed
+/// to `topics`; offsets committed by dmpflow only.
+pub fn stage_consumer(
+    settings: &Settings,
+    name: &str,
+    topics: &[String],
+) -> Result<Arc<StageConsumer>> {
+    let group = format!("{}.{}", settings.kafka.group_prefix, name);
+    let consumer = group_consumer(settings, &group, &[])?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .with_context(|| format!("subscribing to {names:?}"))?;
+    Ok(Arc::new(consumer))
+}
+
+/// A stage consumer in `group` (a full group id), not subscribed: for `replay`, which
+/// `assign`s its window under a group of its own. `overrides` sit over the role's defaults
+/// and under `[kafka.client]`, and may not touch a refused key.
+pub fn group_consumer(
+    settings: &Settings,
+    group: &str,
+    overrides: &[(&str, &str)],
+) -> Result<StageConsumer> {
+    config(settings, Role::StageConsumer { group }, overrides)
+        .and_then(|cfg| {
+            cfg.create_with_context(StageContext::default())
+                .map_err(client_error)
+        })
+        .with_context(|| format!("creating the Kafka consumer of group {group}"))
+}
+
+/// A plain consumer for the tools, in the group `<group_prefix>.<name>` but committing
+/// nothing: it `assign`s partitions and reads, leaving everybody's offsets as they were.
+pub fn reader(settings: &Settings, name: &str) -> Result<BaseConsumer> {
+    let group = format!("{}.{}", settings.kafka.group_prefix, name);
+    let what = format!("the Kafka reader {group}");
+    create(settings, Role::Reader { group: &group }, &what)
+}
+
+/// A client for metadata requests only (`topics list`, the readiness probe).
+pub fn metadata_client(settings: &Settings) -> Result<BaseConsumer> {
+    create(settings, Role::Metadata, "the Kafka metadata client")
+}
+
+/// The admin client (creating topics, reading their configuration).
+pub fn admin(settings: &Settings) -> Result<AdminClient<DefaultClientContext>> {
+    create(settings, Role::Admin, "the Kafka admin client")
+}
+
+/// The idempotent producer of the tools (`load`), acks=all: "acknowledged" means
+/// replicated to the in-sync replicas.
+pub fn producer(settings: &Settings) -> Result<FutureProducer> {
+    producer_with(settings, "lz4", 5, 30_000)
+}
+
+/// The producer of the pipeline stages. No Kafka compression: what they write is mostly
+/// documents whose CDA normalize already compressed (zstd, see `schemas::wire`), and LZ4
+/// over that costs CPU for nothing. `[kafka.client] "compression.type"` still overrides it.
+pub fn stage_producer(settings: &Settings) -> Result<FutureProducer> {
+    producer_with(settings, "none", 5, 30_000)
+}
+
+/// The MLLP gateway's producer. A sender waits for each ACK: linger 1 ms, and a delivery
+/// that outlives the ACK bound fails rather than arriving after an AE was answered.
+pub fn gateway_producer(settings: &Settings, ack_timeout: Duration) -> Result<FutureProducer> {
+    producer_with(settings, "lz4", 1, ack_timeout.as_millis())
+}
+
+/// The idempotent acks=all producer with its compression, linger and delivery timeout
+/// chosen by the caller. `[kafka.client]` settings win over these.
+pub fn producer_with(
+    settings: &Settings,
+    compression: &str,
+    linger_ms: u64,
+    message_timeout_ms: u128,
+) -> Result<FutureProducer> {
+    let role = Role::Producer {
+        compression,
+        linger_ms,
+        message_timeout_ms,
+    };
+    create(settings, role, "the Kafka producer")
+}
+
+/// The transactional producer whose id is `<group_prefix>.<name>`: the same id in two
+/// processes fences the older one, so two `dlq replay` runs cannot interleave.
+pub fn transactional_producer(settings: &Settings, name: &str) -> Result<FutureProducer> {
+    let id = format!("{}.{}", settings.kafka.group_prefix, name);
+    let role = Role::TransactionalProducer {
+        transactional_id: &id,
+    };
+    create(
+        settings,
+        role,
+        &format!("the transactional Kafka producer {id}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Creating a client contacts no broker: these run without Kafka. A stream consumer
+    // needs a Tokio runtime to be created in, hence `tokio::test`.
+
+    fn with_client(key: &str, value: &str) -> Settings {
+        let mut s = Settings::default();
+        s.kafka.client.insert(key.into(), value.into());
+        s
+    }
+
+    /// Each constructor, its client dropped once made.
+    type Make = fn(&Settings) -> Result<()>;
+    const MAKERS: [(&str, Make); 9] = [
+        ("stage consumer", |s| {
+            stage_consumer(s, "n", &["t".to_string()]).map(drop)
+        }),
+        ("group consumer", |s| {
+            group_consumer(s, "g", &[("fetch.wait.max.ms", "100")]).map(drop)
+        }),
+        ("reader", |s| reader(s, "r").map(drop)),
+        ("metadata", |s| metadata_client(s).map(drop)),
+        ("admin", |s| admin(s).map(drop)),
+        ("producer", |s| producer(s).map(drop)),
+        ("stage producer", |s| stage_producer(s).map(drop)),
+        ("gateway producer", |s| {
+            gateway_producer(s, Duration::from_secs(1)).map(drop)
+        }),
+        ("transactional", |s| {
+            transactional_producer(s, "t").map(drop)
+        }),
+    ];
+
+    #[tokio::test]
+    async fn every_role_s_defaults_are_accepted_by_librdkafka() {
+        for (what, make) in MAKERS {
+            make(&Settings::default()).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_constructor_refuses_a_refused_key_and_passes_the_others_on() {
+        let refused = with_client("isolation.level", "read_uncommitted");
+        // An unknown key reaches librdkafka, which names it: proof it was passed on.
+        let unknown = with_client("dmpflow.no.such.key", "1");
+        for (what, make) in MAKERS {
+            let e = format!("{:#}", make(&refused).unwrap_err());
+            assert!(e.contains("\"isolation.level\""), "{what}: {e}");
+            assert!(!e.contains("read_uncommitted"), "{what}: {e}");
+            let e = format!("{:#}", make(&unknown).unwrap_err());
+            assert!(e.contains("dmpflow.no.such.key"), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_value_librdkafka_refuses_is_not_printed() {
+        // librdkafka refuses an unknown key; one named like a secret is shown without
+        // librdkafka's description, which may quote the value.
+        let e = format!(
+            "{:#}",
+            admin(&with_client("sasl.password.x", "hunter2")).unwrap_err()
+        );
+        assert!(
+            e.contains("sasl.password.x") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+}
