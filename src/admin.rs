@@ -295,7 +295,7 @@ pub async fn load(settings: &Settings, args: LoadArgs) -> Result<ExitCode> {
             .into_iter()
             .map(|payload| Output {
                 topic: topic.clone(),
-                key: Some(crate::mllp::key_of_raw(
+                key: Some(dmpflow_hl7::keys::key_of_raw(
                     &payload,
                     settings.limits.max_message_bytes,
                 )),

@@ -32,6 +32,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use dmpflow_pipeline::config::Settings;
 use dmpflow_pipeline::kafka;
 use dmpflow_pipeline::runtime;
+use dmpflow_pipeline::timefmt::{format_time, parse_time};
 
 /// Header of a replayed message naming the dead letter it came from (`topic/partition@offset`).
 pub const REPLAY_OF: &str = "dmp.replay.of";
@@ -69,37 +70,6 @@ pub enum DlqAction {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-/// Parses RFC 3339 or a relative duration back from now (`30s`, `15m`, `2h`, `1d`) into ms
-/// since the epoch.
-pub fn parse_time(s: &str) -> Result<i64> {
-    let s = s.trim();
-    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c))
-        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
-    {
-        let secs = match unit {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => n * 86_400,
-        };
-        return Ok(runtime::now_ms() - secs * 1000);
-    }
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("'{s}' is neither RFC 3339 nor a duration like 15m, 2h, 1d"))?;
-    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-/// ms since the epoch as RFC 3339 (UTC).
-pub fn format_time(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The DLQ reader: it assigns partitions and commits nothing (`kafka::Role::Reader`).

@@ -16,10 +16,6 @@ use dmpflow_schemas::Feed;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-/// `load` (src/admin.rs) keys its records like the gateway through this path; the key
-/// itself is the hl7 crate's.
-pub use dmpflow_hl7::keys::key_of_raw;
-
 #[derive(clap::Args, Clone)]
 pub struct MllpArgs {
     /// Address to listen on.

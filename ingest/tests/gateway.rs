@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use dmpflow_ingest::encode_frame;
 use dmpflow_ingest::gateway::{self, Config, Gateway, Limits, Routing};
 use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::kafka;
 use dmpflow_pipeline::metrics::Health;
-use dmpflow_pipeline::runtime;
 use dmpflow_schemas::Feed;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -89,7 +89,7 @@ async fn settings_with_topics(tag: &str, feeds: &[Feed]) -> Settings {
         .set("bootstrap.servers", &bs)
         .create()
         .unwrap();
-    let max_bytes = runtime::topic_max_message_bytes(&s).to_string();
+    let max_bytes = kafka::limits::topic_max_message_bytes(&s).to_string();
     let names: Vec<String> = feeds.iter().map(|f| s.topics.feed(*f)).collect();
     let new: Vec<NewTopic<'_>> = names
         .iter()
