@@ -4,3 +4,4 @@
 //! edge built on top.
 
 pub mod authz;
+pub mod fhir;
