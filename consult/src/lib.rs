@@ -2,3 +2,5 @@
 //! portal. The rules that make a DMP trustworthy are pure here (values in, decisions out,
 //! as `dmpflow_route` is for identity vigilance); the HTTP server that applies them is an
 //! edge built on top.
+
+pub mod auth;
