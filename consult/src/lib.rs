@@ -3,5 +3,6 @@
 //! as `dmpflow_route` is for identity vigilance); the HTTP server that applies them is an
 //! edge built on top.
 
+pub mod auth;
 pub mod authz;
 pub mod fhir;

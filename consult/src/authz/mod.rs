@@ -38,13 +38,16 @@ pub use search::{Visible, filter};
 
 use dmpflow_schemas::PatientRecord;
 
-/// Who is asking, as the authentication layer established it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who is asking, as the authentication layer established it (`auth::RoleMapping` builds it
+/// from a verified token). `Debug` is written by hand in `auth::principal`: identifiers
+/// (INS, RPPS) must not reach logs by accident.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Principal {
     /// The patient themselves (Mon espace santé login), by their INS.
     Patient { ins: String },
     /// A legal representative (parent of a minor, guardian), acting for `represented_ins`.
-    Representative { represented_ins: String },
+    /// `id` is the representative's own identifier, as the issuer gives it (for the trace).
+    Representative { represented_ins: String, id: String },
     /// A health professional (Pro Santé Connect): `id` is their RPPS or ADELI number, bare
     /// or as an IdNat_PS (see [`same_professional`]).
     Professional {
@@ -241,7 +244,9 @@ pub fn can_access_dmp(
     let patient_ins = patient_ins.trim();
     let (own_id, relationship) = match principal {
         Principal::Patient { ins } => (ins.trim(), Some((ins, Reason::NotOwnRecord))),
-        Principal::Representative { represented_ins } => (
+        Principal::Representative {
+            represented_ins, ..
+        } => (
             represented_ins.trim(),
             Some((represented_ins, Reason::NotRepresented)),
         ),

@@ -16,6 +16,7 @@ pub(super) fn patient() -> Principal {
 pub(super) fn representative() -> Principal {
     Principal::Representative {
         represented_ins: INS.into(),
+        id: "parent-1".into(),
     }
 }
 pub(super) fn professional(id: &str) -> Principal {
@@ -216,6 +217,7 @@ fn empty_identifiers_are_denied() {
         Principal::Patient { ins: " ".into() },
         Principal::Representative {
             represented_ins: String::new(),
+            id: "parent-1".into(),
         },
         professional(""),
     ] {
