@@ -149,7 +149,9 @@ fn normalize_one(
                 let id = &d.meta.unique_id;
                 let stem = safe_file_stem(id);
                 let meta = serde_json::to_vec_pretty(&d.meta).map_err(std::io::Error::other);
-                write_inside(&args.out, &format!("{stem}.xml"), d.cda.as_bytes())
+                // Straight from normalize the body is its XML (`xml()` would inflate a packed one).
+                let cda = d.cda.xml().map_err(std::io::Error::other);
+                cda.and_then(|cda| write_inside(&args.out, &format!("{stem}.xml"), cda.as_bytes()))
                     .and_then(|()| write_inside(&args.out, &format!("{stem}.json"), &meta?))
                     .map(|()| {
                         c.docs += 1;

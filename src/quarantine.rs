@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use dmpflow_route::RouteConfig;
-use dmpflow_schemas::Feed;
+use dmpflow_schemas::{Cda, Feed, Normalized};
 use dmpflow_store::{QuarantineRow, QuarantineStatus, Store};
 
 use dmpflow_pipeline::chain::{self as pipeline, Release};
@@ -157,7 +157,18 @@ pub async fn quarantine(settings: &Settings, action: QuarantineAction) -> Result
                 "created {}  source {:?} {:?}/{:?}@{:?}",
                 q.created_at, q.source_feed, q.source_topic, q.source_partition, q.source_offset
             );
-            println!("{}", serde_json::to_string_pretty(&q.item)?);
+            // Shown with its XML, as cases always were: a packed CDA is inflated for the
+            // operator (the case itself keeps its bytes).
+            let mut item = q.item;
+            if let Normalized::Document(d) = &mut item
+                && d.cda.as_packed().is_some()
+            {
+                let xml = std::mem::take(&mut d.cda)
+                    .into_xml()
+                    .map_err(|why| anyhow::anyhow!("case {id}: its CDA is corrupt: {why}"))?;
+                d.cda = Cda::Xml(xml);
+            }
+            println!("{}", serde_json::to_string_pretty(&item)?);
             Ok(ExitCode::SUCCESS)
         }
         QuarantineAction::Release(args) => release(settings, &store, args).await,

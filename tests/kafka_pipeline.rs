@@ -160,8 +160,8 @@ async fn sigkill_of_the_store_stage_loses_and_doubles_nothing() {
 
 /// A document whose patient the registry does not know is quarantined by route. Its CDA
 /// travels on the quarantine topic still compressed (after the case's JSON head, as on the
-/// other topics), reaches the quarantine table whole, and is stored byte for byte once the
-/// patient is known and the case released.
+/// other topics), is held in the quarantine table with those very bytes, and is stored with
+/// them, never packed again, once the patient is known and the case released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_document_travels_packed_and_is_released_whole() {
     use dmpflow_schemas::Normalized;
@@ -203,6 +203,7 @@ async fn a_quarantined_document_travels_packed_and_is_released_whole() {
     consumer
         .subscribe(&[&format!("{}.quarantine", s.prefix)])
         .expect("subscribe");
+    let mut on_topic = Vec::new();
     for _ in 0..N {
         let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
@@ -218,33 +219,49 @@ async fn a_quarantined_document_travels_packed_and_is_released_whole() {
             "the CDA travels as a zstd frame"
         );
         assert!(!payload[..nl].windows(17).any(|w| w == b"ClinicalDocument"));
+        let case = dmpflow_schemas::wire::decode_quarantined(payload).expect("a case");
+        let Normalized::Document(d) = case.item else {
+            panic!("document expected")
+        };
+        let packed = d.cda.as_packed().expect("packed on the topic").clone();
+        on_topic.push((d.meta.unique_id, packed));
     }
 
-    // In the table: the case holds the XML itself, checked against its hash on the way.
+    // In the table: the case holds the bytes that came on the topic, still packed.
     let open = store
         .quarantine_list(Some(QuarantineStatus::Open))
         .await
         .unwrap();
     assert_eq!(open.len(), N);
-    let mut xml_by_id = Vec::new();
+    let mut held = Vec::new();
     for case in &open {
         assert_eq!(case.reason, "ins.unknown");
         let Normalized::Document(d) = &case.item else {
             panic!("document expected")
         };
-        assert!(d.packed.is_none());
-        assert!(d.cda.starts_with("<?xml") && d.cda.contains("<ClinicalDocument"));
-        xml_by_id.push((case.id, d.meta.unique_id.clone(), d.cda.clone()));
+        let packed = d.cda.as_packed().expect("held packed");
+        let sent = on_topic.iter().find(|(u, _)| *u == d.meta.unique_id);
+        assert_eq!(sent.map(|(_, p)| p), Some(packed), "the topic's bytes");
+        let xml = d.cda.xml().expect("checked against its hash");
+        assert!(xml.starts_with("<?xml") && xml.contains("<ClinicalDocument"));
+        let xml = xml.into_owned();
+        held.push((case.id, d.meta.unique_id.clone(), packed.clone(), xml));
     }
 
-    // The patient becomes known; each released case is stored with that very CDA.
+    // The patient becomes known; each released case is stored with those very bytes.
     let csv_path = std::env::temp_dir().join(format!("patients-{}-late.csv", s.run));
     std::fs::write(&csv_path, csv).unwrap();
     run_ok(&s.env, &["patients", "import", csv_path.to_str().unwrap()]);
-    for (id, unique_id, xml) in &xml_by_id {
+    for (id, unique_id, packed, xml) in &held {
         run_ok(&s.env, &["quarantine", "release", &id.to_string()]);
         let stored_xml = store.get_document_cda(unique_id).await.unwrap();
         assert_eq!(stored_xml.as_deref(), Some(xml.as_str()));
+        let stored = store.get_document_packed(unique_id).await.unwrap();
+        assert_eq!(
+            stored.as_ref(),
+            Some(packed),
+            "filed as held, not packed again"
+        );
     }
     assert!(
         store

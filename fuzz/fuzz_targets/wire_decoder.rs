@@ -1,5 +1,5 @@
 //! Fuzz target: the topic payload decoders of `schemas::wire` (JSON head + packed or XML
-//! tail, plain JSON, the quarantine layout) and `store::unpack_cda` behind them. Input: the
+//! tail, plain JSON, the quarantine layout) and `schemas::cda_body::unpack` behind them. Input: the
 //! payload as read from Kafka. Checks, besides "no panic":
 //! - what decodes re-encodes to a payload that decodes to the same item
 //!   (`decode(encode(x)) == x`, and likewise for quarantine cases);
@@ -14,9 +14,9 @@ use libfuzzer_sys::fuzz_target;
 /// document, as route passes the tail `split` returned.
 fn quarantine_tail(case: &Quarantined) -> Vec<u8> {
     match &case.item {
-        Normalized::Document(d) if d.cda.is_empty() => d
-            .packed
-            .as_ref()
+        Normalized::Document(d) => d
+            .cda
+            .as_packed()
             .map(|p| p.bytes.clone())
             .unwrap_or_default(),
         _ => Vec::new(),
@@ -33,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
             "decode(encode(x)) != x"
         );
         if let Normalized::Document(d) = item
-            && let Some(p) = &d.packed
-            && let Ok(xml) = dmpflow_store::unpack_cda(&p.bytes, &p.sha256)
+            && let Some(p) = d.cda.as_packed()
+            && let Ok(xml) = p.unpack()
         {
             assert!(xml.len() as u64 <= 256 << 20, "inflated past the read cap");
         }

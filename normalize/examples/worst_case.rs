@@ -51,7 +51,7 @@ fn main() {
                     println!(
                         "{kind}: input {} bytes -> CDA {} bytes, {} entries, {:?}",
                         msg.len(),
-                        d.cda.len(),
+                        d.cda.xml_len(),
                         d.entries.len(),
                         t.elapsed()
                     );

@@ -81,7 +81,7 @@ fn mdm_initial_imaging_report() {
     assert_eq!(m.source.position, 0);
     assert_eq!(m.source.feed, Some(Feed::Imaging));
     assert_eq!(m.source.topic, None);
-    assert!(d[0].cda.contains("<ClinicalDocument"));
+    assert!(d[0].cda.as_xml().unwrap().contains("<ClinicalDocument"));
     assert!(d[0].entries.is_empty());
 }
 

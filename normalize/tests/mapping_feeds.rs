@@ -168,8 +168,9 @@ fn lab_document_metadata_and_entries() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(d.cda.contains("ClinicalDocument"), "written by cda::lab");
-    assert!(d.cda.contains(&m.unique_id));
+    let cda = d.cda.as_xml().expect("normalize writes XML");
+    assert!(cda.contains("ClinicalDocument"), "written by cda::lab");
+    assert!(cda.contains(&m.unique_id));
     // Deterministic: the same message gives the same ids; the initial report of the same
     // order (another control id) shares the setId but not the uniqueId.
     assert_eq!(doc(Feed::Lab, &raw).meta, d.meta);

@@ -236,6 +236,11 @@ pub enum Release {
 /// Re-routes quarantine case `id` with today's registry and, if it passes, stores it; the
 /// case is closed only when the store really filed the document. Shared by
 /// `dmpflow quarantine release` and the route stage's sweeper of `ins.unknown` cases.
+///
+/// The document is filed with the CDA the case holds: packed bytes (normalize's) go to the
+/// documents table as they are, never inflated nor packed again; only an XML body (a case
+/// held by an earlier build, or from a producer outside the pipeline) is packed, once, by
+/// the store.
 pub async fn release_case(
     store: &Store,
     cfg: &RouteConfig,

@@ -1,5 +1,6 @@
 //! The contracts between dmpflow's stages: what travels on each topic (serde types,
-//! serialised as JSON; documents as a JSON head and their raw CDA, see `wire`), the Kafka
+//! serialised as JSON; documents as a JSON head and their raw CDA, see `wire`; the CDA
+//! body and its compression, see `cda_body`), the Kafka
 //! header names, the feeds, and the stable reject and
 //! quarantine reason codes. Every stage and the embedded mode speak only these types.
 //!
@@ -8,12 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod cda_body;
 pub mod dates;
 pub mod ins;
 pub mod reasons;
 pub mod topics;
 pub mod wire;
 
+pub use cda_body::{Cda, PackedCda, Packing};
 pub use reasons::Reject;
 
 /// The confluent flows. The feed decides which mapping normalize applies.
@@ -240,55 +243,14 @@ pub enum Entry {
     },
 }
 
-/// A normalised document: payload of `dmp.documents` and `dmp.routed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A normalised document: payload of `dmp.documents` and `dmp.routed`. Its JSON (written
+/// by hand in `cda_body`, as the body's form decides it) is the one it always had.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub meta: DocumentMeta,
-    /// The CDA R2 XML (UTF-8); empty while the document travels packed.
-    pub cda: String,
+    /// The CDA R2 body: XML as normalize writes it, packed from the normalize stage on.
+    pub cda: Cda,
     pub entries: Vec<Entry>,
-    /// The CDA compressed once, by the normalize stage, for the hops between stages and for
-    /// storage (see `wire`); `cda` is then empty. `None` in embedded mode and in the JSON of
-    /// quarantines, which carry `cda` itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packed: Option<PackedCda>,
-}
-
-/// A CDA as stored: compressed (a zstd frame; gzip in rows and topics written before the
-/// switch to zstd), with the hash and size of the XML it inflates to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackedCda {
-    /// The compressed bytes. Never inside JSON: `wire` carries them after the payload head.
-    #[serde(skip)]
-    pub bytes: Vec<u8>,
-    /// SHA-256 of the XML, lowercase hex.
-    pub sha256: String,
-    /// Size of the XML in bytes.
-    pub size: i64,
-}
-
-/// How packed CDA bytes are compressed. Told by the bytes themselves (a zstd frame and a
-/// gzip member both open with a magic number), so rows and topics written with gzip by an
-/// earlier build stay readable without a column or a field to say so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packing {
-    /// What the pipeline writes (`dmpflow_store::pack_cda`).
-    Zstd,
-    /// What builds before zstd wrote; read, never written.
-    Gzip,
-}
-
-impl Packing {
-    /// The compression of `bytes`, if they open like a zstd frame or a gzip member.
-    pub fn of(bytes: &[u8]) -> Option<Packing> {
-        if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Some(Packing::Zstd)
-        } else if bytes.starts_with(&[0x1f, 0x8b]) {
-            Some(Packing::Gzip)
-        } else {
-            None
-        }
-    }
 }
 
 /// What an identity-feed message changes in the patient registry.

@@ -1,10 +1,10 @@
 //! The byte layout of the `dmp.documents` and `dmp.routed` payloads.
 //!
 //! A document travels as its JSON head (`Normalized` with an empty `cda`), one `\n`, then
-//! its CDA: the compressed bytes when the head has `packed` (what the stages write:
-//! normalize compresses each CDA once with zstd, the store keeps those very bytes; gzip
-//! written by earlier builds is still read, see `Packing`), else the XML as raw UTF-8
-//! (what a producer outside the pipeline may write):
+//! its CDA: the compressed bytes when the body is `Cda::Packed` and the head has `packed`
+//! (what the stages write: normalize compresses each CDA once with zstd, the store keeps
+//! those very bytes; gzip written by earlier builds is still read, see `Packing`), else the
+//! XML as raw UTF-8 (what a producer outside the pipeline may write):
 //!
 //! ```text
 //! {"type":"document","meta":{...},"cda":"","entries":[...],"packed":{"sha256":"..","size":31245}}\n<zstd frame>
@@ -23,7 +23,8 @@
 //! without a newline; `decode` reads every form, so topics written by an older build, dead
 //! letters and replays keep working.
 
-use crate::{Document, DocumentMeta, Entry, Normalized, PackedCda, Packing, Quarantined};
+use crate::cda_body;
+use crate::{Cda, Document, DocumentMeta, Entry, Normalized, PackedCda, Packing, Quarantined};
 
 /// A payload that is not a `Normalized` item in any layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +42,30 @@ impl std::error::Error for WireError {}
 /// unpacked one with its XML.
 pub fn encode(item: &Normalized) -> Vec<u8> {
     match item {
-        Normalized::Document(d) => match &d.packed {
-            Some(p) => write_document(d, &p.bytes),
-            None => write_document(d, d.cda.as_bytes()),
+        Normalized::Document(d) => match &d.cda {
+            Cda::Packed(p) => write_document(d, &p.bytes),
+            Cda::Xml(xml) => write_document(d, xml.as_bytes()),
         },
         Normalized::Patient(_) => serde_json::to_vec(item).expect("Normalized serialises"),
     }
 }
 
 /// The payload of a `head` read by `split`, with the CDA bytes `split` returned: how route
-/// forwards a document without reading its CDA. A head that still holds its CDA inline (a
+/// forwards a document without reading its CDA. A head that still holds its XML inline (a
 /// plain-JSON payload) is encoded whole.
 pub fn join(head: &Normalized, cda: &[u8]) -> Vec<u8> {
     match head {
-        Normalized::Document(d) if d.cda.is_empty() => write_document(d, cda),
+        Normalized::Document(d) if is_head(&d.cda) => write_document(d, cda),
         _ => encode(head),
+    }
+}
+
+/// Whether a document body is only a head's (its CDA kept apart, after the head): a packed
+/// body (`split` leaves its bytes out) or an empty XML one.
+fn is_head(cda: &Cda) -> bool {
+    match cda {
+        Cda::Xml(xml) => xml.is_empty(),
+        Cda::Packed(_) => true,
     }
 }
 
@@ -77,7 +87,7 @@ fn write_document(d: &Document, cda: &[u8]) -> Vec<u8> {
         meta: &d.meta,
         cda: "",
         entries: &d.entries,
-        packed: d.packed.as_ref(),
+        packed: d.cda.as_packed(),
     };
     head_then_bytes(&head, cda)
 }
@@ -92,19 +102,23 @@ fn head_then_bytes(head: &impl serde::Serialize, tail: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a payload into the item and, for a document in the split layout, the CDA bytes
-/// kept apart: compressed when the head has `packed` (whose `bytes` are then left empty),
-/// else XML.
-/// The item's `cda` is then empty. A plain-JSON payload returns its item whole and an
-/// empty slice.
+/// kept apart: compressed when the head has `packed` (the body is then `Cda::Packed` with
+/// its `bytes` left empty), else XML (the body is then an empty `Cda::Xml`). A plain-JSON
+/// payload returns its item whole and an empty slice.
 pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
     let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
         let item: Normalized = serde_json::from_slice(payload)
             .map_err(|e| WireError(format!("payload is not a dmpflow item: {e}")))?;
         // A `packed` head promises bytes after it; plain JSON has none, and its inline
         // `cda` (if any) would be ignored in favour of the empty bytes: the CDA would be
-        // lost on the next `join` (found by fuzz/ wire_decoder).
+        // lost on the next `join` (found by fuzz/ wire_decoder). Inline XML beside a
+        // packed head reads as XML (quarantine cases of earlier builds, `cda_body`), so the
+        // JSON itself is asked whether it had the head.
         if let Normalized::Document(d) = &item
-            && d.packed.is_some()
+            && match &d.cda {
+                Cda::Packed(_) => true,
+                Cda::Xml(xml) => !xml.is_empty() && cda_body::json_has_packed_head(payload),
+            }
         {
             return Err(WireError(
                 "payload is a packed document head without its CDA bytes".into(),
@@ -116,10 +130,10 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
         .map_err(|e| WireError(format!("payload head is not a dmpflow item: {e}")))?;
     let cda = &payload[nl + 1..];
     match &item {
-        Normalized::Document(d) if !d.cda.is_empty() => Err(WireError(
+        Normalized::Document(d) if !is_head(&d.cda) => Err(WireError(
             "payload has both an inline CDA and CDA bytes after its head".into(),
         )),
-        Normalized::Document(d) if d.packed.is_some() => {
+        Normalized::Document(d) if matches!(d.cda, Cda::Packed(_)) => {
             if Packing::of(cda).is_none() {
                 return Err(WireError("payload CDA is neither zstd nor gzip".into()));
             }
@@ -137,16 +151,16 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
 }
 
 /// Reads a payload in any layout into the whole item: a packed document with its compressed
-/// bytes in `packed.bytes`, any other document with its XML in `cda`.
+/// bytes (`Cda::Packed`), any other document with its XML (`Cda::Xml`).
 pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
     let (mut item, cda) = split(payload)?;
     if let Normalized::Document(d) = &mut item
         && !cda.is_empty()
     {
-        match &mut d.packed {
-            Some(p) => p.bytes = cda.to_vec(),
+        match &mut d.cda {
+            Cda::Packed(p) => p.bytes = cda.to_vec(),
             // `split` checked it is UTF-8.
-            None => d.cda = String::from_utf8(cda.to_vec()).expect("checked by split"),
+            Cda::Xml(xml) => *xml = String::from_utf8(cda.to_vec()).expect("checked by split"),
         }
     }
     Ok(item)
@@ -154,35 +168,35 @@ pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
 
 /// The payload of a quarantine case on `dmp.quarantine`. A packed document keeps its
 /// compressed bytes after the JSON head, as on the other topics (`cda` is the tail `split`
-/// returned): route no longer inflates a CDA just to quarantine it, and a flood of
-/// quarantines (an identity feed running late) weighs on Kafka and memory no more than the
-/// documents themselves. Anything else is one plain JSON value, as before.
+/// returned; when empty, the body's own bytes): route never inflates a CDA just to
+/// quarantine it, and a flood of quarantines (an identity feed running late) weighs on
+/// Kafka and memory no more than the documents themselves. Anything else is one plain
+/// JSON value, as before.
 pub fn encode_quarantined(case: &Quarantined, cda: &[u8]) -> Vec<u8> {
-    match &case.item {
-        Normalized::Document(d) if d.cda.is_empty() && d.packed.is_some() => {
-            head_then_bytes(case, cda)
-        }
-        _ => serde_json::to_vec(case).expect("a quarantine case serialises"),
+    let packed = match &case.item {
+        Normalized::Document(d) => d.cda.as_packed(),
+        Normalized::Patient(_) => None,
+    };
+    match packed {
+        Some(p) => head_then_bytes(case, if cda.is_empty() { &p.bytes } else { cda }),
+        None => serde_json::to_vec(case).expect("a quarantine case serialises"),
     }
 }
 
-/// Reads a `dmp.quarantine` payload in either layout; a packed document gets its bytes in
-/// `packed.bytes`.
+/// Reads a `dmp.quarantine` payload in either layout; a packed document gets its bytes
+/// (`Cda::Packed`).
 pub fn decode_quarantined(payload: &[u8]) -> Result<Quarantined, WireError> {
     let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
-        let mut case: Quarantined = serde_json::from_slice(payload)
+        let case: Quarantined = serde_json::from_slice(payload)
             .map_err(|e| WireError(format!("payload is not a quarantine case: {e}")))?;
-        if let Normalized::Document(d) = &mut case.item
-            && d.packed.is_some()
+        // A packed head without bytes: the CDA is missing. (With the XML inline beside the
+        // head, cases of earlier builds, the body reads as that XML: see `cda_body`.)
+        if let Normalized::Document(d) = &case.item
+            && matches!(d.cda, Cda::Packed(_))
         {
-            // A packed head without bytes: the XML inline (cases of earlier builds) is the
-            // document, and the store packs it again; without it the CDA is missing.
-            if d.cda.is_empty() {
-                return Err(WireError(
-                    "quarantine case is a packed document head without its CDA bytes".into(),
-                ));
-            }
-            d.packed = None;
+            return Err(WireError(
+                "quarantine case is a packed document head without its CDA bytes".into(),
+            ));
         }
         return Ok(case);
     };
@@ -190,13 +204,13 @@ pub fn decode_quarantined(payload: &[u8]) -> Result<Quarantined, WireError> {
         .map_err(|e| WireError(format!("payload head is not a quarantine case: {e}")))?;
     let tail = &payload[nl + 1..];
     match &mut case.item {
-        Normalized::Document(d) if d.cda.is_empty() => match &mut d.packed {
-            Some(p) if Packing::of(tail).is_some() => {
+        Normalized::Document(d) if is_head(&d.cda) => match &mut d.cda {
+            Cda::Packed(p) if Packing::of(tail).is_some() => {
                 p.bytes = tail.to_vec();
                 Ok(case)
             }
-            Some(_) => Err(WireError("quarantined CDA is neither zstd nor gzip".into())),
-            None => Err(WireError(
+            Cda::Packed(_) => Err(WireError("quarantined CDA is neither zstd nor gzip".into())),
+            Cda::Xml(_) => Err(WireError(
                 "quarantine case has CDA bytes but no packed head".into(),
             )),
         },
@@ -240,7 +254,6 @@ mod tests {
             },
             cda: cda.into(),
             entries: vec![],
-            packed: None,
         }))
     }
 
@@ -266,7 +279,7 @@ mod tests {
         let Normalized::Document(h) = &head else {
             panic!("head is a document")
         };
-        assert!(h.cda.is_empty());
+        assert_eq!(h.cda, Cda::Xml(String::new()));
         assert_eq!(
             join(&head, cda),
             bytes,
@@ -292,7 +305,7 @@ mod tests {
             let Normalized::Document(mut d) = document("") else {
                 unreachable!()
             };
-            d.packed = Some(PackedCda {
+            d.cda = Cda::Packed(PackedCda {
                 bytes: packed.clone(),
                 sha256: "ab".repeat(32),
                 size: 31245,
@@ -307,8 +320,8 @@ mod tests {
                 panic!("head is a document")
             };
             assert!(
-                h.packed
-                    .as_ref()
+                h.cda
+                    .as_packed()
                     .is_some_and(|p| p.bytes.is_empty() && p.size == 31245)
             );
             assert_eq!(join(&head, tail), bytes);
@@ -323,38 +336,41 @@ mod tests {
     #[test]
     fn a_packed_head_without_its_bytes_is_refused_not_emptied() {
         // fuzz/regressions/wire_decoder/plain-json-document-with-packed-head
-        let mut d = document("<x/>");
+        let mut d = document("");
         let Normalized::Document(inner) = &mut d else {
             unreachable!()
         };
-        inner.packed = Some(PackedCda {
+        inner.cda = Cda::Packed(PackedCda {
             bytes: Vec::new(),
             sha256: "00".into(),
             size: 4,
         });
-        let plain = serde_json::to_vec(&d).unwrap();
-        assert!(split(&plain).is_err());
-        assert!(decode(&plain).is_err());
-        let case = |item: Normalized| {
-            serde_json::to_vec(&Quarantined {
-                reason: "ins.unknown".into(),
-                detail: String::new(),
-                item,
-            })
+        let head_only = serde_json::to_vec(&d).unwrap();
+        // Both the XML inline and a packed head: what earlier builds could write, no longer
+        // something a `Document` can hold, so written as they wrote it.
+        let both = String::from_utf8(head_only.clone())
             .unwrap()
+            .replace(r#""cda":"""#, r#""cda":"<x/>""#)
+            .into_bytes();
+        for plain in [&head_only, &both] {
+            assert!(split(plain).is_err());
+            assert!(decode(plain).is_err());
+        }
+        let case = |item: &[u8]| {
+            format!(
+                r#"{{"reason":"ins.unknown","detail":"","item":{}}}"#,
+                std::str::from_utf8(item).unwrap()
+            )
+            .into_bytes()
         };
         // Inline XML next to a packed head (earlier builds): the XML is kept, unpacked.
-        let back = decode_quarantined(&case(d.clone())).unwrap();
+        let back = decode_quarantined(&case(&both)).unwrap();
         let Normalized::Document(b) = back.item else {
             unreachable!()
         };
-        assert_eq!((b.cda.as_str(), b.packed), ("<x/>", None));
+        assert_eq!(b.cda, Cda::Xml("<x/>".into()));
         // Neither XML nor bytes: refused.
-        let Normalized::Document(inner) = &mut d else {
-            unreachable!()
-        };
-        inner.cda.clear();
-        assert!(decode_quarantined(&case(d)).is_err());
+        assert!(decode_quarantined(&case(&head_only)).is_err());
     }
 
     #[test]
@@ -363,7 +379,7 @@ mod tests {
             unreachable!()
         };
         let zst = vec![0x28, 0xb5, 0x2f, 0xfd, 7, b'\n', 9];
-        d.packed = Some(PackedCda {
+        d.cda = Cda::Packed(PackedCda {
             bytes: Vec::new(),
             sha256: "cd".repeat(32),
             size: 77,
@@ -379,8 +395,10 @@ mod tests {
         let Normalized::Document(b) = &back.item else {
             panic!("document expected")
         };
-        assert_eq!(b.packed.as_ref().unwrap().bytes, zst);
-        assert_eq!((back.reason.as_str(), b.cda.as_str()), ("ins.unknown", ""));
+        assert_eq!(b.cda.as_packed().unwrap().bytes, zst);
+        assert_eq!(back.reason, "ins.unknown");
+        // A case whose body holds its bytes is laid out the same.
+        assert_eq!(encode_quarantined(&back, &[]), bytes);
         // A head followed by bytes that are not a packed CDA is refused, not half-read.
         let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
         let mut bad = bytes[..=nl].to_vec();

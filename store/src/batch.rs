@@ -15,13 +15,13 @@
 
 use std::collections::HashMap;
 
-use dmpflow_schemas::{Document, PackedCda};
+use dmpflow_schemas::{Cda, Document, PackedCda};
 use sqlx::Row;
 
 use crate::audit::insert_audits;
 use crate::model::{BatchReport, ItemOutcome, OffsetCommit, StoreItem};
 use crate::plan::{self, Keys};
-use crate::util::{now_rfc3339, pack_cda};
+use crate::util::now_rfc3339;
 use crate::{Store, StoreError, patients};
 
 mod lookup;
@@ -74,29 +74,32 @@ impl Store {
             return Ok(BatchReport::default());
         }
         let err = |e| StoreError::from_sqlx(OP, e);
-        // Documents from Kafka arrive packed by normalize. The others (embedded mode, quarantine
-        // releases) are compressed here: CPU work, so before the transaction opens (row locks
-        // are not held meanwhile), off the async workers, on every core. Duplicates found by
-        // the plan are compressed for nothing, which only happens on replays.
-        let to_pack: Vec<&Document> = items
+        // Documents arrive packed by normalize, and a released quarantine case with the bytes
+        // it was held with: those are stored as they are. An XML body (a case held by an
+        // earlier build or from a producer outside the pipeline, released now; a caller of
+        // the library) is compressed here: CPU work, so before the transaction opens (row
+        // locks are not held meanwhile), off the async workers, on every core. Duplicates
+        // found by the plan are compressed for nothing, which only happens on replays.
+        let to_pack: Vec<(&Document, &str)> = items
             .iter()
             .filter_map(|i| match i {
-                StoreItem::Document(d) if d.packed.is_none() => Some(d),
+                StoreItem::Document(d) => d.cda.as_xml().map(|xml| (d, xml)),
                 _ => None,
             })
             .collect();
-        let packed_here = pack_all(to_pack.iter().map(|d| d.cda.clone()).collect()).await?;
+        let packed_here =
+            pack_all(to_pack.iter().map(|(_, xml)| (*xml).to_owned()).collect()).await?;
         // Keyed by address (as usize: a raw pointer would make the future !Send): a plan
         // entry borrows its document from `items`.
         let address = |d: &Document| d as *const Document as usize;
         let mut packed: HashMap<usize, &PackedCda> = to_pack
             .iter()
             .zip(&packed_here)
-            .map(|(d, p)| (address(d), p))
+            .map(|((d, _), p)| (address(d), p))
             .collect();
         for item in items {
             if let StoreItem::Document(d) = item
-                && let Some(p) = &d.packed
+                && let Cda::Packed(p) = &d.cda
             {
                 packed.insert(address(d), p);
             }
@@ -168,7 +171,7 @@ async fn pack_all(cdas: Vec<String>) -> Result<Vec<PackedCda>, StoreError> {
             break;
         }
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.iter().map(|c| pack_cda(c)).collect::<Vec<_>>()
+            part.iter().map(|c| PackedCda::pack(c)).collect::<Vec<_>>()
         }));
     }
     let mut out = Vec::new();

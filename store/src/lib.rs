@@ -38,6 +38,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+/// The CDA codec, from where it lives now (`dmpflow_schemas::cda_body`), under the names
+/// callers of the store have used.
+pub use dmpflow_schemas::cda_body::{pack as pack_cda, unpack as unpack_cda};
 pub use error::{CsvLineError, StoreError};
 pub use history::PatientHistoryRow;
 pub use model::{
@@ -45,7 +48,6 @@ pub use model::{
     QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
 };
 pub use patient_csv::CSV_HEADER;
-pub use util::{pack_cda, unpack_cda};
 
 /// Validates one data line of the patients CSV as `Store::import_patients_csv` does, with
 /// no database. Entry point for fuzz/ (the `patients_csv` target); not a stable API.

@@ -12,13 +12,13 @@ use std::collections::{HashMap, HashSet};
 
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
-    Document, Lifecycle, Normalized, PatientChange, PatientUpdate, Quarantined, SourceRef,
+    Cda, Document, Lifecycle, Normalized, Packing, PatientChange, PatientUpdate, Quarantined,
+    SourceRef,
 };
 
 use crate::StoreError;
 use crate::audit::AuditRow;
 use crate::model::{DocStatus, ItemOutcome, StoreItem};
-use crate::util::unpack_cda;
 
 /// What goes in: the keys to look up and the rows found.
 mod known;
@@ -69,8 +69,11 @@ pub(crate) struct NewQuarantine<'a> {
     pub unique_id: Option<String>,
     /// The document's patient: what the route stage's sweeper matches against the registry.
     pub patient_ins: Option<String>,
-    /// The item as JSON, a document with its CDA unpacked.
+    /// The item as JSON. A packed document's JSON is its head (`cda` empty, `packed` with
+    /// the hash and size), its bytes in `cda_packed`; an XML one holds its XML.
     pub payload: String,
+    /// The compressed CDA of a packed document, as it came: release files these bytes.
+    pub cda_packed: Option<Vec<u8>>,
     pub source: &'a SourceRef,
 }
 
@@ -309,16 +312,25 @@ impl<'a> Plan<'a> {
             ),
             Normalized::Patient(_) => (None, None),
         };
-        // A quarantine keeps the CDA itself (its JSON has no room for the compressed bytes).
+        // A quarantine keeps a packed CDA packed, never inflated nor packed again: its bytes
+        // go to a column of their own (JSON has no room for them), and release files them
+        // as they are. An XML body (a producer outside the pipeline) stays inline in the
+        // JSON, as every case of builds before that column.
         let mut item = item;
-        if let Normalized::Document(d) = &mut item
-            && let Some(p) = d.packed.take()
-        {
-            d.cda = unpack_cda(&p.bytes, &p.sha256).map_err(|why| StoreError::Data {
-                op: "write_batch",
-                detail: format!("packed CDA of a document to quarantine: {why}"),
-            })?;
-        }
+        let cda_packed = match &mut item {
+            Normalized::Document(d) => match &mut d.cda {
+                Cda::Packed(p) if Packing::of(&p.bytes).is_none() => {
+                    return Err(StoreError::Data {
+                        op: "write_batch",
+                        detail: "packed CDA of a document to quarantine is neither zstd nor gzip"
+                            .into(),
+                    });
+                }
+                Cda::Packed(p) => Some(std::mem::take(&mut p.bytes)),
+                Cda::Xml(_) => None,
+            },
+            Normalized::Patient(_) => None,
+        };
         let payload = serde_json::to_string(&item).map_err(|e| StoreError::Data {
             op: "write_batch",
             detail: format!("quarantine payload does not serialise: {e}"),
@@ -338,6 +350,7 @@ impl<'a> Plan<'a> {
             unique_id,
             patient_ins,
             payload,
+            cda_packed,
             source,
         });
         Ok(ItemOutcome::Quarantined(reason))

@@ -5,13 +5,14 @@
 //! into the asked one (A40/A47) are part of the asked patient's record. The merge code
 //! keeps chains flat, so one hop is enough.
 
+use dmpflow_schemas::{Cda, Normalized, PackedCda, cda_body};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::model::{
     AuditEntry, DocStatus, DocumentRow, QuarantineRow, QuarantineStatus, ResultRow,
 };
-use crate::util::{now_rfc3339, unpack_cda};
+use crate::util::now_rfc3339;
 use crate::{Store, StoreError};
 
 const PATIENT_INS_MATCH: &str =
@@ -50,12 +51,15 @@ fn document_row(r: &AnyRow) -> Result<DocumentRow, sqlx::Error> {
 fn quarantine_row(r: &AnyRow) -> Result<QuarantineRow, sqlx::Error> {
     let payload: String = r.try_get("payload")?;
     let status: String = r.try_get("status")?;
+    let mut item: Normalized =
+        serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    with_packed_bytes(&mut item, r.try_get("cda_packed")?)?;
     Ok(QuarantineRow {
         id: r.try_get("id")?,
         reason: r.try_get("reason")?,
         detail: r.try_get("detail")?,
         unique_id: r.try_get("unique_id")?,
-        item: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        item,
         source_feed: r.try_get("source_feed")?,
         source_topic: r.try_get("source_topic")?,
         source_partition: r.try_get("source_partition")?,
@@ -70,8 +74,26 @@ fn quarantine_row(r: &AnyRow) -> Result<QuarantineRow, sqlx::Error> {
     })
 }
 
-const QUARANTINE_COLUMNS: &str = "SELECT id, reason, detail, unique_id, payload, source_feed, source_topic, \
-     source_partition, source_offset, status, created_at, released_at FROM quarantine";
+/// Puts a quarantine row's `cda_packed` bytes back into its packed document: the row keeps
+/// the CDA as normalize packed it, the JSON only its head. A row without bytes holds its
+/// XML inline (an XML body, or any row of builds before the column): nothing to put back.
+fn with_packed_bytes(item: &mut Normalized, bytes: Option<Vec<u8>>) -> Result<(), sqlx::Error> {
+    let body = match item {
+        Normalized::Document(d) => Some(&mut d.cda),
+        Normalized::Patient(_) => None,
+    };
+    let mismatch = |what: &str| sqlx::Error::Decode(format!("quarantine row: {what}").into());
+    match (body, bytes) {
+        (Some(Cda::Packed(p)), Some(bytes)) => p.bytes = bytes,
+        (Some(Cda::Packed(_)), None) => return Err(mismatch("packed CDA head without its bytes")),
+        (_, Some(_)) => return Err(mismatch("CDA bytes without a packed document")),
+        (_, None) => {}
+    }
+    Ok(())
+}
+
+const QUARANTINE_COLUMNS: &str = "SELECT id, reason, detail, unique_id, payload, cda_packed, source_feed, \
+     source_topic, source_partition, source_offset, status, created_at, released_at FROM quarantine";
 
 impl Store {
     /// Every stored version of the patient's documents (all statuses), oldest first by
@@ -112,7 +134,7 @@ impl Store {
         let unique_id = unique_id.to_owned();
         // Inflating is CPU work; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            unpack_cda(&packed, &sha).map_err(|why| StoreError::CorruptCda { unique_id, why })
+            cda_body::unpack(&packed, &sha).map_err(|why| StoreError::CorruptCda { unique_id, why })
         })
         .await
         .map_err(|_| StoreError::Data {
@@ -120,6 +142,32 @@ impl Store {
             detail: "decompression task failed".into(),
         })?
         .map(Some)
+    }
+
+    /// The CDA of a document as stored: its compressed bytes (zstd, or gzip of an earlier
+    /// build) with the hash and size of the XML, not inflated. What was filed, byte for
+    /// byte: a released quarantine case is stored with the bytes normalize made.
+    pub async fn get_document_packed(
+        &self,
+        unique_id: &str,
+    ) -> Result<Option<PackedCda>, StoreError> {
+        let err = |e| StoreError::from_sqlx("get_document_packed", e);
+        let row = sqlx::query(
+            "SELECT cda_packed, cda_sha256, cda_size FROM documents WHERE unique_id = $1",
+        )
+        .bind(unique_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(|row| -> Result<PackedCda, sqlx::Error> {
+            Ok(PackedCda {
+                bytes: row.try_get(0)?,
+                sha256: row.try_get(1)?,
+                size: row.try_get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(err)
     }
 
     /// The patient's lab results for one LOINC code over time (observation time, else the

@@ -130,7 +130,25 @@ pg_tests!(
     lifecycle_chain_in_one_batch_as_in_three,
     true_resend_is_one_duplicate,
     reused_control_id_is_processed_and_reported,
+    quarantine_keeps_packed_bytes,
 );
+
+/// Migration 0008 on PostgreSQL: a quarantine case an earlier build held (its XML inline in
+/// the JSON) still reads, and is filed, after it.
+#[tokio::test]
+async fn upgrade_to_0008_keeps_quarantine_rows_of_earlier_builds() {
+    let db = format!("dmpflow_store_upgrade_0008_{}", std::process::id());
+    admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+    admin(&format!("CREATE DATABASE {db}")).await;
+    let url = with_database(&database_url(), &db);
+    let dir = std::env::temp_dir().join(format!("dmpflow-store-pg-0008-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    scenarios::database_of_an_earlier_build(&url, "postgres", &dir).await;
+    let store = Store::connect(&url).await.expect("0008 applies");
+    scenarios::quarantine_row_of_an_earlier_build_still_reads(&store).await;
+    dispose(store, db).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 /// The server drops every connection (as on a restart): the next batch still commits on
 /// fresh connections, and a replay of the earlier batch stays a duplicate.

@@ -312,7 +312,6 @@ fn lab_doc(uid: &str) -> Document {
         },
         cda: "<ClinicalDocument/>".into(),
         entries: Vec::new(),
-        packed: None,
     }
 }
 

@@ -38,7 +38,23 @@ sqlite_tests!(
     lifecycle_chain_in_one_batch_as_in_three,
     true_resend_is_one_duplicate,
     reused_control_id_is_processed_and_reported,
+    quarantine_keeps_packed_bytes,
 );
+
+/// Migration 0008 gives quarantine cases a column for their packed CDA: a case an earlier
+/// build held (its XML inline in the JSON) still reads, and is filed, after it.
+#[tokio::test]
+async fn upgrade_to_0008_keeps_quarantine_rows_of_earlier_builds() {
+    let dir = std::env::temp_dir().join(format!("dmpflow-store-0008-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("old.db").display());
+    scenarios::database_of_an_earlier_build(&format!("{url}?mode=rwc"), "sqlite", &dir).await;
+    let store = Store::connect(&url).await.expect("0008 applies");
+    scenarios::quarantine_row_of_an_earlier_build_still_reads(&store).await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 #[tokio::test]
 async fn throughput_sqlite_file() {

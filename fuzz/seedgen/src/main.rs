@@ -104,7 +104,7 @@ fn main() {
                 if let Normalized::Document(d) = &item
                     && feed == Feed::Cancer
                 {
-                    cancer_cdas.push(d.cda.clone());
+                    cancer_cdas.push(d.cda.as_xml().expect("normalize writes XML").to_owned());
                 }
                 if i >= 1 {
                     continue;
@@ -125,8 +125,7 @@ fn main() {
                 );
                 if let Normalized::Document(d) = &item {
                     let mut packed = d.clone();
-                    packed.packed = Some(dmpflow_store::pack_cda(&d.cda));
-                    packed.cda = String::new();
+                    packed.cda.pack();
                     let packed = Normalized::Document(packed);
                     let payload = wire::encode(&packed);
                     write(

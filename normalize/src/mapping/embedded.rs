@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use dmpflow_schemas::reasons::{Reason, Reject};
 use dmpflow_schemas::{
-    CdaOrigin, Document, DocumentMeta, Lifecycle, Normalized, PartyRef, PatientIdentity,
+    Cda, CdaOrigin, Document, DocumentMeta, Lifecycle, Normalized, PartyRef, PatientIdentity,
 };
 
 use super::cda_reader::{Header, Ii, read_header};
@@ -107,9 +107,8 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
         )?;
         out.push(Normalized::Document(Box::new(Document {
             meta,
-            cda: xml,
+            cda: Cda::Xml(xml),
             entries: Vec::new(),
-            packed: None,
         })));
     }
     if out.is_empty() {

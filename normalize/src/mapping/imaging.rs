@@ -2,7 +2,7 @@
 //! Study Instance UID) → `ImagingReport` → CR-IMG via `cda::imaging::write`.
 
 use dmpflow_schemas::reasons::{Reason, Reject};
-use dmpflow_schemas::{Document, Normalized};
+use dmpflow_schemas::{Cda, Document, Normalized};
 
 use super::common::{
     Ctx, HeaderParts, IMAGING_KIND, author_and_org, coded, document_header, dtm, generated_meta,
@@ -34,9 +34,8 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
     super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
-        cda,
+        cda: Cda::Xml(cda),
         entries: Vec::new(),
-        packed: None,
     }))])
 }
 

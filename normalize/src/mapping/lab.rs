@@ -2,7 +2,7 @@
 //! `LabReport` → CR-BIO via `cda::lab::write`, plus one `Entry::LabObservation` per result.
 
 use dmpflow_schemas::reasons::Reject;
-use dmpflow_schemas::{Document, Entry, Normalized};
+use dmpflow_schemas::{Cda, Document, Entry, Normalized};
 
 use super::common::{
     Ctx, HeaderParts, LAB_KIND, author_and_org, coded, default_chapter, document_header, dtm,
@@ -27,9 +27,8 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
     super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
-        cda,
+        cda: Cda::Xml(cda),
         entries,
-        packed: None,
     }))])
 }
 

@@ -3,7 +3,7 @@
 //! UCD13 with a verified check digit.
 
 use dmpflow_schemas::reasons::{Reason, Reject};
-use dmpflow_schemas::{Document, Entry, Lifecycle, Normalized};
+use dmpflow_schemas::{Cda, Document, Entry, Lifecycle, Normalized};
 
 use super::common::{
     Ctx, HeaderParts, PHARMACY_KIND, author_and_org, document_header, dtm, generated_meta, missing,
@@ -87,9 +87,8 @@ pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> 
     super::limits::check_size(cda.len(), ctx.cfg)?;
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
-        cda,
+        cda: Cda::Xml(cda),
         entries,
-        packed: None,
     }))])
 }
 

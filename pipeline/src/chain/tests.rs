@@ -2,7 +2,9 @@
 //! take over another patient's registry entry come out as `identity.collision` quarantine
 //! cases and leave the registry as it was, whether route or the store's own guard sees it.
 //! And (issue #12) the feeding opposition: IO holds documents, NA and stale messages change
-//! nothing, a newer INO lets the waiting case be filed through the release path.
+//! nothing, a newer INO lets the waiting case be filed through the release path. And a
+//! quarantined CDA is held with the bytes normalize packed and filed with them on release,
+//! never packed again; a case an earlier build held (XML inside its JSON) still releases.
 
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::{
@@ -177,7 +179,6 @@ fn lab_document(uid: &str) -> Normalized {
         },
         cda: "<ClinicalDocument/>".into(),
         entries: Vec::new(),
-        packed: None,
     }))
 }
 
@@ -292,4 +293,240 @@ async fn opposition_io_na_stale_ino_then_ino_releases_the_waiting_case() {
             .len(),
         0
     );
+}
+
+/// A lab ORU^R01 for patient A (the traits of `update`), NIR OID: what route files once the
+/// registry knows A, and quarantines as `ins.unknown` before.
+fn lab_oru_for_a(msg: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|SIL|LABO|DMPFLOW|DMP|20241105143000||ORU^R01^ORU_R01|{msg}|P|2.5|||||FRA|UNICODE UTF-8\r\
+PID|1||{INS_A}^^^ASIP-SANTE-INS-NIR&{NIR}&ISO^INS||PREMIER^Camille^Camille^^^^L||19800517|F||||||||||||||||||||||||VALI\r\
+PV1|1|O\r\
+ORC|NW|{msg}-CMD^SIL|||||||20241105143000\r\
+OBR|1|{msg}-CMD^SIL||24362-6^Ionogramme sanguin^LN|||20241105080000|||||||||10003456789^DUPONT^CLAIRE||||||20241105143000|||F|||||||801234567866&BIOLO&ANNE\r\
+OBX|1|NM|2823-3^Potassium^LN||4.2|mmol/L|3.5-5.1|N|||F|||20241105080000\r"
+    )
+    .into_bytes()
+}
+
+/// The one open case: its id and its document.
+async fn the_open_case(store: &Store) -> (i64, dmpflow_schemas::Document) {
+    use dmpflow_store::QuarantineStatus;
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    let [case] = open.as_slice() else {
+        panic!("one open case, got {}", open.len())
+    };
+    let Normalized::Document(d) = &case.item else {
+        panic!("a document case")
+    };
+    (case.id, (**d).clone())
+}
+
+// The issue "one CDA body type": the normalize stage packs the CDA once; the case route
+// quarantines is held with those bytes (not inflated into its JSON), and release files
+// them as they are.
+#[tokio::test]
+async fn a_quarantined_cda_is_held_and_filed_with_the_bytes_normalize_made() {
+    use std::sync::Arc;
+
+    use dmpflow_schemas::{Cda, wire};
+    use rdkafka::message::OwnedMessage;
+
+    use crate::config::Settings;
+    use crate::embedded::Chain;
+    use crate::stages::NormalizeStage;
+
+    let settings = Settings::default();
+    let raw = lab_oru_for_a("Q1");
+    // What the normalize stage produces for this message: the CDA packed, once.
+    let input = OwnedMessage::new(
+        Some(raw.clone()),
+        None,
+        settings.topics.feed(Feed::Lab),
+        rdkafka::Timestamp::NotAvailable,
+        0,
+        0,
+        None,
+    );
+    let handled = NormalizeStage::new(Arc::new(settings.clone())).decide(&[input]);
+    let [out] = handled.produced.outputs.as_slice() else {
+        panic!("one document out of normalize")
+    };
+    let Normalized::Document(made) = wire::decode(&out.payload).unwrap() else {
+        panic!("a document")
+    };
+    let made = made.cda.as_packed().expect("normalize packs").clone();
+
+    // The whole chain (normalize, route, store) over a registry that does not know A yet.
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let mut chain = Chain::new(store.clone(), settings);
+    chain.message(Feed::Lab, &raw).await.unwrap();
+    let summary = chain.finish().await.unwrap();
+    assert_eq!(summary.quarantined, 1, "{summary:?}");
+    let (id, held) = the_open_case(&store).await;
+    assert_eq!(
+        held.cda,
+        Cda::Packed(made.clone()),
+        "the case holds normalize's bytes"
+    );
+
+    apply(
+        &store,
+        update(PatientChange::Upsert, INS_A, "PREMIER", "U1"),
+    )
+    .await;
+    assert_eq!(
+        super::release_case(&store, &RouteConfig::default(), id)
+            .await
+            .unwrap(),
+        super::Release::Filed("stored")
+    );
+    let uid = &held.meta.unique_id;
+    assert_eq!(
+        store.get_document_packed(uid).await.unwrap(),
+        Some(made.clone()),
+        "filed with normalize's bytes"
+    );
+    assert_eq!(
+        store.get_document_cda(uid).await.unwrap(),
+        Some(made.unpack().unwrap())
+    );
+}
+
+// Bytes that packing again could never give back (gzip, as builds before zstd wrote): found
+// stored after the release, they prove the case was filed without packing it again.
+#[tokio::test]
+async fn a_released_case_is_filed_without_packing_its_cda_again() {
+    use std::io::Write;
+
+    use dmpflow_schemas::{Cda, PackedCda, Quarantined};
+    use dmpflow_store::StoreItem;
+
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let Normalized::Document(mut d) = lab_document("1.2.250.9.7") else {
+        unreachable!()
+    };
+    let xml = "<ClinicalDocument>gzip, as an earlier build packed it</ClinicalDocument>";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(xml.as_bytes()).unwrap();
+    let held = PackedCda {
+        bytes: gz.finish().unwrap(),
+        sha256: PackedCda::pack(xml).sha256,
+        size: xml.len() as i64,
+    };
+    d.cda = Cda::Packed(held.clone());
+    let case = Quarantined {
+        reason: "ins.unknown".into(),
+        detail: String::new(),
+        item: Normalized::Document(d),
+    };
+    store
+        .write_batch(&[StoreItem::Quarantine(case)], &[])
+        .await
+        .unwrap();
+    let (id, _) = the_open_case(&store).await;
+    apply(
+        &store,
+        update(PatientChange::Upsert, INS_A, "PREMIER", "U1"),
+    )
+    .await;
+    assert_eq!(
+        super::release_case(&store, &RouteConfig::default(), id)
+            .await
+            .unwrap(),
+        super::Release::Filed("stored")
+    );
+    assert_eq!(
+        store.get_document_packed("1.2.250.9.7").await.unwrap(),
+        Some(held)
+    );
+    assert_eq!(
+        store
+            .get_document_cda("1.2.250.9.7")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(xml)
+    );
+}
+
+// A case held by a build before migration 0008: its XML inside the JSON, no bytes column.
+// After the upgrade it still releases, its XML packed once, when filed.
+#[tokio::test]
+async fn a_case_held_by_an_earlier_build_still_releases() {
+    let dir = std::env::temp_dir().join(format!("dmpflow-chain-0008-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let before = dir.join("migrations");
+    std::fs::create_dir_all(&before).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/migrations/sqlite");
+    for f in std::fs::read_dir(&all).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&f, before.join(&name)).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}", dir.join("old.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // The row as those builds wrote it: the item's JSON with the XML inline, put together
+    // field by field (not by today's serialiser), and the 15 columns they knew.
+    let Normalized::Document(d) = lab_document("1.2.250.9.8") else {
+        unreachable!()
+    };
+    let xml = d.cda.as_xml().unwrap().to_owned();
+    let payload = format!(
+        r#"{{"type":"document","meta":{},"cda":{},"entries":[]}}"#,
+        serde_json::to_string(&d.meta).unwrap(),
+        serde_json::to_string(&xml).unwrap()
+    );
+    sqlx::query(
+        "INSERT INTO quarantine (reason, detail, item_key, unique_id, payload, source_feed, \
+         source_sender, source_control_id, source_position, source_topic, source_partition, \
+         source_offset, status, created_at, patient_ins) VALUES ('ins.unknown', '', \
+         'doc:1.2.250.9.8', '1.2.250.9.8', $1, 'lab', 'LABO', '1.2.250.9.8-msg', 0, NULL, NULL, \
+         NULL, 'open', '2026-03-01T10:00:00.000000Z', $2)",
+    )
+    .bind(payload)
+    .bind(INS_A)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url).await.expect("0008 applies");
+    let (id, held) = the_open_case(&store).await;
+    assert_eq!(held, *d, "read back as its XML document");
+    apply(
+        &store,
+        update(PatientChange::Upsert, INS_A, "PREMIER", "U1"),
+    )
+    .await;
+    assert_eq!(
+        super::release_case(&store, &RouteConfig::default(), id)
+            .await
+            .unwrap(),
+        super::Release::Filed("stored")
+    );
+    assert_eq!(
+        store.get_document_cda("1.2.250.9.8").await.unwrap(),
+        Some(xml.clone())
+    );
+    assert_eq!(
+        store.get_document_packed("1.2.250.9.8").await.unwrap(),
+        Some(dmpflow_schemas::PackedCda::pack(&xml))
+    );
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

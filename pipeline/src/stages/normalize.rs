@@ -38,11 +38,11 @@ impl NormalizeStage {
             match chain::normalize_message(feed, raw, &coordinates(m), &self.cfg) {
                 Ok(items) => {
                     for mut item in items {
-                        // The CDA is compressed once, here: every later hop carries the zstd
-                        // bytes, and the store keeps them as they are.
+                        // The CDA is packed once, here: every later hop carries the zstd
+                        // bytes, and the store keeps them as they are (a quarantine case
+                        // too, filed with them when released).
                         if let Normalized::Document(d) = &mut item {
-                            d.packed = Some(dmpflow_store::pack_cda(&d.cda));
-                            d.cda = String::new();
+                            d.cda.pack();
                         }
                         let payload = wire::encode(&item);
                         out.produced.push(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Normalized, headers as h, wire};
+use dmpflow_schemas::{Cda, Normalized, headers as h, wire};
 use dmpflow_store::Store;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -118,10 +118,10 @@ impl Stage for RouteStage {
                     // A packed CDA stays packed (its bytes after the case's head); raw XML from
                     // a producer outside the pipeline goes inline, as `split` checked it is UTF-8.
                     if let Normalized::Document(d) = &mut q.item
-                        && d.cda.is_empty()
-                        && d.packed.is_none()
+                        && let Cda::Xml(xml) = &mut d.cda
+                        && xml.is_empty()
                     {
-                        d.cda = String::from_utf8_lossy(cda).into_owned();
+                        *xml = String::from_utf8_lossy(cda).into_owned();
                     }
                     let mut headers = carried_headers(m, &feed);
                     headers.push((h::REASON, q.reason.clone()));

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Normalized, headers as h, wire};
+use dmpflow_schemas::{Cda, Normalized, headers as h, wire};
 use dmpflow_store::{OffsetCommit, Store, StoreItem};
 use rdkafka::message::{Message, OwnedMessage};
 
@@ -92,19 +92,20 @@ impl StoreStage {
     }
 }
 
-/// One message of the store's input as the item to write. The case's CDA is inflated
-/// (and checked against its sha256) here, one message at a time: a corrupt one is
-/// dead-lettered alone instead of failing the batch.
+/// One message of the store's input as the item to write. A case's packed CDA stays
+/// packed (the quarantine keeps those bytes, and a release files them), but is inflated
+/// and checked against its sha256 here, one message at a time: a corrupt one is
+/// dead-lettered alone, not held to be filed corrupt later.
 fn decode(settings: &Settings, m: &OwnedMessage) -> Result<StoreItem, String> {
     let payload = m.payload().unwrap_or_default();
     if m.topic() == settings.topics.quarantine {
         wire::decode_quarantined(payload)
             .map_err(|e| e.to_string())
-            .and_then(|mut q| {
-                if let Normalized::Document(d) = &mut q.item
-                    && let Some(p) = d.packed.take()
+            .and_then(|q| {
+                if let Normalized::Document(d) = &q.item
+                    && let Cda::Packed(p) = &d.cda
                 {
-                    d.cda = dmpflow_store::unpack_cda(&p.bytes, &p.sha256)
+                    p.unpack()
                         .map_err(|why| format!("quarantined CDA: {why}"))?;
                 }
                 Ok(StoreItem::Quarantine(q))

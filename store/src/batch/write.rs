@@ -244,8 +244,8 @@ pub(super) async fn insert_quarantines(
         let sql = values_sql(
             "INSERT INTO quarantine (reason, detail, item_key, unique_id, payload, source_feed, \
              source_sender, source_control_id, source_position, source_topic, source_partition, \
-             source_offset, status, created_at, patient_ins)",
-            15,
+             source_offset, status, created_at, patient_ins, cda_packed)",
+            16,
             chunk.len(),
             "",
         );
@@ -267,7 +267,8 @@ pub(super) async fn insert_quarantines(
                 .bind(s.offset)
                 .bind("open")
                 .bind(now)
-                .bind(r.patient_ins.as_deref());
+                .bind(r.patient_ins.as_deref())
+                .bind(r.cda_packed.as_deref());
         }
         q.execute(&mut **tx)
             .await

@@ -10,7 +10,6 @@ use dmpflow_schemas::{
 };
 
 use super::*;
-use crate::util::pack_cda;
 
 const INS: &str = "279035121518989";
 const SENDER: &str = "LABO^FINESS123";
@@ -61,9 +60,10 @@ fn doc(uid: &str, set: &str, lifecycle: Lifecycle, target: Option<&str>, msg: &s
             origin: CdaOrigin::Generated,
             source: source(msg, ""),
         },
-        cda: format!("<ClinicalDocument><id root=\"{uid}\"/></ClinicalDocument>"),
+        cda: Cda::Xml(format!(
+            "<ClinicalDocument><id root=\"{uid}\"/></ClinicalDocument>"
+        )),
         entries: Vec::new(),
-        packed: None,
     }
 }
 
@@ -701,18 +701,50 @@ fn quarantine_entry_opens_once() {
         assert_writes_nothing(&d);
     }
 
-    // A packed document waits with its CDA itself (the JSON has no room for the bytes).
+    // A packed document waits packed: its bytes apart, as they came (never inflated nor
+    // packed again), its JSON the head. An XML one waits with its XML inline.
     let mut packed = waiting.clone();
-    packed.packed = Some(pack_cda(&packed.cda));
-    packed.cda.clear();
+    packed.cda.pack();
+    let bytes = packed.cda.as_packed().unwrap().bytes.clone();
     let batch = vec![StoreItem::Quarantine(Quarantined {
         reason: "identity.traits.mismatch".into(),
         detail: String::new(),
-        item: Normalized::Document(Box::new(packed)),
+        item: Normalized::Document(Box::new(packed.clone())),
     })];
     let d = run(&batch, Known::default());
+    assert_eq!(d.quarantines[0].cda_packed.as_ref(), Some(&bytes));
+    let Normalized::Document(head) = serde_json::from_str(&d.quarantines[0].payload).unwrap()
+    else {
+        panic!("a document")
+    };
+    let mut whole = *head;
+    let Cda::Packed(p) = &mut whole.cda else {
+        panic!("the head of a packed document")
+    };
+    assert!(p.bytes.is_empty(), "no bytes inside the JSON");
+    p.bytes = bytes;
+    assert_eq!(whole, packed);
+    let batch = vec![StoreItem::Quarantine(Quarantined {
+        reason: "identity.traits.mismatch".into(),
+        detail: String::new(),
+        item: Normalized::Document(Box::new(waiting.clone())),
+    })];
+    let d = run(&batch, Known::default());
+    assert_eq!(d.quarantines[0].cda_packed, None);
     let payload: Normalized = serde_json::from_str(&d.quarantines[0].payload).unwrap();
     assert_eq!(payload, Normalized::Document(Box::new(waiting)));
+    // A packed body whose bytes are not a packed CDA fails the batch, as inflating it did.
+    let mut corrupt = packed;
+    let Cda::Packed(p) = &mut corrupt.cda else {
+        unreachable!()
+    };
+    p.bytes = b"<ClinicalDocument/>".to_vec();
+    let batch = vec![StoreItem::Quarantine(Quarantined {
+        reason: "identity.traits.mismatch".into(),
+        detail: String::new(),
+        item: Normalized::Document(Box::new(corrupt)),
+    })];
+    assert!(decide(&batch, Known::default()).is_err());
 
     // Two identity updates under one reused control id are two cases.
     let waiting_update = |hash: &str| {

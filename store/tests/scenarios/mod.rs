@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use dmpflow_schemas::{
-    CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PackedCda, PartyRef,
-    PatientChange, PatientIdentity, PatientRecord, PatientUpdate, Quarantined, SourceRef,
+    Cda, CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, Normalized, PackedCda, Packing,
+    PartyRef, PatientChange, PatientIdentity, PatientRecord, PatientUpdate, Quarantined, SourceRef,
 };
 use dmpflow_store::{
     DocStatus, ItemOutcome, OffsetCommit, QuarantineStatus, Store, StoreError, StoreItem,
@@ -114,9 +114,8 @@ pub fn doc(
             origin: CdaOrigin::Generated,
             source: source(msg, 0, offset),
         },
-        cda: cda_for(unique_id, 4),
+        cda: Cda::Xml(cda_for(unique_id, 4)),
         entries: vec![glucose("5.1", "20260301080000+0100")],
-        packed: None,
     }
 }
 
@@ -834,14 +833,20 @@ pub async fn results_over_time(store: &Store) {
 /// The CDA comes back byte for byte through its compression, checked by sha256.
 pub async fn cda_round_trip(store: &Store) {
     let mut d = initial("1.2.10.1", "1.2.10.s", "C1");
-    d.cda = cda_for("1.2.10.1", 2000); // ~200 kB, accents included
+    let xml = cda_for("1.2.10.1", 2000); // ~200 kB, accents included
+    d.cda = Cda::Xml(xml.clone());
     store.write_batch(&items([d.clone()]), &[]).await.unwrap();
     assert_eq!(
         store.get_document_cda("1.2.10.1").await.unwrap().as_deref(),
-        Some(d.cda.as_str())
+        Some(xml.as_str())
     );
     let row = &store.documents_for_patient(INS_A).await.unwrap()[0];
-    assert_eq!(row.cda_size, d.cda.len() as i64);
+    assert_eq!(row.cda_size, xml.len() as i64);
+    // An XML body is packed by the store, once, as normalize would have.
+    assert_eq!(
+        store.get_document_packed("1.2.10.1").await.unwrap(),
+        Some(PackedCda::pack(&xml))
+    );
     assert!(
         store
             .get_document_cda("1.2.10.404")
@@ -852,14 +857,13 @@ pub async fn cda_round_trip(store: &Store) {
 }
 
 /// Documents packed by normalize (zstd already made) are stored with those very bytes,
-/// read back as their XML, and inflated again when the store has to quarantine one. A
+/// read back as their XML, and kept packed when the store has to quarantine one. A
 /// document packed with gzip by an earlier build (still on a topic) is stored and read too.
 pub async fn packed_documents(store: &Store) {
     let mut d = initial("1.2.11.1", "1.2.11.s", "K1");
-    d.cda = cda_for("1.2.11.1", 50);
-    let xml = std::mem::take(&mut d.cda);
+    let xml = cda_for("1.2.11.1", 50);
     let packed = dmpflow_store::pack_cda(&xml);
-    d.packed = Some(packed.clone());
+    d.cda = Cda::Packed(packed.clone());
     let mut orphan = doc(
         "1.2.11.9",
         "1.2.11.other",
@@ -869,17 +873,16 @@ pub async fn packed_documents(store: &Store) {
         "K9",
         1,
     );
-    let orphan_xml = std::mem::take(&mut orphan.cda);
-    orphan.packed = Some(dmpflow_store::pack_cda(&orphan_xml));
+    let orphan_xml = orphan.cda.as_xml().unwrap().to_owned();
+    orphan.cda.pack();
+    let orphan_packed = orphan.cda.as_packed().unwrap().clone();
     let mut older = initial("1.2.11.2", "1.2.11.t", "K2");
-    let older_xml = std::mem::take(&mut older.cda);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, older_xml.as_bytes()).unwrap();
-    let gz = gz.finish().unwrap();
-    older.packed = Some(PackedCda {
+    let older_xml = older.cda.as_xml().unwrap().to_owned();
+    let gz = gzip(&older_xml);
+    older.cda = Cda::Packed(PackedCda {
         sha256: dmpflow_store::pack_cda(&older_xml).sha256,
         size: older_xml.len() as i64,
-        bytes: gz,
+        bytes: gz.clone(),
     });
     let out = store
         .write_batch(&items([d, orphan, older]), &[])
@@ -903,6 +906,21 @@ pub async fn packed_documents(store: &Store) {
     let rows = store.documents_for_patient(INS_A).await.unwrap();
     let row = rows.iter().find(|r| r.unique_id == "1.2.11.1").unwrap();
     assert_eq!(row.cda_size, packed.size);
+    assert_eq!(
+        store.get_document_packed("1.2.11.1").await.unwrap(),
+        Some(packed),
+        "normalize's bytes, stored as they came"
+    );
+    assert_eq!(
+        store
+            .get_document_packed("1.2.11.2")
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes,
+        gz,
+        "gzip stays gzip"
+    );
     let open = store
         .quarantine_list(Some(QuarantineStatus::Open))
         .await
@@ -910,8 +928,187 @@ pub async fn packed_documents(store: &Store) {
     let Normalized::Document(q) = &open[0].item else {
         panic!("document expected")
     };
-    assert_eq!(q.cda, orphan_xml, "the quarantine holds the XML itself");
-    assert!(q.packed.is_none());
+    assert_eq!(
+        q.cda,
+        Cda::Packed(orphan_packed),
+        "the quarantine keeps the packed bytes as they came"
+    );
+    assert_eq!(q.cda.xml().unwrap(), orphan_xml);
+}
+
+/// `xml` compressed with gzip, as builds before zstd packed it: bytes that packing again
+/// (zstd) can never give back, so finding them stored proves nothing packed them again.
+pub fn gzip(xml: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, xml.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A quarantine case keeps its packed CDA as it came (not inflated into the JSON), reads
+/// back whole, and its document, filed as a release files it, is stored with those very
+/// bytes. A case with an XML body (a producer outside the pipeline) keeps its XML inline
+/// and is packed once, when filed.
+pub async fn quarantine_keeps_packed_bytes(store: &Store) {
+    let mut packed = initial("1.2.12.1", "1.2.12.s", "P1");
+    let xml = packed.cda.as_xml().unwrap().to_owned();
+    let p = PackedCda {
+        bytes: gzip(&xml),
+        sha256: PackedCda::pack(&xml).sha256,
+        size: xml.len() as i64,
+    };
+    packed.cda = Cda::Packed(p.clone());
+    let inline = initial("1.2.12.2", "1.2.12.t", "P2");
+    let case = |d: &Document| {
+        StoreItem::Quarantine(Quarantined {
+            reason: "ins.unknown".into(),
+            detail: String::new(),
+            item: Normalized::Document(Box::new(d.clone())),
+        })
+    };
+    let out = store
+        .write_batch(&[case(&packed), case(&inline)], &[])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![ItemOutcome::Quarantined("ins.unknown".into()); 2]);
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    let bodies: Vec<&Cda> = open
+        .iter()
+        .map(|row| match &row.item {
+            Normalized::Document(d) => &d.cda,
+            Normalized::Patient(_) => panic!("a document"),
+        })
+        .collect();
+    assert_eq!(bodies, [&packed.cda, &inline.cda]);
+    let got = store.quarantine_get(open[0].id).await.unwrap().unwrap();
+    assert_eq!(got.item, Normalized::Document(Box::new(packed.clone())));
+
+    // Filed as `release_case` files them: the case's item as a document.
+    let filed: Vec<StoreItem> = open
+        .into_iter()
+        .map(|row| match row.item {
+            Normalized::Document(d) => StoreItem::Document(*d),
+            Normalized::Patient(_) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        store.write_batch(&filed, &[]).await.unwrap(),
+        [ItemOutcome::Stored, ItemOutcome::Stored]
+    );
+    assert_eq!(
+        store.get_document_packed("1.2.12.1").await.unwrap(),
+        Some(p),
+        "the very bytes the case held"
+    );
+    let inline_xml = inline.cda.as_xml().unwrap();
+    let stored = store
+        .get_document_packed("1.2.12.2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Packing::of(&stored.bytes), Some(Packing::Zstd));
+    assert_eq!(stored, PackedCda::pack(inline_xml));
+    assert_eq!(
+        store.get_document_cda("1.2.12.1").await.unwrap().as_deref(),
+        Some(xml.as_str())
+    );
+}
+
+/// A quarantine row as builds before migration 0008 wrote it: the item's JSON with the
+/// XML inline (no `packed`), no bytes column. The JSON is put together field by field, not
+/// by today's `Document` serialiser, so that it is what those builds wrote.
+pub fn quarantine_row_of_an_earlier_build() -> (Document, String) {
+    let d = doc(
+        "1.2.80.1",
+        "1.2.80.s",
+        Lifecycle::Initial,
+        None,
+        INS_A,
+        "OLDQ1",
+        3,
+    );
+    let json = format!(
+        r#"{{"type":"document","meta":{},"cda":{},"entries":{}}}"#,
+        serde_json::to_string(&d.meta).unwrap(),
+        serde_json::to_string(d.cda.as_xml().unwrap()).unwrap(),
+        serde_json::to_string(&d.entries).unwrap()
+    );
+    (d, json)
+}
+
+/// A copy into `into` of the `backend` migrations (`sqlite`, `postgres`) before `version`:
+/// to migrate a database as far as an earlier build did.
+pub fn migrations_before(backend: &str, version: &str, into: &std::path::Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for f in std::fs::read_dir(&all).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < version {
+            std::fs::copy(&f, into.join(&name)).unwrap();
+        }
+    }
+}
+
+/// A database at `url` migrated as far as builds before 0008 did, holding one quarantine
+/// row as they wrote it ([`quarantine_row_of_an_earlier_build`]).
+pub async fn database_of_an_earlier_build(url: &str, backend: &str, scratch: &std::path::Path) {
+    let before = scratch.join(format!("migrations-{backend}-before-0008"));
+    migrations_before(backend, "0008", &before);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let (_, payload) = quarantine_row_of_an_earlier_build();
+    sqlx::query(EARLIER_QUARANTINE_INSERT)
+        .bind(payload)
+        .bind(INS_A)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+/// The statement builds before 0008 opened a case with (`batch/write.rs`), one row.
+pub const EARLIER_QUARANTINE_INSERT: &str = "INSERT INTO quarantine (reason, detail, item_key, \
+    unique_id, payload, source_feed, source_sender, source_control_id, source_position, \
+    source_topic, source_partition, source_offset, status, created_at, patient_ins) VALUES \
+    ('ins.unknown', 'no such patient', 'doc:1.2.80.1', '1.2.80.1', $1, 'lab', 'LABO^FINESS123', \
+    'OLDQ1', 0, 'dmp.routed', 0, 3, 'open', '2026-03-01T10:00:00.000000Z', $2)";
+
+/// After the upgrade, the row written by [`quarantine_row_of_an_earlier_build`] reads as its
+/// XML document, and filing it (what a release does) packs it once and stores it.
+pub async fn quarantine_row_of_an_earlier_build_still_reads(store: &Store) {
+    let (d, _) = quarantine_row_of_an_earlier_build();
+    let open = store
+        .quarantine_list(Some(QuarantineStatus::Open))
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].reason, "ins.unknown");
+    assert_eq!(open[0].item, Normalized::Document(Box::new(d.clone())));
+    let out = store
+        .write_batch(&[StoreItem::Document(d.clone())], &[])
+        .await
+        .unwrap();
+    assert_eq!(out, [ItemOutcome::Stored]);
+    let xml = d.cda.as_xml().unwrap();
+    assert_eq!(
+        store.get_document_cda("1.2.80.1").await.unwrap().as_deref(),
+        Some(xml)
+    );
+    assert_eq!(
+        store.get_document_packed("1.2.80.1").await.unwrap(),
+        Some(PackedCda::pack(xml))
+    );
 }
 
 /// Throughput: `total` documents (~9 kB CDA, 10 results each) in batches of `batch`, with
@@ -927,7 +1124,7 @@ pub async fn throughput(store: &Store, label: &str, total: usize, batch: usize) 
             &format!("BENCH{i}"),
             i as i64,
         );
-        d.cda = cda_for(&d.meta.unique_id, 80);
+        d.cda = Cda::Xml(cda_for(&d.meta.unique_id, 80));
         d.entries = (0..10)
             .map(|k| glucose(&format!("{k}.0"), "20260301080000+0100"))
             .collect();
