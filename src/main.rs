@@ -2,6 +2,7 @@
 //! one-process chain, and the operator's tools (topics, patients, quarantine, documents).
 
 mod admin;
+mod consult;
 mod dlq;
 mod embedded;
 mod inspect;
@@ -117,6 +118,11 @@ enum Command {
     /// MLLP gateway: receive HL7 v2 over TCP (or TLS with --tls-cert/--tls-key), acknowledge
     /// once durably written to Kafka.
     Mllp(mllp::MllpArgs),
+    /// The FHIR R4 read server of the DMP (ITI-67/68, Observation, AuditEvent); every access
+    /// is traced. Needs --auth-jwks (with issuer and audience) or --auth-dev-key.
+    Serve(consult::ServeArgs),
+    /// Print a dev bearer token for `serve --auth-dev-key` (development only).
+    Token(consult::TokenArgs),
 }
 
 fn init_tracing(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
@@ -232,5 +238,7 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             replay::replay(&settings, args).await
         }
         Command::Mllp(args) => mllp::mllp(&settings, args).await,
+        Command::Serve(args) => consult::run_serve(&settings, args).await,
+        Command::Token(args) => consult::run_token(args),
     }
 }

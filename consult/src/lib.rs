@@ -6,3 +6,4 @@
 pub mod auth;
 pub mod authz;
 pub mod fhir;
+pub mod server;

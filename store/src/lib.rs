@@ -11,7 +11,8 @@
 //! batch may collide with, `plan` decides every item with no database, `batch/write.rs`
 //! writes the result); `patients` is the registry's SQL, with its pure rules in
 //! `patient_state` (identity messages) and `patient_csv` (the CSV import); `queries` and
-//! `history` are the reads; `tx` (the write transaction) and `audit` (the audit rows) are
+//! `history` are the reads, `consult` the read side's own (document metadata, the
+//! append-only access trace); `tx` (the write transaction) and `audit` (the audit rows) are
 //! shared by every writer.
 //!
 //! The core guarantee lives in [`Store::write_batch`]: all items of a batch and the
@@ -21,6 +22,7 @@
 
 mod audit;
 mod batch;
+mod consult;
 mod error;
 mod history;
 mod model;
@@ -44,8 +46,8 @@ pub use dmpflow_schemas::cda_body::{pack as pack_cda, unpack as unpack_cda};
 pub use error::{CsvLineError, StoreError};
 pub use history::PatientHistoryRow;
 pub use model::{
-    AuditEntry, BatchReport, DocStatus, DocumentRow, ImportSummary, ItemOutcome, OffsetCommit,
-    QuarantineRow, QuarantineStatus, ResultRow, StoreItem,
+    AuditEntry, BatchReport, DocStatus, DocumentDetail, DocumentRow, ImportSummary, ItemOutcome,
+    OffsetCommit, QuarantineRow, QuarantineStatus, ResultRow, StoreItem, TraceRow,
 };
 pub use patient_csv::CSV_HEADER;
 

@@ -202,3 +202,37 @@ pub struct AuditEntry {
     pub source_offset: Option<i64>,
     pub detail: String,
 }
+
+/// A document version with what the read side needs beyond [`DocumentRow`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentDetail {
+    pub row: DocumentRow,
+    /// The author's person id (IdNat_PS, RPPS or ADELI) as stored.
+    pub author_person_id: Option<String>,
+    pub author_organisation_id: Option<String>,
+    pub patient_ins_oid: String,
+    /// For a replacement: the uniqueId of the version it replaced, when known.
+    pub replaces: Option<String>,
+}
+
+/// One row of `access_trace`: who searched or read which DMP, and the decision.
+/// Values are the column texts (role: patient | representative | professional; action:
+/// search | read; purpose: normal | break_glass; outcome: permit | deny).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TraceRow {
+    pub id: i64,
+    pub recorded_at: String,
+    pub actor_role: String,
+    pub actor_id: String,
+    pub actor_org: Option<String>,
+    pub patient_ins: String,
+    pub action: String,
+    pub query: Option<String>,
+    /// uniqueIds of the documents answered (empty for a denial).
+    pub document_ids: Vec<String>,
+    pub purpose: String,
+    pub purpose_reason: Option<String>,
+    pub outcome: String,
+    /// The authorisation reason code (consult's `Reason::as_str`).
+    pub reason: String,
+}

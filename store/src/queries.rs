@@ -15,10 +15,10 @@ use crate::model::{
 use crate::util::now_rfc3339;
 use crate::{Store, StoreError};
 
-const PATIENT_INS_MATCH: &str =
+pub(crate) const PATIENT_INS_MATCH: &str =
     "(d.patient_ins = $1 OR d.patient_ins IN (SELECT ins FROM patients WHERE merged_into = $1))";
 
-fn document_row(r: &AnyRow) -> Result<DocumentRow, sqlx::Error> {
+pub(crate) fn document_row(r: &AnyRow) -> Result<DocumentRow, sqlx::Error> {
     let status: String = r.try_get("status")?;
     let visibility: String = r.try_get("visibility")?;
     Ok(DocumentRow {
@@ -47,6 +47,12 @@ fn document_row(r: &AnyRow) -> Result<DocumentRow, sqlx::Error> {
         stored_at: r.try_get("stored_at")?,
     })
 }
+
+/// The columns [`document_row`] reads.
+pub(crate) const DOCUMENT_COLUMNS: &str = "unique_id, set_id, version, seq, lifecycle, status, \
+     type_code, class_code, format_code, practice_setting, title, patient_ins, creation_time, \
+     service_start, service_stop, confidentiality, visibility, origin, source_feed, cda_size, \
+     stored_at";
 
 fn quarantine_row(r: &AnyRow) -> Result<QuarantineRow, sqlx::Error> {
     let payload: String = r.try_get("payload")?;
@@ -101,10 +107,8 @@ impl Store {
     pub async fn documents_for_patient(&self, ins: &str) -> Result<Vec<DocumentRow>, StoreError> {
         let err = |e| StoreError::from_sqlx("documents_for_patient", e);
         let sql = format!(
-            "SELECT unique_id, set_id, version, seq, lifecycle, status, type_code, class_code, \
-             format_code, practice_setting, title, patient_ins, creation_time, service_start, service_stop, \
-             confidentiality, visibility, origin, source_feed, cda_size, stored_at \
-             FROM documents d WHERE {PATIENT_INS_MATCH} ORDER BY creation_time, set_id, seq"
+            "SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE {PATIENT_INS_MATCH} \
+             ORDER BY creation_time, set_id, seq"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ins)

@@ -150,6 +150,32 @@ async fn upgrade_to_0008_keeps_quarantine_rows_of_earlier_builds() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn document_details() {
+    let (store, db) = store("document_details").await;
+    scenarios::consult::document_details(&store).await;
+    dispose(store, db).await;
+}
+
+/// Appended traces read back; the trigger of 0009 refuses UPDATE and DELETE.
+#[tokio::test]
+async fn access_trace_append_only() {
+    let (store, db) = store("access_trace").await;
+    scenarios::consult::access_trace_append_only(&store).await;
+    let mut conn = AnyConnection::connect(&with_database(&database_url(), &db))
+        .await
+        .unwrap();
+    assert!(
+        conn.execute("UPDATE access_trace SET outcome = 'deny'")
+            .await
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM access_trace").await.is_err());
+    conn.close().await.unwrap();
+    assert_eq!(store.trace_count().await.unwrap(), 3);
+    dispose(store, db).await;
+}
+
 /// The server drops every connection (as on a restart): the next batch still commits on
 /// fresh connections, and a replay of the earlier batch stays a duplicate.
 #[tokio::test]

@@ -57,6 +57,39 @@ async fn upgrade_to_0008_keeps_quarantine_rows_of_earlier_builds() {
 }
 
 #[tokio::test]
+async fn document_details() {
+    scenarios::consult::document_details(&store().await).await;
+}
+
+#[tokio::test]
+async fn access_trace_append_only() {
+    scenarios::consult::access_trace_append_only(&store().await).await;
+}
+
+/// The database itself refuses to change or remove a trace row (triggers of 0009), so a
+/// trace cannot be rewritten even by SQL that bypasses the store.
+#[tokio::test]
+async fn access_trace_rows_cannot_be_changed() {
+    use sqlx::{AnyConnection, Connection, Executor};
+    let dir = std::env::temp_dir().join(format!("dmpflow-store-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("trace.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    scenarios::consult::access_trace_append_only(&store).await;
+    let mut conn = AnyConnection::connect(&url).await.unwrap();
+    assert!(
+        conn.execute("UPDATE access_trace SET outcome = 'deny'")
+            .await
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM access_trace").await.is_err());
+    conn.close().await.unwrap();
+    assert_eq!(store.trace_count().await.unwrap(), 3);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn throughput_sqlite_file() {
     let dir = std::env::temp_dir().join(format!("dmpflow-store-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod consult;
+
 use std::time::Instant;
 
 use dmpflow_schemas::{

@@ -1,0 +1,85 @@
+//! The FHIR R4 read server (issue #13): IHE MHD ITI-67/68 on the DMP, lab results as
+//! Observations, and the patient's own access traces as AuditEvents.
+//!
+//! This is an edge: it authenticates (`auth`), asks the pure rules (`authz`) and builds the
+//! resources (`fhir`); it decides nothing on its own. Every search and read of a DMP writes
+//! an `access_trace` row before it answers, and a request whose trace cannot be written
+//! fails (500): nothing is shown that was not traced. Errors are always OperationOutcomes
+//! with a stable reason code, and a document the caller may not see answers exactly as a
+//! missing one. Logs carry roles and reason codes, never an INS or a document id.
+
+mod documents;
+mod http;
+mod others;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use dmpflow_store::Store;
+use tokio::net::TcpListener;
+
+use crate::auth::{RoleMapping, Verifier};
+
+/// Issuer and audience of dev tokens (`dmpflow token`, `serve --auth-dev-key`).
+pub const DEV_ISSUER: &str = "dmpflow-dev";
+pub const DEV_AUDIENCE: &str = "dmpflow-consult";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    verifier: Verifier,
+    mapping: RoleMapping,
+    /// The FHIR base as clients reach it, e.g. `http://127.0.0.1:8080/fhir`.
+    base: String,
+}
+
+impl AppState {
+    /// `base` is the public FHIR base URL (no trailing slash), used in Bundle links.
+    pub fn new(store: Store, verifier: Verifier, mapping: RoleMapping, base: &str) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            verifier,
+            mapping,
+            base: base.trim_end_matches('/').to_owned(),
+        }))
+    }
+
+    /// The store behind the server (tests read the traces through it).
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+}
+
+/// The routes, all under `/fhir`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/fhir/metadata", get(others::metadata))
+        .route("/fhir/DocumentReference", get(documents::search))
+        .route("/fhir/DocumentReference/{id}", get(documents::read))
+        .route("/fhir/Binary/{id}", get(documents::binary))
+        .route("/fhir/Observation", get(others::observations))
+        .route("/fhir/AuditEvent", get(others::audit_events))
+        .fallback(http::not_found)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if state.0.verifier.is_dev() {
+        tracing::warn!(
+            "DEV AUTHENTICATION: tokens signed by a local dev key are accepted; never expose this server"
+        );
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,160 @@
+//! The read side's own queries (issue #13): document metadata as the consultation server
+//! needs it (authors and the replaced version besides what `queries` lists), and the
+//! `access_trace` table, append-only, that records every search and read of a DMP.
+//!
+//! The trace is written by the server before it answers; a failed write fails the request,
+//! so nothing is ever shown that was not traced first.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::model::{DocumentDetail, TraceRow};
+use crate::queries::{DOCUMENT_COLUMNS, PATIENT_INS_MATCH, document_row};
+use crate::util::now_rfc3339;
+use crate::{Store, StoreError};
+
+/// The extra columns `DocumentDetail` carries beside a `DocumentRow`.
+const META_COLUMNS: &str = "author_person_id, author_organisation_id, target_unique_id, \
+     patient_ins_oid";
+
+fn meta_row(r: &AnyRow) -> Result<DocumentDetail, sqlx::Error> {
+    let row = document_row(r)?;
+    let target: Option<String> = r.try_get("target_unique_id")?;
+    let replaces = if row.lifecycle == "replace" {
+        target
+    } else {
+        None
+    };
+    Ok(DocumentDetail {
+        row,
+        author_person_id: r.try_get("author_person_id")?,
+        author_organisation_id: r.try_get("author_organisation_id")?,
+        patient_ins_oid: r.try_get("patient_ins_oid")?,
+        // Only a replacement replaces; a deletion's target is the version it withdrew,
+        // which the deleted version's own status already says.
+        replaces,
+    })
+}
+
+fn trace_row(r: &AnyRow) -> Result<TraceRow, sqlx::Error> {
+    let ids: String = r.try_get("document_ids")?;
+    Ok(TraceRow {
+        id: r.try_get("id")?,
+        recorded_at: r.try_get("recorded_at")?,
+        actor_role: r.try_get("actor_role")?,
+        actor_id: r.try_get("actor_id")?,
+        actor_org: r.try_get("actor_org")?,
+        patient_ins: r.try_get("patient_ins")?,
+        action: r.try_get("action")?,
+        query: r.try_get("query")?,
+        document_ids: serde_json::from_str(&ids).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        purpose: r.try_get("purpose")?,
+        purpose_reason: r.try_get("purpose_reason")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+impl Store {
+    /// Every stored version of the patient's documents (merged INS included, as
+    /// [`Store::documents_for_patient`]), with what the authorisation rules and the FHIR
+    /// DocumentReference need. Order: creation time, set, version.
+    pub async fn document_metas_for_patient(
+        &self,
+        ins: &str,
+    ) -> Result<Vec<DocumentDetail>, StoreError> {
+        let err = |e| StoreError::from_sqlx("document_metas_for_patient", e);
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE {PATIENT_INS_MATCH} \
+             ORDER BY creation_time, set_id, seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ins)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(meta_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    /// One document version by uniqueId, whatever its patient or status.
+    pub async fn document_meta(
+        &self,
+        unique_id: &str,
+    ) -> Result<Option<DocumentDetail>, StoreError> {
+        let err = |e| StoreError::from_sqlx("document_meta", e);
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE d.unique_id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(unique_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(meta_row).transpose().map_err(err)
+    }
+
+    /// Appends one access trace row and answers its id. `id` and `recorded_at` of `row`
+    /// are ignored: the database numbers the row and the store stamps it now.
+    pub async fn append_trace(&self, row: &TraceRow) -> Result<i64, StoreError> {
+        let err = |e| StoreError::from_sqlx("append_trace", e);
+        let ids = serde_json::to_string(&row.document_ids).map_err(|e| StoreError::Data {
+            op: "append_trace",
+            detail: e.to_string(),
+        })?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO access_trace (recorded_at, actor_role, actor_id, actor_org, patient_ins, \
+             action, query, document_ids, purpose, purpose_reason, outcome, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(now_rfc3339())
+        .bind(&row.actor_role)
+        .bind(&row.actor_id)
+        .bind(&row.actor_org)
+        .bind(&row.patient_ins)
+        .bind(&row.action)
+        .bind(&row.query)
+        .bind(ids)
+        .bind(&row.purpose)
+        .bind(&row.purpose_reason)
+        .bind(&row.outcome)
+        .bind(&row.reason)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?
+        .try_get(0)
+        .map_err(err)?;
+        Ok(id)
+    }
+
+    /// The access traces of a patient's DMP, oldest first.
+    pub async fn traces_for_patient(&self, ins: &str) -> Result<Vec<TraceRow>, StoreError> {
+        let err = |e| StoreError::from_sqlx("traces_for_patient", e);
+        let rows = sqlx::query(
+            "SELECT id, recorded_at, actor_role, actor_id, actor_org, patient_ins, action, query, \
+             document_ids, purpose, purpose_reason, outcome, reason \
+             FROM access_trace WHERE patient_ins = $1 ORDER BY id",
+        )
+        .bind(ins)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(trace_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    /// Number of access trace rows (all patients), for tests and the ops view.
+    pub async fn trace_count(&self) -> Result<i64, StoreError> {
+        let err = |e| StoreError::from_sqlx("trace_count", e);
+        sqlx::query("SELECT COUNT(*) FROM access_trace")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?
+            .try_get(0)
+            .map_err(err)
+    }
+}
