@@ -81,7 +81,7 @@ fn document(uid: &str, ins: &str, created: &str, visibility: &[&str], n: u32) ->
                 content_hash: String::new(),
             },
         },
-        cda: cda(uid),
+        cda: dmpflow_schemas::Cda::Xml(cda(uid)),
         entries: vec![Entry::LabObservation {
             loinc: "2345-7".into(),
             label: "Glucose".into(),
@@ -95,7 +95,6 @@ fn document(uid: &str, ins: &str, created: &str, visibility: &[&str], n: u32) ->
             status: "F".into(),
             time: Some(created.into()),
         }],
-        packed: None,
     }
 }
 
