@@ -873,7 +873,10 @@ async fn connect_from(source: &str, port: u16) -> Client {
 async fn one_peer_cannot_take_every_connection_slot() {
     let bs = require_kafka();
     let gw = start_gateway("peers", &bs, &["--max-connections-per-peer", "2"]);
-    // The readiness probe of start_gateway was a connection from this address too.
+    // The readiness probe of start_gateway was a connection from this address too. It may
+    // still sit in the listen backlog (the gauge reads 0 before it is even accepted): wait
+    // until it has been accepted, then closed, before counting this peer's slots.
+    wait_sample(&gw, r#"dmpflow_mllp_connections_total{result="accepted"}"#, 1.0).await;
     wait_sample(&gw, "dmpflow_mllp_open_connections", 0.0).await;
     let (ins, _) = patient_csv("1800375000044");
     let mut n = 0;
