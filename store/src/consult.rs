@@ -149,12 +149,6 @@ impl Store {
 
     /// Number of access trace rows (all patients), for tests and the ops view.
     pub async fn trace_count(&self) -> Result<i64, StoreError> {
-        let err = |e| StoreError::from_sqlx("trace_count", e);
-        sqlx::query("SELECT COUNT(*) FROM access_trace")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(err)?
-            .try_get(0)
-            .map_err(err)
+        self.count_rows("trace_count", "access_trace").await
     }
 }

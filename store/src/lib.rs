@@ -31,6 +31,8 @@ mod patient_state;
 mod patients;
 mod plan;
 mod queries;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tx;
 mod util;
 

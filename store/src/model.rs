@@ -216,8 +216,10 @@ pub struct DocumentDetail {
 }
 
 /// One row of `access_trace`: who searched or read which DMP, and the decision.
-/// Values are the column texts (role: patient | representative | professional; action:
-/// search | read; purpose: normal | break_glass; outcome: permit | deny).
+/// Values are the column texts (role: patient | representative | professional | anonymous;
+/// action: search | read | create; purpose: normal | break_glass; outcome: permit | deny).
+/// An `anonymous` row (no valid token) has no actor and no patient; a call whose patient is
+/// unknown (bad query, missing document) has `patient_ins` empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceRow {
     pub id: i64,

@@ -417,8 +417,17 @@ impl Store {
 
     /// Number of stored document versions (all statuses).
     pub async fn document_count(&self) -> Result<i64, StoreError> {
-        let err = |e| StoreError::from_sqlx("document_count", e);
-        sqlx::query("SELECT COUNT(*) FROM documents")
+        self.count_rows("document_count", "documents").await
+    }
+
+    /// `SELECT COUNT(*)` of one table; `table` is always a constant of this crate.
+    pub(crate) async fn count_rows(
+        &self,
+        op: &'static str,
+        table: &'static str,
+    ) -> Result<i64, StoreError> {
+        let err = |e| StoreError::from_sqlx(op, e);
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(&self.pool)
             .await
             .map_err(err)?

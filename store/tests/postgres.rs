@@ -1,103 +1,24 @@
 //! The shared store scenarios on a real PostgreSQL, plus a throughput measurement.
 //!
-//! The server comes from `DMPFLOW_DATABASE_URL`, else from `DMPFLOW_DATABASE_URL=` in the
-//! repo's `.stack.env` (written by `scripts/stack up`). Without a reachable server these
-//! tests FAIL on purpose: a skipped database test would let the PostgreSQL path rot.
-//! Each test runs in its own freshly created database, so tests run in parallel.
+//! The server is found by `dmpflow_store::testing` (`DMPFLOW_DATABASE_URL` or `.stack.env`);
+//! without a reachable server these tests FAIL on purpose. Each test runs in its own freshly
+//! created database, so tests run in parallel.
 
 mod scenarios;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use dmpflow_store::{Backend, Store};
+use dmpflow_store::Store;
 use sqlx::{AnyConnection, Connection, Executor};
 
-fn database_url() -> String {
-    if let Ok(url) = std::env::var("DMPFLOW_DATABASE_URL")
-        && !url.trim().is_empty()
-    {
-        return url.trim().to_owned();
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack.env");
-    let from_file = std::fs::read_to_string(path).ok().and_then(|text| {
-        text.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("DMPFLOW_DATABASE_URL=")
-                .map(|v| v.trim().trim_matches('"').to_owned())
-        })
-    });
-    match from_file {
-        Some(url) if !url.is_empty() => url,
-        _ => panic!(
-            "no PostgreSQL for the store tests: set DMPFLOW_DATABASE_URL or run `scripts/stack up` \
-             (it writes DMPFLOW_DATABASE_URL to .stack.env)"
-        ),
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[host_start..].find('/') {
-        Some(i) => &base[..host_start + i],
-        None => base,
-    };
-    format!("{base}/{db}{query}")
-}
+use dmpflow_store::testing::{database_url, dispose, with_database};
 
 /// A fresh, migrated database for one test, and its name.
 async fn store(test: &str) -> (Store, String) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let db = format!(
-        "dmpflow_store_{test}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    admin(&format!("CREATE DATABASE {db}")).await;
-    let store = Store::connect(&with_database(&database_url(), &db))
-        .await
-        .unwrap();
-    assert_eq!(store.backend(), Backend::Postgres);
-    (store, db)
+    dmpflow_store::testing::fresh_postgres("dmpflow_store", test).await
 }
 
 /// Runs one statement on the server's default database.
 async fn admin(sql: &str) {
-    try_admin(sql).await.unwrap();
-}
-
-async fn try_admin(sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    let mut conn = AnyConnection::connect(&database_url())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at DMPFLOW_DATABASE_URL is not reachable ({e}); run `scripts/stack up`"
-            )
-        });
-    let result = conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await;
-    conn.close().await.unwrap();
-    result.map(|_| ())
-}
-
-/// Drops a test database once its test passed (a failed one is kept for inspection).
-///
-/// Cleanup only, so it never fails the test: an autovacuum worker can be connected to the
-/// fresh database, and PostgreSQL 15 refuses `WITH (FORCE)` to a non-superuser while one is
-/// (error 42501); such a database is retried for a while and otherwise left behind.
-async fn dispose(store: Store, db: String) {
-    store.close().await;
-    for attempt in 0..20 {
-        match try_admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await {
-            Ok(()) => return,
-            Err(e) if attempt == 19 => eprintln!("test database {db} left behind: {e}"),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
-        }
-    }
+    dmpflow_store::testing::admin(sql).await.unwrap();
 }
 
 macro_rules! pg_tests {
@@ -154,6 +75,13 @@ async fn upgrade_to_0008_keeps_quarantine_rows_of_earlier_builds() {
 async fn document_details() {
     let (store, db) = store("document_details").await;
     scenarios::consult::document_details(&store).await;
+    dispose(store, db).await;
+}
+
+#[tokio::test]
+async fn access_trace_every_call() {
+    let (store, db) = store("trace_every_call").await;
+    scenarios::consult::access_trace_every_call(&store).await;
     dispose(store, db).await;
 }
 

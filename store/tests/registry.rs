@@ -5,14 +5,12 @@
 //! (in memory) and on a real PostgreSQL (a fresh database each, from
 //! `DMPFLOW_DATABASE_URL` or the repo's `.stack.env`; no server is a failure, not a skip).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dmpflow_schemas::{
     CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientChange,
     PatientIdentity, PatientUpdate, Quarantined, SourceRef, UpdateTimes,
 };
 use dmpflow_store::{Store, StoreItem};
-use sqlx::{AnyConnection, Connection, Executor};
 
 const INS: &str = "279035121518989";
 const INS_B: &str = "180012A12345678";
@@ -421,76 +419,11 @@ async fn sqlite() -> Store {
         .expect("in-memory SQLite")
 }
 
-fn database_url() -> String {
-    if let Ok(url) = std::env::var("DMPFLOW_DATABASE_URL")
-        && !url.trim().is_empty()
-    {
-        return url.trim().to_owned();
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack.env");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.trim()
-                    .strip_prefix("DMPFLOW_DATABASE_URL=")
-                    .map(|v| v.trim().trim_matches('"').to_owned())
-            })
-        })
-        .filter(|u| !u.is_empty())
-        .expect("no PostgreSQL: set DMPFLOW_DATABASE_URL or run `scripts/stack up`")
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[host_start..].find('/') {
-        Some(i) => &base[..host_start + i],
-        None => base,
-    };
-    format!("{base}/{db}{query}")
-}
-
-async fn admin(sql: String) -> Result<(), sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    let mut conn = AnyConnection::connect(&database_url())
-        .await
-        .expect("PostgreSQL at DMPFLOW_DATABASE_URL is not reachable");
-    let r = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-    conn.close().await.unwrap();
-    r.map(|_| ())
-}
-
 async fn postgres(test: &str) -> (Store, String) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let db = format!(
-        "dmpflow_registry_{test}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    admin(format!("CREATE DATABASE {db}")).await.unwrap();
-    let store = Store::connect(&with_database(&database_url(), &db))
-        .await
-        .unwrap();
-    (store, db)
+    dmpflow_store::testing::fresh_postgres("dmpflow_registry", test).await
 }
 
-/// Drops a passed test's database; cleanup only (see store/tests/postgres.rs).
-async fn dispose(store: Store, db: String) {
-    store.close().await;
-    for _ in 0..20 {
-        if admin(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
+use dmpflow_store::testing::dispose;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {

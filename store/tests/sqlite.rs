@@ -66,6 +66,11 @@ async fn access_trace_append_only() {
     scenarios::consult::access_trace_append_only(&store().await).await;
 }
 
+#[tokio::test]
+async fn access_trace_every_call() {
+    scenarios::consult::access_trace_every_call(&store().await).await;
+}
+
 /// The database itself refuses to change or remove a trace row (triggers of 0009), so a
 /// trace cannot be rewritten even by SQL that bypasses the store.
 #[tokio::test]

@@ -2,16 +2,19 @@
 //! opening every patient-scoped request shares: registry record → `can_access_dmp` → the
 //! patient's documents as the rules see them.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
+use base64::Engine;
 use dmpflow_store::{DocStatus as StoreStatus, DocumentDetail, TraceRow};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::http::{ApiError, ApiResult, authenticate, fhir_json, purpose, query_pairs};
-use super::http::{trace_for, write_trace};
+use super::http::{ApiError, ApiResult, fhir_json, trace_for, write_trace};
+use super::scope::{Caller, Search, begin_search, caller};
 use crate::authz::{
     Access, DmpState, DocStatus, DocView, Grant, Principal, Purpose, Reason, Statuses, Visibility,
     can_access_dmp, filter, same_professional, visible_version,
@@ -106,7 +109,7 @@ fn input(d: &DocumentDetail, patient: &PatientId) -> DocumentInput {
         stored_at: Some(d.row.stored_at.clone()),
         confidentiality: d.row.confidentiality.clone(),
         visibility: d.row.visibility.clone(),
-        content_type: "application/hl7-cda+xml".into(),
+        content_type: CDA_CONTENT_TYPE.into(),
         size: d.row.cda_size,
         sha1: None,
         replaces: d.replaces.clone(),
@@ -173,22 +176,22 @@ pub(super) async fn search(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult {
-    let principal = authenticate(&state, &headers)?;
-    let purpose = purpose(&headers)?;
-    let pairs = query_pairs(uri.query());
-    let q = parse_document_query(&pairs).map_err(|e| ApiError::bad_request(e.issue()))?;
-    let ins = q.patient.ins.clone();
-    let trace = trace_for(&principal, &purpose, &ins, "search", uri.query());
+    let Search {
+        caller,
+        pairs,
+        q,
+        offset,
+        trace,
+    } = begin_search(&state, &headers, &uri, parse_document_query).await?;
     let dmp = open_dmp(
         &state,
-        &principal,
-        &purpose,
-        &ins,
+        &caller.principal,
+        &caller.purpose,
+        &q.patient.ins,
         &trace,
         ApiError::forbidden,
     )
     .await?;
-    let offset = page_offset(q.paging.page.as_deref())?;
 
     let asked = if q.status.is_empty() {
         Statuses::CURRENT
@@ -220,9 +223,14 @@ pub(super) async fn search(
         .map(|(_, v)| v.clone())
         .collect();
     let visible = filter(&dmp.grant, &candidates, asked, &dmp.views);
+    let by_id: HashMap<&str, &DocumentDetail> = dmp
+        .docs
+        .iter()
+        .map(|d| (d.row.unique_id.as_str(), d))
+        .collect();
     let mut shown: Vec<&DocumentDetail> = visible
         .ids()
-        .filter_map(|id| dmp.docs.iter().find(|d| d.row.unique_id == id))
+        .filter_map(|id| by_id.get(id).copied())
         .collect();
     shown.sort_by(|a, b| {
         let key = |d: &DocumentDetail| instant(&d.row.creation_time);
@@ -260,14 +268,17 @@ async fn readable(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<(DocumentDetail, PatientId, TraceRow, Reason), ApiError> {
-    let principal = authenticate(state, headers)?;
-    let purpose = purpose(headers)?;
+    let Caller { principal, purpose } = caller(state, headers, "read", None, &[id]).await?;
     let store = state.store();
     let Some(doc) = store
         .document_meta(id)
         .await
         .map_err(|_| ApiError::internal("document_meta"))?
     else {
+        // No patient to file it under; traced all the same (someone asked for this id).
+        let trace = trace_for(&principal, &purpose, "", "read", None);
+        let reason = Reason::DocNotFound.as_str();
+        write_trace(state, trace, false, reason, vec![id.to_owned()]).await?;
         return Err(ApiError::not_found());
     };
     // After a merge the document's DMP is the survivor's.
@@ -333,7 +344,9 @@ pub(super) async fn read(
     ))
 }
 
-/// ITI-68: the CDA exactly as stored, its sha256 as the ETag.
+/// ITI-68: the CDA exactly as stored, its sha256 as the ETag; or, when the client asks for
+/// FHIR JSON (`Accept: application/fhir+json`, as a FHIR client reading `Binary/{id}`
+/// does), a Binary resource carrying the same bytes in base64, with the same ETag.
 pub(super) async fn binary(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -346,23 +359,52 @@ pub(super) async fn binary(
         .await
         .map_err(|_| ApiError::internal("get_document_cda"))?
         .ok_or_else(ApiError::not_found)?;
-    write_trace(&state, trace, true, reason.as_str(), vec![id]).await?;
+    write_trace(&state, trace, true, reason.as_str(), vec![id.clone()]).await?;
     let sha: String = Sha256::digest(cda.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let etag =
         HeaderValue::from_str(&format!("\"{sha}\"")).map_err(|_| ApiError::internal("etag"))?;
+    if wants_fhir_json(&headers) {
+        let body = serde_json::json!({
+            "resourceType": "Binary",
+            "id": id,
+            "contentType": CDA_CONTENT_TYPE,
+            "data": base64::engine::general_purpose::STANDARD.encode(cda.as_bytes()),
+        });
+        let mut r = fhir_json(StatusCode::OK, &body);
+        r.headers_mut().insert(header::ETAG, etag);
+        return Ok(r);
+    }
     Ok((
         StatusCode::OK,
         [
             (
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/hl7-cda+xml"),
+                HeaderValue::from_static(CDA_CONTENT_TYPE),
             ),
             (header::ETAG, etag),
         ],
         cda,
     )
         .into_response())
+}
+
+const CDA_CONTENT_TYPE: &str = "application/hl7-cda+xml";
+
+/// True when `Accept` names FHIR JSON (`application/fhir+json` or `application/json`)
+/// and not the CDA's own type: the raw CDA stays the default, as ITI-68 expects.
+fn wants_fhir_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    let json = accept
+        .iter()
+        .any(|m| m == "application/fhir+json" || m == "application/json");
+    json && !accept.iter().any(|m| m == CDA_CONTENT_TYPE)
 }

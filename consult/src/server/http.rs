@@ -37,6 +37,11 @@ impl ApiError {
         }
     }
 
+    /// The stable reason code this error answers with (for the trace).
+    pub(super) fn reason(&self) -> &str {
+        &self.issue.reason
+    }
+
     pub(super) fn bad_request(issue: Issue) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,

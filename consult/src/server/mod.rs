@@ -11,6 +11,7 @@
 mod documents;
 mod http;
 mod others;
+mod scope;
 
 use std::future::Future;
 use std::sync::Arc;

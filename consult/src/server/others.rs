@@ -8,9 +8,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::documents::{instant, open_dmp, page_offset, paging};
-use super::http::{ApiError, ApiResult, authenticate, fhir_json, purpose, query_pairs};
-use super::http::{trace_for, write_trace};
+use super::documents::{instant, open_dmp, paging};
+use super::http::{ApiError, ApiResult, fhir_json, write_trace};
+use super::scope::{Search, begin_search};
 use crate::authz::{Principal, Statuses, filter};
 use crate::fhir::PatientId;
 use crate::fhir::audit_event::{
@@ -39,31 +39,34 @@ pub(super) async fn observations(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult {
-    let principal = authenticate(&state, &headers)?;
-    let purpose = purpose(&headers)?;
-    let pairs = query_pairs(uri.query());
-    let q = parse_observation_query(&pairs).map_err(|e| ApiError::bad_request(e.issue()))?;
+    let Search {
+        caller,
+        pairs,
+        q,
+        offset,
+        trace,
+    } = begin_search(&state, &headers, &uri, parse_observation_query).await?;
     if q.codes.is_empty() {
         // Results are stored per LOINC code; a search over every code is not offered.
-        return Err(ApiError::new(
+        let e = ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::Required,
             "search.param.missing",
             "'code' (a LOINC code) is required",
-        ));
+        );
+        write_trace(&state, trace, false, e.reason(), Vec::new()).await?;
+        return Err(e);
     }
     let ins = q.patient.ins.clone();
-    let trace = trace_for(&principal, &purpose, &ins, "search", uri.query());
     let dmp = open_dmp(
         &state,
-        &principal,
-        &purpose,
+        &caller.principal,
+        &caller.purpose,
         &ins,
         &trace,
         ApiError::forbidden,
     )
     .await?;
-    let offset = page_offset(q.paging.page.as_deref())?;
     let visible = filter(&dmp.grant, &dmp.views, Statuses::CURRENT, &dmp.views);
     let visible: Vec<&str> = visible.ids().collect();
     let mut results = Vec::new();
@@ -138,13 +141,15 @@ pub(super) async fn audit_events(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult {
-    let principal = authenticate(&state, &headers)?;
-    let purpose = purpose(&headers)?;
-    let pairs = query_pairs(uri.query());
-    let q = parse_audit_query(&pairs).map_err(|e| ApiError::bad_request(e.issue()))?;
+    let Search {
+        caller,
+        pairs,
+        q,
+        offset,
+        trace,
+    } = begin_search(&state, &headers, &uri, parse_audit_query).await?;
     let ins = q.patient.ins.clone();
-    let trace = trace_for(&principal, &purpose, &ins, "search", uri.query());
-    if matches!(principal, Principal::Professional { .. }) {
+    if matches!(caller.principal, Principal::Professional { .. }) {
         const CODE: &str = "consult.audit.patient_only";
         write_trace(&state, trace, false, CODE, Vec::new()).await?;
         return Err(ApiError::new(
@@ -156,14 +161,13 @@ pub(super) async fn audit_events(
     }
     let dmp = open_dmp(
         &state,
-        &principal,
-        &purpose,
+        &caller.principal,
+        &caller.purpose,
         &ins,
         &trace,
         ApiError::forbidden,
     )
     .await?;
-    let offset = page_offset(q.paging.page.as_deref())?;
     let mut rows: Vec<TraceRow> = state
         .store()
         .traces_for_patient(&ins)

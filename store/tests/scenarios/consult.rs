@@ -121,3 +121,29 @@ pub async fn access_trace_append_only(store: &Store) {
     assert!(store.append_trace(&bad).await.is_err());
     assert_eq!(store.trace_count().await.unwrap(), 3);
 }
+
+/// Migration 0010: a call nobody could be attributed (role `anonymous`, no actor, no
+/// patient) and an ITI-65 provide (`create`) are traced; other roles are still refused.
+pub async fn access_trace_every_call(store: &Store) {
+    let anonymous = TraceRow {
+        actor_role: "anonymous".into(),
+        actor_id: String::new(),
+        actor_org: None,
+        patient_ins: String::new(),
+        purpose: "normal".into(),
+        purpose_reason: None,
+        reason: "auth.token.missing".into(),
+        ..trace("", "search", &[], "deny")
+    };
+    store.append_trace(&anonymous).await.unwrap();
+    store
+        .append_trace(&trace(INS_A, "create", &["1.2.3"], "permit"))
+        .await
+        .unwrap();
+    let mut bad = anonymous.clone();
+    bad.actor_role = "robot".into();
+    assert!(store.append_trace(&bad).await.is_err());
+    assert_eq!(store.trace_count().await.unwrap(), 2);
+    // The unattributed call is nobody's: no patient reads it as theirs.
+    assert_eq!(store.traces_for_patient(INS_A).await.unwrap().len(), 1);
+}
