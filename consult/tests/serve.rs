@@ -1,305 +1,67 @@
-//! The FHIR server end to end: a real SQLite store with the demo patient registry and
-//! hand-made documents, the server on 127.0.0.1:0 in this process, dev tokens for each
-//! role, requests over plain HTTP/1.1. Checks the access rules as a client sees them and
-//! that every answered access left exactly one trace row.
+//! The FHIR server end to end, on SQLite and on a real PostgreSQL: the demo patient
+//! registry, hand-made documents, the server on 127.0.0.1:0 in this process, dev tokens of
+//! each role, requests over plain HTTP/1.1. Each scenario checks one family of access rules
+//! as a client sees them (denials included) and that every call left exactly one trace
+//! row; one more test runs every scenario and validates every resource the server answered
+//! against FHIR R4 (HAPI's validator).
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod support;
 
-use dmpflow_consult::auth::{RoleMapping, Verifier, generate_dev_keypair, mint_dev_token};
-use dmpflow_consult::authz::Principal;
-use dmpflow_consult::server::{AppState, serve};
-use dmpflow_schemas::{
-    CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, PartyRef, PatientIdentity, SourceRef,
-};
-use dmpflow_store::{Store, StoreItem};
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use base64::Engine;
+use dmpflow_schemas::Lifecycle;
+use support::*;
 
-const OID: &str = "1.2.250.1.213.1.4.10";
-/// Two patients of demo/patients.csv.
-const INS_1: &str = "138127505614358";
-const INS_2: &str = "104026912303122";
-const AUTHOR: &str = "810000000001";
-const OTHER_PRO: &str = "810000000099";
-const ISS: &str = "https://dev.dmpflow.test";
-const AUD: &str = "dmpflow-consult";
+// ------------------------------------------------------------------ scenarios
 
-fn cda(uid: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\">\
-         <id root=\"{uid}\"/><title>Compte rendu — résultats</title></ClinicalDocument>\n"
-    )
-}
+/// Search, read and Binary by each role; masking; break-the-glass; Observations; the
+/// patient's AuditEvents; one trace per call.
+async fn consultation_end_to_end(f: &Fixture, keep: &mut Bodies) {
+    f.put(&[
+        Doc::new("1.2.250.1.9.1", INS_1, "20260301101500+0100", 1),
+        Doc::new("1.2.250.1.9.2", INS_1, "20260302101500+0100", 2).masked(&["MASQUE_PS"]),
+        Doc::new("1.2.250.1.9.3", INS_1, "20260303101500+0100", 3),
+        Doc::new("1.2.250.1.9.4", INS_2, "20260304101500+0100", 4),
+    ])
+    .await;
+    // Traces about INS_1's DMP, and traces that name no patient.
+    let mut mine = 0;
+    let mut unattributed = 0;
 
-fn document(uid: &str, ins: &str, created: &str, visibility: &[&str], n: u32) -> Document {
-    Document {
-        meta: DocumentMeta {
-            unique_id: uid.into(),
-            set_id: format!("{uid}.s"),
-            version: 1,
-            lifecycle: Lifecycle::Initial,
-            target_unique_id: None,
-            type_code: "11502-2".into(),
-            class_code: "10".into(),
-            format_code: "urn:ihe:lab:xd-lab:2008".into(),
-            title: "CR de biologie".into(),
-            patient: PatientIdentity {
-                ins: ins.into(),
-                ins_oid: OID.into(),
-                ipp: None,
-                ipp_authority: None,
-                birth_name: "X".into(),
-                first_names: vec!["Y".into()],
-                birth_date: "1938-12-09".into(),
-                sex: "M".into(),
-                birth_place: None,
-                identity_status: vec!["QUAL".into()],
-                other_ins: Vec::new(),
-            },
-            author: PartyRef {
-                person_id: Some(AUTHOR.into()),
-                organisation_id: Some("1123456789".into()),
-            },
-            creation_time: created.into(),
-            service_start: Some(created.into()),
-            service_stop: None,
-            confidentiality: "N".into(),
-            visibility: visibility.iter().map(|s| (*s).to_owned()).collect(),
-            practice_setting: Some("ETABLISSEMENT".into()),
-            ignored_attachments: 0,
-            origin: CdaOrigin::Generated,
-            source: SourceRef {
-                feed: Some(Feed::Lab),
-                sender: "LABO^FINESS".into(),
-                control_id: format!("M{n}"),
-                position: 0,
-                topic: None,
-                partition: None,
-                offset: None,
-                content_hash: String::new(),
-            },
-        },
-        cda: dmpflow_schemas::Cda::Xml(cda(uid)),
-        entries: vec![Entry::LabObservation {
-            loinc: "2345-7".into(),
-            label: "Glucose".into(),
-            value: "5.1".into(),
-            value_type: "NM".into(),
-            unit: Some("mmol/L".into()),
-            interpretation: Some("N".into()),
-            reference_low: Some("3.9".into()),
-            reference_high: Some("5.5".into()),
-            reference_text: None,
-            status: "F".into(),
-            time: Some(created.into()),
-        }],
-    }
-}
-
-struct Fixture {
-    addr: std::net::SocketAddr,
-    store: Store,
-    key: String,
-    mapping: RoleMapping,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Fixture {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
-    let csv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/patients.csv")).unwrap();
-    store.import_patients_csv(&csv[..]).await.unwrap();
-    let docs = [
-        document("1.2.250.1.9.1", INS_1, "20260301101500+0100", &[], 1),
-        document(
-            "1.2.250.1.9.2",
-            INS_1,
-            "20260302101500+0100",
-            &["MASQUE_PS"],
-            2,
-        ),
-        document("1.2.250.1.9.3", INS_1, "20260303101500+0100", &[], 3),
-        document("1.2.250.1.9.4", INS_2, "20260304101500+0100", &[], 4),
-    ];
-    for d in docs {
-        store
-            .write_batch(&[StoreItem::Document(d)], &[])
-            .await
-            .unwrap();
-    }
-    let pair = generate_dev_keypair().unwrap();
-    let mapping = RoleMapping::default();
-    let verifier = Verifier::dev(&pair.public_pem, ISS, AUD, Duration::from_secs(30)).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState::new(
-        store.clone(),
-        verifier,
-        mapping.clone(),
-        &format!("http://{addr}/fhir"),
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Fixture {
-        addr,
-        store,
-        key: pair.private_pem,
-        mapping,
-        _stop: tx,
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-}
-
-impl Fixture {
-    fn token(&self, p: &Principal) -> String {
-        mint_dev_token(
-            &self.key,
-            p,
-            &self.mapping,
-            ISS,
-            AUD,
-            Duration::from_secs(300),
-        )
-        .unwrap()
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Answer {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        for (k, v) in extra {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-        let status = head[9..12].parse().unwrap();
-        let mut body = raw[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = unchunk(&body);
-        }
-        Answer {
-            status,
-            headers: head,
-            body,
-        }
-    }
-}
-
-fn unchunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 2 + n + 2..];
-    }
-}
-
-fn patient(ins: &str) -> Principal {
-    Principal::Patient { ins: ins.into() }
-}
-
-fn professional(id: &str) -> Principal {
-    Principal::Professional {
-        id: id.into(),
-        profession: "10".into(),
-        organisation: Some("1123456789".into()),
-    }
-}
-
-fn docs_query(ins: &str) -> String {
-    format!("/fhir/DocumentReference?patient.identifier=urn%3Aoid%3A{OID}%7C{ins}")
-}
-
-fn ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|x| x["resource"]["id"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[tokio::test]
-async fn consultation_end_to_end() {
-    let f = start().await;
-    let mut traces = 0;
-    let mut keep: Vec<(&str, Value)> = Vec::new();
-
-    // No token, a bad token: 401, OperationOutcome, no trace (no one to attribute it to).
+    // No token, a bad token: 401, OperationOutcome, traced as anonymous (no patient).
     let a = f.get(&docs_query(INS_1), None, &[]).await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json()["resourceType"], "OperationOutcome");
+    assert_eq!(a.header("www-authenticate").as_deref(), Some("Bearer"));
+    keep.push(("unauthorized".into(), a.json()));
     assert_eq!(
         f.get(&docs_query(INS_1), Some("x.y.z"), &[]).await.status,
         401
     );
-    assert_eq!(f.store.trace_count().await.unwrap(), traces);
+    unattributed += 2;
 
     // The patient sees all their documents, newest first (the masked one included).
     let tp = f.token(&patient(INS_1));
-    let a = f.get(&docs_query(INS_1), Some(&tp), &[]).await;
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    let b = a.json();
+    let b = f.bundle(&docs_query(INS_1), &tp).await;
     assert_eq!(b["total"], 3);
     assert_eq!(ids(&b), ["1.2.250.1.9.3", "1.2.250.1.9.2", "1.2.250.1.9.1"]);
-    traces += 1;
-    keep.push(("patient-search", b));
+    mine += 1;
+    keep.push(("patient-search".into(), b));
 
     // Another patient: 403, traced as a denial.
     let a = f
         .get(&docs_query(INS_1), Some(&f.token(&patient(INS_2))), &[])
         .await;
     assert_eq!(a.status, 403);
-    assert_eq!(
-        a.json()["issue"][0]["details"]["coding"][0]["code"],
-        "consult.not_own_record"
-    );
-    traces += 1;
-    keep.push(("forbidden", a.json()));
+    assert_eq!(a.reason(), "consult.not_own_record");
+    mine += 1;
+    keep.push(("forbidden".into(), a.json()));
 
     // A professional who is not the author: the masked document is absent and not counted.
     let other = f.token(&professional(OTHER_PRO));
-    let a = f.get(&docs_query(INS_1), Some(&other), &[]).await;
-    assert_eq!(a.status, 200);
-    let b = a.json();
+    let b = f.bundle(&docs_query(INS_1), &other).await;
     assert_eq!(b["total"], 2);
     assert_eq!(ids(&b), ["1.2.250.1.9.3", "1.2.250.1.9.1"]);
-    traces += 1;
+    mine += 1;
     // ... and reading it by id answers exactly like a missing document.
     let hidden = f
         .get("/fhir/DocumentReference/1.2.250.1.9.2", Some(&other), &[])
@@ -309,16 +71,17 @@ async fn consultation_end_to_end() {
         .await;
     assert_eq!(hidden.status, 404);
     assert_eq!(hidden.body, missing.body);
-    traces += 1; // the hidden read is traced (deny); the missing one has no patient
+    mine += 1; // the hidden read, denied on INS_1's DMP
+    unattributed += 1; // the missing one: no DMP to file it under
+    keep.push(("not-found".into(), missing.json()));
     let hidden_bin = f.get("/fhir/Binary/1.2.250.1.9.2", Some(&other), &[]).await;
     assert_eq!(hidden_bin.status, 404);
-    traces += 1;
+    mine += 1;
 
     // The author sees it.
     let author = f.token(&professional(AUTHOR));
-    let a = f.get(&docs_query(INS_1), Some(&author), &[]).await;
-    assert_eq!(a.json()["total"], 3);
-    traces += 1;
+    assert_eq!(f.bundle(&docs_query(INS_1), &author).await["total"], 3);
+    mine += 1;
 
     // Break-the-glass: permitted, traced with the flag and the reason; masking still holds.
     let a = f
@@ -330,7 +93,7 @@ async fn consultation_end_to_end() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["total"], 2);
-    traces += 1;
+    mine += 1;
     let rows = f.store.traces_for_patient(INS_1).await.unwrap();
     let last = rows.last().unwrap();
     assert_eq!(last.purpose, "break_glass");
@@ -344,8 +107,8 @@ async fn consultation_end_to_end() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["id"], "1.2.250.1.9.1");
-    traces += 1;
-    keep.push(("read", a.json()));
+    mine += 1;
+    keep.push(("read".into(), a.json()));
     let a = f.get("/fhir/Binary/1.2.250.1.9.1", Some(&tp), &[]).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body, cda("1.2.250.1.9.1").as_bytes());
@@ -361,9 +124,29 @@ async fn consultation_end_to_end() {
             .collect();
         assert_eq!(a.header("etag"), Some(format!("\"{sha}\"")));
     }
-    traces += 1;
+    let etag = a.header("etag");
+    mine += 1;
+    // The same bytes as a FHIR Binary when the client asks for FHIR JSON.
+    let a = f
+        .get(
+            "/fhir/Binary/1.2.250.1.9.1",
+            Some(&tp),
+            &[("Accept", "application/fhir+json")],
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let bin = a.json();
+    assert_eq!(bin["resourceType"], "Binary");
+    assert_eq!(bin["contentType"], "application/hl7-cda+xml");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(bin["data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(data, cda("1.2.250.1.9.1").as_bytes());
+    assert_eq!(a.header("etag"), etag);
+    mine += 1;
+    keep.push(("binary".into(), bin));
 
-    // Unknown query parameter: 400 OperationOutcome.
+    // Unknown query parameter: 400 OperationOutcome, traced without a patient.
     let a = f
         .get(
             &format!("{}&colour=blue", docs_query(INS_1)),
@@ -372,59 +155,407 @@ async fn consultation_end_to_end() {
         )
         .await;
     assert_eq!(a.status, 400);
-    assert_eq!(a.json()["resourceType"], "OperationOutcome");
-    keep.push(("bad-request", a.json()));
+    assert_eq!(a.reason(), "search.param.unknown");
+    unattributed += 1;
+    keep.push(("bad-request".into(), a.json()));
 
     // Observations: the masked document's result is absent for the other professional.
     let obs =
         format!("/fhir/Observation?patient.identifier=urn%3Aoid%3A{OID}%7C{INS_1}&code=2345-7");
-    let a = f.get(&obs, Some(&other), &[]).await;
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(a.json()["total"], 2);
-    traces += 1;
-    keep.push(("observations", a.json()));
+    let b = f.bundle(&obs, &other).await;
+    assert_eq!(b["total"], 2);
+    mine += 1;
+    keep.push(("observations".into(), b));
 
     // AuditEvent: the patient reads their traces; a professional may not.
     let audit = format!("/fhir/AuditEvent?patient.identifier=urn%3Aoid%3A{OID}%7C{INS_1}");
     assert_eq!(f.get(&audit, Some(&other), &[]).await.status, 403);
-    traces += 1;
-    let a = f.get(&audit, Some(&tp), &[]).await;
-    assert_eq!(a.status, 200);
-    // Every earlier trace was about INS_1's DMP; this read's own is written after the list.
-    assert_eq!(a.json()["total"].as_i64().unwrap(), traces);
-    traces += 1;
-    keep.push(("audit", a.json()));
+    mine += 1;
+    let b = f.bundle(&audit, &tp).await;
+    // Every earlier trace about INS_1's DMP; this read's own is written after the list.
+    assert_eq!(b["total"].as_i64().unwrap(), mine);
+    mine += 1;
+    keep.push(("audit".into(), b));
 
-    // Metadata is public.
+    // Metadata is public and carries no patient data: not traced.
     let a = f.get("/fhir/metadata", None, &[]).await;
     assert_eq!(a.status, 200);
-    keep.push(("metadata", a.json()));
+    keep.push(("metadata".into(), a.json()));
 
-    // One trace row per answered access of a known patient, no more.
-    assert_eq!(f.store.trace_count().await.unwrap(), traces);
-
-    validate(&keep);
+    // One trace row per call, no more.
+    assert_eq!(
+        f.store.traces_for_patient(INS_1).await.unwrap().len() as i64,
+        mine
+    );
+    assert_eq!(f.traces().await, mine + unattributed);
 }
 
-/// Writes the bodies to a temp dir and runs HAPI's validator on them (exit 0 = valid).
-fn validate(bodies: &[(&str, Value)]) {
-    let dir = std::env::temp_dir().join(format!("dmpflow-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, v) in bodies {
-        std::fs::write(dir.join(format!("{name}.json")), v.to_string()).unwrap();
-    }
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "fhir-validate"]
-        .iter()
-        .collect();
-    let out = std::process::Command::new(script)
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fhir-validate failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// ZFA-11 consultation refused: a professional sees only what they authored; break-the-glass
+/// still opens the DMP (traced, masking kept); a closed DMP opens to no one; an unknown
+/// ZFA-1 value or an absent DMP is denied.
+async fn consent_and_dmp_state(f: &Fixture, keep: &mut Bodies) {
+    const THIRD_PRO: &str = "810000000077";
+    let mut by_other = Doc::new("1.2.250.1.8.2", INS_1, "20260302101500+0100", 12);
+    by_other.author = OTHER_PRO;
+    f.put(&[
+        Doc::new("1.2.250.1.8.1", INS_1, "20260301101500+0100", 11),
+        by_other,
+        Doc::new("1.2.250.1.8.3", INS_1, "20260303101500+0100", 13).masked(&["MASQUE_PS"]),
+    ])
+    .await;
+    f.set_dmp(INS_1, Some("ACTIF"), Some(false)).await;
+    let third = f.token(&professional(THIRD_PRO));
+    let author = f.token(&professional(AUTHOR));
+    let other = f.token(&professional(OTHER_PRO));
+
+    // Consent refused: granted, but only the caller's own documents, counts included.
+    let b = f.bundle(&docs_query(INS_1), &third).await;
+    assert_eq!(b["total"], 0);
+    assert!(ids(&b).is_empty());
+    keep.push(("consent-refused-empty".into(), b));
+    let last = f.store.traces_for_patient(INS_1).await.unwrap();
+    assert_eq!(last.last().unwrap().reason, "consult.consent.refused");
+    let b = f.bundle(&docs_query(INS_1), &author).await;
+    assert_eq!(ids(&b), ["1.2.250.1.8.3", "1.2.250.1.8.1"]);
+    assert_eq!(
+        ids(&f.bundle(&docs_query(INS_1), &other).await),
+        ["1.2.250.1.8.2"]
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let a = f.get("/fhir/Binary/1.2.250.1.8.1", Some(&other), &[]).await;
+    assert_eq!(a.status, 404, "not the author's: as missing");
+    // The patient still sees everything.
+    let tp = f.token(&patient(INS_1));
+    assert_eq!(f.bundle(&docs_query(INS_1), &tp).await["total"], 3);
+
+    // Break-the-glass overrides the refusal, not the masking.
+    let a = f
+        .get(
+            &docs_query(INS_1),
+            Some(&third),
+            &[("X-Break-Glass-Reason", "urgence vitale")],
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(ids(&a.json()), ["1.2.250.1.8.2", "1.2.250.1.8.1"]);
+    // ... needs a reason, and is a professional's.
+    let bg_empty = f
+        .get(
+            &docs_query(INS_1),
+            Some(&third),
+            &[("X-Break-Glass-Reason", " ")],
+        )
+        .await;
+    assert_eq!(bg_empty.status, 403);
+    assert_eq!(bg_empty.reason(), "consult.break_glass.reason_missing");
+    let bg_patient = f
+        .get(
+            &docs_query(INS_1),
+            Some(&tp),
+            &[("X-Break-Glass-Reason", "urgence")],
+        )
+        .await;
+    assert_eq!(bg_patient.status, 403);
+    assert_eq!(bg_patient.reason(), "consult.break_glass.not_professional");
+
+    // A closed DMP (ZFA-1 FERME) opens to no one, its patient and break-the-glass included.
+    f.set_dmp(INS_1, Some("FERME"), Some(false)).await;
+    for (who, extra) in [
+        (&tp, None),
+        (&author, None),
+        (&third, Some(("X-Break-Glass-Reason", "urgence vitale"))),
+    ] {
+        let a = f.get(&docs_query(INS_1), Some(who), extra.as_slice()).await;
+        assert_eq!(a.status, 403);
+        assert_eq!(a.reason(), "consult.dmp.closed");
+    }
+    let a = f
+        .get("/fhir/DocumentReference/1.2.250.1.8.1", Some(&author), &[])
+        .await;
+    assert_eq!(a.status, 404, "a read on a closed DMP answers as missing");
+    keep.push(("closed".into(), a.json()));
+
+    // A ZFA-1 value we cannot read does not open the DMP; a patient without a DMP neither.
+    f.set_dmp(INS_2, Some("SUSPENDU"), None).await;
+    let a = f.get(&docs_query(INS_2), Some(&author), &[]).await;
+    assert_eq!(
+        (a.status, a.reason().as_str()),
+        (403, "consult.dmp.status_unknown")
+    );
+    let nobody = "299999999999999";
+    let a = f
+        .get(&docs_query(nobody), Some(&f.token(&patient(nobody))), &[])
+        .await;
+    assert_eq!(
+        (a.status, a.reason().as_str()),
+        (403, "consult.dmp.not_found")
+    );
+
+    // Every call above was traced: 10 on INS_1, 1 each on INS_2 and on the absent DMP.
+    assert_eq!(f.store.traces_for_patient(INS_1).await.unwrap().len(), 12);
+    assert_eq!(f.traces().await, 14);
+    let denials = f
+        .store
+        .traces_for_patient(INS_1)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.outcome == "deny")
+        .count();
+    assert_eq!(denials, 7);
+}
+
+/// INVISIBLE_PATIENT hides a document from the patient and their representatives,
+/// INVISIBLE_REP_LEGAUX from the representatives; MASQUE_PS from professionals but the
+/// author. A representative reaches only the DMP they represent.
+async fn representative_and_invisibility(f: &Fixture, keep: &mut Bodies) {
+    f.put(&[
+        Doc::new("1.2.250.1.7.1", INS_3, "20260301101500+0100", 21),
+        Doc::new("1.2.250.1.7.2", INS_3, "20260302101500+0100", 22).masked(&["INVISIBLE_PATIENT"]),
+        Doc::new("1.2.250.1.7.3", INS_3, "20260303101500+0100", 23)
+            .masked(&["INVISIBLE_REP_LEGAUX"]),
+        Doc::new("1.2.250.1.7.4", INS_3, "20260304101500+0100", 24).masked(&["MASQUE_PS"]),
+    ])
+    .await;
+    let seen = |who: String| async move { ids(&f.bundle(&docs_query(INS_3), &who).await) };
+    assert_eq!(
+        seen(f.token(&patient(INS_3))).await,
+        ["1.2.250.1.7.4", "1.2.250.1.7.3", "1.2.250.1.7.1"]
+    );
+    let rep = f.token(&representative(INS_3));
+    let b = f.bundle(&docs_query(INS_3), &rep).await;
+    assert_eq!(ids(&b), ["1.2.250.1.7.4", "1.2.250.1.7.1"]);
+    assert_eq!(b["total"], 2);
+    keep.push(("representative-search".into(), b));
+    assert_eq!(
+        seen(f.token(&professional(OTHER_PRO))).await,
+        ["1.2.250.1.7.3", "1.2.250.1.7.2", "1.2.250.1.7.1"]
+    );
+    assert_eq!(seen(f.token(&professional(AUTHOR))).await.len(), 4);
+
+    // Hidden by id answers as missing, to the patient as to the representative.
+    let tp = f.token(&patient(INS_3));
+    for (who, id) in [(&tp, "1.2.250.1.7.2"), (&rep, "1.2.250.1.7.3")] {
+        let a = f.get(&format!("/fhir/Binary/{id}"), Some(who), &[]).await;
+        assert_eq!(a.status, 404);
+        assert_eq!(a.reason(), "consult.doc.not_found");
+    }
+    // The representative reads their traces like the patient (AuditEvent).
+    let audit = format!("/fhir/AuditEvent?patient.identifier=urn%3Aoid%3A{OID}%7C{INS_3}");
+    let b = f.bundle(&audit, &rep).await;
+    assert_eq!(b["total"], 6);
+    keep.push(("representative-audit".into(), b));
+    // Another patient's DMP, break-the-glass: denied.
+    let a = f
+        .get(
+            &docs_query(INS_1),
+            Some(&f.token(&representative(INS_3))),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.reason().as_str()),
+        (403, "consult.not_represented")
+    );
+    let a = f
+        .get(
+            &docs_query(INS_3),
+            Some(&rep),
+            &[("X-Break-Glass-Reason", "urgence")],
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    // Observations follow the documents: the representative sees two results.
+    let obs =
+        format!("/fhir/Observation?patient.identifier=urn%3Aoid%3A{OID}%7C{INS_3}&code=2345-7");
+    assert_eq!(f.bundle(&obs, &rep).await["total"], 2);
+    assert_eq!(f.traces().await, 10);
+}
+
+/// Replaced and deleted versions: hidden by default, listed with `status` to whoever may
+/// see the set's current version, never to whom the head is hidden.
+async fn replaced_and_deleted_versions(f: &Fixture, keep: &mut Bodies) {
+    f.put(&[
+        Doc::new("1.2.250.1.6.1", INS_2, "20260301101500+0100", 31),
+        Doc::new("1.2.250.1.6.2", INS_2, "20260302101500+0100", 32)
+            .version_of("1.2.250.1.6.1", Lifecycle::Replace),
+        Doc::new("1.2.250.1.6.3", INS_2, "20260303101500+0100", 33),
+        Doc::new("1.2.250.1.6.4", INS_2, "20260304101500+0100", 34)
+            .version_of("1.2.250.1.6.3", Lifecycle::Delete),
+        // A set whose new head is masked: its old version must not leak to professionals.
+        Doc::new("1.2.250.1.6.5", INS_2, "20260305101500+0100", 35),
+        Doc::new("1.2.250.1.6.6", INS_2, "20260306101500+0100", 36)
+            .version_of("1.2.250.1.6.5", Lifecycle::Replace)
+            .masked(&["MASQUE_PS"]),
+    ])
+    .await;
+    let tp = f.token(&patient(INS_2));
+    let q = docs_query(INS_2);
+    let b = f.bundle(&q, &tp).await;
+    assert_eq!(ids(&b), ["1.2.250.1.6.6", "1.2.250.1.6.2"]);
+    let replacement = &b["entry"][1]["resource"];
+    assert_eq!(replacement["relatesTo"][0]["code"], "replaces");
+    keep.push(("versions-current".into(), b));
+    let b = f.bundle(&format!("{q}&status=superseded"), &tp).await;
+    assert_eq!(ids(&b), ["1.2.250.1.6.5", "1.2.250.1.6.1"]);
+    assert_eq!(b["entry"][0]["resource"]["status"], "superseded");
+    let b = f.bundle(&format!("{q}&status=entered-in-error"), &tp).await;
+    assert_eq!(ids(&b), ["1.2.250.1.6.3"]);
+    assert_eq!(b["entry"][0]["resource"]["status"], "entered-in-error");
+    keep.push(("versions-deleted".into(), b));
+    let all = f
+        .bundle(
+            &format!("{q}&status=current,superseded,entered-in-error"),
+            &tp,
+        )
+        .await;
+    assert_eq!(all["total"], 5);
+
+    // The professional: the masked head hides its whole set, old version included.
+    let other = f.token(&professional(OTHER_PRO));
+    let b = f
+        .bundle(
+            &format!("{q}&status=current,superseded,entered-in-error"),
+            &other,
+        )
+        .await;
+    assert_eq!(ids(&b), ["1.2.250.1.6.3", "1.2.250.1.6.2", "1.2.250.1.6.1"]);
+    assert_eq!(b["total"], 3);
+    let a = f
+        .get("/fhir/DocumentReference/1.2.250.1.6.5", Some(&other), &[])
+        .await;
+    assert_eq!(a.status, 404);
+    // A superseded version the caller may see reads by id, with its status.
+    let a = f
+        .get("/fhir/DocumentReference/1.2.250.1.6.1", Some(&other), &[])
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["status"], "superseded");
+    assert_eq!(f.traces().await, 7);
+}
+
+/// Paging: `_count`, `total`, next/previous links that a client follows as given.
+async fn paging(f: &Fixture, keep: &mut Bodies) {
+    let created = [
+        "20260301101500+0100",
+        "20260302101500+0100",
+        "20260303101500+0100",
+        "20260304101500+0100",
+        "20260305101500+0100",
+    ];
+    let uids: Vec<String> = (1..=5).map(|i| format!("1.2.250.1.5.{i}")).collect();
+    let docs: Vec<Doc> = uids
+        .iter()
+        .zip(created)
+        .enumerate()
+        .map(|(i, (u, c))| Doc::new(u, INS_1, c, 40 + i as u32))
+        .collect();
+    f.put(&docs).await;
+    let tp = f.token(&patient(INS_1));
+    let mut path = format!("{}&_count=2", docs_query(INS_1));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let b = f.bundle(&path, &tp).await;
+        assert_eq!(b["total"], 5);
+        pages += 1;
+        seen.extend(ids(&b));
+        if pages == 2 {
+            keep.push(("page-2".into(), b.clone()));
+        }
+        let next = b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        match next {
+            Some(url) => {
+                let base = format!("http://{}", f.addr);
+                path = url
+                    .strip_prefix(&base)
+                    .expect("links use the base")
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut newest_first: Vec<String> = uids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // A page token that is not one: 400, traced.
+    let a = f
+        .get(&format!("{}&_page=abc", docs_query(INS_1)), Some(&tp), &[])
+        .await;
+    assert_eq!(a.status, 400);
+    keep.push(("bad-page".into(), a.json()));
+    assert_eq!(f.traces().await, 4);
+}
+
+// ------------------------------------------------------------------ the tests
+
+type Scenario = for<'a> fn(
+    &'a Fixture,
+    &'a mut Bodies,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        const ALL: &[(&str, Scenario)] = &[$((stringify!($name), |f, k| Box::pin($name(f, k)))),*];
+        mod on_sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::Fixture::start(super::Backend::Sqlite).await;
+                super::$name(&f, &mut Vec::new()).await;
+                f.finish().await;
+            }
+        )*}
+        mod on_postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::Fixture::start(super::Backend::Postgres(stringify!($name))).await;
+                super::$name(&f, &mut Vec::new()).await;
+                f.finish().await;
+            }
+        )*}
+    };
+}
+
+scenarios!(
+    consultation_end_to_end,
+    consent_and_dmp_state,
+    representative_and_invisibility,
+    replaced_and_deleted_versions,
+    paging,
+);
+
+/// Every resource the scenarios received (searchsets, reads, Binary, AuditEvents,
+/// OperationOutcomes, the CapabilityStatement) validates against FHIR R4, in one validator
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_validates_against_fhir_r4() {
+    let mut keep: Bodies = Vec::new();
+    for (name, scenario) in ALL {
+        let f = Fixture::start(Backend::Sqlite).await;
+        let mut mine = Vec::new();
+        scenario(&f, &mut mine).await;
+        keep.extend(mine.into_iter().map(|(n, v)| (format!("{name}-{n}"), v)));
+        f.finish().await;
+    }
+    // Every kind the server answers is in there: a change that stops collecting shows here.
+    let kinds: std::collections::BTreeSet<&str> = keep
+        .iter()
+        .filter_map(|(_, v)| v["resourceType"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "Binary",
+            "Bundle",
+            "CapabilityStatement",
+            "DocumentReference",
+            "OperationOutcome"
+        ]
+    );
+    validate(&keep);
 }

@@ -58,6 +58,9 @@ pub(crate) struct NewDoc<'a> {
     pub doc: &'a Document,
     pub seq: i64,
     pub status: DocStatus,
+    /// The version a replacement superseded, as the plan resolved it (a replacement may
+    /// name only its set): stored as `target_unique_id`, so readers need not guess.
+    pub replaces: Option<String>,
 }
 
 /// A quarantine entry the batch opens.
@@ -266,7 +269,14 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn insert_doc(&mut self, doc: &'a Document, seq: i64, action: &'static str, detail: String) {
+    fn insert_doc(
+        &mut self,
+        doc: &'a Document,
+        seq: i64,
+        replaces: Option<String>,
+        action: &'static str,
+        detail: String,
+    ) {
         let m = &doc.meta;
         self.known.insert(
             m.unique_id.clone(),
@@ -284,6 +294,7 @@ impl<'a> Plan<'a> {
             doc,
             seq,
             status: DocStatus::Current,
+            replaces,
         });
         self.audits.push(AuditRow {
             action,
@@ -390,7 +401,7 @@ impl<'a> Plan<'a> {
                         ),
                     );
                 }
-                self.insert_doc(doc, 1, "stored", String::new());
+                self.insert_doc(doc, 1, None, "stored", String::new());
                 Ok(ItemOutcome::Stored)
             }
             Lifecycle::Replace => {
@@ -449,7 +460,8 @@ impl<'a> Plan<'a> {
                     source: Some(&m.source),
                     detail: format!("superseded by {}", m.unique_id),
                 });
-                self.insert_doc(doc, seq, "replaced", format!("replaces {target}"));
+                let detail = format!("replaces {target}");
+                self.insert_doc(doc, seq, Some(target.clone()), "replaced", detail);
                 Ok(ItemOutcome::Replaced { superseded: target })
             }
             Lifecycle::Delete => {

@@ -5,7 +5,6 @@
 //! (in memory) and on a real PostgreSQL (a fresh database each, from
 //! `DMPFLOW_DATABASE_URL` or the repo's `.stack.env`; no server is a failure, not a skip).
 
-
 use dmpflow_schemas::{
     CdaOrigin, Document, DocumentMeta, Feed, Lifecycle, Normalized, PartyRef, PatientChange,
     PatientIdentity, PatientUpdate, Quarantined, SourceRef, UpdateTimes,

@@ -88,6 +88,9 @@ fn row_ids(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// A query parser of `fhir::search`, over the decoded pairs.
+pub(super) type Parser<Q> = fn(&[(String, String)]) -> Result<Q, SearchError>;
+
 /// A search ready to open its DMP: caller, decoded pairs (for the paging links), the
 /// parsed query, the offset of its page, and its trace row (outcome still unknown).
 pub(super) struct Search<Q> {
@@ -104,7 +107,7 @@ pub(super) async fn begin_search<Q: PatientQuery>(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
-    parse: fn(&[(String, String)]) -> Result<Q, SearchError>,
+    parse: Parser<Q>,
 ) -> Result<Search<Q>, ApiError> {
     let query = uri.query();
     let caller = caller(state, headers, "search", query, &[]).await?;

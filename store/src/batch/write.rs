@@ -75,7 +75,7 @@ pub(super) async fn insert_documents(
                 .bind(d.seq)
                 .bind(m.lifecycle.as_str())
                 .bind(d.status.as_str())
-                .bind(m.target_unique_id.as_deref())
+                .bind(d.replaces.as_deref().or(m.target_unique_id.as_deref()))
                 .bind(m.type_code.as_str())
                 .bind(m.class_code.as_str())
                 .bind(m.format_code.as_str())
