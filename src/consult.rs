@@ -4,16 +4,37 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use dmpflow_consult::auth::{DEFAULT_LEEWAY, RoleMapping, Verifier, load_jwks, mint_dev_token};
+use dmpflow_consult::auth::{
+    DEFAULT_LEEWAY, RoleMapping, Verifier, dev_public_key_path, load_jwks,
+    load_or_create_dev_keypair, mint_dev_token,
+};
 use dmpflow_consult::authz::Principal;
-use dmpflow_consult::server::{AppState, DEV_AUDIENCE, DEV_ISSUER, serve};
+use dmpflow_consult::server::{AppState, DEV_AUDIENCE, DEV_ISSUER, Observer, serve};
 use dmpflow_pipeline::config::Settings;
-use dmpflow_pipeline::shutdown_token;
+use dmpflow_pipeline::{metrics, shutdown_token};
 use dmpflow_store::Store;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Authentication (one of):
+  --auth-jwks URL|FILE --auth-issuer ISS --auth-audience AUD
+        an OIDC issuer's keys (Pro Santé Connect, the patients' login ...); a URL is
+        fetched at startup and every --auth-jwks-refresh-secs (https://, or http:// to
+        this host only)
+  --auth-dev-key dev.pub.pem
+        development only: tokens from `dmpflow token --key dev.pem` (logged loudly)
+
+Example (the demo's database, a dev key, one patient's documents):
+  dmpflow demo
+  dmpflow token --role patient --ins 138127505614358 --key dev.pem > token
+  dmpflow --store sqlite://demo-out/dmp.db serve --listen 127.0.0.1:8080 --auth-dev-key dev.pub.pem
+  curl -H \"Authorization: Bearer $(cat token)\" \\
+    'http://127.0.0.1:8080/fhir/DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|138127505614358'")]
 pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long)]
@@ -21,16 +42,39 @@ pub struct ServeArgs {
     /// Public FHIR base URL for Bundle links (default: http://<listen>/fhir).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// JWKS file of the token issuer (with --auth-issuer and --auth-audience).
-    #[arg(long, requires_all = ["auth_issuer", "auth_audience"], conflicts_with = "auth_dev_key")]
-    pub auth_jwks: Option<PathBuf>,
+    /// The token issuer's JWKS: a file, or a URL fetched at startup and refreshed (with
+    /// --auth-issuer and --auth-audience).
+    #[arg(long, value_name = "URL|FILE", requires_all = ["auth_issuer", "auth_audience"], conflicts_with = "auth_dev_key")]
+    pub auth_jwks: Option<String>,
+    /// The `iss` every token must carry.
     #[arg(long, requires = "auth_jwks")]
     pub auth_issuer: Option<String>,
+    /// The `aud` every token must carry (this server's client id at the issuer).
     #[arg(long, requires = "auth_jwks")]
     pub auth_audience: Option<String>,
+    /// How often a JWKS URL is fetched again, so that rotated keys are picked up; a failed
+    /// fetch keeps the keys in use.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub auth_jwks_refresh_secs: u64,
+    /// Which claims carry the role and the identifiers: a JSON file of the role mapping
+    /// (see docs/consultation.md); default: the `role` claim, PSC-shaped professional claims.
+    #[arg(long, value_name = "FILE")]
+    pub auth_claims: Option<PathBuf>,
+    /// Every token is a professional's (Pro Santé Connect, whose tokens carry no role).
+    #[arg(long, conflicts_with = "auth_claims")]
+    pub auth_psc: bool,
     /// Accept tokens signed by this dev public key (PEM; see `dmpflow token`). Development only.
-    #[arg(long)]
+    #[arg(long, value_name = "PEM")]
     pub auth_dev_key: Option<PathBuf>,
+    /// Serve /metrics and /health/{live,ready} on this address (its own default, beside
+    /// `run`'s 9464 and `mllp`'s 9465).
+    #[arg(
+        long,
+        env = "DMPFLOW_SERVE_METRICS_ADDR",
+        default_value = "127.0.0.1:9466",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -55,8 +99,9 @@ pub struct TokenArgs {
     pub profession: String,
     #[arg(long)]
     pub organisation: Option<String>,
-    /// The dev private key (PEM), as `serve --auth-dev-key` takes its public half.
-    #[arg(long)]
+    /// The dev private key (PEM). Created when missing, with its public half beside it
+    /// (`dev.pem` → `dev.pub.pem`), which `serve --auth-dev-key` takes.
+    #[arg(long, value_name = "PEM")]
     pub key: PathBuf,
     /// Validity in seconds.
     #[arg(long, default_value_t = 3600)]
@@ -64,9 +109,22 @@ pub struct TokenArgs {
 }
 
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode> {
+    let mapping = match (&args.auth_claims, args.auth_psc) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the role mapping {}", path.display()))?;
+            serde_json::from_str::<RoleMapping>(&text)
+                .with_context(|| format!("{} is not a role mapping", path.display()))?
+        }
+        (None, true) => RoleMapping::pro_sante_connect(),
+        (None, false) => RoleMapping::default(),
+    };
     let verifier = match (&args.auth_jwks, &args.auth_dev_key) {
         (Some(jwks), None) => {
-            let text = load_jwks(&jwks.to_string_lossy()).context("reading the JWKS")?;
+            let source = jwks.clone();
+            let text = tokio::task::spawn_blocking(move || load_jwks(&source))
+                .await?
+                .context("reading the JWKS")?;
             Verifier::from_jwks(
                 &text,
                 args.auth_issuer.as_deref().unwrap_or_default(),
@@ -86,6 +144,18 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
             "refusing to serve without authentication: give --auth-jwks (with --auth-issuer, --auth-audience) or --auth-dev-key"
         ),
     };
+    let shutdown = shutdown_token();
+    // Served from the start: /health/live answers while the store connects; ready once the
+    // listener is bound, not ready again from shutdown.
+    let health = metrics::Health::default();
+    let endpoint = {
+        let (addr, h, t) = (args.metrics_addr.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(&addr, h, t).await {
+                tracing::warn!(error = %format!("{e:#}"), "metrics endpoint not served");
+            }
+        })
+    };
     let store = Store::connect(&settings.database_url).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -93,15 +163,66 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let base = args
         .base_url
         .unwrap_or_else(|| format!("http://{}/fhir", args.listen));
-    tracing::info!(listen = %args.listen, "FHIR server started");
-    let state = AppState::new(store, verifier, RoleMapping::default(), &base);
-    let shutdown = shutdown_token();
-    serve(listener, state, async move { shutdown.cancelled().await }).await?;
+    let observer: Observer = Arc::new(|route: &str, status: u16, took: Duration| {
+        metrics::metrics().consult_request(route, status, took.as_secs_f64());
+    });
+    let state = AppState::new(store, verifier, mapping, &base).observed(observer);
+    if let Some(url) = args.auth_jwks.filter(|s| s.contains("://")) {
+        tokio::spawn(refresh_jwks(
+            state.clone(),
+            url,
+            Duration::from_secs(args.auth_jwks_refresh_secs),
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_addr, "FHIR server started");
+    health.set_ready(true);
+    let stop = shutdown.clone();
+    let served = serve(listener, state, async move { stop.cancelled().await }).await;
+    health.set_ready(false);
+    shutdown.cancel();
+    let _ = endpoint.await;
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Fetches the issuer's JWKS again every `every`, so that rotated keys are picked up. A
+/// failed fetch is logged and the keys in use stay (the issuer may be briefly away).
+async fn refresh_jwks(state: AppState, url: String, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let source = url.clone();
+        let fetched = tokio::task::spawn_blocking(move || load_jwks(&source)).await;
+        let outcome = match fetched {
+            Ok(Ok(text)) => state.verifier().replace_keys(&text),
+            Ok(Err(e)) => Err(e),
+            Err(_) => continue,
+        };
+        match outcome {
+            Ok(keys) => tracing::debug!(keys, "JWKS refreshed"),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "JWKS refresh failed; keeping the keys in use")
+            }
+        }
+    }
+}
+
 pub fn run_token(args: TokenArgs) -> Result<ExitCode> {
-    let pem = std::fs::read_to_string(&args.key).context("reading the dev private key")?;
+    let existed = args.key.exists();
+    let pair = load_or_create_dev_keypair(&args.key)?;
+    if !existed {
+        // stderr: stdout is the token alone, for `> token` or `$(...)`.
+        eprintln!(
+            "created the dev key pair {} (private, owner-only) and {}: start the server with --auth-dev-key {}",
+            args.key.display(),
+            dev_public_key_path(&args.key).display(),
+            dev_public_key_path(&args.key).display()
+        );
+    }
+    let pem = pair.private_pem;
     let principal = match args.role {
         RoleArg::Patient => Principal::Patient {
             ins: args.ins.unwrap_or_default(),

@@ -13,14 +13,6 @@ use common::*;
 use rdkafka::producer::FutureRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The value of one sample of a stage's /metrics (`name{labels}` exactly as written), 0
 /// while the series does not exist.
 async fn sample(port: u16, series: &str) -> f64 {

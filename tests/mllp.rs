@@ -50,14 +50,6 @@ impl Drop for Gateway {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Topics of an isolated prefix on `bootstrap`, then a gateway on a free port.
 fn start_gateway(tag: &str, bootstrap: &str, extra: &[&str]) -> Gateway {
     let prefix = format!("t.mllp.{tag}.{}", unique());
@@ -876,7 +868,12 @@ async fn one_peer_cannot_take_every_connection_slot() {
     // The readiness probe of start_gateway was a connection from this address too. It may
     // still sit in the listen backlog (the gauge reads 0 before it is even accepted): wait
     // until it has been accepted, then closed, before counting this peer's slots.
-    wait_sample(&gw, r#"dmpflow_mllp_connections_total{result="accepted"}"#, 1.0).await;
+    wait_sample(
+        &gw,
+        r#"dmpflow_mllp_connections_total{result="accepted"}"#,
+        1.0,
+    )
+    .await;
     wait_sample(&gw, "dmpflow_mllp_open_connections", 0.0).await;
     let (ins, _) = patient_csv("1800375000044");
     let mut n = 0;

@@ -129,14 +129,6 @@ fn embedded_reference(env: &[(String, String)], loads: &[Vec<String>]) -> Vec<(S
     per_patient
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Status code of GET `path` on 127.0.0.1:`port`, if anything answers.
 fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};

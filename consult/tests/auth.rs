@@ -411,13 +411,19 @@ fn bearer_header_parsing() {
 
 #[test]
 fn jwks_configuration_errors() {
+    // Plain http only to this host: the keys must not be swappable on the way.
+    for url in [
+        "HTTP://idp.example/jwks",
+        "http://10.0.0.1/jwks",
+        "http://localhost.evil.example/jwks",
+        "http://user@idp.example/jwks",
+    ] {
+        assert_eq!(code(load_jwks(url)), "auth.config.jwks_url", "{url}");
+    }
+    // Nothing answers there: a fetch error, not a hang.
     assert_eq!(
-        code(load_jwks("https://idp.example/jwks")),
-        "auth.config.jwks_url"
-    );
-    assert_eq!(
-        code(load_jwks("HTTP://idp.example/jwks")),
-        "auth.config.jwks_url"
+        code(load_jwks("https://127.0.0.1:1/jwks")),
+        "auth.config.jwks"
     );
     assert_eq!(
         code(load_jwks("/nonexistent/jwks.json")),
@@ -443,6 +449,59 @@ fn jwks_configuration_errors() {
     let read = load_jwks(path.to_str().unwrap()).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert!(Verifier::from_jwks(&read, ISS, AUD, DEFAULT_LEEWAY).is_ok());
+}
+
+/// Serves each of `answers` (status line and body) to one HTTP request on 127.0.0.1, in
+/// order, from a thread: the issuer's JWKS endpoint as the server sees it.
+fn jwks_endpoint(answers: Vec<(&'static str, String)>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (status, body) in answers {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/realms/x/protocol/openid-connect/certs")
+}
+
+#[test]
+fn jwks_fetched_over_http_and_rotated() {
+    let (first, ec1) = issuer_jwks();
+    let (second, ec2) = issuer_jwks();
+    let too_big = format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(300 * 1024));
+    let url = jwks_endpoint(vec![
+        ("200 OK", first),
+        ("200 OK", second),
+        ("404 Not Found", "{}".into()),
+        ("200 OK", too_big),
+    ]);
+    let verifier =
+        Verifier::from_jwks(&load_jwks(&url).unwrap(), ISS, AUD, DEFAULT_LEEWAY).unwrap();
+    let c = claims(json!({"role": "patient", "ins": INS}));
+    let old = sign(Algorithm::ES256, Some("ec-1"), &c, &ec1);
+    let new = sign(Algorithm::ES256, Some("ec-1"), &c, &ec2);
+    assert!(verifier.verify(&old).is_ok());
+    assert_eq!(code(verifier.verify(&new)), "auth.token.signature");
+    // The issuer rotated its EC key: the refreshed set verifies the new token, not the old.
+    assert_eq!(verifier.replace_keys(&load_jwks(&url).unwrap()).unwrap(), 2);
+    assert!(verifier.verify(&new).is_ok());
+    assert_eq!(code(verifier.verify(&old)), "auth.token.signature");
+    // A failed refresh (an HTTP error, an oversized answer) keeps the keys in use.
+    assert_eq!(code(load_jwks(&url)), "auth.config.jwks");
+    assert_eq!(code(load_jwks(&url)), "auth.config.jwks");
+    assert_eq!(code(verifier.replace_keys("{}")), "auth.config.jwks");
+    assert!(verifier.verify(&new).is_ok());
+    // A dev verifier has no JWKS to refresh.
+    let (dev_verifier, _) = dev();
+    assert!(dev_verifier.replace_keys("{}").is_err());
 }
 
 #[test]

@@ -259,6 +259,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "DMPFLOW_MLLP_TLS_CERT",
     "DMPFLOW_MLLP_TLS_KEY",
     "DMPFLOW_MLLP_METRICS_ADDR",
+    // Read by `dmpflow serve` (clap `env =` in src/consult.rs).
+    "DMPFLOW_SERVE_METRICS_ADDR",
     // Written by `scripts/stack up` into .stack.env, read by the scripts and tests.
     "DMPFLOW_KAFKA_BROKERS",
     "DMPFLOW_KAFKA_BASE_PORT",

@@ -153,6 +153,23 @@ pub struct Metrics {
     /// ED OBX beside a message's document(s) that are not a CDA (a mail body, a PDF ...):
     /// neither read nor refused, counted here by feed once the batch is durable.
     pub attachments_ignored: Family<FeedLabel, Counter>,
+    /// FHIR server (`dmpflow serve`) requests answered, by route template (e.g.
+    /// `/fhir/Binary/{id}`, never the path itself: it holds ids) and HTTP status. Counted
+    /// once the answer is built, hence after its access trace was written.
+    pub consult_requests: Family<RouteStatus, Counter>,
+    /// Time to answer one FHIR server request, by route template, seconds.
+    pub consult_request_seconds: HistogramFamily<RouteLabel>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
 }
 
 impl Metrics {
@@ -180,6 +197,8 @@ impl Metrics {
             quarantine_auto_releases: Family::default(),
             control_id_reused: Family::default(),
             attachments_ignored: Family::default(),
+            consult_requests: Family::default(),
+            consult_request_seconds: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -284,6 +303,16 @@ impl Metrics {
             "Attachments beside a message's documents (mail body, PDF ...) left unread, by feed",
             m.attachments_ignored.clone(),
         );
+        registry.register(
+            "consult_requests",
+            "FHIR server requests answered, by route template and HTTP status",
+            m.consult_requests.clone(),
+        );
+        registry.register(
+            "consult_request_seconds",
+            "FHIR server request to answer, by route template",
+            m.consult_request_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -358,6 +387,21 @@ impl Metrics {
     pub fn mllp_frame_refused(&self, cause: &'static str) {
         self.mllp_frames_refused
             .get_or_create(&CauseLabel { cause })
+            .inc();
+    }
+
+    /// One FHIR server request answered: `route` is the matched route template.
+    pub fn consult_request(&self, route: &str, status: u16, seconds: f64) {
+        self.consult_request_seconds
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+        self.consult_requests
+            .get_or_create(&RouteStatus {
+                route: route.to_owned(),
+                status,
+            })
             .inc();
     }
 

@@ -113,6 +113,15 @@ pub fn isolated_env(prefix: &str, db: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// A TCP port free on 127.0.0.1 now (the OS picks it; a test binds it just after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn dmpflow() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dmpflow"));
     c.current_dir(std::env::temp_dir());

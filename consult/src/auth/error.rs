@@ -62,8 +62,9 @@ pub enum AuthError {
         /// What is wrong, without key material.
         reason: String,
     },
-    /// `--auth-jwks` is a URL: fetching is not built yet.
-    #[error("JWKS over HTTP is not supported yet: download it and give a file to --auth-jwks")]
+    /// `--auth-jwks` is a plain `http://` URL to another host than this one: the keys that
+    /// decide who may read a DMP must not travel where anyone on the path can swap them.
+    #[error("JWKS URL must be https:// (plain http:// only to a loopback address)")]
     ConfigJwksUrl,
     /// A PEM key could not be read or is not of the expected kind.
     #[error("key unusable: {reason}")]

@@ -1,5 +1,5 @@
-//! The issuer's verification keys: a JWKS (RFC 7517) read from a file, each key kept with
-//! the algorithms it may verify.
+//! The issuer's verification keys: a JWKS (RFC 7517) read from a file or fetched from the
+//! issuer's URL, each key kept with the algorithms it may verify.
 //!
 //! Only asymmetric keys are kept. A symmetric (`oct`) key in an issuer's JWKS is skipped: a
 //! shared secret published with the public keys would let anyone mint tokens, and accepting
@@ -32,17 +32,83 @@ pub(crate) struct VerifyKey {
     pub algorithms: Vec<Algorithm>,
 }
 
-/// Reads the JWKS that `--auth-jwks` names. A URL is refused for now: fetching it needs an
-/// HTTP client with TLS and a refresh policy (keys rotate), which is a step of its own.
+/// The largest JWKS accepted: an issuer publishes a handful of keys (a few KiB); more is
+/// not a key set.
+pub const MAX_JWKS_BYTES: u64 = 256 * 1024;
+/// Bound on one fetch of a JWKS URL (connect, TLS, redirects and body together).
+pub const JWKS_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the JWKS that `--auth-jwks` names: a file, or an `https://` URL (plain `http://`
+/// only to a loopback address, for a local issuer and the tests). Blocking: call it at
+/// startup or from a blocking task. Bounded in size ([`MAX_JWKS_BYTES`]) and time
+/// ([`JWKS_FETCH_TIMEOUT`]); a redirect may not leave https.
 pub fn load_jwks(source: &str) -> Result<String, AuthError> {
-    let lower = source.trim_start().to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Err(AuthError::ConfigJwksUrl);
+    let trimmed = source.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return fetch(trimmed, true);
     }
-    std::fs::read_to_string(source).map_err(|e| AuthError::ConfigJwks {
+    if let Some(rest) = lower.strip_prefix("http://") {
+        if !is_loopback(rest) {
+            return Err(AuthError::ConfigJwksUrl);
+        }
+        return fetch(trimmed, false);
+    }
+    let meta = std::fs::metadata(source).map_err(|e| AuthError::ConfigJwks {
         // The path is configuration, not user data: naming it helps the operator.
         reason: format!("cannot read {source}: {}", e.kind()),
+    })?;
+    if meta.len() > MAX_JWKS_BYTES {
+        return Err(AuthError::ConfigJwks {
+            reason: format!("{source} is larger than {MAX_JWKS_BYTES} bytes"),
+        });
+    }
+    std::fs::read_to_string(source).map_err(|e| AuthError::ConfigJwks {
+        reason: format!("cannot read {source}: {}", e.kind()),
     })
+}
+
+/// True when the authority of `http://<rest>` is a loopback host.
+fn is_loopback(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// GETs a JWKS with ureq: a small blocking client on rustls (the TLS stack the MLLP gateway
+/// already uses), which suits a fetch at startup and every few minutes better than an async
+/// client stack would.
+fn fetch(url: &str, https_only: bool) -> Result<String, AuthError> {
+    let failed = |why: String| AuthError::ConfigJwks {
+        // The URL is configuration; the error text is the client's, never key material.
+        reason: format!("cannot fetch {url}: {why}"),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(JWKS_FETCH_TIMEOUT))
+        .https_only(https_only)
+        .max_redirects(3)
+        .http_status_as_error(true)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .header("Accept", "application/jwk-set+json, application/json")
+        .call()
+        .map_err(|e| failed(e.to_string()))?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_JWKS_BYTES)
+        .read_to_string()
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Parses a JWKS and keeps its usable signature keys. Fails when none is usable, so that a

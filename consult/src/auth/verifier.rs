@@ -4,6 +4,7 @@
 //! The header is read here before the library sees the token so that `none`, HS* and other
 //! refused algorithms fail with our own code, whatever the library's enum happens to parse.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -53,7 +54,9 @@ impl std::fmt::Debug for Claims {
 
 /// Verifies tokens of one issuer for one audience.
 pub struct Verifier {
-    keys: Vec<VerifyKey>,
+    /// Swapped whole by [`Verifier::replace_keys`] when the issuer rotates its keys; each
+    /// verification reads one consistent set.
+    keys: RwLock<Arc<Vec<VerifyKey>>>,
     issuer: String,
     audience: String,
     leeway: u64,
@@ -65,7 +68,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("keys", &self.keys.len())
+            .field("keys", &self.current_keys().len())
             .field("leeway", &self.leeway)
             .field("dev", &self.dev)
             .finish()
@@ -118,7 +121,7 @@ impl Verifier {
             return Err(AuthError::ConfigIssuerAudience);
         }
         Ok(Verifier {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: leeway.as_secs(),
@@ -144,7 +147,8 @@ impl Verifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(AuthError::TokenMalformed),
         };
-        let key = self.select(kid)?;
+        let keys = self.current_keys();
+        let key = select(&keys, kid)?;
         if !key.algorithms.contains(&alg) {
             // E.g. RS256 presented for an EC key: refuse before any crypto.
             return Err(AuthError::TokenAlgorithm {
@@ -169,15 +173,34 @@ impl Verifier {
         mapping.principal(&self.verify(token)?)
     }
 
-    /// The key a token's `kid` names; without `kid`, the only key if there is one.
-    fn select(&self, kid: Option<&str>) -> Result<&VerifyKey, AuthError> {
-        match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
+    /// Replaces the issuer's keys by those of a fresh JWKS (key rotation), answering how
+    /// many are usable. On an error the keys in use stay: a failed refresh must not lock
+    /// every user out. Refused for a dev verifier, whose one key is fixed.
+    pub fn replace_keys(&self, jwks_json: &str) -> Result<usize, AuthError> {
+        if self.dev {
+            return Err(AuthError::ConfigJwks {
+                reason: "a dev verifier has no JWKS to refresh".into(),
+            });
         }
-        .ok_or(AuthError::TokenKeyUnknown)
+        let keys = parse_jwks(jwks_json)?;
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(n)
     }
+
+    fn current_keys(&self) -> Arc<Vec<VerifyKey>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The key a token's `kid` names; without `kid`, the only key if there is one.
+fn select<'k>(keys: &'k [VerifyKey], kid: Option<&str>) -> Result<&'k VerifyKey, AuthError> {
+    match kid {
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+    .ok_or(AuthError::TokenKeyUnknown)
 }
 
 /// The token from an `Authorization` header value: `Bearer <token>`, scheme case-insensitive.

@@ -15,8 +15,12 @@ mod scope;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use dmpflow_store::Store;
 use tokio::net::TcpListener;
@@ -31,7 +35,13 @@ pub const DEV_AUDIENCE: &str = "dmpflow-consult";
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// Told of every answered request: its route template (never the raw path, which holds
+/// ids), HTTP status and duration. The host feeds its metrics from it; the crate itself
+/// exports none.
+pub type Observer = Arc<dyn Fn(&str, u16, Duration) + Send + Sync>;
+
 struct Inner {
+    observer: Option<Observer>,
     store: Store,
     verifier: Verifier,
     mapping: RoleMapping,
@@ -43,11 +53,25 @@ impl AppState {
     /// `base` is the public FHIR base URL (no trailing slash), used in Bundle links.
     pub fn new(store: Store, verifier: Verifier, mapping: RoleMapping, base: &str) -> AppState {
         AppState(Arc::new(Inner {
+            observer: None,
             store,
             verifier,
             mapping,
             base: base.trim_end_matches('/').to_owned(),
         }))
+    }
+
+    /// Reports every answered request to `observer` (call before serving).
+    pub fn observed(mut self, observer: Observer) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("observed() is called before the state is shared")
+            .observer = Some(observer);
+        self
+    }
+
+    /// The token verifier (the host refreshes its keys from the issuer's JWKS).
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
     }
 
     /// The store behind the server (tests read the traces through it).
@@ -66,7 +90,25 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/Observation", get(others::observations))
         .route("/fhir/AuditEvent", get(others::audit_events))
         .fallback(http::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Times each request and reports it with its route template (`unmatched` for the
+/// fallback) to the state's observer.
+async fn observe(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    if let Some(o) = &state.0.observer {
+        o(&route, response.status().as_u16(), started.elapsed());
+    }
+    response
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
