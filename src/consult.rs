@@ -13,7 +13,7 @@ use dmpflow_consult::auth::{
     load_or_create_dev_keypair, mint_dev_token,
 };
 use dmpflow_consult::authz::Principal;
-use dmpflow_consult::server::{AppState, DEV_AUDIENCE, DEV_ISSUER, Observer, serve};
+use dmpflow_consult::server::{AppState, DEV_AUDIENCE, DEV_ISSUER, Observer, TlsListener, serve};
 use dmpflow_pipeline::config::Settings;
 use dmpflow_pipeline::{metrics, shutdown_token};
 use dmpflow_store::Store;
@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Accept tokens signed by this dev public key (PEM; see `dmpflow token`). Development only.
     #[arg(long, value_name = "PEM")]
     pub auth_dev_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. Each
+    /// client must complete its handshake within 10 s.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// Serve /metrics and /health/{live,ready} on this address (its own default, beside
     /// `run`'s 9464 and `mllp`'s 9465).
     #[arg(
@@ -108,7 +115,13 @@ pub struct TokenArgs {
     pub ttl: u64,
 }
 
+/// How long a client may take to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode> {
+    // Checked before anything else starts: a TLS mistake is a startup error.
+    let tls =
+        dmpflow_ingest::gateway::tls_acceptor(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     let mapping = match (&args.auth_claims, args.auth_psc) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
@@ -160,9 +173,10 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let base = args
         .base_url
-        .unwrap_or_else(|| format!("http://{}/fhir", args.listen));
+        .unwrap_or_else(|| format!("{scheme}://{}/fhir", args.listen));
     let observer: Observer = Arc::new(|route: &str, status: u16, took: Duration| {
         metrics::metrics().consult_request(route, status, took.as_secs_f64());
     });
@@ -175,10 +189,17 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
             shutdown.clone(),
         ));
     }
-    tracing::info!(listen = %args.listen, metrics = %args.metrics_addr, "FHIR server started");
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_addr, tls = tls.is_some(), "FHIR server started");
     health.set_ready(true);
     let stop = shutdown.clone();
-    let served = serve(listener, state, async move { stop.cancelled().await }).await;
+    let stopped = async move { stop.cancelled().await };
+    let served = match tls {
+        Some(acceptor) => {
+            let listener = TlsListener::new(listener, acceptor, TLS_HANDSHAKE_TIMEOUT)?;
+            serve(listener, state, stopped).await
+        }
+        None => serve(listener, state, stopped).await,
+    };
     health.set_ready(false);
     shutdown.cancel();
     let _ = endpoint.await;

@@ -492,6 +492,47 @@ async fn paging(f: &Fixture, keep: &mut Bodies) {
     assert_eq!(f.traces().await, 4);
 }
 
+/// Two instances on one store, as behind a load balancer: a page token from one is served
+/// by the other, and both trace into the same table.
+async fn two_instances_share_one_store(f: &Fixture, _keep: &mut Bodies) {
+    let docs: Vec<Doc> = ["1.2.250.1.4.1", "1.2.250.1.4.2", "1.2.250.1.4.3"]
+        .iter()
+        .zip([
+            "20260301101500+0100",
+            "20260302101500+0100",
+            "20260303101500+0100",
+        ])
+        .enumerate()
+        .map(|(i, (u, c))| Doc::new(u, INS_2, c, 60 + i as u32))
+        .collect();
+    f.put(&docs).await;
+    let (b, _stop_b) = f.another_instance().await;
+    let tp = f.token(&patient(INS_2));
+    let first = f
+        .bundle(&format!("{}&_count=2", docs_query(INS_2)), &tp)
+        .await;
+    assert_eq!(ids(&first), ["1.2.250.1.4.3", "1.2.250.1.4.2"]);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = next.strip_prefix(&format!("http://{}", f.addr)).unwrap();
+    let a = f.get_at(b, path, Some(&tp), &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(ids(&a.json()), ["1.2.250.1.4.1"]);
+    // A token minted for one instance is good on the other (same issuer keys), and the
+    // DMP's traces are one list whichever instance wrote them.
+    let audit = format!("/fhir/AuditEvent?patient.identifier=urn%3Aoid%3A{OID}%7C{INS_2}");
+    let a = f.get_at(b, &audit, Some(&tp), &[]).await;
+    assert_eq!(a.json()["total"], 2);
+    assert_eq!(f.traces().await, 3);
+}
+
 // ------------------------------------------------------------------ the tests
 
 type Scenario = for<'a> fn(
@@ -527,6 +568,7 @@ scenarios!(
     representative_and_invisibility,
     replaced_and_deleted_versions,
     paging,
+    two_instances_share_one_store,
 );
 
 /// Every resource the scenarios received (searchsets, reads, Binary, AuditEvents,

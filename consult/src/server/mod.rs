@@ -12,6 +12,9 @@ mod documents;
 mod http;
 mod others;
 mod scope;
+mod tls;
+
+pub use tls::{MAX_HANDSHAKES, TlsListener};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +26,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use dmpflow_store::Store;
-use tokio::net::TcpListener;
 
 use crate::auth::{RoleMapping, Verifier};
 
@@ -111,12 +113,17 @@ async fn observe(
     response
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves until `shutdown` completes, then finishes the requests in flight. `listener` is a
+/// `tokio::net::TcpListener` (plain HTTP) or a [`TlsListener`] (HTTPS).
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     if state.0.verifier.is_dev() {
         tracing::warn!(
             "DEV AUTHENTICATION: tokens signed by a local dev key are accepted; never expose this server"

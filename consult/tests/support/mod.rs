@@ -155,6 +155,7 @@ pub struct Fixture {
     pub addr: std::net::SocketAddr,
     pub store: Store,
     key: String,
+    public_key: String,
     mapping: RoleMapping,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -182,28 +183,26 @@ impl Fixture {
         store.import_patients_csv(&csv[..]).await.unwrap();
         let pair = generate_dev_keypair().unwrap();
         let mapping = RoleMapping::default();
-        let verifier = Verifier::dev(&pair.public_pem, ISS, AUD, Duration::from_secs(30)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = AppState::new(
-            store.clone(),
-            verifier,
-            mapping.clone(),
-            &format!("http://{addr}/fhir"),
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        let (addr, tx, server) = spawn_server(&store, &pair.public_pem, &mapping).await;
         Fixture {
             addr,
             store,
             key: pair.private_pem,
+            public_key: pair.public_pem,
             mapping,
             stop: Some(tx),
             server: Some(server),
             pg_db,
         }
+    }
+
+    /// Another server instance on the same store and keys (as behind a load balancer);
+    /// it stops when the sender is dropped.
+    pub async fn another_instance(
+        &self,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let (addr, tx, _) = spawn_server(&self.store, &self.public_key, &self.mapping).await;
+        (addr, tx)
     }
 
     /// Stops the server and drops the PostgreSQL database (call once the test passed).
@@ -285,7 +284,18 @@ impl Fixture {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Answer {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        self.get_at(self.addr, path, token, extra).await
+    }
+
+    /// [`Fixture::get`] on the server at `addr`.
+    pub async fn get_at(
+        &self,
+        addr: std::net::SocketAddr,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut s = TcpStream::connect(addr).await.unwrap();
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -329,6 +339,34 @@ impl Fixture {
     pub async fn traces(&self) -> i64 {
         self.store.trace_count().await.unwrap()
     }
+}
+
+type Served = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// A server on 127.0.0.1:0 over `store`, accepting dev tokens of `public_pem`.
+async fn spawn_server(
+    store: &Store,
+    public_pem: &str,
+    mapping: &RoleMapping,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Served,
+) {
+    let verifier = Verifier::dev(public_pem, ISS, AUD, Duration::from_secs(30)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(
+        store.clone(),
+        verifier,
+        mapping.clone(),
+        &format!("http://{addr}/fhir"),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
 }
 
 pub struct Answer {

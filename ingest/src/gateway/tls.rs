@@ -17,19 +17,21 @@ use tokio_rustls::{TlsAcceptor, rustls};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// The TLS acceptor of `--tls-cert`/`--tls-key`, or None for plain TCP. Errors name the
+/// The TLS acceptor of `--tls-cert`/`--tls-key` (of `mllp` and of `serve`), or None for
+/// plain TCP. Errors name the
 /// file and the kind of problem only: a PEM parser's message can quote a line of the file,
 /// and that line may be key material.
 pub fn tls_acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>> {
     let (cert, key) = match (cert, key) {
         (None, None) => return Ok(None),
         (Some(c), Some(k)) => (c, k),
-        (Some(_), None) => anyhow::bail!(
-            "--tls-cert (DMPFLOW_MLLP_TLS_CERT) needs --tls-key (DMPFLOW_MLLP_TLS_KEY): give both or neither"
-        ),
-        (None, Some(_)) => anyhow::bail!(
-            "--tls-key (DMPFLOW_MLLP_TLS_KEY) needs --tls-cert (DMPFLOW_MLLP_TLS_CERT): give both or neither"
-        ),
+        // The flag names only: `mllp` and `serve` both read their PEM files through here.
+        (Some(_), None) => {
+            anyhow::bail!("--tls-cert needs --tls-key: give both or neither")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-key needs --tls-cert: give both or neither")
+        }
     };
     let pem_error = |path: &Path, what: &str, e: rustls_pki_types::pem::Error| match e {
         rustls_pki_types::pem::Error::Io(io) => {
