@@ -15,24 +15,6 @@ use common::*;
 
 const README_PORT: &str = "127.0.0.1:8080";
 
-/// The shell lines between the `consult` markers, trailing comments removed.
-fn consult_lines() -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let start = readme
-        .find("<!-- consult -->")
-        .expect("README.md has a <!-- consult --> marker");
-    let end = readme
-        .find("<!-- /consult -->")
-        .expect("README.md has a <!-- /consult --> marker");
-    readme[start..end]
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with("```"))
-        .map(|l| l.split("   #").next().unwrap().trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 /// A README line for bash in `dir`: `cargo run --release --` is the binary under test and
 /// the server's address a free port.
 fn as_run(line: &str, addr: &str) -> String {
@@ -77,7 +59,7 @@ impl Drop for Server {
 
 #[test]
 fn readme_walkthrough_serves_the_demo_documents() {
-    let lines = consult_lines();
+    let lines = readme_block("consult");
     assert_eq!(
         lines.len(),
         3,

@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsConnector, rustls};
+use tokio_rustls::rustls;
 
 struct Server(Child);
 
@@ -21,25 +19,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         terminate(&mut self.0);
     }
-}
-
-/// A self-signed certificate for `localhost` as PEM files in `dir`, and a connector that
-/// trusts exactly it.
-fn certificate(dir: &Path) -> TlsConnector {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), signing_key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
 }
 
 async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
@@ -57,7 +36,7 @@ async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 async fn serve_over_tls_answers_tls_clients_only() {
     let dir = std::env::temp_dir().join(format!("dmpflow-serve-tls-{}", unique()));
     std::fs::create_dir_all(&dir).unwrap();
-    let tls = certificate(&dir);
+    let (_, _, tls) = test_certificate(&dir);
     let out = dmpflow()
         .current_dir(&dir)
         .args([

@@ -20,7 +20,6 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -643,26 +642,10 @@ async fn many_connections_every_message_acked_once_and_on_the_topic_once() {
 
 // ------------------------------------------------------------------ TLS
 
-/// A self-signed certificate for `localhost`, written as PEM files for the gateway, and a
-/// connector that trusts exactly that certificate.
+/// A self-signed certificate for `localhost` in a fresh directory, and a connector that
+/// trusts exactly it.
 fn test_certificate(tag: &str) -> (PathBuf, PathBuf, TlsConnector) {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("t.mllp.{tag}.{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_pem, cert.pem()).unwrap();
-    std::fs::write(&key_pem, signing_key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    (cert_pem, key_pem, TlsConnector::from(Arc::new(config)))
+    common::test_certificate(&std::env::temp_dir().join(format!("t.mllp.{tag}.{}", unique())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

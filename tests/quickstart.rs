@@ -15,24 +15,6 @@ use std::time::{Duration, Instant};
 use common::harness::group_lag;
 use common::*;
 
-/// The shell lines of the README's quick start, comments removed.
-fn quickstart_lines() -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let start = readme
-        .find("<!-- quickstart -->")
-        .expect("README.md has a <!-- quickstart --> marker");
-    let end = readme
-        .find("<!-- /quickstart -->")
-        .expect("README.md has a <!-- /quickstart --> marker");
-    readme[start..end]
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with("```"))
-        .map(|l| l.split(" #").next().unwrap().trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 /// `cargo run --release -- ARGS` → ARGS (the test runs the binary cargo built for it).
 fn dmpflow_args(line: &str) -> Vec<String> {
     let rest = line
@@ -159,7 +141,7 @@ fn spawn_run(env: &[(String, String)], args: &[String], log: &Path) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_quick_start_stores_the_demo_documents() {
     require_kafka();
-    let lines = quickstart_lines();
+    let lines = readme_block("quickstart");
     let db = fresh_database("quickstart").await;
     let prefix = format!("qs{}", unique());
     let port = free_port();

@@ -7,7 +7,7 @@
 pub mod harness;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -310,4 +310,51 @@ pub async fn stored(db: &str) -> i64 {
     let n = store.document_count().await.expect("count");
     store.close().await;
     n
+}
+
+/// The shell lines of a README block between `<!-- marker -->` and `<!-- /marker -->`,
+/// fences and trailing ` # comments` removed: the README and its test cannot drift apart.
+pub fn readme_block(marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let open = format!("<!-- {marker} -->");
+    let close = format!("<!-- /{marker} -->");
+    let start = readme
+        .find(&open)
+        .unwrap_or_else(|| panic!("README.md has a {open} marker"));
+    let end = readme
+        .find(&close)
+        .unwrap_or_else(|| panic!("README.md has a {close} marker"));
+    readme[start..end]
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("```"))
+        .map(|l| l.split(" #").next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A self-signed certificate for `localhost` written as `cert.pem` and `key.pem` in `dir`,
+/// and a TLS connector that trusts exactly that certificate (nothing here is a real secret).
+pub fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, tokio_rustls::TlsConnector) {
+    use tokio_rustls::rustls;
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, signing_key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (
+        cert_pem,
+        key_pem,
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+    )
 }
