@@ -79,6 +79,28 @@ impl Store {
             .map_err(err)
     }
 
+    /// Every stored version of one set (one document's history), in order: what a read by
+    /// id needs to find the set's head, without loading the whole DMP.
+    pub async fn document_metas_for_set(
+        &self,
+        set_id: &str,
+    ) -> Result<Vec<DocumentDetail>, StoreError> {
+        let err = |e| StoreError::from_sqlx("document_metas_for_set", e);
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE d.set_id = $1 \
+             ORDER BY seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(set_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(meta_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
     /// One document version by uniqueId, whatever its patient or status.
     pub async fn document_meta(
         &self,

@@ -123,6 +123,19 @@ impl Store {
 
     /// The CDA of a document, decompressed and checked against its sha256.
     pub async fn get_document_cda(&self, unique_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_document_cda_checked(unique_id)
+            .await?
+            .map(|(xml, _)| xml))
+    }
+
+    /// The CDA exactly as stored and its SHA-256 (hex), checked against each other: the
+    /// hash is the one the document was stored with, so a reader can use it as an ETag
+    /// without hashing again.
+    pub async fn get_document_cda_checked(
+        &self,
+        unique_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
         let err = |e| StoreError::from_sqlx("get_document_cda", e);
         let Some(row) =
             sqlx::query("SELECT cda_packed, cda_sha256 FROM documents WHERE unique_id = $1")
@@ -138,7 +151,9 @@ impl Store {
         let unique_id = unique_id.to_owned();
         // Inflating is CPU work; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            cda_body::unpack(&packed, &sha).map_err(|why| StoreError::CorruptCda { unique_id, why })
+            cda_body::unpack(&packed, &sha)
+                .map(|xml| (xml, sha))
+                .map_err(|why| StoreError::CorruptCda { unique_id, why })
         })
         .await
         .map_err(|_| StoreError::Data {

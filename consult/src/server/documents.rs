@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use base64::Engine;
+use dmpflow_schemas::PatientRecord;
 use dmpflow_store::{DocStatus as StoreStatus, DocumentDetail, TraceRow};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::AppState;
@@ -46,25 +46,39 @@ pub(super) async fn open_dmp(
         .get_patient(ins)
         .await
         .map_err(|_| ApiError::internal("get_patient"))?;
-    let access = can_access_dmp(
-        principal,
-        purpose,
-        ins,
-        &DmpState::from_record(record.as_ref()),
-    );
-    let grant = match access {
-        Access::Granted(g) => g,
-        Access::Denied(reason) => {
-            write_trace(state, trace.clone(), false, reason.as_str(), Vec::new()).await?;
-            return Err(deny(reason));
-        }
-    };
+    let grant = grant(state, principal, purpose, ins, record.as_ref(), trace, deny).await?;
     let docs = store
         .document_metas_for_patient(ins)
         .await
         .map_err(|_| ApiError::internal("document_metas_for_patient"))?;
-    let views = docs.iter().map(|d| view(d, grant.patient_ins())).collect();
-    Ok(Dmp { grant, docs, views })
+    Ok(Dmp::new(grant, docs))
+}
+
+/// The rules' answer for the DMP of `ins` (registry `record`); a denial is traced, then
+/// answered `deny`.
+async fn grant(
+    state: &AppState,
+    principal: &Principal,
+    purpose: &Purpose,
+    ins: &str,
+    record: Option<&PatientRecord>,
+    trace: &TraceRow,
+    deny: fn(Reason) -> ApiError,
+) -> Result<Grant, ApiError> {
+    match can_access_dmp(principal, purpose, ins, &DmpState::from_record(record)) {
+        Access::Granted(g) => Ok(g),
+        Access::Denied(reason) => {
+            write_trace(state, trace.clone(), false, reason.as_str(), Vec::new()).await?;
+            Err(deny(reason))
+        }
+    }
+}
+
+impl Dmp {
+    fn new(grant: Grant, docs: Vec<DocumentDetail>) -> Dmp {
+        let views = docs.iter().map(|d| view(d, grant.patient_ins())).collect();
+        Dmp { grant, docs, views }
+    }
 }
 
 /// The rules' view of a stored version. `dmp_ins` is the DMP that holds it (after a merge,
@@ -284,26 +298,38 @@ async fn readable(
     // After a merge the document's DMP is the survivor's.
     let mut ins = doc.row.patient_ins.clone();
     let mut oid = doc.patient_ins_oid.clone();
-    if let Some(rec) = store
+    let mut record = store
         .get_patient(&ins)
         .await
-        .map_err(|_| ApiError::internal("get_patient"))?
-        && let Some(survivor) = rec.merged_into
-    {
-        if let Some(s) = store
+        .map_err(|_| ApiError::internal("get_patient"))?;
+    if let Some(survivor) = record.as_ref().and_then(|r| r.merged_into.clone()) {
+        record = store
             .get_patient(&survivor)
             .await
-            .map_err(|_| ApiError::internal("get_patient"))?
-        {
-            oid = s.ins_oid;
+            .map_err(|_| ApiError::internal("get_patient"))?;
+        if let Some(s) = &record {
+            oid = s.ins_oid.clone();
         }
         ins = survivor;
     }
     let trace = trace_for(&principal, &purpose, &ins, "read", None);
-    let dmp = open_dmp(state, &principal, &purpose, &ins, &trace, |_| {
-        ApiError::not_found()
-    })
+    let deny = |_| ApiError::not_found();
+    let grant = grant(
+        state,
+        &principal,
+        &purpose,
+        &ins,
+        record.as_ref(),
+        &trace,
+        deny,
+    )
     .await?;
+    // The rules need this version and its set's head: the set's versions, not the DMP.
+    let versions = store
+        .document_metas_for_set(&doc.row.set_id)
+        .await
+        .map_err(|_| ApiError::internal("document_metas_for_set"))?;
+    let dmp = Dmp::new(grant, versions);
     let Some(me) = dmp.views.iter().find(|v| v.id == doc.row.unique_id) else {
         return Err(ApiError::not_found());
     };
@@ -353,17 +379,14 @@ pub(super) async fn binary(
     Path(id): Path<String>,
 ) -> ApiResult {
     let (_, _, trace, reason) = readable(&state, &headers, &id).await?;
-    let cda = state
+    let (cda, sha) = state
         .store()
-        .get_document_cda(&id)
+        .get_document_cda_checked(&id)
         .await
         .map_err(|_| ApiError::internal("get_document_cda"))?
         .ok_or_else(ApiError::not_found)?;
     write_trace(&state, trace, true, reason.as_str(), vec![id.clone()]).await?;
-    let sha: String = Sha256::digest(cda.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    // The stored SHA-256, checked against the bytes as they were inflated.
     let etag =
         HeaderValue::from_str(&format!("\"{sha}\"")).map_err(|_| ApiError::internal("etag"))?;
     if wants_fhir_json(&headers) {
