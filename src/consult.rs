@@ -1,6 +1,8 @@
-//! `serve` (the FHIR read server of issue #13) and `token` (a dev bearer token for it):
+//! `serve` (the FHIR server of issue #13) and `token` (a dev bearer token for it):
 //! arguments in, the library called. The rules, the resources and the trace are all in
-//! dmpflow-consult.
+//! dmpflow-consult; with `--provide`, ITI-65 writes through the MLLP gateway's Kafka
+//! producer (`dmpflow_ingest::feed::FeedProducer`), handed to the server as its
+//! `FeedWriter` so that dmpflow-consult never links librdkafka.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +15,15 @@ use dmpflow_consult::auth::{
     load_or_create_dev_keypair, mint_dev_token,
 };
 use dmpflow_consult::authz::Principal;
-use dmpflow_consult::server::{AppState, DEV_AUDIENCE, DEV_ISSUER, Observer, TlsListener, serve};
+use dmpflow_consult::server::{
+    AppState, Coordinates, DEV_AUDIENCE, DEV_ISSUER, FeedWriter, Observer, TlsListener, WriteError,
+    WriteFuture, serve,
+};
+use dmpflow_ingest::feed::{FeedProducer, FeedWriteError};
 use dmpflow_pipeline::config::Settings;
+use dmpflow_pipeline::stages::normalize_config;
 use dmpflow_pipeline::{metrics, shutdown_token};
+use dmpflow_schemas::Feed;
 use dmpflow_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -31,10 +39,13 @@ Authentication (one of):
 
 Example (the demo's database, a dev key, one patient's documents):
   dmpflow demo
-  dmpflow token --role patient --ins 138127505614358 --key dev.pem > token
-  dmpflow --store sqlite://demo-out/dmp.db serve --listen 127.0.0.1:8080 --auth-dev-key dev.pub.pem
+  dmpflow token --role patient --ins 241111305541318 --key dev.pem > token
+  dmpflow --store sqlite://dmpflow-demo.db serve --listen 127.0.0.1:8080 --auth-dev-key dev.pub.pem
   curl -H \"Authorization: Bearer $(cat token)\" \\
-    'http://127.0.0.1:8080/fhir/DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|138127505614358'")]
+    'http://127.0.0.1:8080/fhir/DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|241111305541318'
+
+Taking documents in (ITI-65, professionals): --provide writes each submitted CDA to the
+documents feed topic (Kafka from the settings) and answers once Kafka acknowledged it.")]
 pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long)]
@@ -82,6 +93,17 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub metrics_addr: String,
+    /// Take documents in: ITI-65 Provide Document Bundle (`POST /fhir`, professionals only)
+    /// writes each one as an MDM^T02 to the documents feed topic on the settings' Kafka
+    /// (--bootstrap, DMPFLOW_KAFKA_BOOTSTRAP), answering 200 once Kafka acknowledged it.
+    /// Kafka must then be up at start (its record limits are checked). Without this flag
+    /// the server needs no Kafka and POST /fhir answers 501 (provide.not_configured).
+    #[arg(long)]
+    pub provide: bool,
+    /// With --provide: how long a submission waits for Kafka's acknowledgement before it
+    /// is answered 503 (kafka.unavailable: resend later).
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub ack_timeout_ms: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -180,7 +202,24 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let observer: Observer = Arc::new(|route: &str, status: u16, took: Duration| {
         metrics::metrics().consult_request(route, status, took.as_secs_f64());
     });
-    let state = AppState::new(store, verifier, mapping, &base).observed(observer);
+    let mut state = AppState::new(store, verifier, mapping, &base).observed(observer);
+    if args.provide {
+        let topic = settings.topics.feed(Feed::Documents);
+        // The largest MDM taken is normalize's message bound (a larger one is refused
+        // before it is written), as for the stages.
+        let producer = FeedProducer::connect(
+            settings,
+            std::slice::from_ref(&topic),
+            settings.limits.max_message_bytes,
+            "limits.max_message_bytes",
+            Duration::from_millis(args.ack_timeout_ms),
+            &shutdown,
+        )
+        .await
+        .context("--provide: the documents feed topic on Kafka")?;
+        tracing::info!(%topic, "ITI-65 provide enabled: documents are written to the feed topic");
+        state = state.with_provider(Box::new(KafkaFeed(producer)), normalize_config(settings));
+    }
     if let Some(url) = args.auth_jwks.filter(|s| s.contains("://")) {
         tokio::spawn(refresh_jwks(
             state.clone(),
@@ -189,7 +228,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
             shutdown.clone(),
         ));
     }
-    tracing::info!(listen = %args.listen, metrics = %args.metrics_addr, tls = tls.is_some(), "FHIR server started");
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_addr, tls = tls.is_some(), provide = args.provide, "FHIR server started");
     health.set_ready(true);
     let stop = shutdown.clone();
     let stopped = async move { stop.cancelled().await };
@@ -228,6 +267,27 @@ async fn refresh_jwks(state: AppState, url: String, every: Duration, shutdown: C
                 tracing::warn!(code = e.code(), error = %e, "JWKS refresh failed; keeping the keys in use")
             }
         }
+    }
+}
+
+/// The server's [`FeedWriter`] on the gateway's producer.
+struct KafkaFeed(FeedProducer);
+
+impl FeedWriter for KafkaFeed {
+    fn write<'a>(&'a self, feed: Feed, key: &'a str, payload: &'a [u8]) -> WriteFuture<'a> {
+        Box::pin(async move {
+            match self.0.write_feed(feed, key, payload).await {
+                Ok((partition, offset)) => Ok(Coordinates { partition, offset }),
+                Err(e) => {
+                    // librdkafka's text names brokers and error codes, no message content.
+                    tracing::warn!(error = %e, "ITI-65 write to the feed topic failed");
+                    Err(match e {
+                        FeedWriteError::TooLarge(_) => WriteError::TooLarge,
+                        FeedWriteError::Unavailable(_) => WriteError::Unavailable,
+                    })
+                }
+            }
+        })
     }
 }
 

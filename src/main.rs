@@ -118,8 +118,10 @@ enum Command {
     /// MLLP gateway: receive HL7 v2 over TCP (or TLS with --tls-cert/--tls-key), acknowledge
     /// once durably written to Kafka.
     Mllp(mllp::MllpArgs),
-    /// The FHIR R4 read server of the DMP (ITI-67/68, Observation, AuditEvent); every access
-    /// is traced. Needs --auth-jwks (with issuer and audience) or --auth-dev-key.
+    /// The FHIR R4 server of the DMP (ITI-67/68, Observation, AuditEvent); every access is
+    /// traced. Needs --auth-jwks (with issuer and audience) or --auth-dev-key. With
+    /// --provide (and Kafka), also ITI-65 Provide Document Bundle (POST /fhir); without it,
+    /// POST /fhir answers 501.
     Serve(consult::ServeArgs),
     /// Print a dev bearer token for `serve --auth-dev-key` (development only).
     Token(consult::TokenArgs),

@@ -15,6 +15,9 @@ const SOURCES: &[&str] = &[
     include_str!("../src/server/documents.rs"),
     include_str!("../src/server/others.rs"),
     include_str!("../src/server/scope.rs"),
+    include_str!("../src/server/provide.rs"),
+    include_str!("../src/fhir/provide.rs"),
+    include_str!("../src/mdm.rs"),
 ];
 
 /// String literals of the form `"auth.…"`, `"consult.…"`, `"search.…"`.
@@ -24,7 +27,7 @@ fn codes(source: &str) -> Vec<&str> {
         .skip(1)
         .step_by(2)
         .filter(|s| {
-            ["auth.", "consult.", "search."]
+            ["auth.", "consult.", "search.", "provide."]
                 .iter()
                 .any(|p| s.starts_with(p))
                 && !s.ends_with('.') // a prefix the code tests, e.g. "auth.config."

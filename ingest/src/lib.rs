@@ -3,10 +3,13 @@
 //! push-style MLLP frame decoder/encoder, and [`ack`] reads the sender's header and builds
 //! the HL7 ACKs; none of them ever puts message content into an error. On top of them,
 //! `gateway` is the MLLP gateway itself (listener, TLS, limits, resend detection,
-//! routing, Kafka writes; the default `gateway` feature): `dmpflow mllp` is only its
-//! command line, and tests run it in-process with `gateway::run`.
+//! routing; the default `gateway` feature): `dmpflow mllp` is only its command line, and
+//! tests run it in-process with `gateway::run`. Its acknowledged Kafka write is [`feed`]'s
+//! `FeedProducer`, which `dmpflow serve` shares for ITI-65.
 
 pub mod ack;
+#[cfg(feature = "gateway")]
+pub mod feed;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod mllp;

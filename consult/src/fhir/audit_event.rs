@@ -17,6 +17,8 @@ pub enum Interaction {
     Search,
     /// ITI-68 or a read by id: action R.
     Read,
+    /// ITI-65, a document provided into the DMP: action C.
+    Create,
 }
 
 /// Who asked.
@@ -81,6 +83,7 @@ pub fn audit_event(t: &AccessTrace) -> Value {
     let (action, subtype) = match t.interaction {
         Interaction::Search => ("E", "search-type"),
         Interaction::Read => ("R", "read"),
+        Interaction::Create => ("C", "create"),
     };
     let (outcome, outcome_desc) = match &t.outcome {
         Outcome::Success => ("0", None),
@@ -234,5 +237,9 @@ mod tests {
         assert_eq!(r["outcomeDesc"], "authz.patient.opposed");
         assert_eq!(r["action"], "R");
         assert_eq!(r["subtype"][0]["code"], "read");
+        t.interaction = Interaction::Create;
+        let r = audit_event(&t);
+        assert_eq!(r["action"], "C");
+        assert_eq!(r["subtype"][0]["code"], "create");
     }
 }

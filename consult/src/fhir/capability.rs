@@ -59,6 +59,9 @@ const AUDIT_PARAMS: [(&str, &str, &str); 4] = [
     p("_page", "string", "opaque page token"),
 ];
 
+/// ITI-65 as `dmpflow serve --provide` takes it (server/provide.rs, fhir/provide.rs).
+const TRANSACTION_DOC: &str = "ITI-65 Provide Document Bundle: POST [base] with a transaction Bundle (at most 20 MiB, 8 entries) of one DocumentReference (subject.identifier = the INS) and the Binary it points to (application/hl7-cda+xml, the CDA, whose recordTarget INS must be the subject's), optionally a SubmissionSet List (not kept); health professionals only. 200 once the document is durably queued for the DMP (Kafka acknowledged), 503 to resend later; 501 when the server does not take documents.";
+
 fn params(list: &[(&str, &str, &str)]) -> Value {
     json!(
         list.iter()
@@ -106,7 +109,7 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
                     "searchParam": params(&AUDIT_PARAMS)
                 }
             ],
-            "interaction": [{ "code": "transaction", "documentation": "ITI-65: POST [base] with a Bundle" }]
+            "interaction": [{ "code": "transaction", "documentation": TRANSACTION_DOC }]
         }]
     })
 }
@@ -126,5 +129,11 @@ mod tests {
         );
         assert_eq!(res[0]["searchParam"][0]["name"], "patient.identifier");
         assert_eq!(c["rest"][0]["interaction"][0]["code"], "transaction");
+        assert!(
+            c["rest"][0]["interaction"][0]["documentation"]
+                .as_str()
+                .unwrap()
+                .contains("ITI-65")
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod datetime;
 pub mod document_reference;
 pub mod observation;
 pub mod outcome;
+pub mod provide;
 pub mod search;
 
 /// The code systems and identifier systems written into resources, in one place.

@@ -42,6 +42,8 @@ pub enum IssueType {
     Throttled,
     Processing,
     Exception,
+    Transient,
+    Informational,
 }
 
 impl IssueType {
@@ -60,6 +62,8 @@ impl IssueType {
             IssueType::Throttled => "throttled",
             IssueType::Processing => "processing",
             IssueType::Exception => "exception",
+            IssueType::Transient => "transient",
+            IssueType::Informational => "informational",
         }
     }
 }

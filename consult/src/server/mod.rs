@@ -1,5 +1,6 @@
-//! The FHIR R4 read server (issue #13): IHE MHD ITI-67/68 on the DMP, lab results as
-//! Observations, and the patient's own access traces as AuditEvents.
+//! The FHIR R4 server (issue #13): IHE MHD ITI-67/68 on the DMP, lab results as
+//! Observations, the patient's own access traces as AuditEvents, and ITI-65 Provide
+//! Document Bundle (`provide`: documents in, through the HL7 v2 feed path).
 //!
 //! This is an edge: it authenticates (`auth`), asks the pure rules (`authz`) and builds the
 //! resources (`fhir`); it decides nothing on its own. Every search and read of a DMP writes
@@ -11,10 +12,9 @@
 mod documents;
 mod http;
 mod others;
+mod provide;
 mod scope;
 mod tls;
-
-pub use tls::{MAX_HANDSHAKES, TlsListener};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,10 +24,12 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use dmpflow_store::Store;
 
 use crate::auth::{RoleMapping, Verifier};
+pub use provide::{Coordinates, FeedWriter, MAX_BODY_BYTES, WriteError, WriteFuture};
+pub use tls::{MAX_HANDSHAKES, TlsListener};
 
 /// Issuer and audience of dev tokens (`dmpflow token`, `serve --auth-dev-key`).
 pub const DEV_ISSUER: &str = "dmpflow-dev";
@@ -49,6 +51,8 @@ struct Inner {
     mapping: RoleMapping,
     /// The FHIR base as clients reach it, e.g. `http://127.0.0.1:8080/fhir`.
     base: String,
+    /// ITI-65 (`POST /fhir`), when the server was given a feed writer.
+    provide: Option<provide::Provider>,
 }
 
 impl AppState {
@@ -60,6 +64,7 @@ impl AppState {
             verifier,
             mapping,
             base: base.trim_end_matches('/').to_owned(),
+            provide: None,
         }))
     }
 
@@ -76,6 +81,19 @@ impl AppState {
         &self.0.verifier
     }
 
+    /// Takes documents in (ITI-65) through `writer`, checked by normalize with `normalize`
+    /// (the pipeline's settings) first. Call before the state is shared (serving).
+    pub fn with_provider(
+        mut self,
+        writer: Box<dyn FeedWriter>,
+        normalize: dmpflow_normalize::Config,
+    ) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("with_provider is called before the state is shared")
+            .provide = Some(provide::Provider::new(writer, normalize));
+        self
+    }
+
     /// The store behind the server (tests read the traces through it).
     pub fn store(&self) -> &Store {
         &self.0.store
@@ -85,6 +103,7 @@ impl AppState {
 /// The routes, all under `/fhir`.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/fhir", post(provide::provide))
         .route("/fhir/metadata", get(others::metadata))
         .route("/fhir/DocumentReference", get(documents::search))
         .route("/fhir/DocumentReference/{id}", get(documents::read))

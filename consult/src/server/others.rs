@@ -204,10 +204,10 @@ fn access(r: &TraceRow, patient: &PatientId) -> AccessTrace {
     AccessTrace {
         id: format!("trace-{}", r.id),
         recorded: fhir_instant(&r.recorded_at).unwrap_or_else(|_| r.recorded_at.clone()),
-        interaction: if r.action == "read" {
-            Interaction::Read
-        } else {
-            Interaction::Search
+        interaction: match r.action.as_str() {
+            "read" => Interaction::Read,
+            "create" => Interaction::Create,
+            _ => Interaction::Search,
         },
         requestor: if r.actor_role == "professional" {
             Requestor::Professional {

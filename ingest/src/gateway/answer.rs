@@ -4,19 +4,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use dmpflow_hl7::Message;
 use dmpflow_hl7::keys::message_key;
-use dmpflow_pipeline::runtime;
+use dmpflow_schemas::Feed;
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Feed, headers as h};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use tracing::{debug, warn};
 
 use super::Gateway;
 use super::dedupe::Fingerprint;
+use crate::feed::FeedWriteError as WriteError;
 use crate::{AckCode, AckError, RawHeader, build_ack, encode_charset, hl7_timestamp, read_header};
 
 /// ERR-5 of an AE: not a `schemas` Reason (the message is fine, the broker is not), but as
@@ -157,7 +154,7 @@ impl Gateway {
         let key = message_key(&msg);
         drop(msg);
         let topic = self.settings.topics.feed(feed);
-        match self.write(&topic, &key, &raw).await {
+        match self.feed.write(&topic, &key, &raw).await {
             Ok((partition, offset)) => {
                 self.recent.lock().expect("poisoned").insert(fingerprint);
                 debug!(%peer, msh10 = %id, %topic, partition, offset, "written: AA");
@@ -210,62 +207,4 @@ impl Gateway {
             }
         }
     }
-
-    /// Produces one message and waits for the broker's acknowledgement, at most the ACK
-    /// timeout. The producer's own message.timeout.ms equals that timeout, so a message we
-    /// answered AE for is normally abandoned by librdkafka too (a write that still lands
-    /// is a duplicate the pipeline absorbs).
-    async fn write(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-    ) -> Result<(i32, i64), WriteError> {
-        let now = runtime::now_ms().to_string();
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: h::FEED,
-                value: Some(
-                    self.settings
-                        .topics
-                        .feed_of(topic)
-                        .map(Feed::as_str)
-                        .unwrap_or(""),
-                ),
-            })
-            .insert(Header {
-                key: h::INGEST_TIME,
-                value: Some(&now),
-            });
-        let record = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
-        let send = self.producer.send(record, self.ack_timeout);
-        match tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), send).await {
-            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((e, _))) if record_too_large(&e) => Err(WriteError::TooLarge(e.to_string())),
-            Ok(Err((e, _))) => Err(WriteError::Unavailable(e.to_string())),
-            Err(_) => Err(WriteError::Unavailable("timed out".into())),
-        }
-    }
-}
-
-/// Why a write was not acknowledged.
-#[derive(Debug)]
-enum WriteError {
-    /// The producer or the topic refuses a record this large: resending cannot help.
-    TooLarge(String),
-    /// The broker did not acknowledge in time (down, no leader, ...): resend later.
-    Unavailable(String),
-}
-
-/// A record refused for its size, by the producer (its `message.max.bytes`) or by the
-/// broker (the topic's `max.message.bytes`): a permanent answer for these bytes.
-fn record_too_large(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge)
-    )
 }

@@ -63,8 +63,7 @@ use anyhow::Result;
 use dmpflow_hl7::ReadOptions;
 use dmpflow_pipeline::config::Settings;
 use dmpflow_pipeline::metrics::{Health, metrics};
-use dmpflow_pipeline::{kafka, runtime};
-use rdkafka::producer::{FutureProducer, Producer};
+use dmpflow_pipeline::runtime;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -73,6 +72,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use routing::Routing;
+
+use crate::feed::FeedProducer;
 pub use tls::tls_acceptor;
 
 /// What one connection may cost: memory (one frame), time, and how many connections.
@@ -113,9 +114,9 @@ pub struct Config {
 /// shared by every connection.
 pub struct Gateway {
     routing: Routing,
-    /// The settings with the producer's record limit raised where needed.
     settings: Settings,
-    producer: FutureProducer,
+    /// The acknowledged write to the feed topics (record limits checked at start).
+    feed: FeedProducer,
     read_opts: ReadOptions,
     ack_timeout: Duration,
     recent: Mutex<dedupe::Recent>,
@@ -140,21 +141,19 @@ impl Gateway {
         // refuse to start on an inconsistent set, raise the producer's own limit when the
         // operator left it unset.
         let topics = config.routing.topics(settings);
-        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let limits = kafka::limits::check_record_limits(
+        let feed = FeedProducer::connect(
             settings,
-            &topic_refs,
+            &topics,
             config.limits.max_frame,
             "--max-frame",
+            config.ack_timeout,
             shutdown,
         )
         .await?;
-        let mut settings = settings.clone();
-        limits.apply(&mut settings);
         Ok(Gateway {
-            producer: kafka::gateway_producer(&settings, config.ack_timeout)?,
+            feed,
             routing: config.routing,
-            settings,
+            settings: settings.clone(),
             read_opts: ReadOptions {
                 max_message_bytes: config.limits.max_frame,
                 ..ReadOptions::default()
@@ -236,6 +235,6 @@ pub async fn run(
     if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
         warn!("connections still open after the shutdown bound; exiting");
     }
-    let _ = gw.producer.flush(Duration::from_secs(5));
+    gw.feed.flush(Duration::from_secs(5));
     Ok(())
 }

@@ -68,6 +68,45 @@ pub fn attachments(msg: &Message<'_>) -> Attachments {
         })
 }
 
+/// What a feeder that holds only the CDA (the FHIR ITI-65 Provide, which wraps it into an
+/// MDM^T02 for this module) needs from its header: the one patient it names, read and
+/// checked exactly as [`map`] reads it (traits, INS OID, a single recordTarget), and the
+/// values the message's TXA and OBX-3 repeat. The full checks still run in [`map`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedCda {
+    pub patient: PatientIdentity,
+    /// ClinicalDocument/id as a DMP uniqueId (`root` or `root^extension`).
+    pub unique_id: Option<String>,
+    /// ClinicalDocument/code and its codeSystem.
+    pub type_code: Option<String>,
+    pub type_code_system: Option<String>,
+    /// ClinicalDocument/effectiveTime.
+    pub effective_time: Option<String>,
+}
+
+/// Reads the header of a received CDA: bounded by `cfg` (size, entries), well-formedness
+/// checked to the end, one patient with one INS.
+pub fn read_received_cda(xml: &str, cfg: &Config) -> Result<ReceivedCda, Reject> {
+    limits::check_size(xml.len(), cfg)?;
+    let header = read_header(xml, cfg.max_entries)?;
+    let asserted = PatientIdentity {
+        ins: header.the_ins()?.extension.clone(),
+        ..PatientIdentity::default()
+    };
+    let patient = header.patient(&asserted, &[])?;
+    Ok(ReceivedCda {
+        patient,
+        unique_id: header
+            .id
+            .as_ref()
+            .filter(|i| !i.root.is_empty())
+            .map(Ii::as_unique_id),
+        type_code: header.code.clone(),
+        type_code_system: header.code_system.clone(),
+        effective_time: header.effective_time.clone(),
+    })
+}
+
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
     let pid_patient = patient(msg)?;
     let pid = pid_segment(msg)?;
@@ -233,14 +272,9 @@ fn national_id(i: &Ii) -> String {
 }
 
 impl Header {
-    /// The patient as the CDA states it, checked against PID-3. A received CDA's INS is the
-    /// qualified case (status QUAL), plus whatever PID-32 says.
-    ///
-    /// One patient only (issue #16 item 2): several recordTargets (or patientRoles, or
-    /// patients), or two different INS in patientRole/id, name several people, and filing
-    /// the document under any one of them could be the wrong patient →
-    /// `cda.patient.ambiguous`. The same INS stated twice is one patient.
-    fn patient(&self, pid: &PatientIdentity, pid32: &[String]) -> Result<PatientIdentity, Reject> {
+    /// The one INS of the one patient the header names (its first `patientRole/id` under
+    /// an INS OID), or why there is none.
+    fn the_ins(&self) -> Result<&Ii, Reject> {
         if self.record_targets > 1 || self.patient_roles > 1 || self.patients > 1 {
             return Err(Reject::new(
                 Reason::CdaPatientAmbiguous,
@@ -260,6 +294,18 @@ impl Header {
                 "patientRole/id holds several different INS",
             ));
         }
+        Ok(ins)
+    }
+
+    /// The patient as the CDA states it, checked against PID-3. A received CDA's INS is the
+    /// qualified case (status QUAL), plus whatever PID-32 says.
+    ///
+    /// One patient only (issue #16 item 2): several recordTargets (or patientRoles, or
+    /// patients), or two different INS in patientRole/id, name several people, and filing
+    /// the document under any one of them could be the wrong patient →
+    /// `cda.patient.ambiguous`. The same INS stated twice is one patient.
+    fn patient(&self, pid: &PatientIdentity, pid32: &[String]) -> Result<PatientIdentity, Reject> {
+        let ins = self.the_ins()?;
         if ins.extension != pid.ins {
             return Err(Reject::new(
                 Reason::CdaPatientMismatch,
@@ -486,6 +532,35 @@ mod tests {
         assert_eq!(
             code("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/><x/>"),
             Reason::CdaXmlInvalid
+        );
+    }
+
+    #[test]
+    fn reads_the_patient_of_a_received_cda() {
+        let r = read_received_cda(MINI, &Config::default()).unwrap();
+        assert_eq!(r.patient.ins, "279035121518989");
+        assert_eq!(r.patient.ins_oid, "1.2.250.1.213.1.4.10");
+        assert_eq!(r.patient.birth_name, "DUPONT");
+        assert_eq!(r.patient.first_names, ["Jean", "Paul"]);
+        assert_eq!(r.patient.birth_date, "1979-03-28");
+        assert_eq!(r.patient.sex, "M");
+        assert_eq!(r.unique_id.as_deref(), Some("1.2.3^X1"));
+        assert_eq!(r.type_code.as_deref(), Some("11502-2"));
+        let two = MINI.replace(
+            "<recordTarget>",
+            "<recordTarget><patientRole><id root=\"1.2.250.1.213.1.4.10\" extension=\"1\"/></patientRole></recordTarget><recordTarget>",
+        );
+        assert_eq!(
+            read_received_cda(&two, &Config::default())
+                .unwrap_err()
+                .reason,
+            Reason::CdaPatientAmbiguous
+        );
+        assert_eq!(
+            read_received_cda("<x/>", &Config::default())
+                .unwrap_err()
+                .reason,
+            Reason::CdaNotClinicalDocument
         );
     }
 

@@ -33,7 +33,7 @@ use dmpflow_schemas::{Feed, Normalized};
 use crate::hl7::{Charset, Message, ReadOptions};
 
 pub use common::{derived_oid, lab_chapter};
-pub use embedded::{Attachments, attachments};
+pub use embedded::{Attachments, ReceivedCda, attachments, read_received_cda};
 pub use identity::{AdtAction, adt_action};
 pub use pharmacy::{DrugCodeKind, check_drug_code};
 
