@@ -95,7 +95,8 @@ w("**Noise warning.** The machine has 2 cores shared with other engineers' build
 w("")
 w("Reproduce: `scripts/stack up && CARGO_TARGET_DIR=/work/tgt-bench scripts/bench` "
   "(about 10 min; `BENCH_SKIP=\"e2e peers\"` for the criterion part only, "
-  "`BENCH_PROFILE=callgrind` adds a callgrind profile). The criterion part alone: "
+  "`BENCH_PROFILE=callgrind` adds a callgrind profile; `BENCH_SKIP=\"criterion e2e peers perf\"` "
+  "for the read step only, ~10 min at 1 M documents). The criterion part alone: "
   "`cargo bench -p dmpflow-bench --bench normalize`.")
 w("")
 
@@ -138,7 +139,7 @@ if "e2e.hwm_final_kb" in R or "e2e.hwm_after_backlog_kb" in R:
 rs, rr = read_phase("search"), read_phase("retrieve")
 if rs:
     w("| ITI-67 search p99 ≤ 50 ms (%s documents) | p99 %.1f ms (p50 %.1f ms, %s searches/s) | %.2f× | %s |" % (
-        R.get("read.rows", "?").split()[0], rs["p99"], rs["p50"], fnum(rs["rate"]),
+        fnum(int(R.get("read.rows", "0").split()[0])), rs["p99"], rs["p50"], fnum(rs["rate"]),
         rs["p99"] / TARGET_SEARCH_P99_MS, ok(rs["p99"] <= TARGET_SEARCH_P99_MS)))
 if rr:
     w("| ≥ 2k ITI-68 retrieves/s | %s /s (p99 %.1f ms) | %.2f× | %s |" % (
@@ -266,7 +267,8 @@ w("## 4. Read path: the FHIR server on a generated store (issue #13)")
 w("")
 if rs or rr:
     rows = (R.get("read.rows", "") + " ? ? ? ? ? ? ?").split()
-    gen = (R.get("read.gen_seconds", "") + " ? ? ?").split()
+    one = lambda x: "%.1f" % float(x) if x.replace(".", "", 1).isdigit() else x
+    gen = [one(x) for x in (R.get("read.gen_seconds", "") + " ? ? ?").split()]
     gb = lambda k: "%.2f GB" % (int(R[k]) / 1e9) if R.get(k, "").isdigit() else "?"
     w("A fresh PostgreSQL database on the stack, its schema applied by `dmpflow serve` itself; "
       "registry rows by `generate_series` (open DMP, consent given), documents by "
@@ -281,7 +283,7 @@ if rs or rr:
     w("|---|---|")
     w("| knobs | `%s` |" % R.get("read.knobs", "?"))
     w("| documents / patients | %s documents (%s superseded, %s MASQUE_PS) for %s registry patients, %s with documents |" % (
-        rows[0], rows[2], rows[3], rows[1], rows[4]))
+        tuple(fnum(int(x)) if x.isdigit() else x for x in (rows[0], rows[2], rows[3], rows[1], rows[4]))))
     w("| CDA | %s bytes of XML on average, %s bytes packed |" % (rows[5], rows[6]))
     w("| database size | %s after generation (documents table with TOAST and indexes: %s); %s after the run |" % (
         gb("read.db_bytes"), gb("read.documents_bytes"), gb("read.db_bytes_after")))
@@ -300,7 +302,7 @@ if rs or rr:
         w("| %s (%d conn.) | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %s | %s | %s / %s / %s (%s) | %s |" % (
             name, p["conc"], fnum(p["calls"]), fnum(p["rate"]), p["p50"], p["p90"], p["p99"], p["p999"], p["max"],
             p["non200"] + p["errors"], R.get("read.%s_status" % name, "?"), R.get("read.%s_bytes_per_call" % name, "?"),
-            cpu[0], cpu[1], R.get("read.%s_client_cpu" % name, "?"), cpu[2], R.get("read.load_" + name, "?")))
+            cpu[0], cpu[1], R.get("read.%s_client_cpu" % name, "?"), one(cpu[2]), R.get("read.load_" + name, "?")))
     w("")
     w("PostgreSQL's CPU seconds sum its live processes (the server's pooled connections), a "
       "lower bound. The load client, the server and PostgreSQL share the 2 cores, with "
