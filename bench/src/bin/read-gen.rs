@@ -42,7 +42,8 @@ const COLUMNS: &str = "unique_id, set_id, version, seq, lifecycle, status, targe
 const INS_OID: &str = "1.2.250.1.213.1.4.10";
 
 /// (type code, class code, title, feed): the flows dmpflow files.
-const TYPES: &[(&str, &str, &str, &str)] = &[
+type Kind = (&'static str, &'static str, &'static str, &'static str);
+const TYPES: &[Kind] = &[
     ("11502-2", "10", "Compte rendu d'examens biologiques", "lab"),
     ("11502-2", "10", "Compte rendu d'examens biologiques", "lab"),
     ("11502-2", "10", "Compte rendu d'examens biologiques", "lab"),
@@ -84,8 +85,7 @@ fn cda(
     set: &str,
     version: u32,
     ins: &str,
-    ty: &str,
-    title: &str,
+    (ty, _, title, _): Kind,
     t: &str,
     rng: &mut Rng,
 ) -> String {
@@ -156,7 +156,7 @@ fn row(
     status: &str,
     target: Option<&str>,
     patient: &str,
-    ty: (&str, &str, &str, &str),
+    ty: Kind,
     masked: bool,
     rng: &mut Rng,
 ) {
@@ -171,7 +171,7 @@ fn row(
         7 + rng.below(12),
         rng.below(60)
     );
-    let xml = cda(id, set, version, patient, ty.0, ty.2, &t, rng);
+    let xml = cda(id, set, version, patient, ty, &t, rng);
     let packed = PackedCda::pack(&xml);
     let hex: String = {
         let mut s = String::with_capacity(2 + packed.bytes.len() * 2);
