@@ -31,6 +31,19 @@ TARGET_E2E = 10_400
 TARGET_SHARE = 0.5
 TARGET_P99 = 250.0
 TARGET_RSS_MB = 300.0
+TARGET_SEARCH_P99_MS = 50.0
+TARGET_RETRIEVES = 2000.0
+
+
+def read_phase(name):
+    """One read-load phase: calls, rate, p50, p90, p99, p99.9, max (ms), ok, non-200,
+    errors, window (s), concurrency; None when the phase did not run."""
+    v = R.get("read." + name)
+    if not v:
+        return None
+    f = v.split()
+    keys = ["calls", "rate", "p50", "p90", "p99", "p999", "max", "ok", "non200", "errors", "window", "conc"]
+    return dict(zip(keys, [float(x) for x in f]))
 
 
 def fnum(x):
@@ -82,7 +95,8 @@ w("**Noise warning.** The machine has 2 cores shared with other engineers' build
 w("")
 w("Reproduce: `scripts/stack up && CARGO_TARGET_DIR=/work/tgt-bench scripts/bench` "
   "(about 10 min; `BENCH_SKIP=\"e2e peers\"` for the criterion part only, "
-  "`BENCH_PROFILE=callgrind` adds a callgrind profile). The criterion part alone: "
+  "`BENCH_PROFILE=callgrind` adds a callgrind profile; `BENCH_SKIP=\"criterion e2e peers perf\"` "
+  "for the read step only, ~10 min at 1 M documents). The criterion part alone: "
   "`cargo bench -p dmpflow-bench --bench normalize`.")
 w("")
 
@@ -122,6 +136,14 @@ if "e2e.hwm_final_kb" in R or "e2e.hwm_after_backlog_kb" in R:
     rss = int(R.get("e2e.hwm_final_kb", R.get("e2e.hwm_after_backlog_kb"))) / 1024
     w("| RSS ≤ 300 MB per pipeline process under 10× overload | VmHWM %.0f MB (peak over the %s-message backlog, all waiting at start, then the paced runs) | %.2f× | %s |" % (
         rss, R.get("knobs", "").split("BENCH_MESSAGES=")[-1].split()[0], rss / TARGET_RSS_MB, ok(rss <= TARGET_RSS_MB)))
+rs, rr = read_phase("search"), read_phase("retrieve")
+if rs:
+    w("| ITI-67 search p99 ≤ 50 ms (%s documents) | p99 %.1f ms (p50 %.1f ms, %s searches/s) | %.2f× | %s |" % (
+        fnum(int(R.get("read.rows", "0").split()[0])), rs["p99"], rs["p50"], fnum(rs["rate"]),
+        rs["p99"] / TARGET_SEARCH_P99_MS, ok(rs["p99"] <= TARGET_SEARCH_P99_MS)))
+if rr:
+    w("| ≥ 2k ITI-68 retrieves/s | %s /s (p99 %.1f ms) | %.2f× | %s |" % (
+        fnum(rr["rate"]), rr["p99"], rr["rate"] / TARGET_RETRIEVES, ok(rr["rate"] >= TARGET_RETRIEVES)))
 w("")
 
 # ------------------------------------------------------------------ criterion
@@ -238,6 +260,55 @@ for p in PEERS:
                                         "%.0f×" % (ours_parse[0] / r) if ours_parse else "–"))
     else:
         w("| %s | failed: %s | | |" % (p.get("name"), p.get("error", "?")))
+w("")
+
+# ------------------------------------------------------------------ read path
+w("## 4. Read path: the FHIR server on a generated store (issue #13)")
+w("")
+if rs or rr:
+    rows = (R.get("read.rows", "") + " ? ? ? ? ? ? ?").split()
+    one = lambda x: "%.1f" % float(x) if x.replace(".", "", 1).isdigit() else x
+    gen = [one(x) for x in (R.get("read.gen_seconds", "") + " ? ? ?").split()]
+    gb = lambda k: "%.2f GB" % (int(R[k]) / 1e9) if R.get(k, "").isdigit() else "?"
+    w("A fresh PostgreSQL database on the stack, its schema applied by `dmpflow serve` itself; "
+      "registry rows by `generate_series` (open DMP, consent given), documents by "
+      "`bench-read-gen` (CDA packed as normalize packs it: zstd, SHA-256, size) through COPY, "
+      "then VACUUM ANALYZE. `dmpflow serve --auth-dev-key` (release) is driven by "
+      "`bench-read-load`: keep-alive connections, one phase of ITI-67 searches on random "
+      "patients, then one of ITI-68 retrieves of random readable documents; ¾ of the calls as a "
+      "professional (any patient; documents not MASQUE_PS), ¼ as one of the patients holding a "
+      "token (their own DMP). Every call writes its access-trace row, as in production.")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w("| knobs | `%s` |" % R.get("read.knobs", "?"))
+    w("| documents / patients | %s documents (%s superseded, %s MASQUE_PS) for %s registry patients, %s with documents |" % (
+        tuple(fnum(int(x)) if x.isdigit() else x for x in (rows[0], rows[2], rows[3], rows[1], rows[4]))))
+    w("| CDA | %s bytes of XML on average, %s bytes packed |" % (rows[5], rows[6]))
+    w("| database size | %s after generation (documents table with TOAST and indexes: %s); %s after the run |" % (
+        gb("read.db_bytes"), gb("read.documents_bytes"), gb("read.db_bytes_after")))
+    w("| generation | patients %s s, documents (generate + pack + COPY) %s s, VACUUM ANALYZE %s s |" % tuple(gen[:3]))
+    w("| plan of the search query (one patient, EXPLAIN ANALYZE) | %s ms |" % R.get("read.explain_search_ms", "?"))
+    w("| server peak RSS | %s MB |" % ("%.0f" % (int(R["read.hwm_kb"]) / 1024) if R.get("read.hwm_kb", "").isdigit() else "?"))
+    w("| access-trace rows written | %s |" % R.get("read.traces", "?"))
+    w("")
+    w("| phase | calls | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | non-200 | statuses | bytes/call | CPU s server / PostgreSQL / client (wall s) | load average after |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, p in (("search", rs), ("retrieve", rr)):
+        if not p:
+            w("| %s | did not run | | | | | | | | | | | |" % name)
+            continue
+        cpu = (R.get("read.cpu_" + name, "") + " ? ? ?").split()
+        w("| %s (%d conn.) | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %s | %s | %s / %s / %s (%s) | %s |" % (
+            name, p["conc"], fnum(p["calls"]), fnum(p["rate"]), p["p50"], p["p90"], p["p99"], p["p999"], p["max"],
+            p["non200"] + p["errors"], R.get("read.%s_status" % name, "?"), R.get("read.%s_bytes_per_call" % name, "?"),
+            cpu[0], cpu[1], R.get("read.%s_client_cpu" % name, "?"), one(cpu[2]), R.get("read.load_" + name, "?")))
+    w("")
+    w("PostgreSQL's CPU seconds sum its live processes (the server's pooled connections), a "
+      "lower bound. The load client, the server and PostgreSQL share the 2 cores, with "
+      "whatever else ran on the machine (load average above).")
+else:
+    w("_read step did not run or failed (see Failures)._")
 w("")
 
 # ------------------------------------------------------------------ failures
