@@ -297,7 +297,10 @@ async fn a_provided_cda_is_written_as_an_mdm_that_normalizes_back_to_it() {
     assert_eq!(traces[0].action, "create");
     assert_eq!(traces[0].actor_role, "professional");
     assert_eq!(traces[0].outcome, "permit");
-    assert_eq!(traces[0].document_ids, std::slice::from_ref(&d.meta.unique_id));
+    assert_eq!(
+        traces[0].document_ids,
+        std::slice::from_ref(&d.meta.unique_id)
+    );
 
     // A second submission of the same CDA is a new message (fresh MSH-10): the store
     // files it as a duplicate of the same uniqueId.

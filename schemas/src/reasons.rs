@@ -120,6 +120,10 @@ reasons! {
     LifecycleSetMismatch = "lifecycle.set.mismatch",
     /// An initial document whose setId already has stored versions.
     LifecycleSetExists = "lifecycle.set.exists",
+    /// A document whose uniqueId is already stored with another CDA: the same id for two
+    /// documents (a sender's id generator reset) or a changed document sent again as new.
+    /// Only the same document again is a duplicate.
+    LifecycleUniqueIdConflict = "lifecycle.unique_id.conflict",
     /// The registry record was merged into an INS the registry does not hold (yet).
     IdentityMergeUnresolved = "identity.merge.unresolved",
     /// The registry's merge chain is broken: a cycle, too many hops, or a self-merge.

@@ -160,6 +160,8 @@ fn patient_audit(u: &PatientUpdate) -> AuditRow<'_> {
 struct DocState {
     set_id: String,
     status: DocStatus,
+    /// SHA-256 of its CDA, to tell the same document again from another under its id.
+    cda_sha256: String,
     /// Index into `Plan::docs` when the row is inserted by this batch.
     new_idx: Option<usize>,
 }
@@ -194,7 +196,7 @@ impl<'a> Plan<'a> {
             // The first row found for a uniqueId wins (the same row comes back from the
             // lookup by id and from the lookup by set).
             if !plan.known.contains_key(&d.unique_id) {
-                plan.load_doc(d.unique_id, d.set_id, d.seq, d.status);
+                plan.load_doc(d.unique_id, d.set_id, d.seq, d.status, d.cda_sha256);
             }
         }
         for m in known.applied {
@@ -238,7 +240,14 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn load_doc(&mut self, unique_id: String, set_id: String, seq: i64, status: DocStatus) {
+    fn load_doc(
+        &mut self,
+        unique_id: String,
+        set_id: String,
+        seq: i64,
+        status: DocStatus,
+        cda_sha256: String,
+    ) {
         let max = self.max_seq.entry(set_id.clone()).or_insert(seq);
         *max = (*max).max(seq);
         if status == DocStatus::Current {
@@ -250,6 +259,7 @@ impl<'a> Plan<'a> {
             DocState {
                 set_id,
                 status,
+                cda_sha256,
                 new_idx: None,
             },
         );
@@ -283,6 +293,7 @@ impl<'a> Plan<'a> {
             DocState {
                 set_id: m.set_id.clone(),
                 status: DocStatus::Current,
+                cda_sha256: cda_sha256(doc),
                 new_idx: Some(self.docs.len()),
             },
         );
@@ -386,11 +397,26 @@ impl<'a> Plan<'a> {
         if self.is_resend(&m.source) {
             return Ok(ItemOutcome::Duplicate);
         }
+        // A uniqueId already stored: the same document again is a duplicate; another CDA
+        // under that id is held for a person to look at, never dropped nor stored over the
+        // first (a deletion names its target by this id and carries no new content).
+        if m.lifecycle != Lifecycle::Delete
+            && let Some(known) = self.known.get(&m.unique_id)
+        {
+            if known.cda_sha256 == cda_sha256(doc) {
+                return Ok(ItemOutcome::Duplicate);
+            }
+            return self.lifecycle_quarantine(
+                doc,
+                Reason::LifecycleUniqueIdConflict,
+                format!(
+                    "document {} is already stored with another CDA",
+                    m.unique_id
+                ),
+            );
+        }
         match m.lifecycle {
             Lifecycle::Initial => {
-                if self.known.contains_key(&m.unique_id) {
-                    return Ok(ItemOutcome::Duplicate);
-                }
                 if self.max_seq.contains_key(&m.set_id) {
                     return self.lifecycle_quarantine(
                         doc,
@@ -405,9 +431,6 @@ impl<'a> Plan<'a> {
                 Ok(ItemOutcome::Stored)
             }
             Lifecycle::Replace => {
-                if self.known.contains_key(&m.unique_id) {
-                    return Ok(ItemOutcome::Duplicate);
-                }
                 let target = match &m.target_unique_id {
                     Some(t) => self.known.contains_key(t).then(|| t.clone()),
                     None => self.current_by_set.get(&m.set_id).cloned(),
@@ -542,5 +565,14 @@ impl<'a> Plan<'a> {
         } else {
             ItemOutcome::PatientUpdated
         }
+    }
+}
+
+/// SHA-256 (hex) of a document's CDA: the packed body carries it; an XML body (a released
+/// case of an earlier build, a library caller) is hashed here.
+fn cda_sha256(doc: &Document) -> String {
+    match &doc.cda {
+        Cda::Packed(p) => p.sha256.clone(),
+        Cda::Xml(xml) => dmpflow_schemas::cda_body::sha256_hex(xml.as_bytes()),
     }
 }

@@ -20,7 +20,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
     for (column, values) in [("unique_id", &ids), ("set_id", &sets)] {
         for chunk in values.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT unique_id, set_id, seq, status FROM documents WHERE {column} IN ({})",
+                "SELECT unique_id, set_id, seq, status, cda_sha256 FROM documents WHERE {column} IN ({})",
                 in_list(1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -39,6 +39,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
                     set_id: r.try_get(1).map_err(err)?,
                     seq: r.try_get(2).map_err(err)?,
                     status,
+                    cda_sha256: r.try_get(4).map_err(err)?,
                 });
             }
         }

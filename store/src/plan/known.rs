@@ -83,6 +83,8 @@ pub(crate) struct KnownDoc {
     pub set_id: String,
     pub seq: i64,
     pub status: DocStatus,
+    /// SHA-256 of the stored CDA: only the same CDA again is a duplicate.
+    pub cda_sha256: String,
 }
 
 /// A message the store applied before (a stored document, a deletion, a patient update),

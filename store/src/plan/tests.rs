@@ -60,11 +60,14 @@ fn doc(uid: &str, set: &str, lifecycle: Lifecycle, target: Option<&str>, msg: &s
             origin: CdaOrigin::Generated,
             source: source(msg, ""),
         },
-        cda: Cda::Xml(format!(
-            "<ClinicalDocument><id root=\"{uid}\"/></ClinicalDocument>"
-        )),
+        cda: Cda::Xml(cda_of(uid)),
         entries: Vec::new(),
     }
+}
+
+/// The CDA of document `uid` in these tests.
+fn cda_of(uid: &str) -> String {
+    format!("<ClinicalDocument><id root=\"{uid}\"/></ClinicalDocument>")
 }
 
 fn initial(uid: &str, set: &str, msg: &str) -> Document {
@@ -118,6 +121,7 @@ fn holding(rows: &[(&str, &str, i64, DocStatus)]) -> Known {
             set_id: (*set).into(),
             seq: *seq,
             status: *status,
+            cda_sha256: dmpflow_schemas::cda_body::sha256_hex(cda_of(uid).as_bytes()),
         });
         known.applied.push(applied(&format!("stored-{uid}"), None));
     }
@@ -155,6 +159,7 @@ fn commit(known: &mut Known, d: &Decisions) {
             set_id: m.set_id.clone(),
             seq: n.seq,
             status: n.status,
+            cda_sha256: cda_sha256(n.doc),
         });
         known.applied.push(from(&m.source));
     }
@@ -877,4 +882,33 @@ fn patient_updates_are_applied_once_and_audited_after_the_documents() {
     let d = run(&batch, known);
     assert_eq!(d.outcomes, [ItemOutcome::Duplicate]);
     assert_writes_nothing(&d);
+}
+
+#[test]
+fn a_known_unique_id_with_another_cda_is_quarantined_not_a_duplicate() {
+    let known = holding(&[("1.2.9.1", "S9", 1, DocStatus::Current)]);
+    // The same document again, under a new message: a duplicate.
+    let same = initial("1.2.9.1", "S9", "again");
+    let items = [StoreItem::Document(same)];
+    let d = decide(&items, known.clone()).unwrap();
+    assert_eq!(d.outcomes, [ItemOutcome::Duplicate]);
+    // Another CDA under that id, as new or as a replacement: held, never dropped.
+    let mut other = initial("1.2.9.1", "S9", "other");
+    other.cda = Cda::Xml(
+        "<ClinicalDocument><id root=\"1.2.9.1\"/><title>autre</title></ClinicalDocument>".into(),
+    );
+    let mut other_rplc = replace("1.2.9.1", "S9", None, "other-rplc");
+    other_rplc.cda = other.cda.clone();
+    for item in [other, other_rplc] {
+        let items = [StoreItem::Document(item)];
+        let d = decide(&items, known.clone()).unwrap();
+        assert_eq!(
+            d.outcomes,
+            [ItemOutcome::Quarantined(
+                "lifecycle.unique_id.conflict".into()
+            )]
+        );
+        assert!(d.docs.is_empty() && d.status_changes.is_empty());
+        assert_eq!(d.quarantines.len(), 1);
+    }
 }
