@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Accept tokens signed by this dev public key (PEM; see `dmpflow token`). Development only.
     #[arg(long, value_name = "PEM")]
     pub auth_dev_key: Option<PathBuf>,
+    /// PostgreSQL connections of this server: each read waits for its trace commit, and
+    /// commits waiting together share one WAL flush, so more connections carry more reads.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub db_connections: u32,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. Each
     /// client must complete its handshake within 10 s.
     #[arg(long, value_name = "PEM")]
@@ -191,7 +195,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
             }
         })
     };
-    let store = Store::connect(&settings.database_url).await?;
+    let store = Store::connect_with_pool(&settings.database_url, args.db_connections).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -70,6 +70,9 @@ pub enum Backend {
     Sqlite,
 }
 
+/// PostgreSQL connections a process opens by default.
+pub const DEFAULT_PG_CONNECTIONS: u32 = 8;
+
 /// Handle on the DMP store. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -81,6 +84,14 @@ impl Store {
     /// Connects to `postgres://…`, `sqlite://path` (the file is created if missing) or
     /// `sqlite::memory:`, and runs the migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with_pool(url, DEFAULT_PG_CONNECTIONS).await
+    }
+
+    /// [`Store::connect`] with at most `pg_connections` PostgreSQL connections (SQLite
+    /// keeps its own). The stages' few writers need few; the FHIR server's many short
+    /// reads, each with its trace commit, gain from more (PostgreSQL groups the commits
+    /// that wait together into one WAL flush).
+    pub async fn connect_with_pool(url: &str, pg_connections: u32) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -97,7 +108,7 @@ impl Store {
             .disable_statement_logging();
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool = match backend {
-            Backend::Postgres => pool.max_connections(8),
+            Backend::Postgres => pool.max_connections(pg_connections.max(1)),
             // An in-memory database lives and dies with its single connection: never
             // open a second one, never let the pool recycle it.
             Backend::Sqlite if memory => pool
