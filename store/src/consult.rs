@@ -63,20 +63,8 @@ impl Store {
         &self,
         ins: &str,
     ) -> Result<Vec<DocumentDetail>, StoreError> {
-        let err = |e| StoreError::from_sqlx("document_metas_for_patient", e);
-        let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE {PATIENT_INS_MATCH} \
-             ORDER BY creation_time, set_id, seq"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(ins)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
-        rows.iter()
-            .map(meta_row)
-            .collect::<Result<_, _>>()
-            .map_err(err)
+        let filter = format!("{PATIENT_INS_MATCH} ORDER BY creation_time, set_id, seq");
+        self.metas("document_metas_for_patient", &filter, ins).await
     }
 
     /// Every stored version of one set (one document's history), in order: what a read by
@@ -85,13 +73,26 @@ impl Store {
         &self,
         set_id: &str,
     ) -> Result<Vec<DocumentDetail>, StoreError> {
-        let err = |e| StoreError::from_sqlx("document_metas_for_set", e);
-        let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE d.set_id = $1 \
-             ORDER BY seq"
-        );
+        self.metas(
+            "document_metas_for_set",
+            "d.set_id = $1 ORDER BY seq",
+            set_id,
+        )
+        .await
+    }
+
+    /// The versions `filter` (a WHERE clause with its ORDER BY, one `$1`) selects.
+    async fn metas(
+        &self,
+        op: &'static str,
+        filter: &str,
+        bind: &str,
+    ) -> Result<Vec<DocumentDetail>, StoreError> {
+        let err = |e| StoreError::from_sqlx(op, e);
+        let sql =
+            format!("SELECT {DOCUMENT_COLUMNS}, {META_COLUMNS} FROM documents d WHERE {filter}");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(set_id)
+            .bind(bind)
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
