@@ -6,4 +6,5 @@
 pub mod auth;
 pub mod authz;
 pub mod fhir;
+pub mod render;
 pub mod server;
