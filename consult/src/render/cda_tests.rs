@@ -463,3 +463,20 @@ fn render_keeps_header_fields_short() {
     assert_eq!(doc.title.chars().count(), 256);
     assert!(doc.title.ends_with('…'));
 }
+
+#[test]
+fn render_fuzz_narrative_seed() {
+    // The render_cda fuzz target's narrative seed: every mapped element, hostile markup.
+    let seed = include_bytes!("../../../fuzz/seeds/render_cda/narrative.xml");
+    let doc = render_document(seed, &Limits::default()).expect("renders");
+    check_no_markup_leak(&doc);
+    assert_eq!(doc.sections.len(), 2);
+    assert!(
+        doc.sections[0]
+            .html
+            .contains("<table><caption>Bilan</caption>")
+    );
+    assert_eq!(doc.pdfs.len(), 1);
+    assert!(doc.pdfs[0].content.is_ok());
+    assert_eq!(doc.authors[0].name.as_deref(), Some("Paul LEROY"));
+}
