@@ -133,3 +133,61 @@ mod tests {
         assert!(check_well_formed("<a>&x;</a>").is_err());
     }
 }
+
+/// The HTML tags the CDA renderer may write (render/src/cda.rs), restated.
+const SAFE_TAGS: &[&str] = &[
+    "div", "span", "del", "ins", "sub", "sup", "br", "caption", "ul", "ol", "li", "table", "thead",
+    "tbody", "tfoot", "tr", "th", "td", "p",
+];
+
+/// Panics unless `html` is rendered narrative as promised: every `<` opens or closes an
+/// allow-listed tag (text is escaped, so a `<` of the document never reaches the output),
+/// tags are balanced, and the only attributes are `class` (lowercase letters, `-`,
+/// spaces) and `colspan`/`rowspan` (1 to 100). Hence no `<script`, no `on…=` handler, no
+/// `style`, `src` or `href`.
+pub fn assert_safe_html(html: &str) {
+    assert!(
+        !html.to_ascii_lowercase().contains("<script"),
+        "<script in rendered HTML"
+    );
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        let after = &rest[lt + 1..];
+        let gt = after.find('>').expect("a tag is closed");
+        let tag = &after[..gt];
+        rest = &after[gt + 1..];
+        assert!(!tag.contains('<'), "'<' inside a tag: {tag}");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop(), Some(name), "unbalanced </{name}>");
+            continue;
+        }
+        let (name, mut attrs) = tag.split_once(' ').unwrap_or((tag, ""));
+        assert!(
+            SAFE_TAGS.contains(&name),
+            "tag <{name}> is not allow-listed"
+        );
+        while !attrs.is_empty() {
+            let (key, value) = attrs.split_once("=\"").expect("attribute value quoted");
+            let (value, after) = value.split_once('"').expect("attribute value closed");
+            match key {
+                "class" => assert!(
+                    value
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b' '),
+                    "class value {value:?}"
+                ),
+                "colspan" | "rowspan" => assert!(
+                    value.parse::<u32>().is_ok_and(|n| (1..=100).contains(&n)),
+                    "{key} value {value:?}"
+                ),
+                other => panic!("attribute {other:?} on <{name}>"),
+            }
+            attrs = after.strip_prefix(' ').unwrap_or(after);
+        }
+        if name != "br" {
+            open.push(name);
+        }
+    }
+    assert!(open.is_empty(), "unclosed tags {open:?}");
+}

@@ -47,6 +47,26 @@ const CISIS: [&str; 2] = [
     "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml",
 ];
 
+/// A `render_cda` seed whose narrative holds every StrucDocText element the renderer maps,
+/// nested sections, an observationMedia PDF and hostile markup (script, XHTML, handlers).
+const NARRATIVE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xhtml="http://www.w3.org/1999/xhtml">
+<title>Narratif</title><effectiveTime value="20250302083000+0100"/>
+<recordTarget><patientRole><patient><name><family qualifier="BR">MARTIN</family><given>Jeanne</given></name><administrativeGenderCode code="F"/><birthTime value="19800215"/></patient></patientRole></recordTarget>
+<author><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="801234567899"/><assignedPerson><name><given>Paul</given><family>LEROY</family></name></assignedPerson><representedOrganization><name>Labo</name></representedOrganization></assignedAuthor></author>
+<component><structuredBody><component><section><title>Résultats</title><text>
+<paragraph styleCode="Bold Italics" onclick="alert(1)">Glycémie <content styleCode="Underline" revised="delete">à jeun</content><br/>H<sub>2</sub>O m<sup>2</sup><linkHtml href="javascript:alert(1)">lien</linkHtml></paragraph>
+<list listType="ordered"><caption>Liste</caption><item>un<footnote>note</footnote><footnoteRef IDREF="f"/></item></list>
+<table><caption>Bilan</caption><colgroup><col/></colgroup><thead><tr><th colspan="2">Analyse</th></tr></thead><tbody><tr><td rowspan="1">Na</td><td>140</td></tr></tbody></table>
+<renderMultiMedia referencedObject="m1"><caption>image</caption></renderMultiMedia>
+<script>alert(1)</script><xhtml:img src="http://evil.example/x.png" onerror="alert(1)"/><![CDATA[<script>]]>&lt;b&gt;
+</text>
+<entry><observationMedia ID="m1"><value mediaType="application/pdf" representation="B64">JVBERi0xLjQKJSB0ZXN0Cg==</value></observationMedia></entry>
+<component><section><title>Sous-partie</title><text><paragraph>B</paragraph></text></section></component>
+</section></component></structuredBody></component>
+</ClinicalDocument>
+"#;
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     fs::create_dir_all(dir).expect("create seed dir");
     fs::write(dir.join(name), bytes).expect("write seed");
@@ -210,7 +230,14 @@ fn main() {
             None => xml,
         };
         write(&seeds.join("embedded_cda"), &name, xml.as_bytes());
+        // render_cda: the same documents (header, narrative, an N1's PDF).
+        write(&seeds.join("render_cda"), &name, xml.as_bytes());
     }
+    write(
+        &seeds.join("render_cda"),
+        "narrative.xml",
+        NARRATIVE.as_bytes(),
+    );
 
     let csv = fs::read_to_string(root.join("demo/patients.csv")).expect("demo CSV");
     for (i, line) in csv.lines().enumerate() {

@@ -203,7 +203,7 @@ fn doctype_forbidden(what: &str) -> Reject {
 
 /// The character a reference (`amp`, `#233`, `#xE9`: the text between `&` and `;`)
 /// stands for, or why it is refused.
-fn resolve_ref(content: &str) -> Result<char, Reject> {
+pub fn resolve_ref(content: &str) -> Result<char, Reject> {
     let Some(num) = content.strip_prefix('#') else {
         return match content {
             "amp" => Ok('&'),

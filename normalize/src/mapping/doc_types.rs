@@ -35,6 +35,15 @@ const PHARMACY: &[&str] = &[
 ];
 const CANCER: &[&str] = &["34794-8", "18776-5", "51969-4", "60568-3"];
 
+/// The specialised feed a J07 `type_code` belongs to (lab, imaging, pharmacy, cancer), or
+/// `Documents` for every other type: the portal groups a patient's documents by it.
+pub fn domain_of(type_code: &str) -> Feed {
+    [Feed::Lab, Feed::Imaging, Feed::Pharmacy, Feed::Cancer]
+        .into_iter()
+        .find(|f| accepted_on(*f, type_code))
+        .unwrap_or(Feed::Documents)
+}
+
 /// True when a J07 `type_code` is accepted on `feed` (never on `identity`).
 pub fn accepted_on(feed: Feed, type_code: &str) -> bool {
     match feed {
@@ -296,6 +305,16 @@ pub fn format_code(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_type_has_one_domain() {
+        use super::{Feed, domain_of};
+        assert_eq!(domain_of("11502-2"), Feed::Lab);
+        assert_eq!(domain_of("18748-4"), Feed::Imaging);
+        assert_eq!(domain_of("60593-1"), Feed::Pharmacy);
+        assert_eq!(domain_of("34794-8"), Feed::Cancer);
+        assert_eq!(domain_of("11490-0"), Feed::Documents);
+    }
+
     use super::*;
 
     #[test]

@@ -32,7 +32,13 @@ use dmpflow_schemas::{Feed, Normalized};
 
 use crate::hl7::{Charset, Message, ReadOptions};
 
+/// The received-CDA reader: its header, and the XML policy it applies (no DTD, only the five
+/// XML entities and legal character references, `MAX_DEPTH`, an `entry` bound, a conforming
+/// re-read). Public so that the other readers of stored CDA (consult's renderer) apply the
+/// same policy rather than a second one.
+pub use cda_reader::{Header, Ii, MAX_DEPTH, read_header, resolve_ref};
 pub use common::{derived_oid, lab_chapter};
+pub use doc_types::domain_of;
 pub use embedded::{Attachments, ReceivedCda, attachments, read_received_cda};
 pub use identity::{AdtAction, adt_action};
 pub use pharmacy::{DrugCodeKind, check_drug_code};
