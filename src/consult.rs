@@ -15,6 +15,7 @@ use dmpflow_consult::auth::{
     load_or_create_dev_keypair, mint_dev_token,
 };
 use dmpflow_consult::authz::Principal;
+use dmpflow_consult::server::portal::{DevLogin, Portal};
 use dmpflow_consult::server::{
     AppState, Coordinates, DEV_AUDIENCE, DEV_ISSUER, FeedWriter, Observer, TlsListener, WriteError,
     WriteFuture, serve,
@@ -206,7 +207,11 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let observer: Observer = Arc::new(|route: &str, status: u16, took: Duration| {
         metrics::metrics().consult_request(route, status, took.as_secs_f64());
     });
-    let mut state = AppState::new(store, verifier, mapping, &base).observed(observer);
+    let secure = tls.is_some();
+    let dev_login = args.auth_dev_key.as_deref().and_then(dev_login_key);
+    let mut state = AppState::new(store, verifier, mapping, &base)
+        .observed(observer)
+        .with_portal(Portal::new(dev_login, secure));
     if args.provide {
         let topic = settings.topics.feed(Feed::Documents);
         // The largest MDM taken is normalize's message bound (a larger one is refused
@@ -248,6 +253,28 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let _ = endpoint.await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The portal's dev login (issue #14): the private key beside the dev public key given to
+/// `--auth-dev-key` (`dev.pem` beside `dev.pub.pem`, as `dmpflow token --key` writes them),
+/// so the login page can mint tokens the verifier accepts. Without it the portal's login
+/// page says so; the API is unaffected.
+fn dev_login_key(public: &std::path::Path) -> Option<DevLogin> {
+    let name = public.file_name()?.to_str()?;
+    let private = public.with_file_name(format!("{}.pem", name.strip_suffix(".pub.pem")?));
+    match std::fs::read_to_string(&private) {
+        Ok(pem) => {
+            tracing::warn!(
+                key = %private.display(),
+                "DEV LOGIN: the portal's login page lets anyone pick any identity"
+            );
+            Some(DevLogin::new(pem))
+        }
+        Err(e) => {
+            tracing::warn!(key = %private.display(), error = %e.kind(), "portal dev login off: no private key beside the dev public key");
+            None
+        }
+    }
 }
 
 /// Fetches the issuer's JWKS again every `every`, so that rotated keys are picked up. A
@@ -293,6 +320,35 @@ impl FeedWriter for KafkaFeed {
             }
         })
     }
+}
+
+/// `demo --serve ADDR`: `serve` on the demo's store with the dev login, the dev key pair
+/// `dev.pem` / `dev.pub.pem` of the current directory (created if absent, as `token --key`
+/// does), the defaults for everything else.
+pub async fn serve_demo(store_url: &str, addr: &str) -> Result<ExitCode> {
+    let key = PathBuf::from("dev.pem");
+    load_or_create_dev_keypair(&key)?;
+    let public = dev_public_key_path(&key);
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let parsed = <Serve as clap::Parser>::try_parse_from([
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        addr.as_ref(),
+        "--auth-dev-key".as_ref(),
+        public.as_os_str(),
+    ])?;
+    let settings = Settings {
+        database_url: store_url.to_owned(),
+        ..Settings::default()
+    };
+    println!(
+        "\nportal: http://{addr}/portal/  (dev login: pick a demo patient or a professional; Ctrl-C stops)\nFHIR:   http://{addr}/fhir/metadata"
+    );
+    run_serve(&settings, parsed.args).await
 }
 
 pub fn run_token(args: TokenArgs) -> Result<ExitCode> {

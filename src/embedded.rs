@@ -32,6 +32,12 @@ pub struct ProcessArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Then serve the portal and the FHIR API on the demo's data at this address (e.g.
+    /// 127.0.0.1:8080), with the dev login: open http://ADDR/portal/ and pick a demo
+    /// patient or a professional. The dev key pair is dev.pem / dev.pub.pem in the
+    /// current directory (created if absent). Development only: never expose it.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -42,6 +48,12 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Then serve the portal and the FHIR API on the demo's data at this address (e.g.
+    /// 127.0.0.1:8080), with the dev login: open http://ADDR/portal/ and pick a demo
+    /// patient or a professional. The dev key pair is dev.pem / dev.pub.pem in the
+    /// current directory (created if absent). Development only: never expose it.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 /// Prints a run's summary as a table.
@@ -300,7 +312,10 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
             "\nexplore: dmpflow --store {url} documents list --ins <INS>   |   dmpflow --store {url} quarantine list"
         );
     }
-    Ok(ExitCode::SUCCESS)
+    match args.serve {
+        Some(addr) => crate::consult::serve_demo(&url, &addr).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 #[derive(clap::Subcommand)]

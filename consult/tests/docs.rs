@@ -18,6 +18,10 @@ const SOURCES: &[&str] = &[
     include_str!("../src/server/provide.rs"),
     include_str!("../src/fhir/provide.rs"),
     include_str!("../src/mdm.rs"),
+    include_str!("../src/server/portal/dmp.rs"),
+    include_str!("../src/server/portal/login.rs"),
+    include_str!("../src/server/portal/pro.rs"),
+    include_str!("../src/server/portal/page.rs"),
 ];
 
 /// String literals of the form `"auth.…"`, `"consult.…"`, `"search.…"`.

@@ -14,8 +14,10 @@ use crate::util::now_rfc3339;
 use crate::{Store, StoreError};
 
 /// The extra columns `DocumentDetail` carries beside a `DocumentRow`.
+/// `patient_masking` is the set's latest patient decision (`document_masking`), if any.
 const META_COLUMNS: &str = "author_person_id, author_organisation_id, target_unique_id, \
-     patient_ins_oid";
+     patient_ins_oid, (SELECT m.change FROM document_masking m WHERE m.set_id = d.set_id \
+     ORDER BY m.id DESC LIMIT 1) AS patient_masking";
 
 fn meta_row(r: &AnyRow) -> Result<DocumentDetail, sqlx::Error> {
     let row = document_row(r)?;
@@ -25,8 +27,10 @@ fn meta_row(r: &AnyRow) -> Result<DocumentDetail, sqlx::Error> {
     } else {
         None
     };
+    let masking: Option<String> = r.try_get("patient_masking")?;
     Ok(DocumentDetail {
         row,
+        patient_masked: masking.map(|m| m == "mask"),
         author_person_id: r.try_get("author_person_id")?,
         author_organisation_id: r.try_get("author_organisation_id")?,
         patient_ins_oid: r.try_get("patient_ins_oid")?,
@@ -122,33 +126,39 @@ impl Store {
     /// Appends one access trace row and answers its id. `id` and `recorded_at` of `row`
     /// are ignored: the database numbers the row and the store stamps it now.
     pub async fn append_trace(&self, row: &TraceRow) -> Result<i64, StoreError> {
-        let err = |e| StoreError::from_sqlx("append_trace", e);
-        let ids = serde_json::to_string(&row.document_ids).map_err(|e| StoreError::Data {
-            op: "append_trace",
-            detail: e.to_string(),
-        })?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO access_trace (recorded_at, actor_role, actor_id, actor_org, patient_ins, \
-             action, query, document_ids, purpose, purpose_reason, outcome, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| StoreError::from_sqlx("append_trace", e))?;
+        insert_trace(&mut conn, row).await
+    }
+
+    /// The patient's decision to mask a document's set from professionals (or unmask it),
+    /// and its trace row, in one transaction: the decision is never taken untraced, and the
+    /// read side honours it from the commit on. Answers the trace row's id.
+    pub async fn record_masking(
+        &self,
+        change: &MaskingChange,
+        trace: &TraceRow,
+    ) -> Result<i64, StoreError> {
+        let err = |e| StoreError::from_sqlx("record_masking", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO document_masking (recorded_at, set_id, patient_ins, change, actor_role, \
+             actor_id) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(now_rfc3339())
-        .bind(&row.actor_role)
-        .bind(&row.actor_id)
-        .bind(&row.actor_org)
-        .bind(&row.patient_ins)
-        .bind(&row.action)
-        .bind(&row.query)
-        .bind(ids)
-        .bind(&row.purpose)
-        .bind(&row.purpose_reason)
-        .bind(&row.outcome)
-        .bind(&row.reason)
-        .fetch_one(&self.pool)
+        .bind(&change.set_id)
+        .bind(&change.patient_ins)
+        .bind(if change.masked { "mask" } else { "unmask" })
+        .bind(&trace.actor_role)
+        .bind(&trace.actor_id)
+        .execute(&mut *tx)
         .await
-        .map_err(err)?
-        .try_get(0)
         .map_err(err)?;
+        let id = insert_trace(&mut tx, trace).await?;
+        tx.commit().await.map_err(err)?;
         Ok(id)
     }
 
@@ -174,4 +184,44 @@ impl Store {
     pub async fn trace_count(&self) -> Result<i64, StoreError> {
         self.count_rows("trace_count", "access_trace").await
     }
+}
+
+/// A patient's masking decision on one document set (issue #14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskingChange {
+    pub set_id: String,
+    /// The DMP the set belongs to (after a merge, the survivor's INS).
+    pub patient_ins: String,
+    /// `true`: hidden from professionals (MASQUE_PS); `false`: shown again.
+    pub masked: bool,
+}
+
+async fn insert_trace(conn: &mut sqlx::AnyConnection, row: &TraceRow) -> Result<i64, StoreError> {
+    let err = |e| StoreError::from_sqlx("append_trace", e);
+    let ids = serde_json::to_string(&row.document_ids).map_err(|e| StoreError::Data {
+        op: "append_trace",
+        detail: e.to_string(),
+    })?;
+    sqlx::query(
+        "INSERT INTO access_trace (recorded_at, actor_role, actor_id, actor_org, patient_ins, \
+         action, query, document_ids, purpose, purpose_reason, outcome, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+    )
+    .bind(now_rfc3339())
+    .bind(&row.actor_role)
+    .bind(&row.actor_id)
+    .bind(&row.actor_org)
+    .bind(&row.patient_ins)
+    .bind(&row.action)
+    .bind(&row.query)
+    .bind(ids)
+    .bind(&row.purpose)
+    .bind(&row.purpose_reason)
+    .bind(&row.outcome)
+    .bind(&row.reason)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err)?
+    .try_get(0)
+    .map_err(err)
 }

@@ -42,6 +42,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use consult::MaskingChange;
 /// The CDA codec, from where it lives now (`dmpflow_schemas::cda_body`), under the names
 /// callers of the store have used.
 pub use dmpflow_schemas::cda_body::{pack as pack_cda, unpack as unpack_cda};

@@ -213,11 +213,33 @@ pub struct DocumentDetail {
     pub patient_ins_oid: String,
     /// For a replacement: the uniqueId of the version it replaced, when known.
     pub replaces: Option<String>,
+    /// The patient's latest masking decision on the set (`Some(true)` masked from
+    /// professionals, `Some(false)` unmasked), which overrides the sender's MASQUE_PS.
+    pub patient_masked: Option<bool>,
+}
+
+impl DocumentDetail {
+    /// The TRE_A07 codes in force: the sender's, with MASQUE_PS set or lifted by the
+    /// patient's latest decision on the set.
+    pub fn effective_visibility(&self) -> Vec<String> {
+        let mut codes: Vec<String> = self
+            .row
+            .visibility
+            .iter()
+            .filter(|c| c.trim() != "MASQUE_PS")
+            .cloned()
+            .collect();
+        let sender_masked = self.row.visibility.iter().any(|c| c.trim() == "MASQUE_PS");
+        if self.patient_masked.unwrap_or(sender_masked) {
+            codes.push("MASQUE_PS".to_owned());
+        }
+        codes
+    }
 }
 
 /// One row of `access_trace`: who searched or read which DMP, and the decision.
 /// Values are the column texts (role: patient | representative | professional | anonymous;
-/// action: search | read | create; purpose: normal | break_glass; outcome: permit | deny).
+/// action: search | read | create | mask | unmask; purpose: normal | break_glass; outcome: permit | deny).
 /// An `anonymous` row (no valid token) has no actor and no patient; a call whose patient is
 /// unknown (bad query, missing document) has `patient_ins` empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -303,6 +303,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The first `limit` registry records with current documents, by INS (not merged):
+    /// the identities the portal's dev login offers on demo data. Reads the patients'
+    /// primary key in order and stops at `limit` (an index probe per patient, so it stays
+    /// cheap on a large store).
+    pub async fn patients_with_documents(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PatientRecord>, StoreError> {
+        let err = |e| StoreError::from_sqlx("patients_with_documents", e);
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM patients p WHERE p.merged_into IS NULL AND EXISTS \
+             (SELECT 1 FROM documents d WHERE d.patient_ins = p.ins AND d.status = 'current') \
+             ORDER BY p.ins LIMIT $1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(record_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
     /// Applies one identity update on its own (upsert, A40 merge, A47 identifier change).
     /// Idempotent by its message key. The runtime should rather put updates in
     /// `write_batch` as [`StoreItem::Patient`] to commit them with their offsets.

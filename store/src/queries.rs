@@ -203,13 +203,31 @@ impl Store {
         ins: &str,
         loinc: &str,
     ) -> Result<Vec<ResultRow>, StoreError> {
-        let err = |e| StoreError::from_sqlx("results_for_loinc", e);
+        self.lab_results("results_for_loinc", ins, Some(loinc))
+            .await
+    }
+
+    /// Every lab result of the patient's current documents, in the same order (time,
+    /// document, position): the portal's results page groups them per analyte.
+    pub async fn results_for_patient(&self, ins: &str) -> Result<Vec<ResultRow>, StoreError> {
+        self.lab_results("results_for_patient", ins, None).await
+    }
+
+    async fn lab_results(
+        &self,
+        op: &'static str,
+        ins: &str,
+        loinc: Option<&str>,
+    ) -> Result<Vec<ResultRow>, StoreError> {
+        let err = |e| StoreError::from_sqlx(op, e);
+        // `$2` NULL: every code (one statement for both, so both read the same way).
         let sql = format!(
             "SELECT e.document_unique_id, e.code, e.label, e.value, e.value_type, e.unit, \
              e.interpretation, e.reference_low, e.reference_high, e.reference_text, e.status, \
              COALESCE(e.time, d.creation_time) AS t \
              FROM entries e JOIN documents d ON d.unique_id = e.document_unique_id \
-             WHERE {PATIENT_INS_MATCH} AND e.kind = 'lab_observation' AND e.code = $2 \
+             WHERE {PATIENT_INS_MATCH} AND e.kind = 'lab_observation' \
+             AND (CAST($2 AS TEXT) IS NULL OR e.code = $2) \
              AND d.status = 'current' \
              ORDER BY t, e.document_unique_id, e.position"
         );

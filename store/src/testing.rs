@@ -98,3 +98,12 @@ pub async fn dispose(store: Store, db: String) {
         }
     }
 }
+
+/// Runs one statement on `store`'s own database (tests prove what the schema refuses, e.g.
+/// an UPDATE of an append-only table).
+pub async fn execute(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&store.pool)
+        .await
+        .map(|r| r.rows_affected())
+}

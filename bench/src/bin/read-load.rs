@@ -1,6 +1,8 @@
 //! bench-read-load: the load client of the read benchmark (issue #13). Drives a running
-//! `dmpflow serve` with N keep-alive connections for fixed seconds, in two phases: ITI-67
-//! searches on random patients, then ITI-68 retrieves of random readable documents. Prints
+//! `dmpflow serve` with N keep-alive connections for fixed seconds, in phases: ITI-67
+//! searches on random patients, ITI-68 retrieves of random readable documents, and
+//! (issue #14) portal document pages (`/portal/doc/{id}`, the CDA rendered to HTML) through
+//! sessions opened with the server's dev login. Prints
 //! `read.*` key=value lines for scripts/bench's results.txt and exits non-zero when fewer
 //! than `--min-ok` of the calls answered 200 (a benchmark of 403/404s measures nothing).
 //!
@@ -52,7 +54,7 @@ struct Args {
     /// Least share of 200 answers for the run to count.
     #[arg(long, default_value_t = 0.99)]
     min_ok: f64,
-    /// Which phases: search, retrieve or both.
+    /// Which phases: search, retrieve, portal (document pages through dev-login sessions).
     #[arg(long, default_value = "search,retrieve")]
     phases: String,
     #[arg(long, default_value_t = 42)]
@@ -61,8 +63,10 @@ struct Args {
 
 /// What the connections share: who may ask for what.
 struct Targets {
+    /// The credential header of each call: `Authorization: Bearer …` for the API phases,
+    /// `Cookie: dmpflow-session=…` for the portal.
     pro_token: String,
-    /// (INS, token, that patient's document ids).
+    /// (INS, credential header, that patient's document ids).
     patients: Vec<(String, String, Vec<String>)>,
     pro_docs: Vec<String>,
     patient_count: u64,
@@ -87,6 +91,7 @@ impl Rng {
 enum Phase {
     Search,
     Retrieve,
+    Portal,
 }
 
 /// The next call: path and token.
@@ -104,15 +109,22 @@ fn pick<'a>(t: &'a Targets, phase: Phase, rng: &mut Rng) -> (String, &'a str) {
             let (ins, token, _) = &t.patients[rng.below(t.patients.len())];
             (search_path(ins), token)
         }
-        (Phase::Retrieve, false) => {
+        (Phase::Retrieve | Phase::Portal, false) => {
             let id = &t.pro_docs[rng.below(t.pro_docs.len())];
-            (format!("/fhir/Binary/{id}"), &t.pro_token)
+            (doc_path(phase, id), &t.pro_token)
         }
-        (Phase::Retrieve, true) => {
+        (Phase::Retrieve | Phase::Portal, true) => {
             let (_, token, docs) = &t.patients[rng.below(t.patients.len())];
             let id = &docs[rng.below(docs.len())];
-            (format!("/fhir/Binary/{id}"), token)
+            (doc_path(phase, id), token)
         }
+    }
+}
+
+fn doc_path(phase: Phase, id: &str) -> String {
+    match phase {
+        Phase::Portal => format!("/portal/doc/{id}"),
+        _ => format!("/fhir/Binary/{id}"),
     }
 }
 
@@ -141,12 +153,35 @@ impl Conn {
         })
     }
 
-    /// GET `path`; answers the status and the body length.
-    async fn get(&mut self, path: &str, token: &str) -> Result<(u16, usize)> {
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nAccept: application/fhir+json\r\n\r\n",
-            self.host
-        );
+    /// GET `path` with the credential header `cred`; answers the status and body length.
+    async fn get(&mut self, path: &str, cred: &str) -> Result<(u16, usize)> {
+        let (status, _, body) = self
+            .request("GET", path, &[cred, "Accept: application/fhir+json"], "")
+            .await?;
+        Ok((status, body.len()))
+    }
+
+    /// One request; answers the status, the Set-Cookie values and the body.
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> Result<(u16, Vec<String>, Vec<u8>)> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        if method == "POST" {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
         self.stream.write_all(req.as_bytes()).await?;
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -154,8 +189,11 @@ impl Conn {
             if let httparse::Status::Complete(head) = resp.parse(&self.buf)? {
                 let status = resp.code.ok_or_else(|| anyhow!("no status"))?;
                 let mut len = None;
+                let mut cookies = Vec::new();
                 for h in resp.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
+                    if h.name.eq_ignore_ascii_case("set-cookie") {
+                        cookies.push(String::from_utf8_lossy(h.value).into_owned());
+                    } else if h.name.eq_ignore_ascii_case("content-length") {
                         len = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                         bail!("chunked answer: this client reads Content-Length bodies only");
@@ -165,8 +203,9 @@ impl Conn {
                 while self.buf.len() < head + len {
                     self.fill().await?;
                 }
+                let body = self.buf[head..head + len].to_vec();
                 self.buf.drain(..head + len);
-                return Ok((status, len));
+                return Ok((status, cookies, body));
             }
             self.fill().await?;
         }
@@ -189,6 +228,7 @@ struct Tally {
     micros: Vec<u32>,
     by_status: HashMap<u16, u64>,
     bytes: u64,
+    max_bytes: usize,
     errors: u64,
 }
 
@@ -219,6 +259,7 @@ async fn drive(
                     .push(took.as_micros().min(u128::from(u32::MAX)) as u32);
                 *tally.by_status.entry(status).or_default() += 1;
                 tally.bytes += len as u64;
+                tally.max_bytes = tally.max_bytes.max(len);
             }
             Ok(_) => {}
             Err(e) => {
@@ -280,6 +321,7 @@ async fn phase(args: &Args, t: &Arc<Targets>, phase: Phase, name: &str) -> Resul
             *all.by_status.entry(k).or_default() += v;
         }
         all.bytes += one.bytes;
+        all.max_bytes = all.max_bytes.max(one.max_bytes);
         all.errors += one.errors;
     }
     // The last calls end a little after `until`; their time counts in the rate's window.
@@ -310,6 +352,7 @@ async fn phase(args: &Args, t: &Arc<Targets>, phase: Phase, name: &str) -> Resul
         "read.{name}_bytes_per_call={:.0}",
         all.bytes as f64 / n.max(1) as f64
     );
+    println!("read.{name}_max_bytes={}", all.max_bytes);
     println!("read.{name}_client_cpu={cpu:.2}");
     let share = ok as f64 / n.max(1) as f64;
     if n == 0 || share < args.min_ok {
@@ -321,6 +364,63 @@ async fn phase(args: &Args, t: &Arc<Targets>, phase: Phase, name: &str) -> Resul
         return Ok(false);
     }
     Ok(true)
+}
+
+/// A portal session through the dev login (`serve --auth-dev-key` with the private key
+/// beside it): the login page's double-submit token, then the form; answers the
+/// `Cookie:` header of the session.
+async fn portal_login(addr: &str, form: &str) -> Result<String> {
+    let mut c = Conn::open(addr).await?;
+    let (status, cookies, page) = c.request("GET", "/portal/login", &[], "").await?;
+    anyhow::ensure!(status == 200, "GET /portal/login answered {status}");
+    let login = cookies
+        .iter()
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|kv| kv.starts_with("dmpflow-login="))
+        })
+        .context("no login cookie: is the dev login on (dev.pem beside dev.pub.pem)?")?
+        .to_owned();
+    let page = String::from_utf8_lossy(&page);
+    let marker = "name=\"login\" value=\"";
+    let at = page.find(marker).context("no login token in the page")? + marker.len();
+    let token = &page[at..at + page[at..].find('"').context("unterminated token")?];
+    let cookie = format!("Cookie: {login}");
+    let (status, cookies, _) = c
+        .request(
+            "POST",
+            "/portal/login/dev",
+            &[&cookie],
+            &format!("login={token}&{form}"),
+        )
+        .await?;
+    anyhow::ensure!(status == 303, "dev login answered {status}");
+    let session = cookies
+        .iter()
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|kv| kv.starts_with("dmpflow-session="))
+        })
+        .context("no session cookie")?;
+    Ok(format!("Cookie: {session}"))
+}
+
+/// The targets with portal sessions instead of tokens.
+async fn portal_targets(addr: &str, t: &Targets) -> Result<Targets> {
+    let pro = portal_login(addr, "role=professional&rpps=10003000001").await?;
+    let mut patients = Vec::new();
+    for (ins, _, docs) in &t.patients {
+        let cookie = portal_login(addr, &format!("role=patient&ins={ins}")).await?;
+        patients.push((ins.clone(), cookie, docs.clone()));
+    }
+    Ok(Targets {
+        pro_token: pro,
+        patients,
+        pro_docs: t.pro_docs.clone(),
+        patient_count: t.patient_count,
+    })
 }
 
 fn read_lines(path: &str) -> Result<Vec<String>> {
@@ -347,11 +447,11 @@ fn main() -> Result<()> {
         .filter_map(|l| l.split_once(' '))
         .filter_map(|(ins, tok)| {
             let docs = own.remove(ins)?;
-            Some((ins.to_owned(), tok.to_owned(), docs))
+            Some((ins.to_owned(), format!("Authorization: Bearer {tok}"), docs))
         })
         .collect();
     let t = Arc::new(Targets {
-        pro_token,
+        pro_token: format!("Authorization: Bearer {pro_token}"),
         patients,
         pro_docs: read_lines(&args.pro_docs)?,
         patient_count: args.patients.max(1),
@@ -374,9 +474,15 @@ fn main() -> Result<()> {
         let ph = match p.trim() {
             "search" => Phase::Search,
             "retrieve" => Phase::Retrieve,
+            "portal" => Phase::Portal,
             other => bail!("unknown phase {other}"),
         };
-        good &= rt.block_on(phase(&args, &t, ph, p.trim()))?;
+        if ph == Phase::Portal {
+            let sessions = Arc::new(rt.block_on(portal_targets(&args.addr, &t))?);
+            good &= rt.block_on(phase(&args, &sessions, ph, p.trim()))?;
+        } else {
+            good &= rt.block_on(phase(&args, &t, ph, p.trim()))?;
+        }
     }
     if !good {
         std::process::exit(2);

@@ -30,6 +30,8 @@ pub(super) struct Dmp {
     pub grant: Grant,
     pub docs: Vec<DocumentDetail>,
     pub views: Vec<DocView>,
+    /// The patient's registry record (the portal shows its strict traits).
+    pub record: Option<PatientRecord>,
 }
 
 /// Opens the DMP of `ins` for the caller, or writes the denial trace and answers `deny`.
@@ -51,7 +53,9 @@ pub(super) async fn open_dmp(
         .document_metas_for_patient(ins)
         .await
         .map_err(|_| ApiError::internal("document_metas_for_patient"))?;
-    Ok(Dmp::new(grant, docs))
+    let mut dmp = Dmp::new(grant, docs);
+    dmp.record = record;
+    Ok(dmp)
 }
 
 /// The rules' answer for the DMP of `ins` (registry `record`); a denial is traced, then
@@ -77,7 +81,12 @@ async fn grant(
 impl Dmp {
     fn new(grant: Grant, docs: Vec<DocumentDetail>) -> Dmp {
         let views = docs.iter().map(|d| view(d, grant.patient_ins())).collect();
-        Dmp { grant, docs, views }
+        Dmp {
+            grant,
+            docs,
+            views,
+            record: None,
+        }
     }
 }
 
@@ -89,7 +98,7 @@ fn view(d: &DocumentDetail, dmp_ins: &str) -> DocView {
         set_id: d.row.set_id.clone(),
         patient_ins: dmp_ins.to_owned(),
         authors: d.author_person_id.iter().cloned().collect(),
-        visibility: Visibility::from_codes(d.row.visibility.iter().map(String::as_str)),
+        visibility: Visibility::from_codes(d.effective_visibility().iter().map(String::as_str)),
         status: match d.row.status {
             StoreStatus::Current => DocStatus::Current,
             StoreStatus::Superseded => DocStatus::Superseded,
@@ -122,7 +131,7 @@ fn input(d: &DocumentDetail, patient: &PatientId) -> DocumentInput {
         service_stop: d.row.service_stop.clone(),
         stored_at: Some(d.row.stored_at.clone()),
         confidentiality: d.row.confidentiality.clone(),
-        visibility: d.row.visibility.clone(),
+        visibility: d.effective_visibility(),
         content_type: CDA_CONTENT_TYPE.into(),
         size: d.row.cda_size,
         sha1: None,
@@ -277,12 +286,23 @@ pub(super) async fn search(
 
 /// A document the caller may see, by uniqueId, with its DMP's patient; traced either way.
 /// Missing, hidden, and on a DMP the caller may not open all answer 404 alike.
-async fn readable(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<(DocumentDetail, PatientId, TraceRow, Reason), ApiError> {
+async fn readable(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Readable, ApiError> {
     let Caller { principal, purpose } = caller(state, headers, "read", None, &[id]).await?;
+    readable_by(state, &principal, &purpose, id).await
+}
+
+/// A document the rules let the caller see, with what answering needs: its DMP's patient,
+/// the trace row to complete and the reason of the decision.
+pub(super) type Readable = (DocumentDetail, PatientId, TraceRow, Reason);
+
+/// [`readable`] for a caller already authenticated (the portal's session).
+pub(super) async fn readable_by(
+    state: &AppState,
+    principal: &Principal,
+    purpose: &Purpose,
+    id: &str,
+) -> Result<Readable, ApiError> {
+    let (principal, purpose) = (principal.clone(), purpose.clone());
     let store = state.store();
     let Some(doc) = store
         .document_meta(id)

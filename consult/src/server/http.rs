@@ -37,6 +37,10 @@ impl ApiError {
         }
     }
 
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The stable reason code this error answers with (for the trace).
     pub(super) fn reason(&self) -> &str {
         &self.issue.reason

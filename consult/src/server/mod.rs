@@ -12,6 +12,7 @@
 mod documents;
 mod http;
 mod others;
+pub mod portal;
 mod provide;
 mod scope;
 mod tls;
@@ -53,6 +54,8 @@ struct Inner {
     base: String,
     /// ITI-65 (`POST /fhir`), when the server was given a feed writer.
     provide: Option<provide::Provider>,
+    /// The portal's sessions and logins (`/portal/`), when served.
+    portal: Option<Arc<portal::Portal>>,
 }
 
 impl AppState {
@@ -65,7 +68,16 @@ impl AppState {
             mapping,
             base: base.trim_end_matches('/').to_owned(),
             provide: None,
+            portal: None,
         }))
+    }
+
+    /// Serves the portal under `/portal/` (call before the state is shared).
+    pub fn with_portal(mut self, portal: portal::Portal) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("with_portal is called before the state is shared")
+            .portal = Some(Arc::new(portal));
+        self
     }
 
     /// Reports every answered request to `observer` (call before serving).
@@ -100,9 +112,14 @@ impl AppState {
     }
 }
 
-/// The routes, all under `/fhir`.
+/// The routes: the FHIR API under `/fhir`, the portal under `/portal` when served.
 pub fn router(state: AppState) -> Router {
+    let portal = match state.0.portal {
+        Some(_) => portal::routes(state.clone()),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(portal)
         .route("/fhir", post(provide::provide))
         .route("/fhir/metadata", get(others::metadata))
         .route("/fhir/DocumentReference", get(documents::search))

@@ -1,15 +1,20 @@
 //! What the server tests share: a store (SQLite in memory, or a fresh PostgreSQL database)
 //! holding the demo patient registry, the FHIR server on 127.0.0.1:0 in this process, dev
-//! tokens for each role, a plain HTTP/1.1 client, document and registry-update builders,
+//! tokens for each role (and the portal's dev login), a plain HTTP/1.1 client, document and registry-update builders,
 //! and the HAPI FHIR validator run over collected bodies.
 
 #![allow(dead_code)] // each test binary uses its own part of it
 
+pub mod webdriver;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dmpflow_consult::auth::{RoleMapping, Verifier, generate_dev_keypair, mint_dev_token};
+use dmpflow_consult::auth::{
+    DevKeyPair, RoleMapping, Verifier, generate_dev_keypair, mint_dev_token,
+};
 use dmpflow_consult::authz::Principal;
+use dmpflow_consult::server::portal::{DevLogin, Portal};
 use dmpflow_consult::server::{AppState, serve};
 use dmpflow_schemas::{
     CdaOrigin, Document, DocumentMeta, Entry, Feed, Lifecycle, PartyRef, PatientChange,
@@ -27,8 +32,10 @@ pub const INS_2: &str = "104026912303122";
 pub const INS_3: &str = "164091305573443";
 pub const AUTHOR: &str = "810000000001";
 pub const OTHER_PRO: &str = "810000000099";
-const ISS: &str = "https://dev.dmpflow.test";
-const AUD: &str = "dmpflow-consult";
+/// The dev issuer and audience `serve --auth-dev-key` uses, so the portal's dev login
+/// (which mints with them) is served by the same fixture.
+const ISS: &str = dmpflow_consult::server::DEV_ISSUER;
+const AUD: &str = dmpflow_consult::server::DEV_AUDIENCE;
 
 pub fn cda(uid: &str) -> String {
     format!(
@@ -183,7 +190,7 @@ impl Fixture {
         store.import_patients_csv(&csv[..]).await.unwrap();
         let pair = generate_dev_keypair().unwrap();
         let mapping = RoleMapping::default();
-        let (addr, tx, server) = spawn_server(&store, &pair.public_pem, &mapping).await;
+        let (addr, tx, server) = spawn_server(&store, &pair, &mapping).await;
         Fixture {
             addr,
             store,
@@ -201,7 +208,11 @@ impl Fixture {
     pub async fn another_instance(
         &self,
     ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let (addr, tx, _) = spawn_server(&self.store, &self.public_key, &self.mapping).await;
+        let pair = DevKeyPair {
+            private_pem: self.key.clone(),
+            public_pem: self.public_key.clone(),
+        };
+        let (addr, tx, _) = spawn_server(&self.store, &pair, &self.mapping).await;
         (addr, tx)
     }
 
@@ -295,16 +306,45 @@ impl Fixture {
         token: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Answer {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        let mut headers: Vec<(&str, String)> =
+            extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            headers.push(("Authorization", format!("Bearer {t}")));
         }
-        for (k, v) in extra {
+        send(addr, "GET", path, &headers, b"").await
+    }
+
+    /// A form POST (`application/x-www-form-urlencoded`) with extra headers (cookies).
+    pub async fn post_form(&self, path: &str, headers: &[(&str, String)], form: &str) -> Answer {
+        let mut h = headers.to_vec();
+        h.push((
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ));
+        send(self.addr, "POST", path, &h, form.as_bytes()).await
+    }
+}
+
+/// One HTTP/1.1 request on its own connection, the whole answer read.
+pub async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Answer {
+    {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.unwrap();
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -323,7 +363,9 @@ impl Fixture {
             body,
         }
     }
+}
 
+impl Fixture {
     /// A search as `who`, expected 200: the Bundle.
     pub async fn bundle(&self, path: &str, who: &str) -> Value {
         let a = self.get(path, Some(who), &[]).await;
@@ -346,14 +388,14 @@ type Served = tokio::task::JoinHandle<std::io::Result<()>>;
 /// A server on 127.0.0.1:0 over `store`, accepting dev tokens of `public_pem`.
 async fn spawn_server(
     store: &Store,
-    public_pem: &str,
+    pair: &DevKeyPair,
     mapping: &RoleMapping,
 ) -> (
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
     Served,
 ) {
-    let verifier = Verifier::dev(public_pem, ISS, AUD, Duration::from_secs(30)).unwrap();
+    let verifier = Verifier::dev(&pair.public_pem, ISS, AUD, Duration::from_secs(30)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(
@@ -361,7 +403,11 @@ async fn spawn_server(
         verifier,
         mapping.clone(),
         &format!("http://{addr}/fhir"),
-    );
+    )
+    .with_portal(Portal::new(
+        Some(DevLogin::new(pair.private_pem.clone())),
+        false,
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async {
         let _ = rx.await;
@@ -380,10 +426,20 @@ impl Answer {
         serde_json::from_slice(&self.body).unwrap()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
+        self.all_headers(name).into_iter().next()
+    }
+    /// Every value of header `name` (Set-Cookie comes several times).
+    pub fn all_headers(&self, name: &str) -> Vec<String> {
+        self.headers
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .collect()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
     /// The reason code of an OperationOutcome answer.
     pub fn reason(&self) -> String {
