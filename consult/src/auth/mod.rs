@@ -6,8 +6,8 @@
 //! [`load_or_create_dev_keypair`], which read or write files: the server edge calls them once
 //! at startup; and the portal login's HTTP edge ([`OidcClient::discover`],
 //! [`OidcClient::finish`], [`OidcClient::load_id_token_verifier`]), blocking calls the server
-//! makes from `spawn_blocking`. Errors carry stable codes ([`AuthError::code`]) and messages that never repeat
-//! a token or a claim value, since those may be patient identifiers (INS).
+//! makes from `spawn_blocking`. Errors carry stable codes ([`AuthError::code`]) and messages
+//! that never repeat a token or a claim value, since those may be patient identifiers (INS).
 
 mod dev;
 mod error;

@@ -740,9 +740,10 @@ mod tests {
         }
     }
 
-    /// RFC 7636 appendix B's example. Its challenge is `E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM`
-    /// (as printed in the RFC, and SHA-256 of the verifier recomputed independently), not the
-    /// `...CHoeXcUCvIFDD3H9Fty8Sow` quoted in this task's brief.
+    /// RFC 7636 appendix B's example. Its challenge is
+    /// `E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM` (as printed in the RFC, and SHA-256 of
+    /// the verifier recomputed independently), not the `...CHoeXcUCvIFDD3H9Fty8Sow` quoted
+    /// in this task's brief.
     #[test]
     fn pkce_challenge_of_rfc7636_appendix_b() {
         assert_eq!(
