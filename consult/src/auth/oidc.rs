@@ -684,10 +684,10 @@ impl OidcClient {
             None if audiences.len() == 1 => {}
             _ => return Err(AuthError::TokenAudience),
         }
-        if !map
+        if map
             .get("sub")
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(AuthError::TokenClaim {
                 claim: "sub".into(),
