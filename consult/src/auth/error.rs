@@ -78,6 +78,64 @@ pub enum AuthError {
     /// Issuer or audience empty: checking against "" would accept tokens without them.
     #[error("issuer and audience must be configured")]
     ConfigIssuerAudience,
+    /// The portal's OIDC client configuration is unusable: issuer, redirect URI or scope
+    /// malformed, or a plain `http://` URL to another host than this one.
+    #[error("OIDC client configuration unusable: {reason}")]
+    ConfigOidc {
+        /// What is wrong, naming the setting, never the client secret.
+        reason: String,
+    },
+    /// The issuer's discovery document could not be fetched, is too large, is not JSON, or
+    /// lacks an endpoint (or names one that is not https://).
+    #[error("OIDC discovery failed: {reason}")]
+    OidcDiscovery {
+        /// What is wrong: the URL (configuration) and the transport's error, no document text.
+        reason: String,
+    },
+    /// The discovery document's `issuer` is not exactly the configured issuer (OIDC
+    /// Discovery §4.3): its endpoints and keys are not trusted.
+    #[error("OIDC discovery document names another issuer")]
+    OidcDiscoveryIssuer,
+    /// The operating system's random source failed (state, nonce, PKCE verifier).
+    #[error("no randomness for the OIDC login")]
+    OidcRandom,
+    /// The callback's `state` is absent, repeated or not the login attempt's: a forged or
+    /// replayed callback, or another browser's.
+    #[error("OIDC callback state does not match the login attempt")]
+    OidcState,
+    /// The callback is malformed: no `code`, a parameter repeated, too long, or an `iss`
+    /// parameter (RFC 9207) naming another issuer.
+    #[error("OIDC callback malformed: {reason}")]
+    OidcCallback {
+        /// Fixed text, never a parameter's value.
+        reason: &'static str,
+    },
+    /// The issuer answered the authorization request with `error=` (the user refused, the
+    /// session expired...).
+    #[error("OIDC login refused by the issuer: {error}")]
+    OidcDenied {
+        /// The `error` code if registered (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6), else
+        /// `unregistered`: never `error_description`, which is free text.
+        error: String,
+    },
+    /// The token endpoint could not be reached, or answered something else than a token
+    /// response (status, size, JSON, no `id_token`).
+    #[error("OIDC token endpoint failed: {reason}")]
+    OidcTokenEndpoint {
+        /// What is wrong, without the response's text, the code or any token.
+        reason: String,
+    },
+    /// The token endpoint refused the code exchange (RFC 6749 §5.2), e.g. `invalid_grant`
+    /// for a used, expired or foreign code or a wrong PKCE verifier.
+    #[error("OIDC token endpoint refused the code: {error}")]
+    OidcTokenRefused {
+        /// The `error` code if registered, else `unregistered`.
+        error: String,
+    },
+    /// The ID token's `nonce` is absent or not the login attempt's: a token issued for
+    /// another login, replayed.
+    #[error("ID token nonce does not match the login attempt")]
+    OidcNonce,
     /// A dev token cannot express the principal with this mapping.
     #[error("dev token cannot be minted: {reason}")]
     Mint {
@@ -108,6 +166,16 @@ impl AuthError {
             AuthError::ConfigLeeway => "auth.config.leeway",
             AuthError::ConfigIssuerAudience => "auth.config.issuer_audience",
             AuthError::Mint { .. } => "auth.mint",
+            AuthError::ConfigOidc { .. } => "auth.config.oidc",
+            AuthError::OidcDiscovery { .. } => "auth.oidc.discovery",
+            AuthError::OidcDiscoveryIssuer => "auth.oidc.discovery_issuer",
+            AuthError::OidcRandom => "auth.oidc.random",
+            AuthError::OidcState => "auth.oidc.state",
+            AuthError::OidcCallback { .. } => "auth.oidc.callback",
+            AuthError::OidcDenied { .. } => "auth.oidc.denied",
+            AuthError::OidcTokenEndpoint { .. } => "auth.oidc.token_endpoint",
+            AuthError::OidcTokenRefused { .. } => "auth.oidc.token_refused",
+            AuthError::OidcNonce => "auth.oidc.nonce",
         }
     }
 
