@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use dmpflow_consult::auth::{ClientAuth, OidcClient, OidcConfig};
 use dmpflow_consult::auth::{
     DEFAULT_LEEWAY, RoleMapping, Verifier, dev_public_key_path, load_jwks,
     load_or_create_dev_keypair, mint_dev_token,
 };
 use dmpflow_consult::authz::Principal;
-use dmpflow_consult::server::portal::{DevLogin, Portal};
+use dmpflow_consult::server::portal::{DevLogin, OidcLogin, Portal};
 use dmpflow_consult::server::{
     AppState, Coordinates, DEV_AUDIENCE, DEV_ISSUER, FeedWriter, Observer, TlsListener, WriteError,
     WriteFuture, serve,
@@ -75,6 +76,21 @@ pub struct ServeArgs {
     /// Every token is a professional's (Pro Santé Connect, whose tokens carry no role).
     #[arg(long, conflicts_with = "auth_claims")]
     pub auth_psc: bool,
+    /// The portal's login for real use: the OIDC issuer (authorization code with PKCE;
+    /// discovered at startup from ISSUER/.well-known/openid-configuration), with
+    /// --portal-oidc-client-id; the ID token's audience is the client id.
+    #[arg(long, value_name = "ISSUER", requires = "portal_oidc_client_id")]
+    pub portal_oidc_issuer: Option<String>,
+    /// This portal's client id at the issuer.
+    #[arg(long, value_name = "ID", requires = "portal_oidc_issuer")]
+    pub portal_oidc_client_id: Option<String>,
+    /// A file holding the client secret (confidential client, sent with HTTP Basic); without
+    /// it the portal is a public client (PKCE alone).
+    #[arg(long, value_name = "FILE", requires = "portal_oidc_issuer")]
+    pub portal_oidc_client_secret_file: Option<PathBuf>,
+    /// The redirect URI registered at the issuer (default: <scheme>://<listen>/portal/callback).
+    #[arg(long, value_name = "URL", requires = "portal_oidc_issuer")]
+    pub portal_oidc_redirect: Option<String>,
     /// Accept tokens signed by this dev public key (PEM; see `dmpflow token`). Development only.
     #[arg(long, value_name = "PEM")]
     pub auth_dev_key: Option<PathBuf>,
@@ -209,9 +225,13 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     });
     let secure = tls.is_some();
     let dev_login = args.auth_dev_key.as_deref().and_then(dev_login_key);
+    let oidc_login = match &args.portal_oidc_issuer {
+        Some(issuer) => Some(portal_oidc(&args, issuer, scheme).await?),
+        None => None,
+    };
     let mut state = AppState::new(store, verifier, mapping, &base)
         .observed(observer)
-        .with_portal(Portal::new(dev_login, secure));
+        .with_portal(Portal::new(dev_login, oidc_login, secure));
     if args.provide {
         let topic = settings.topics.feed(Feed::Documents);
         // The largest MDM taken is normalize's message bound (a larger one is refused
@@ -253,6 +273,34 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let _ = endpoint.await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The portal's OIDC login: the issuer discovered and its keys fetched now, so that a wrong
+/// issuer, client or network is a startup error, not a failed login later.
+async fn portal_oidc(args: &ServeArgs, issuer: &str, scheme: &str) -> Result<OidcLogin> {
+    let redirect = args
+        .portal_oidc_redirect
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{}/portal/callback", args.listen));
+    let mut config = OidcConfig::new(
+        issuer,
+        args.portal_oidc_client_id.as_deref().unwrap_or_default(),
+        &redirect,
+    )?;
+    if let Some(path) = &args.portal_oidc_client_secret_file {
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the client secret {}", path.display()))?;
+        config = config.with_client_auth(ClientAuth::SecretBasic(secret.trim().to_owned()))?;
+    }
+    let (client, verifier) = tokio::task::spawn_blocking(move || {
+        let client = OidcClient::discover(config)?;
+        let verifier = client.load_id_token_verifier(DEFAULT_LEEWAY)?;
+        Ok::<_, dmpflow_consult::auth::AuthError>((client, verifier))
+    })
+    .await?
+    .context("the portal's OIDC issuer")?;
+    tracing::info!(redirect = %redirect, "portal OIDC login enabled");
+    Ok(OidcLogin::new(client, verifier))
 }
 
 /// The portal's dev login (issue #14): the private key beside the dev public key given to

@@ -406,6 +406,7 @@ async fn spawn_server(
     )
     .with_portal(Portal::new(
         Some(DevLogin::new(pair.private_pem.clone())),
+        None,
         false,
     ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -7,7 +7,9 @@
 //! The login form is protected from login CSRF by a double-submit token (a cookie set with
 //! the page and the same value in the form); every other form by the session's token.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,7 +22,7 @@ use super::session::{
     cookie, cookie_name, login_cookie_name, random_token, same_token, set_cookie,
 };
 use super::{AppState, portal};
-use crate::auth::mint_dev_token;
+use crate::auth::{LoginAttempt, OidcClient, Verifier, mint_dev_token};
 use crate::authz::Principal;
 use crate::server::{DEV_AUDIENCE, DEV_ISSUER};
 
@@ -41,6 +43,168 @@ pub struct DevLogin {
 impl DevLogin {
     pub fn new(private_pem: String) -> DevLogin {
         DevLogin { private_pem }
+    }
+}
+
+/// The OIDC login (authorization code with PKCE): the discovered client, the verifier of
+/// its ID tokens, and the login attempts under way, each bound to the browser that began
+/// it by a cookie and used once.
+pub struct OidcLogin {
+    client: Arc<OidcClient>,
+    verifier: Verifier,
+    attempts: Mutex<HashMap<String, (LoginAttempt, Instant)>>,
+}
+
+/// Most login attempts under way at once (the oldest go first).
+const MAX_ATTEMPTS: usize = 1000;
+/// How long a login attempt waits for the issuer's callback.
+const ATTEMPT_TTL: Duration = Duration::from_secs(10 * 60);
+
+impl OidcLogin {
+    /// `client` discovered at startup; `verifier` checks its ID tokens (from
+    /// `OidcClient::load_id_token_verifier`).
+    pub fn new(client: OidcClient, verifier: Verifier) -> OidcLogin {
+        OidcLogin {
+            client: Arc::new(client),
+            verifier,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keep(&self, key: &str, attempt: LoginAttempt) {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, at)| now.duration_since(*at) < ATTEMPT_TTL);
+        if map.len() >= MAX_ATTEMPTS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(key.to_owned(), (attempt, now));
+    }
+
+    /// The attempt of `key`, once (a callback replayed finds nothing).
+    fn take(&self, key: &str) -> Option<LoginAttempt> {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key)
+            .filter(|(_, at)| at.elapsed() < ATTEMPT_TTL)
+            .map(|(a, _)| a)
+    }
+}
+
+/// The cookie binding an OIDC login attempt to the browser. `SameSite=Lax`, not Strict:
+/// the issuer's redirect back is a cross-site navigation, on which a Strict cookie would
+/// not be sent. It holds only a random key of the attempt kept on the server.
+fn oidc_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-dmpflow-oidc"
+    } else {
+        "dmpflow-oidc"
+    }
+}
+
+/// GET `/portal/login/oidc`: a new attempt, and the redirect to the issuer.
+pub(super) async fn oidc_start(State(state): State<AppState>) -> Response {
+    let p = portal(&state);
+    let Some(oidc) = &p.oidc else {
+        return page::respond(&state, None, Err(PageError::not_found()));
+    };
+    let (attempt, url) = match oidc.client.begin() {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(code = e.code(), "OIDC login not begun");
+            return page::respond(&state, None, Err(oidc_error(&e)));
+        }
+    };
+    let key = random_token();
+    oidc.keep(&key, attempt);
+    let mut r = see_other(&url);
+    let secure = if p.secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={key}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        oidc_cookie_name(p.secure),
+        ATTEMPT_TTL.as_secs()
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie.parse().expect("cookie of visible ASCII"),
+    );
+    r
+}
+
+/// GET `/portal/callback?code=&state=`: the attempt of this browser, the code exchanged
+/// (PKCE), the ID token verified (signature, issuer, audience, nonce), then a session.
+pub(super) async fn oidc_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let result = oidc_finish(&state, &headers, uri.query().unwrap_or("")).await;
+    let p = portal(&state);
+    let mut r = page::respond(&state, None, result);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(oidc_cookie_name(p.secure), "", Duration::ZERO, p.secure),
+    );
+    r
+}
+
+async fn oidc_finish(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Response, PageError> {
+    let p = portal(state);
+    let oidc = p.oidc.as_ref().ok_or_else(PageError::not_found)?;
+    let attempt = cookie(headers, oidc_cookie_name(p.secure))
+        .and_then(|key| oidc.take(key))
+        .ok_or_else(|| {
+            PageError::status(
+                StatusCode::BAD_REQUEST,
+                "Connexion expirée",
+                "Cette connexion n'a pas été commencée ici ou a expiré. Recommencez.",
+            )
+        })?;
+    let client = oidc.client.clone();
+    let (query, a) = (query.to_owned(), attempt.clone());
+    let tokens = tokio::task::spawn_blocking(move || client.finish(&a, &query))
+        .await
+        .map_err(|_| {
+            PageError::status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Erreur",
+                "La connexion n'a pas abouti.",
+            )
+        })?
+        .map_err(|e| {
+            tracing::info!(code = e.code(), "OIDC login refused");
+            oidc_error(&e)
+        })?;
+    let claims = oidc
+        .client
+        .verify_id_token(&oidc.verifier, &tokens.id_token, &attempt)
+        .map_err(|e| {
+            tracing::info!(code = e.code(), "OIDC ID token refused");
+            oidc_error(&e)
+        })?;
+    let principal = state.0.mapping.principal(&claims).map_err(|e| {
+        tracing::info!(code = e.code(), "OIDC identity not mapped");
+        oidc_error(&e)
+    })?;
+    // The session lasts as the issuer's access token would (capped by the session store).
+    let ttl = tokens.expires_in.unwrap_or(Duration::from_secs(3600));
+    Ok(session_answer(state, principal, ttl))
+}
+
+fn oidc_error(e: &crate::auth::AuthError) -> PageError {
+    PageError::Status {
+        status: StatusCode::UNAUTHORIZED,
+        title: "Connexion refusée",
+        message: "Le fournisseur d'identité n'a pas confirmé votre identité.".into(),
+        reason: Some(e.code().to_owned()),
     }
 }
 
@@ -73,9 +237,16 @@ pub(super) async fn page(State(state): State<AppState>) -> Response {
     };
     let body = html! {
         h1 { "Connexion" }
-        @if p.dev.is_none() {
+        @if p.dev.is_none() && p.oidc.is_none() {
             p { "Aucune méthode de connexion n'est configurée sur ce serveur "
                 "(voir " code { "dmpflow serve --help" } ")." }
+        }
+        @if p.oidc.is_some() {
+            section.card aria-labelledby="oidc-title" {
+                h2 #oidc-title { "Connexion" }
+                p { "Vous allez être dirigé vers le service d'identification, puis revenir ici." }
+                p { a.button href="/portal/login/oidc" { "Se connecter avec mon compte" } }
+            }
         }
         @if p.dev.is_some() {
             section.card aria-labelledby="dev-title" {
@@ -209,7 +380,6 @@ pub(super) fn open_session(
     token: &str,
     ttl: Duration,
 ) -> Result<Response, PageError> {
-    let p = portal(state);
     let principal = state
         .0
         .verifier
@@ -223,6 +393,12 @@ pub(super) fn open_session(
                 reason: Some(e.code().to_owned()),
             }
         })?;
+    Ok(session_answer(state, principal, ttl))
+}
+
+/// A new session for `principal`: the answer sets its cookie and goes home.
+fn session_answer(state: &AppState, principal: Principal, ttl: Duration) -> Response {
+    let p = portal(state);
     let id = p.sessions.open(principal, ttl);
     let mut r = see_other("/portal/");
     let h = r.headers_mut();
@@ -234,7 +410,7 @@ pub(super) fn open_session(
         header::SET_COOKIE,
         set_cookie(login_cookie_name(p.secure), "", Duration::ZERO, p.secure),
     );
-    Ok(r)
+    r
 }
 
 fn bad_login(message: &str) -> PageError {

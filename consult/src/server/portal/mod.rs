@@ -26,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use login::DevLogin;
+pub use login::{DevLogin, OidcLogin};
 pub use session::{MAX_SESSIONS, SESSION_HOURS};
 
 use super::AppState;
@@ -35,6 +35,7 @@ use super::AppState;
 pub struct Portal {
     sessions: session::Sessions,
     dev: Option<DevLogin>,
+    oidc: Option<OidcLogin>,
     /// Cookies are `Secure` (and `__Host-` named) when the server speaks TLS.
     secure: bool,
 }
@@ -42,10 +43,11 @@ pub struct Portal {
 impl Portal {
     /// `secure`: the server is reached over HTTPS. A portal without any login method
     /// still serves its login page, which says so.
-    pub fn new(dev: Option<DevLogin>, secure: bool) -> Portal {
+    pub fn new(dev: Option<DevLogin>, oidc: Option<OidcLogin>, secure: bool) -> Portal {
         Portal {
             sessions: session::Sessions::default(),
             dev,
+            oidc,
             secure,
         }
     }
@@ -69,6 +71,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/portal/portal.css", get(stylesheet))
         .route("/portal/login", get(login::page))
         .route("/portal/login/dev", post(login::dev))
+        .route("/portal/login/oidc", get(login::oidc_start))
+        .route("/portal/callback", get(login::oidc_callback))
         .route("/portal/logout", post(login::logout))
         .route("/portal/dmp", get(dmp::documents))
         .route("/portal/dmp/results", get(dmp::results))

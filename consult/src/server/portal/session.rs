@@ -104,10 +104,11 @@ pub(super) fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Constant-time equality of two tokens (a CSRF check must not leak a prefix by timing).
+/// Constant-time equality of two tokens (a CSRF check must not leak a prefix by timing),
+/// with `subtle` as the OIDC state check (a length difference is not secret).
 pub(super) fn same_token(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The session cookie's name: `__Host-` prefixed over HTTPS (the browser then insists on
