@@ -3,9 +3,8 @@
 //! its narrative table, and the structured entry act → battery organizer → observations
 //! (OBX). Modelled on the ANS example `BIO-CR-BIO_2024.01_TSH_1.xml`.
 
+use std::borrow::Cow;
 use std::io;
-
-use base64::Engine;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::{
@@ -139,34 +138,44 @@ fn decimal(v: &str) -> Option<String> {
 }
 
 /// Result and unit as shown in the narrative and the PDF.
-fn value_text(v: &ResultValue) -> (String, String) {
+fn value_text(v: &ResultValue) -> (Cow<'_, str>, &str) {
     match v {
-        ResultValue::Quantity { value, unit } => (value.clone(), unit.clone()),
+        ResultValue::Quantity { value, unit } => (Cow::Borrowed(value), unit),
         ResultValue::Structured {
             comparator,
             value,
             unit,
-        } => (format!("{comparator}{value}"), unit.clone()),
-        ResultValue::Coded(c) => (
-            if c.display.is_empty() {
-                c.code.clone()
-            } else {
-                c.display.clone()
-            },
-            String::new(),
-        ),
-        ResultValue::Text(t) => (t.clone(), String::new()),
+        } => (Cow::Owned(format!("{comparator}{value}")), unit),
+        ResultValue::Coded(c) => (Cow::Borrowed(label(c)), ""),
+        ResultValue::Text(t) => (Cow::Borrowed(t), ""),
+    }
+}
+
+/// The reference range as text, appended to `out`.
+fn range_into(out: &mut String, o: &LabObservation) {
+    match (&o.range.low, &o.range.high, &o.range.text) {
+        (Some(l), Some(h), _) => {
+            out.push_str(l);
+            out.push_str(" - ");
+            out.push_str(h);
+        }
+        (Some(l), None, _) => {
+            out.push_str("> ");
+            out.push_str(l);
+        }
+        (None, Some(h), _) => {
+            out.push_str("< ");
+            out.push_str(h);
+        }
+        (None, None, Some(t)) => out.push_str(t),
+        _ => {}
     }
 }
 
 fn range_text(o: &LabObservation) -> String {
-    match (&o.range.low, &o.range.high, &o.range.text) {
-        (Some(l), Some(h), _) => format!("{l} - {h}"),
-        (Some(l), None, _) => format!("> {l}"),
-        (None, Some(h), _) => format!("< {h}"),
-        (None, None, Some(t)) => t.clone(),
-        _ => String::new(),
-    }
+    let mut s = String::new();
+    range_into(&mut s, o);
+    s
 }
 
 fn label(c: &Coded) -> &str {
@@ -370,7 +379,7 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
                             text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
                         })?;
                         node(w, "td", &[], |w| lines(w, &value))?;
-                        text(w, "td", &[], &unit)?;
+                        text(w, "td", &[], unit)?;
                         text(w, "td", &[], &range_text(o))?;
                         text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
                         text(w, "td", &[], status_label(&o.status))
@@ -669,8 +678,7 @@ fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::R
 /// The PDF copy of the report (section FR-Document-PDF-copie, mandatory in CR-BIO 2024.01).
 fn pdf_section(w: &mut Xml, r: &LabReport) -> io::Result<()> {
     let pdf = super::pdf::render(TITLE, &pdf_lines(r));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(pdf);
-    super::pdf_copy_section(w, &r.header.unique_id, &b64)
+    super::pdf_copy_section(w, &r.header.unique_id, &pdf)
 }
 
 fn pdf_lines(r: &LabReport) -> Vec<String> {
@@ -710,17 +718,36 @@ fn pdf_lines(r: &LabReport) -> Vec<String> {
             out.push(format!("{}{when}", label(&b.code)));
             for o in &b.observations {
                 let (v, unit) = value_text(&o.value);
-                let mut line =
-                    format!("  {} : {} {}", label(&o.code), v.replace('\n', " / "), unit);
-                let range = range_text(o);
-                if !range.is_empty() {
-                    line.push_str(&format!("  [{range}]"));
+                let label = label(&o.code);
+                let mut line = String::with_capacity(label.len() + v.len() + 64);
+                line.push_str("  ");
+                line.push_str(label);
+                line.push_str(" : ");
+                // Multi-line text values on one line.
+                for (i, part) in v.split('\n').enumerate() {
+                    if i > 0 {
+                        line.push_str(" / ");
+                    }
+                    line.push_str(part);
+                }
+                line.push(' ');
+                line.push_str(unit);
+                let before = line.len();
+                line.push_str("  [");
+                range_into(&mut line, o);
+                if line.len() == before + 3 {
+                    line.truncate(before);
+                } else {
+                    line.push(']');
                 }
                 if let Some(i) = &o.interpretation {
-                    line.push_str(&format!("  {i}"));
+                    line.push_str("  ");
+                    line.push_str(i);
                 }
                 if o.status != "F" && !o.status.is_empty() {
-                    line.push_str(&format!("  ({})", status_label(&o.status)));
+                    line.push_str("  (");
+                    line.push_str(status_label(&o.status));
+                    line.push(')');
                 }
                 out.push(line);
                 for c in &o.comments {
