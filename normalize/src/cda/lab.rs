@@ -132,8 +132,13 @@ fn ucum(unit: &str) -> &str {
 }
 
 /// Decimal text as the XSD wants it: a French decimal comma becomes a point.
-fn decimal(v: &str) -> Option<String> {
-    let v = v.trim().replace(',', ".");
+fn decimal(v: &str) -> Option<Cow<'_, str>> {
+    let v = v.trim();
+    let v = if v.contains(',') {
+        Cow::Owned(v.replace(',', "."))
+    } else {
+        Cow::Borrowed(v)
+    };
     is_decimal(&v).then_some(v)
 }
 
@@ -187,14 +192,51 @@ fn label(c: &Coded) -> &str {
 }
 
 /// Narrative IDs, unique in the document: battery index, observation index, comment index.
+/// Built by hand: a document has several per result, and `format!` was a visible share of
+/// the writer's time.
 fn obs_id(b: usize, o: usize) -> String {
-    format!("res-{b}-{o}")
+    narrative_id("res", &[b, o])
 }
 fn obs_comment_id(b: usize, o: usize, k: usize) -> String {
-    format!("com-{b}-{o}-{k}")
+    narrative_id("com", &[b, o, k])
 }
 fn battery_comment_id(b: usize, k: usize) -> String {
-    format!("com-{b}-{k}")
+    narrative_id("com", &[b, k])
+}
+
+/// `prefix-n1-n2...`
+fn narrative_id(prefix: &str, parts: &[usize]) -> String {
+    let mut s = String::with_capacity(prefix.len() + 4 * parts.len());
+    s.push_str(prefix);
+    for &n in parts {
+        s.push('-');
+        push_usize(&mut s, n);
+    }
+    s
+}
+
+fn push_usize(s: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits.
+    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+/// `#id`, a narrative reference.
+fn reference_to(id: &str) -> String {
+    let mut s = String::with_capacity(id.len() + 1);
+    s.push('#');
+    s.push_str(id);
+    s
 }
 
 fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
@@ -440,7 +482,7 @@ fn comment(w: &mut Xml, id: &str) -> io::Result<()> {
                         ],
                     )?;
                     node(w, "text", &[], |w| {
-                        empty(w, "reference", &[("value", &format!("#{id}"))])
+                        empty(w, "reference", &[("value", &reference_to(id))])
                     })?;
                     empty(w, "statusCode", &[("code", "completed")])
                 },
@@ -455,7 +497,7 @@ fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result
     let reference = |w: &mut Xml| -> io::Result<()> {
         if let Some(id) = narrative_id {
             node(w, "originalText", &[], |w| {
-                empty(w, "reference", &[("value", &format!("#{id}"))])
+                empty(w, "reference", &[("value", &reference_to(id))])
             })?;
         }
         Ok(())
@@ -541,14 +583,14 @@ fn observation(
             for k in 0..o.comments.len() {
                 comment(w, &obs_comment_id(bi, oi, k))?;
             }
-            reference_range(w, o, unit.as_deref())
+            reference_range(w, o, unit)
         },
     )
 }
 
 /// Writes `value` by result type; returns the UCUM unit when the value is a quantity, for
 /// the reference range.
-fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
+fn value<'a>(w: &mut Xml, v: &'a ResultValue) -> io::Result<Option<&'a str>> {
     match v {
         ResultValue::Quantity { value, unit } => match decimal(value) {
             Some(d) => {
@@ -558,7 +600,7 @@ fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
                     "value",
                     &[("xsi:type", "PQ"), ("value", &d), ("unit", u)],
                 )?;
-                Ok(Some(u.to_string()))
+                Ok(Some(u))
             }
             // Not a number after all (e.g. "1/40"): keep it as text rather than drop it.
             None => {
@@ -602,7 +644,7 @@ fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
                     )
                 })?,
             }
-            Ok(Some(u.to_string()))
+            Ok(Some(u))
         }
         ResultValue::Coded(c) => {
             if c.system.is_empty() || c.code.is_empty() {
@@ -637,7 +679,12 @@ fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::R
         && (low.is_some() || high.is_some())
         && o.range.low.is_some() == low.is_some()
         && o.range.high.is_some() == high.is_some();
-    let shown = range_text(o);
+    // The range as text is only written when it is not numeric.
+    let shown = if numeric {
+        String::new()
+    } else {
+        range_text(o)
+    };
     if !numeric && shown.is_empty() {
         return Ok(());
     }

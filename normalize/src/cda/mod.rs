@@ -126,16 +126,20 @@ fn escape_into(out: &mut String, s: &str) {
         clean += CHUNK;
     }
     // The loop below slices only at the ASCII specials it finds, which are always char
-    // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII).
+    // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII). A table lookup per
+    // byte rather than five compares: most values (attributes, cells) are short and never
+    // reach the chunked scan above.
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate().skip(clean) {
+        if !SPECIAL[usize::from(b)] {
+            continue;
+        }
         let entity = match b {
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'&' => "&amp;",
             b'\'' => "&apos;",
-            b'"' => "&quot;",
-            _ => continue,
+            _ => "&quot;",
         };
         out.push_str(&s[from..i]);
         out.push_str(entity);
@@ -143,6 +147,17 @@ fn escape_into(out: &mut String, s: &str) {
     }
     out.push_str(&s[from..]);
 }
+
+/// The bytes [`escape_into`] replaces with an entity.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+};
 
 /// CDA and CI-SIS constants shared by the three models.
 pub(crate) mod oid {

@@ -146,16 +146,20 @@ fn push_string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        // ASCII (most of the text) maps to itself, and is read without decoding UTF-8.
-        let c = if bytes[i] < 0x80 {
-            i += 1;
-            char::from(bytes[i - 1])
-        } else {
-            // A multi-byte character: i is a char boundary.
-            let c = s[i..].chars().next().unwrap_or('?');
-            i += c.len_utf8();
-            c
-        };
+        // Runs of printable ASCII other than the three escapes (most of the text) are
+        // copied in one piece.
+        let run = bytes[i..]
+            .iter()
+            .take_while(|&&b| (0x20..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'\\'))
+            .count();
+        if run > 0 {
+            out.extend_from_slice(&bytes[i..i + run]);
+            i += run;
+            continue;
+        }
+        // i is a char boundary (the run ended on an ASCII byte or before a lead byte).
+        let c = s[i..].chars().next().unwrap_or('?');
+        i += c.len_utf8();
         match win_ansi(c) {
             b @ (b'(' | b')' | b'\\') => {
                 out.push(b'\\');
