@@ -614,6 +614,20 @@ mod tests {
         let mut out = String::new();
         escape_into(&mut out, base);
         assert_eq!(out, base);
+        // Short values (below the chunked scan): every length, special anywhere.
+        for len in 0..20 {
+            for at in 0..=len {
+                let mut s: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                s.insert(at, '"');
+                let mut out = String::new();
+                escape_into(&mut out, &s);
+                assert_eq!(out, naive(&s), "quote at {at} of {len}");
+                let clean: String = s.chars().filter(|&c| c != '"').collect();
+                let mut out = String::new();
+                escape_into(&mut out, &clean);
+                assert_eq!(out, clean);
+            }
+        }
     }
 
     #[test]
