@@ -110,9 +110,10 @@ pub(crate) fn render(title: &str, lines: &[String]) -> Vec<u8> {
 /// Splits a line at `WRAP` characters, on spaces when possible; keeps empty lines.
 /// Leading spaces are dropped (a line is a list of words).
 fn wrap_into<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
-    // Most lines fit and start with a word: they are their own single piece.
-    if !line.starts_with(' ') && (line.len() <= WRAP || line.chars().count() <= WRAP) {
-        out.push(Cow::Borrowed(line));
+    // Most lines fit: they are their own single piece, without their leading spaces
+    // (what the word loop below makes of them).
+    if line.len() <= WRAP || line.chars().count() <= WRAP {
+        out.push(Cow::Borrowed(line.trim_start_matches(' ')));
         return;
     }
     let mut current = String::new();
@@ -127,7 +128,12 @@ fn wrap_into<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
             current.push(' ');
             count += 1;
         }
-        // A single word longer than a line is cut.
+        // A word that fits is copied whole; a single word longer than a line is cut.
+        if count + n <= WRAP {
+            current.push_str(word);
+            count += n;
+            continue;
+        }
         for c in word.chars() {
             if count == WRAP {
                 out.push(Cow::Owned(std::mem::take(&mut current)));
@@ -262,8 +268,68 @@ mod tests {
     #[test]
     fn wraps_long_lines() {
         let mut out = Vec::new();
-        wrap_into(&"mot ".repeat(60), &mut out);
+        let line = "mot ".repeat(60);
+        wrap_into(&line, &mut out);
         assert!(out.len() >= 2);
         assert!(out.iter().all(|l| l.chars().count() <= WRAP));
+    }
+
+    /// The word loop as first written (a char at a time): the fast paths must agree.
+    fn wrap_reference(line: &str, out: &mut Vec<String>) {
+        let mut current = String::new();
+        let mut count = 0usize;
+        for word in line.split(' ') {
+            let n = word.chars().count();
+            if count > 0 && count + 1 + n > WRAP {
+                out.push(std::mem::take(&mut current));
+                count = 0;
+            }
+            if count > 0 {
+                current.push(' ');
+                count += 1;
+            }
+            for c in word.chars() {
+                if count == WRAP {
+                    out.push(std::mem::take(&mut current));
+                    count = 0;
+                }
+                current.push(c);
+                count += 1;
+            }
+        }
+        out.push(current);
+    }
+
+    #[test]
+    fn wrap_matches_the_char_loop() {
+        let mut lines = vec![
+            String::new(),
+            " ".into(),
+            "   ".into(),
+            "  Sodium : 1.0 mmol/L  [135 - 145]  N".into(),
+            "    commentaire  à  deux espaces ".into(),
+            "é".repeat(WRAP),
+            "é".repeat(WRAP + 1),
+            format!("  {}", "x".repeat(WRAP)),
+            format!("{} {}", "a".repeat(WRAP - 1), "b".repeat(3 * WRAP)),
+        ];
+        for n in [WRAP - 2, WRAP - 1, WRAP, WRAP + 1, 3 * WRAP] {
+            lines.push(
+                "Résultat contrôlé "
+                    .repeat(n / 18 + 1)
+                    .chars()
+                    .take(n)
+                    .collect(),
+            );
+            lines.push(format!("  {}", "mot ".repeat(n / 4)));
+        }
+        for l in &lines {
+            let mut fast = Vec::new();
+            wrap_into(l, &mut fast);
+            let mut slow = Vec::new();
+            wrap_reference(l, &mut slow);
+            let fast: Vec<String> = fast.into_iter().map(Cow::into_owned).collect();
+            assert_eq!(fast, slow, "{l:?}");
+        }
     }
 }
