@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dmpflow_bench::fixtures::{POOL, cancer, imaging, lab, pharmacy};
+use dmpflow_normalize::mapping::records;
 use dmpflow_normalize::{Config, normalize};
 use dmpflow_schemas::{Cda, Feed, Normalized};
 
@@ -53,6 +54,10 @@ enum Cmd {
         file: Option<PathBuf>,
         #[arg(long, default_value = "lab")]
         feed: String,
+        /// Time only the reading and mapping to the typed record (`mapping::records::lab`,
+        /// lab flow only): the CDA writer's share is the difference with a normal run.
+        #[arg(long)]
+        records_only: bool,
     },
     /// Writes the fixtures of a flow (the POOL copies, one per line) to --out.
     Fixtures {
@@ -132,8 +137,32 @@ fn cda_bytes(out: &[Normalized]) -> usize {
         .sum()
 }
 
-fn rate(name: &str, feed: Feed, msgs: &[Vec<u8>], seconds: f64) -> Result<()> {
+fn rate(name: &str, feed: Feed, msgs: &[Vec<u8>], seconds: f64, records: bool) -> Result<()> {
     let cfg = Config::default();
+    if records {
+        let pass = |n: &mut u64| {
+            for m in msgs {
+                black_box(records::lab(black_box(m), &cfg).unwrap());
+            }
+            *n += msgs.len() as u64;
+        };
+        let until = cpu_seconds() + seconds / 10.0;
+        let mut n = 0;
+        while cpu_seconds() < until {
+            pass(&mut n);
+        }
+        let t0 = cpu_seconds();
+        let mut n = 0;
+        while cpu_seconds() - t0 < seconds {
+            pass(&mut n);
+        }
+        let cpu = cpu_seconds() - t0;
+        println!(
+            "{name} (read + map to the record only): {:.0} msg/s per CPU-second",
+            n as f64 / cpu
+        );
+        return Ok(());
+    }
     let mut out_bytes = 0usize;
     for m in msgs {
         let out = normalize(feed, m, &cfg)
@@ -180,6 +209,7 @@ fn main() -> Result<()> {
             seconds,
             file,
             feed: feed_name,
+            records_only,
         } => {
             if let Some(path) = file {
                 let data = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
@@ -189,6 +219,7 @@ fn main() -> Result<()> {
                     feed(&feed_name)?,
                     &msgs,
                     seconds,
+                    records_only,
                 );
             }
             let pool = |f: fn(usize) -> String| -> Vec<Vec<u8>> {
@@ -203,7 +234,7 @@ fn main() -> Result<()> {
             let mut any = false;
             for (name, f, make) in flows {
                 if flow == "all" || flow == name {
-                    rate(name, f, &pool(make), seconds)?;
+                    rate(name, f, &pool(make), seconds, records_only && name == "lab")?;
                     any = true;
                 }
             }
