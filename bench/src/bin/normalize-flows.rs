@@ -76,6 +76,9 @@ enum Cmd {
     },
 }
 
+/// A flow of the fixtures: its name, feed and message generator.
+type Flow = (&'static str, Feed, fn(usize) -> String);
+
 fn feed(name: &str) -> Result<Feed> {
     Ok(match name {
         "lab" => Feed::Lab,
@@ -225,7 +228,7 @@ fn main() -> Result<()> {
             let pool = |f: fn(usize) -> String| -> Vec<Vec<u8>> {
                 (0..POOL).map(|i| f(i).into_bytes()).collect()
             };
-            let flows: [(&str, Feed, fn(usize) -> String); 4] = [
+            let flows: [Flow; 4] = [
                 ("lab", Feed::Lab, lab),
                 ("imaging", Feed::Imaging, imaging),
                 ("pharmacy", Feed::Pharmacy, pharmacy),

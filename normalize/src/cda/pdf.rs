@@ -43,7 +43,7 @@ pub(crate) fn render(title: &str, lines: &[String]) -> Vec<u8> {
     let mut offsets = Vec::with_capacity(count);
     let begin = |out: &mut Vec<u8>, offsets: &mut Vec<usize>| {
         offsets.push(out.len());
-        let _ = write!(out, "{} 0 obj\n", offsets.len());
+        let _ = writeln!(out, "{} 0 obj", offsets.len());
     };
     const END: &[u8] = b"\nendobj\n";
 
@@ -97,7 +97,7 @@ pub(crate) fn render(title: &str, lines: &[String]) -> Vec<u8> {
     let xref = out.len();
     let _ = write!(out, "xref\n0 {}\n0000000000 65535 f \n", count + 1);
     for off in offsets {
-        let _ = write!(out, "{off:010} 00000 n \n");
+        let _ = writeln!(out, "{off:010} 00000 n ");
     }
     let _ = write!(
         out,
