@@ -1,1 +1,3 @@
-//! bench: deterministic load generator and benchmarks (placeholder).
+//! bench: deterministic load generator and benchmarks.
+
+pub mod fixtures;

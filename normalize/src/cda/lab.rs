@@ -3,9 +3,8 @@
 //! its narrative table, and the structured entry act → battery organizer → observations
 //! (OBX). Modelled on the ANS example `BIO-CR-BIO_2024.01_TSH_1.xml`.
 
+use std::borrow::Cow;
 use std::io;
-
-use base64::Engine;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::{
@@ -133,40 +132,55 @@ fn ucum(unit: &str) -> &str {
 }
 
 /// Decimal text as the XSD wants it: a French decimal comma becomes a point.
-fn decimal(v: &str) -> Option<String> {
-    let v = v.trim().replace(',', ".");
+fn decimal(v: &str) -> Option<Cow<'_, str>> {
+    let v = v.trim();
+    let v = if v.contains(',') {
+        Cow::Owned(v.replace(',', "."))
+    } else {
+        Cow::Borrowed(v)
+    };
     is_decimal(&v).then_some(v)
 }
 
 /// Result and unit as shown in the narrative and the PDF.
-fn value_text(v: &ResultValue) -> (String, String) {
+fn value_text(v: &ResultValue) -> (Cow<'_, str>, &str) {
     match v {
-        ResultValue::Quantity { value, unit } => (value.clone(), unit.clone()),
+        ResultValue::Quantity { value, unit } => (Cow::Borrowed(value), unit),
         ResultValue::Structured {
             comparator,
             value,
             unit,
-        } => (format!("{comparator}{value}"), unit.clone()),
-        ResultValue::Coded(c) => (
-            if c.display.is_empty() {
-                c.code.clone()
-            } else {
-                c.display.clone()
-            },
-            String::new(),
-        ),
-        ResultValue::Text(t) => (t.clone(), String::new()),
+        } => (Cow::Owned(format!("{comparator}{value}")), unit),
+        ResultValue::Coded(c) => (Cow::Borrowed(label(c)), ""),
+        ResultValue::Text(t) => (Cow::Borrowed(t), ""),
+    }
+}
+
+/// The reference range as text, appended to `out`.
+fn range_into(out: &mut String, o: &LabObservation) {
+    match (&o.range.low, &o.range.high, &o.range.text) {
+        (Some(l), Some(h), _) => {
+            out.push_str(l);
+            out.push_str(" - ");
+            out.push_str(h);
+        }
+        (Some(l), None, _) => {
+            out.push_str("> ");
+            out.push_str(l);
+        }
+        (None, Some(h), _) => {
+            out.push_str("< ");
+            out.push_str(h);
+        }
+        (None, None, Some(t)) => out.push_str(t),
+        _ => {}
     }
 }
 
 fn range_text(o: &LabObservation) -> String {
-    match (&o.range.low, &o.range.high, &o.range.text) {
-        (Some(l), Some(h), _) => format!("{l} - {h}"),
-        (Some(l), None, _) => format!("> {l}"),
-        (None, Some(h), _) => format!("< {h}"),
-        (None, None, Some(t)) => t.clone(),
-        _ => String::new(),
-    }
+    let mut s = String::new();
+    range_into(&mut s, o);
+    s
 }
 
 fn label(c: &Coded) -> &str {
@@ -178,14 +192,51 @@ fn label(c: &Coded) -> &str {
 }
 
 /// Narrative IDs, unique in the document: battery index, observation index, comment index.
+/// Built by hand: a document has several per result, and `format!` was a visible share of
+/// the writer's time.
 fn obs_id(b: usize, o: usize) -> String {
-    format!("res-{b}-{o}")
+    narrative_id("res", &[b, o])
 }
 fn obs_comment_id(b: usize, o: usize, k: usize) -> String {
-    format!("com-{b}-{o}-{k}")
+    narrative_id("com", &[b, o, k])
 }
 fn battery_comment_id(b: usize, k: usize) -> String {
-    format!("com-{b}-{k}")
+    narrative_id("com", &[b, k])
+}
+
+/// `prefix-n1-n2...`
+fn narrative_id(prefix: &str, parts: &[usize]) -> String {
+    let mut s = String::with_capacity(prefix.len() + 4 * parts.len());
+    s.push_str(prefix);
+    for &n in parts {
+        s.push('-');
+        push_usize(&mut s, n);
+    }
+    s
+}
+
+fn push_usize(s: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits.
+    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+/// `#id`, a narrative reference.
+fn reference_to(id: &str) -> String {
+    let mut s = String::with_capacity(id.len() + 1);
+    s.push('#');
+    s.push_str(id);
+    s
 }
 
 fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
@@ -370,7 +421,7 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
                             text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
                         })?;
                         node(w, "td", &[], |w| lines(w, &value))?;
-                        text(w, "td", &[], &unit)?;
+                        text(w, "td", &[], unit)?;
                         text(w, "td", &[], &range_text(o))?;
                         text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
                         text(w, "td", &[], status_label(&o.status))
@@ -431,7 +482,7 @@ fn comment(w: &mut Xml, id: &str) -> io::Result<()> {
                         ],
                     )?;
                     node(w, "text", &[], |w| {
-                        empty(w, "reference", &[("value", &format!("#{id}"))])
+                        empty(w, "reference", &[("value", &reference_to(id))])
                     })?;
                     empty(w, "statusCode", &[("code", "completed")])
                 },
@@ -446,7 +497,7 @@ fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result
     let reference = |w: &mut Xml| -> io::Result<()> {
         if let Some(id) = narrative_id {
             node(w, "originalText", &[], |w| {
-                empty(w, "reference", &[("value", &format!("#{id}"))])
+                empty(w, "reference", &[("value", &reference_to(id))])
             })?;
         }
         Ok(())
@@ -532,14 +583,14 @@ fn observation(
             for k in 0..o.comments.len() {
                 comment(w, &obs_comment_id(bi, oi, k))?;
             }
-            reference_range(w, o, unit.as_deref())
+            reference_range(w, o, unit)
         },
     )
 }
 
 /// Writes `value` by result type; returns the UCUM unit when the value is a quantity, for
 /// the reference range.
-fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
+fn value<'a>(w: &mut Xml, v: &'a ResultValue) -> io::Result<Option<&'a str>> {
     match v {
         ResultValue::Quantity { value, unit } => match decimal(value) {
             Some(d) => {
@@ -549,7 +600,7 @@ fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
                     "value",
                     &[("xsi:type", "PQ"), ("value", &d), ("unit", u)],
                 )?;
-                Ok(Some(u.to_string()))
+                Ok(Some(u))
             }
             // Not a number after all (e.g. "1/40"): keep it as text rather than drop it.
             None => {
@@ -593,7 +644,7 @@ fn value(w: &mut Xml, v: &ResultValue) -> io::Result<Option<String>> {
                     )
                 })?,
             }
-            Ok(Some(u.to_string()))
+            Ok(Some(u))
         }
         ResultValue::Coded(c) => {
             if c.system.is_empty() || c.code.is_empty() {
@@ -628,7 +679,12 @@ fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::R
         && (low.is_some() || high.is_some())
         && o.range.low.is_some() == low.is_some()
         && o.range.high.is_some() == high.is_some();
-    let shown = range_text(o);
+    // The range as text is only written when it is not numeric.
+    let shown = if numeric {
+        String::new()
+    } else {
+        range_text(o)
+    };
     if !numeric && shown.is_empty() {
         return Ok(());
     }
@@ -669,8 +725,7 @@ fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::R
 /// The PDF copy of the report (section FR-Document-PDF-copie, mandatory in CR-BIO 2024.01).
 fn pdf_section(w: &mut Xml, r: &LabReport) -> io::Result<()> {
     let pdf = super::pdf::render(TITLE, &pdf_lines(r));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(pdf);
-    super::pdf_copy_section(w, &r.header.unique_id, &b64)
+    super::pdf_copy_section(w, &r.header.unique_id, &pdf)
 }
 
 fn pdf_lines(r: &LabReport) -> Vec<String> {
@@ -710,17 +765,36 @@ fn pdf_lines(r: &LabReport) -> Vec<String> {
             out.push(format!("{}{when}", label(&b.code)));
             for o in &b.observations {
                 let (v, unit) = value_text(&o.value);
-                let mut line =
-                    format!("  {} : {} {}", label(&o.code), v.replace('\n', " / "), unit);
-                let range = range_text(o);
-                if !range.is_empty() {
-                    line.push_str(&format!("  [{range}]"));
+                let label = label(&o.code);
+                let mut line = String::with_capacity(label.len() + v.len() + 64);
+                line.push_str("  ");
+                line.push_str(label);
+                line.push_str(" : ");
+                // Multi-line text values on one line.
+                for (i, part) in v.split('\n').enumerate() {
+                    if i > 0 {
+                        line.push_str(" / ");
+                    }
+                    line.push_str(part);
+                }
+                line.push(' ');
+                line.push_str(unit);
+                let before = line.len();
+                line.push_str("  [");
+                range_into(&mut line, o);
+                if line.len() == before + 3 {
+                    line.truncate(before);
+                } else {
+                    line.push(']');
                 }
                 if let Some(i) = &o.interpretation {
-                    line.push_str(&format!("  {i}"));
+                    line.push_str("  ");
+                    line.push_str(i);
                 }
                 if o.status != "F" && !o.status.is_empty() {
-                    line.push_str(&format!("  ({})", status_label(&o.status)));
+                    line.push_str("  (");
+                    line.push_str(status_label(&o.status));
+                    line.push(')');
                 }
                 out.push(line);
                 for c in &o.comments {

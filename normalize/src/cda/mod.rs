@@ -41,12 +41,18 @@ impl Xml {
         }
     }
 
+    /// A line break and two spaces per level, copied from one run of spaces (a push per
+    /// level cost more than the tags themselves in deep CR-BIO entries).
     fn indent(&mut self) {
+        const SPACES: &str = "                                                                ";
         if self.line_break {
             self.out.push('\n');
-            for _ in 0..self.depth {
-                self.out.push_str("  ");
+            let mut n = 2 * self.depth;
+            while n > SPACES.len() {
+                self.out.push_str(SPACES);
+                n -= SPACES.len();
             }
+            self.out.push_str(&SPACES[..n]);
         }
     }
 
@@ -90,11 +96,12 @@ impl Xml {
         self.line_break = false;
     }
 
-    /// Text known to hold no XML special character (base64), copied without the scan: the
-    /// PDF copy is the largest text of most documents.
-    fn base64_text(&mut self, s: &str) {
-        debug_assert!(!s.bytes().any(|b| b"<>&'\"".contains(&b)));
-        self.out.push_str(s);
+    /// `bytes` as base64 text, encoded straight into the document (the alphabet has no XML
+    /// special character, so there is nothing to escape): the PDF copy is the largest text
+    /// of most documents.
+    fn base64_text(&mut self, bytes: &[u8]) {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.out);
         self.line_break = false;
     }
 }
@@ -119,16 +126,20 @@ fn escape_into(out: &mut String, s: &str) {
         clean += CHUNK;
     }
     // The loop below slices only at the ASCII specials it finds, which are always char
-    // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII).
+    // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII). A table lookup per
+    // byte rather than five compares: most values (attributes, cells) are short and never
+    // reach the chunked scan above.
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate().skip(clean) {
+        if !SPECIAL[usize::from(b)] {
+            continue;
+        }
         let entity = match b {
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'&' => "&amp;",
             b'\'' => "&apos;",
-            b'"' => "&quot;",
-            _ => continue,
+            _ => "&quot;",
         };
         out.push_str(&s[from..i]);
         out.push_str(entity);
@@ -136,6 +147,17 @@ fn escape_into(out: &mut String, s: &str) {
     }
     out.push_str(&s[from..]);
 }
+
+/// The bytes [`escape_into`] replaces with an entity.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+};
 
 /// CDA and CI-SIS constants shared by the three models.
 pub(crate) mod oid {
@@ -294,25 +316,37 @@ pub(crate) fn is_decimal(s: &str) -> bool {
 /// A French display form of an HL7 DTM (`20240104073500+0100` → `04/01/2024 07:35`), for
 /// narrative text and the PDF copy. Falls back to the raw value when it is not a date.
 pub(crate) fn human_time(ts: &str) -> String {
-    let d: Vec<char> = ts.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let s = |a: usize, b: usize| d[a..b].iter().collect::<String>();
-    match d.len() {
-        n if n >= 12 => format!(
-            "{}/{}/{} {}:{}",
-            s(6, 8),
-            s(4, 6),
-            s(0, 4),
-            s(8, 10),
-            s(10, 12)
-        ),
-        n if n >= 8 => format!("{}/{}/{}", s(6, 8), s(4, 6), s(0, 4)),
-        _ => ts.to_string(),
+    let mut out = String::with_capacity(16);
+    human_time_into(&mut out, ts);
+    out
+}
+
+/// [`human_time`] appended to `out`.
+pub(crate) fn human_time_into(out: &mut String, ts: &str) {
+    let n = ts.bytes().take_while(u8::is_ascii_digit).count();
+    // ASCII digits: every index below n is a char boundary.
+    let d = &ts[..n];
+    if n >= 8 {
+        out.push_str(&d[6..8]);
+        out.push('/');
+        out.push_str(&d[4..6]);
+        out.push('/');
+        out.push_str(&d[0..4]);
+        if n >= 12 {
+            out.push(' ');
+            out.push_str(&d[8..10]);
+            out.push(':');
+            out.push_str(&d[10..12]);
+        }
+    } else {
+        out.push_str(ts);
     }
 }
 
 /// The "FR-Document-PDF-copie" section (1.2.250.1.213.1.1.2.243): a PDF rendering of the
-/// document, base64, referenced from the narrative. `doc_id` seeds the deterministic ids.
-pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf_base64: &str) -> io::Result<()> {
+/// document (`pdf`, written in base64), referenced from the narrative. `doc_id` seeds the
+/// deterministic ids.
+pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf: &[u8]) -> io::Result<()> {
     node(w, "component", &[], |w| {
         node(w, "section", &[], |w| {
             template_id(w, "1.2.250.1.213.1.1.2.243", None)?;
@@ -420,7 +454,7 @@ pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf_base64: &str) -> i
                                             ("representation", "B64"),
                                         ],
                                     );
-                                    w.base64_text(pdf_base64);
+                                    w.base64_text(pdf);
                                     w.end("value");
                                     Ok(())
                                 },
@@ -580,6 +614,20 @@ mod tests {
         let mut out = String::new();
         escape_into(&mut out, base);
         assert_eq!(out, base);
+        // Short values (below the chunked scan): every length, special anywhere.
+        for len in 0..20 {
+            for at in 0..=len {
+                let mut s: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                s.insert(at, '"');
+                let mut out = String::new();
+                escape_into(&mut out, &s);
+                assert_eq!(out, naive(&s), "quote at {at} of {len}");
+                let clean: String = s.chars().filter(|&c| c != '"').collect();
+                let mut out = String::new();
+                escape_into(&mut out, &clean);
+                assert_eq!(out, clean);
+            }
+        }
     }
 
     #[test]
