@@ -219,6 +219,7 @@ pub async fn run_serve(settings: &Settings, args: ServeArgs) -> Result<ExitCode>
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base = args
         .base_url
+        .clone()
         .unwrap_or_else(|| format!("{scheme}://{}/fhir", args.listen));
     let observer: Observer = Arc::new(|route: &str, status: u16, took: Duration| {
         metrics::metrics().consult_request(route, status, took.as_secs_f64());

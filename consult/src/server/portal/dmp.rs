@@ -17,7 +17,7 @@ use dmpflow_store::{DocumentDetail, MaskingChange, ResultRow, TraceRow};
 use maud::{Markup, PreEscaped, html};
 
 use super::AppState;
-use super::page::{PageError, User, field, form, html_page, layout, respond, see_other, user};
+use super::page::{PageError, User, as_user, field, form, html_page, layout, see_other};
 use crate::authz::{Principal, Purpose, Statuses, Visibility, filter};
 use crate::fhir::datetime;
 use crate::server::documents::{Dmp, instant, open_dmp, readable_by};
@@ -161,12 +161,7 @@ fn mask_form(d: &DocumentDetail, csrf: &str) -> Markup {
 
 /// GET `/portal/dmp`: the patient's documents.
 pub(super) async fn documents(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = documents_page(&state, &u).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| documents_page(&state, u))
 }
 
 async fn documents_page(state: &AppState, u: &User) -> Result<Response, PageError> {
@@ -221,12 +216,7 @@ pub(super) async fn document(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = document_page(&state, &u, &id).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| document_page(&state, u, &id))
 }
 
 async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response, PageError> {
@@ -343,12 +333,7 @@ pub(super) async fn pdf(
     headers: HeaderMap,
     Path((id, n)): Path<(String, usize)>,
 ) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = pdf_answer(&state, &u, &id, n).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| pdf_answer(&state, u, &id, n))
 }
 
 async fn pdf_answer(state: &AppState, u: &User, id: &str, n: usize) -> Result<Response, PageError> {
@@ -407,12 +392,7 @@ async fn set_masking(
     body: Bytes,
     masked: bool,
 ) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = masking(&state, &u, &id, &body, masked).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| masking(&state, u, &id, &body, masked))
 }
 
 /// The patient (or representative) masks or unmasks a document they can see: the change
@@ -450,12 +430,7 @@ async fn masking(
 
 /// GET `/portal/dmp/results`: lab results per analyte, a table and a chart each.
 pub(super) async fn results(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = results_page(&state, &u).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| results_page(&state, u))
 }
 
 /// One analyte: its label, unit, reference range and results, newest first.
@@ -602,12 +577,7 @@ fn interpretation(code: Option<&str>) -> &'static str {
 
 /// GET `/portal/dmp/history`: who accessed the DMP, newest first (traced itself).
 pub(super) async fn history(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = history_page(&state, &u).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| history_page(&state, u))
 }
 
 async fn history_page(state: &AppState, u: &User) -> Result<Response, PageError> {

@@ -16,6 +16,24 @@ use crate::server::http::{ApiError, query_pairs};
 /// Largest form body read (a break-the-glass reason is the longest field).
 pub(super) const MAX_FORM_BYTES: usize = 8 << 10;
 
+/// The body of a page handler: the session's user (else the login page), `$body` (a
+/// future of `Result<Response, PageError>` using `$u: &User`) run, its error rendered in
+/// the layout. A macro, not a function taking an async closure: axum needs the handler's
+/// future to be `Send`, which a generic async closure cannot promise on stable Rust.
+macro_rules! as_user {
+    ($state:ident, $headers:ident, |$u:ident| $body:expr) => {{
+        match $crate::server::portal::page::user(&$state, &$headers) {
+            Ok(user) => {
+                let $u = &user;
+                let result = $body.await;
+                $crate::server::portal::page::respond(&$state, Some($u), result)
+            }
+            Err(e) => $crate::server::portal::page::respond(&$state, None, Err(e)),
+        }
+    }};
+}
+pub(super) use as_user;
+
 /// A logged-in user: their session id and session.
 pub(super) struct User {
     pub id: String,

@@ -10,7 +10,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::dmp::{document_list, fr, open, purpose_for, visible_docs};
-use super::page::{PageError, User, field, form, html_page, layout, respond, see_other, user};
+use super::page::{PageError, User, as_user, field, form, html_page, layout, see_other};
 use super::{AppState, portal};
 use crate::authz::{Principal, Purpose, Scope};
 use crate::server::http::{query_pairs, write_trace};
@@ -45,12 +45,7 @@ fn ins_param(raw: &str) -> Result<String, PageError> {
 
 /// GET `/portal/pro[?ins=]`: the search form, and the patient when an INS is given.
 pub(super) async fn find(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = find_page(&state, &u, uri.query()).await;
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| find_page(&state, u, uri.query()))
 }
 
 fn search_form(value: &str) -> maud::Markup {
@@ -158,12 +153,7 @@ pub(super) async fn break_glass(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let u = match user(&state, &headers) {
-        Ok(u) => u,
-        Err(e) => return respond(&state, None, Err(e)),
-    };
-    let r = declare(&state, &u, &body);
-    respond(&state, Some(&u), r)
+    as_user!(state, headers, |u| async { declare(&state, u, &body) })
 }
 
 fn declare(state: &AppState, u: &User, body: &Bytes) -> Result<Response, PageError> {
