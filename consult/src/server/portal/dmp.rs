@@ -219,7 +219,12 @@ pub(super) async fn document(
     as_user!(state, headers, |u| document_page(&state, u, &id))
 }
 
-async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response, PageError> {
+/// A document the user may read, and its CDA, the read traced before anything is shown.
+async fn read_cda(
+    state: &AppState,
+    u: &User,
+    id: &str,
+) -> Result<(DocumentDetail, String), PageError> {
     let purpose = purpose_for_doc(state, u, id).await?;
     let (doc, _patient, t, reason) = readable_by(state, u.principal(), &purpose, id).await?;
     let (cda, _sha) = state
@@ -229,6 +234,11 @@ async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response,
         .map_err(|_| ApiError::internal("get_document_cda"))?
         .ok_or_else(PageError::not_found)?;
     write_trace(state, t, true, reason.as_str(), vec![id.to_owned()]).await?;
+    Ok((doc, cda))
+}
+
+async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response, PageError> {
+    let (doc, cda) = read_cda(state, u, id).await?;
     let rendered = render_document(cda.as_bytes(), &Limits::default());
     let is_patient = !matches!(u.principal(), Principal::Professional { .. });
     let title = if doc.row.title.is_empty() {
@@ -337,15 +347,7 @@ pub(super) async fn pdf(
 }
 
 async fn pdf_answer(state: &AppState, u: &User, id: &str, n: usize) -> Result<Response, PageError> {
-    let purpose = purpose_for_doc(state, u, id).await?;
-    let (_, _, t, reason) = readable_by(state, u.principal(), &purpose, id).await?;
-    let (cda, _) = state
-        .store()
-        .get_document_cda_checked(id)
-        .await
-        .map_err(|_| ApiError::internal("get_document_cda"))?
-        .ok_or_else(PageError::not_found)?;
-    write_trace(state, t, true, reason.as_str(), vec![id.to_owned()]).await?;
+    let (_, cda) = read_cda(state, u, id).await?;
     let rendered =
         render_document(cda.as_bytes(), &Limits::default()).map_err(|_| PageError::not_found())?;
     let Some(Ok(bytes)) = rendered.pdfs.into_iter().nth(n).map(|p| p.content) else {
