@@ -258,12 +258,14 @@ async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response,
                     h1 { (if r.title.is_empty() { title.as_str() } else { r.title.as_str() }) }
                     dl.header {
                         @if let Some(d) = &r.date { dt { "Date" } dd { (d) } }
-                        dt { "Patient" }
-                        dd {
-                            (r.patient.name)
-                            @if let Some(b) = &r.patient.birth_name { " (né(e) " (b) ")" }
-                            @if let Some(b) = &r.patient.birth_date { ", né(e) le " (b) }
-                            @if let Some(s) = r.patient.sex { ", " (s) }
+                        @if !r.patient.name.is_empty() {
+                            dt { "Patient" }
+                            dd {
+                                (r.patient.name)
+                                @if let Some(b) = &r.patient.birth_name { " (né(e) " (b) ")" }
+                                @if let Some(b) = &r.patient.birth_date { ", né(e) le " (b) }
+                                @if let Some(s) = r.patient.sex { ", " (s) }
+                            }
                         }
                         @for a in &r.authors {
                             dt { "Auteur" }
