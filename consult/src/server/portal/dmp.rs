@@ -219,14 +219,16 @@ pub(super) async fn document(
     as_user!(state, headers, |u| document_page(&state, u, &id))
 }
 
-/// A document the user may read, and its CDA, the read traced before anything is shown.
+/// A document the user may read, the INS of the DMP holding it (after a merge, the
+/// survivor's, as the rules resolved it) and its CDA, the read traced before anything is
+/// shown.
 async fn read_cda(
     state: &AppState,
     u: &User,
     id: &str,
-) -> Result<(DocumentDetail, String), PageError> {
+) -> Result<(DocumentDetail, String, String), PageError> {
     let purpose = purpose_for_doc(state, u, id).await?;
-    let (doc, _patient, t, reason) = readable_by(state, u.principal(), &purpose, id).await?;
+    let (doc, patient, t, reason) = readable_by(state, u.principal(), &purpose, id).await?;
     let (cda, _sha) = state
         .store()
         .get_document_cda_checked(id)
@@ -234,11 +236,11 @@ async fn read_cda(
         .map_err(|_| ApiError::internal("get_document_cda"))?
         .ok_or_else(PageError::not_found)?;
     write_trace(state, t, true, reason.as_str(), vec![id.to_owned()]).await?;
-    Ok((doc, cda))
+    Ok((doc, patient.ins, cda))
 }
 
 async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response, PageError> {
-    let (doc, cda) = read_cda(state, u, id).await?;
+    let (doc, dmp_ins, cda) = read_cda(state, u, id).await?;
     let rendered = render_document(cda.as_bytes(), &Limits::default());
     let is_patient = !matches!(u.principal(), Principal::Professional { .. });
     let title = if doc.row.title.is_empty() {
@@ -247,7 +249,7 @@ async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response,
         doc.row.title.clone()
     };
     let body = html! {
-        p.back { a href=(back_link(u, &doc)) { "← Retour à la liste" } }
+        p.back { a href=(back_link(u, &dmp_ins)) { "← Retour à la liste" } }
         @match &rendered {
             Err(e) => {
                 h1 { (title) }
@@ -316,9 +318,11 @@ async fn document_page(state: &AppState, u: &User, id: &str) -> Result<Response,
     ))
 }
 
-fn back_link(u: &User, doc: &DocumentDetail) -> String {
+/// The list the page came from: for a professional, the DMP's page (the survivor's INS
+/// after a merge: the INS the document was filed under would open a merged record).
+fn back_link(u: &User, dmp_ins: &str) -> String {
     match u.principal() {
-        Principal::Professional { .. } => format!("/portal/pro?ins={}", doc.row.patient_ins),
+        Principal::Professional { .. } => format!("/portal/pro?ins={dmp_ins}"),
         _ => "/portal/dmp".to_owned(),
     }
 }
@@ -349,7 +353,7 @@ pub(super) async fn pdf(
 }
 
 async fn pdf_answer(state: &AppState, u: &User, id: &str, n: usize) -> Result<Response, PageError> {
-    let (_, cda) = read_cda(state, u, id).await?;
+    let (_, _, cda) = read_cda(state, u, id).await?;
     let rendered =
         render_document(cda.as_bytes(), &Limits::default()).map_err(|_| PageError::not_found())?;
     let Some(Ok(bytes)) = rendered.pdfs.into_iter().nth(n).map(|p| p.content) else {
