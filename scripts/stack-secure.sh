@@ -115,7 +115,10 @@ EOF
 }
 
 # SCRAM users written into the bootstrap metadata at format time: they exist before any
-# client (the brokers themselves included) connects.
+# client (the brokers themselves included) connects. StorageTool takes them only on its
+# command line, so for the few seconds of the (one-time) format they are visible to local
+# users in `ps`; on this single-user dev/CI machine that is accepted, a shared host would
+# create the users afterwards with kafka-configs --command-config instead.
 secure_format_args() {
   local u
   for u in "${KAFKA_USERS[@]}"; do
