@@ -84,9 +84,15 @@ fn assert_no_secret(what: &str, text: &str) {
 fn topic_env(run: &str) -> Vec<(String, String)> {
     vec![
         ("DMPFLOW_FEED_PREFIX".into(), format!("dmp.feed.{run}.")),
-        ("DMPFLOW_TOPIC_DOCUMENTS".into(), format!("dmp.documents.{run}")),
+        (
+            "DMPFLOW_TOPIC_DOCUMENTS".into(),
+            format!("dmp.documents.{run}"),
+        ),
         ("DMPFLOW_TOPIC_ROUTED".into(), format!("dmp.routed.{run}")),
-        ("DMPFLOW_TOPIC_QUARANTINE".into(), format!("dmp.quarantine.{run}")),
+        (
+            "DMPFLOW_TOPIC_QUARANTINE".into(),
+            format!("dmp.quarantine.{run}"),
+        ),
         ("DMPFLOW_TOPIC_DLQ".into(), format!("dmp.dlq.{run}")),
         ("DMPFLOW_ACCEPT_TEST_OIDS".into(), "true".into()),
         ("DMPFLOW_LOG".into(), "info,rdkafka=warn,sqlx=warn".into()),
@@ -110,7 +116,9 @@ fn env_of(role: &str, run: &str, db: Option<&str>) -> Vec<(String, String)> {
 /// `url` with its database name replaced by `db`, its query kept.
 fn with_database(url: &str, db: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (host, _) = base.rsplit_once('/').expect("a database URL names a database");
+    let (host, _) = base
+        .rsplit_once('/')
+        .expect("a database URL names a database");
     format!("{host}/{db}?{query}")
 }
 
@@ -163,7 +171,10 @@ fn refused(env: &[(String, String)], args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "dmpflow {args:?} should fail:\n{text}");
+    assert!(
+        !out.status.success(),
+        "dmpflow {args:?} should fail:\n{text}"
+    );
     assert_no_secret(&format!("dmpflow {args:?}"), &text);
     text
 }
@@ -173,7 +184,9 @@ async fn owner_database(run: &str) -> String {
     let owner = secure_env()["DMPFLOW_DATABASE_URL"].clone();
     let mut conn = sqlx::PgConnection::connect(&owner)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL (secure) does not answer ({e}): run `scripts/stack up --secure`"));
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL (secure) does not answer ({e}): run `scripts/stack up --secure`")
+        });
     let name = format!("dmpflow_s_{run}");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
@@ -234,7 +247,11 @@ async fn database_roles_are_denied_what_they_must_not_do() {
         "CREATE TABLE pipeline_owned (x INT)",
         "DROP TABLE audit",
     ] {
-        assert_eq!(sqlstate(&mut pipeline, sql).await, "42501", "pipeline: {sql}");
+        assert_eq!(
+            sqlstate(&mut pipeline, sql).await,
+            "42501",
+            "pipeline: {sql}"
+        );
     }
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE detail = 'secure_stack'")
         .fetch_one(&mut pipeline)
@@ -264,12 +281,10 @@ async fn database_roles_are_denied_what_they_must_not_do() {
 
     // Every table of the schema is reachable by both roles (a migration adding a table
     // must grant on it in 0012's way): the reader reads all, the pipeline all but the trace.
-    let mut owner = sqlx::PgConnection::connect(&with_database(
-        &secure_env()["DMPFLOW_DATABASE_URL"],
-        &db,
-    ))
-    .await
-    .unwrap();
+    let mut owner =
+        sqlx::PgConnection::connect(&with_database(&secure_env()["DMPFLOW_DATABASE_URL"], &db))
+            .await
+            .unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
     )
@@ -299,7 +314,10 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     let run = unique();
     let db = owner_database(&run).await;
     // The operator creates the topics and imports the registry (owner role).
-    ok(&env_of("operator", &run, Some(&db)), &["topics", "create", "--partitions", "2"]);
+    ok(
+        &env_of("operator", &run, Some(&db)),
+        &["topics", "create", "--partitions", "2"],
+    );
     let listed = ok(&env_of("operator", &run, None), &["topics", "list"]);
     assert!(listed.contains(&format!("dmp.documents.{run}")), "{listed}");
     let (ins, csv) = patient_csv("2800375056123");
@@ -326,7 +344,11 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     for stage in ["normalize", "route", "store"] {
         let env = env_of(stage, &run, Some(&db));
         let log = format!("secure-{run}-{stage}.log");
-        stages.push((stage, log.clone(), spawn_clean(&env, stage, free_port(), &log)));
+        stages.push((
+            stage,
+            log.clone(),
+            spawn_clean(&env, stage, free_port(), &log),
+        ));
     }
     let owner_db = with_database(&secure_env()["DMPFLOW_DATABASE_URL"], &db);
     let done = wait_until(Duration::from_secs(120), || async {
@@ -337,7 +359,10 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     for (stage, log, mut child) in stages {
         let status = terminate(&mut child);
         let text = std::fs::read_to_string(std::env::temp_dir().join(&log)).unwrap_or_default();
-        assert!(status.success(), "{stage} exits 0 on SIGTERM, got {status}:\n{text}");
+        assert!(
+            status.success(),
+            "{stage} exits 0 on SIGTERM, got {status}:\n{text}"
+        );
         logs.push_str(&text);
     }
     assert_no_secret("the stages' logs", &logs);
@@ -399,45 +424,55 @@ fn wrong_password_untrusted_ca_and_missing_acl_stop_a_command_naming_the_cause()
 
     // Kafka: a wrong SCRAM password.
     let e = refused(
-        &set(&operator, "DMPFLOW_KAFKA__SASL_PASSWORD", "not-the-password-0123456789"),
+        &set(
+            &operator,
+            "DMPFLOW_KAFKA__SASL_PASSWORD",
+            "not-the-password-0123456789",
+        ),
         &["topics", "list"],
     );
-    assert!(e.to_lowercase().contains("authentication"), "names the SASL authentication:\n{e}");
+    assert!(
+        e.to_lowercase().contains("authentication"),
+        "names the SASL authentication:\n{e}"
+    );
     assert!(!e.contains("not-the-password-0123456789"), "{e}");
     // Kafka: a CA that did not sign the broker's certificate.
     let e = refused(
         &set(&operator, "DMPFLOW_KAFKA__SSL_CA_LOCATION", &other_ca),
         &["topics", "list"],
     );
-    assert!(e.to_lowercase().contains("certificate"), "names the certificate:\n{e}");
+    assert!(
+        e.to_lowercase().contains("certificate"),
+        "names the certificate:\n{e}"
+    );
     // Kafka: a principal without the ACL (the gateway may not create topics).
     let e = refused(&env_of("gateway", &run, None), &["topics", "create"]);
-    assert!(e.to_lowercase().contains("authoriz"), "names the authorization:\n{e}");
+    assert!(
+        e.to_lowercase().contains("authoriz"),
+        "names the authorization:\n{e}"
+    );
 
     // PostgreSQL: a wrong password, then a CA that did not sign the server's certificate.
     let db_url = role_env("normalize")["DMPFLOW_DATABASE_URL"].clone();
     let (userinfo, rest) = db_url.split_once('@').unwrap();
     let (user, password) = userinfo.rsplit_once(':').unwrap();
     let wrong = format!("{user}:not-the-password-0123456789@{rest}");
-    let e = refused(
-        &set(&operator, "DMPFLOW_DATABASE_URL", &wrong),
-        &import,
-    );
+    let e = refused(&set(&operator, "DMPFLOW_DATABASE_URL", &wrong), &import);
     assert!(e.contains("password authentication failed"), "{e}");
-    assert!(!e.contains("not-the-password-0123456789") && !e.contains(password), "{e}");
+    assert!(
+        !e.contains("not-the-password-0123456789") && !e.contains(password),
+        "{e}"
+    );
     let ca = secure_env()["DMPFLOW_STACK_CA"].clone();
     let untrusted = db_url.replace(&ca, &other_ca);
     assert_ne!(untrusted, db_url);
-    let e = refused(
-        &set(&operator, "DMPFLOW_DATABASE_URL", &untrusted),
-        &import,
+    let e = refused(&set(&operator, "DMPFLOW_DATABASE_URL", &untrusted), &import);
+    assert!(
+        e.to_lowercase().contains("certificate"),
+        "names the certificate:\n{e}"
     );
-    assert!(e.to_lowercase().contains("certificate"), "names the certificate:\n{e}");
     // And nothing in clear: the server refuses a connection without TLS.
     let clear = db_url.replace("sslmode=verify-full", "sslmode=disable");
-    let e = refused(
-        &set(&operator, "DMPFLOW_DATABASE_URL", &clear),
-        &import,
-    );
+    let e = refused(&set(&operator, "DMPFLOW_DATABASE_URL", &clear), &import);
     assert!(e.contains("pg_hba.conf"), "{e}");
 }

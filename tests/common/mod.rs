@@ -65,9 +65,7 @@ pub fn kafka_config() -> ClientConfig {
 /// Fails unless the broker answers a metadata request.
 pub fn require_kafka() -> String {
     let bs = bootstrap();
-    let c: BaseConsumer = kafka_config()
-        .create()
-        .expect("creating a Kafka client");
+    let c: BaseConsumer = kafka_config().create().expect("creating a Kafka client");
     c.fetch_metadata(None, Duration::from_secs(10))
         .unwrap_or_else(|e| {
             panic!("Kafka at {bs} does not answer ({e}): run `scripts/stack up` first")

@@ -121,7 +121,13 @@ pub fn fetch_metadata(
         Ok(md) => return Ok(md),
         Err(e) => e,
     };
-    let cause = || c.context().0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let cause = || {
+        c.context()
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    };
     for _ in 0..20 {
         if cause().is_some() {
             break;
