@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use dmpflow_schemas::{Feed, headers as h};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
 use dmpflow_pipeline::config::Settings;
@@ -106,9 +105,8 @@ pub async fn topics(settings: &Settings, action: TopicsAction) -> Result<ExitCod
             // With the operator's [kafka.client]: against a TLS or SASL broker, a client
             // without it could not even ask for the metadata.
             let c = kafka::metadata_client(settings)?;
-            let md = c
-                .fetch_metadata(None, Duration::from_secs(10))
-                .context("fetching metadata")?;
+            // On failure, with the cause librdkafka reported (authentication, TLS).
+            let md = kafka::fetch_metadata(&c, Duration::from_secs(10))?;
             let ours = all_topics(settings);
             for t in md
                 .topics()

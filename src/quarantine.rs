@@ -28,7 +28,8 @@ pub enum QuarantineAction {
         #[command(flatten)]
         filter: Filter,
     },
-    /// One case with its reason and the document metadata.
+    /// One case with its reason, the document metadata and its CDA: PATIENT DATA, printed
+    /// on purpose (like `dlq show --payload`); use with care.
     Show { id: i64 },
     /// Re-route cases after their cause was fixed (the registry, the OID settings); a case
     /// that now passes is stored and closed, one that still fails stays open with its

@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::ClientConfig;
 use rdkafka::producer::FutureRecord;
 
 async fn produce_lab(topic: &str, ins: &str, run: &str, range: std::ops::Range<usize>) {
@@ -194,8 +193,7 @@ async fn a_quarantined_document_travels_packed_and_is_released_whole() {
     assert!(ok, "{N} quarantine cases expected within 90 s");
 
     // On the topic: JSON head, newline, zstd frame; never the XML inlined in the JSON.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+    let consumer: StreamConsumer = kafka_config()
         .set("group.id", format!("{}.check", s.prefix))
         .set("auto.offset.reset", "earliest")
         .create()

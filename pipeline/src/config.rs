@@ -269,6 +269,11 @@ pub const KNOWN_VARS: &[&str] = &[
     "DMPFLOW_STACK_DIR",
     "DMPFLOW_SIDE_STACK_DIR",
     "DMPFLOW_STACK_ENV_FILE",
+    // Written by `scripts/stack up --secure` into .stack-secure.env; scripts/secure-test.
+    "DMPFLOW_STACK_SECURE",
+    "DMPFLOW_STACK_ROLES",
+    "DMPFLOW_STACK_CA",
+    "DMPFLOW_SECURE_STACK_ENV_FILE",
     // scripts/fault-test, scripts/bench and the tests.
     "DMPFLOW_FAULTS_OK",
     "DMPFLOW_FAULT_SEED",

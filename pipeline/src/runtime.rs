@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -397,7 +397,7 @@ impl HealthChecks {
     ) {
         // A client of its own: a stage consumer's metadata call would wait behind its polls.
         // (A settings error surfaced when the stage consumers were created.)
-        let probe: Option<Arc<BaseConsumer>> =
+        let probe: Option<Arc<crate::kafka::MetadataClient>> =
             crate::kafka::metadata_client(&settings).ok().map(Arc::new);
         let mut was = None;
         loop {

@@ -32,6 +32,15 @@ pub enum StoreError {
     /// driver-side failure that retrying cannot fix.
     #[error("{op}: {detail}")]
     Data { op: &'static str, detail: String },
+    /// The database refused this user or this role a connection or a right (wrong password,
+    /// pg_hba.conf, missing privilege): a setting to fix, never transient. `what` says which
+    /// for an operator; it carries neither the URL nor a password.
+    #[error("{op}: {what} (SQLSTATE {code})")]
+    Refused {
+        op: &'static str,
+        code: String,
+        what: &'static str,
+    },
     /// The connection URL is not one the store understands.
     #[error("unsupported database URL (expected postgres://, sqlite://path or sqlite::memory:)")]
     UnsupportedUrl,

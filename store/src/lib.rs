@@ -81,6 +81,58 @@ pub struct Store {
     backend: Backend,
 }
 
+/// Whether every migration of `migrator` is applied, with the checksum it has now. Any
+/// doubt (no migrations table yet, no right to read it) answers no: the migrator then runs
+/// and reports what is wrong.
+async fn schema_is_current(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> bool {
+    let applied: Vec<(i64, Vec<u8>)> =
+        match sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => return false,
+        };
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| {
+            applied
+                .iter()
+                .any(|(v, sum)| *v == m.version && sum.as_slice() == m.checksum.as_ref())
+        })
+}
+
+/// A refusal at connect or migrate time, said in words for the operator when its SQLSTATE
+/// is a setting to fix (role, password, pg_hba.conf, privileges); anything else as
+/// [`StoreError::from_sqlx`] maps it. The server's own message is not relayed: the store
+/// never does (it may quote values), and the code and these words name the cause.
+fn refused(op: &'static str, e: sqlx::Error) -> StoreError {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let what = match code.as_deref() {
+        Some("28P01") => {
+            "password authentication failed: wrong password for the user of the database URL"
+        }
+        Some("28000") => {
+            "the server refuses this user, database or connection type (pg_hba.conf; does it require TLS, sslmode?)"
+        }
+        Some("3D000") => "the database named in the URL does not exist",
+        Some("42501") if op == "migrate" => {
+            "the schema is not up to date and this role may not migrate it (no DDL rights): run the migrations with the owner role first"
+        }
+        Some("42501") => "permission denied to the role of the database URL",
+        _ => return StoreError::from_sqlx(op, e),
+    };
+    StoreError::Refused {
+        op,
+        code: code.unwrap_or_default(),
+        what,
+    }
+}
+
 impl Store {
     /// Connects to `postgres://…`, `sqlite://path` (the file is created if missing) or
     /// `sqlite::memory:`, and runs the migrations.
@@ -123,15 +175,20 @@ impl Store {
         let pool = pool
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::from_sqlx("connect", e))?;
+            .map_err(|e| refused("connect", e))?;
         let migrator = match backend {
             Backend::Postgres => &PG_MIGRATOR,
             Backend::Sqlite => &SQLITE_MIGRATOR,
         };
-        migrator.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx("migrate", e),
-            other => StoreError::Migrate(other.to_string()),
-        })?;
+        // Only the owner may migrate: the least-privilege roles (0012_roles.sql: no DDL)
+        // start on a schema it brought up to date, so the migrator, which would try to
+        // create its table, runs only when a migration is missing or changed.
+        if !schema_is_current(&pool, migrator).await {
+            migrator.run(&pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => refused("migrate", e),
+                other => StoreError::Migrate(other.to_string()),
+            })?;
+        }
         Ok(Store { pool, backend })
     }
 

@@ -48,13 +48,24 @@ pub fn database_url() -> String {
     )
 }
 
+/// The tests' own Kafka clients: the stack's bootstrap and the `DMPFLOW_KAFKA__<key>`
+/// settings of the environment (the same pass-through dmpflow reads, so that on the secure
+/// stack of `scripts/stack up --secure` the tests authenticate as dmpflow does).
+pub fn kafka_config() -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap());
+    for (k, v) in std::env::vars() {
+        if let Some(key) = k.strip_prefix("DMPFLOW_KAFKA__") {
+            cfg.set(key.to_ascii_lowercase().replace('_', "."), v);
+        }
+    }
+    cfg
+}
+
 /// Fails unless the broker answers a metadata request.
 pub fn require_kafka() -> String {
     let bs = bootstrap();
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bs)
-        .create()
-        .expect("creating a Kafka client");
+    let c: BaseConsumer = kafka_config().create().expect("creating a Kafka client");
     c.fetch_metadata(None, Duration::from_secs(10))
         .unwrap_or_else(|e| {
             panic!("Kafka at {bs} does not answer ({e}): run `scripts/stack up` first")
@@ -76,10 +87,16 @@ pub async fn fresh_database(tag: &str) -> String {
         .execute(&mut conn)
         .await
         .expect("creating a test database");
-    let (base, _) = admin_url
+    // The query (sslmode, sslrootcert on the secure stack) stays; its path has slashes too.
+    let (path, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+    let (base, _) = path
         .rsplit_once('/')
         .expect("database URL with a database name");
-    format!("{base}/{name}")
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
 }
 
 /// A short value unique to this test run.
@@ -188,10 +205,7 @@ pub fn unsafe_kill(pid: i32, signal: &str) {
 
 /// Sum over partitions of a topic's high watermarks (messages ever written).
 pub fn topic_count(topic: &str) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
+    let c: BaseConsumer = kafka_config().create().unwrap();
     // Right after a broker restart or a topic creation the leader may not be known yet
     // (NotLeaderForPartition): retry for a while before failing.
     let mut tries = 0;
@@ -222,8 +236,7 @@ fn watermark_total(c: &BaseConsumer, topic: &str) -> rdkafka::error::KafkaResult
 
 /// The producer a feed sender would use: idempotent, acknowledged by all in-sync replicas.
 pub fn acks_all_producer() -> rdkafka::producer::FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+    kafka_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()

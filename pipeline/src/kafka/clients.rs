@@ -81,9 +81,65 @@ pub fn reader(settings: &Settings, name: &str) -> Result<BaseConsumer> {
     create(settings, Role::Reader { group: &group }, &what)
 }
 
+/// The context of the metadata client: it keeps librdkafka's last error report (a failed
+/// SASL authentication, a certificate that does not verify, ...). A metadata request that
+/// fails for such a cause says only "broker transport failure"; the cause comes as an error
+/// event, which only a poll delivers. librdkafka's reports name neither passwords nor keys.
+#[derive(Default)]
+pub struct LastError(std::sync::Mutex<Option<String>>);
+
+impl rdkafka::ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
 /// A client for metadata requests only (`topics list`, the readiness probe).
-pub fn metadata_client(settings: &Settings) -> Result<BaseConsumer> {
-    create(settings, Role::Metadata, "the Kafka metadata client")
+pub type MetadataClient = BaseConsumer<LastError>;
+
+/// A client for metadata requests only (`topics list`, the readiness probe).
+pub fn metadata_client(settings: &Settings) -> Result<MetadataClient> {
+    config(settings, Role::Metadata, &[])
+        .and_then(|cfg| {
+            cfg.create_with_context(LastError::default())
+                .map_err(client_error)
+        })
+        .context("creating the Kafka metadata client")
+}
+
+/// The cluster's metadata; a failure names the cause librdkafka reported when it reported
+/// one (e.g. "SASL authentication error: Authentication failed ... invalid credentials",
+/// "SSL handshake failed: ... certificate verify failed"), else the request's own error.
+pub fn fetch_metadata(
+    c: &MetadataClient,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata> {
+    let e = match c.fetch_metadata(None, timeout) {
+        Ok(md) => return Ok(md),
+        Err(e) => e,
+    };
+    let cause = || {
+        c.context()
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    };
+    for _ in 0..20 {
+        if cause().is_some() {
+            break;
+        }
+        // Delivers the pending error events to the context (no message can come: the
+        // client subscribes to nothing).
+        let _ = c.poll(Duration::from_millis(50));
+    }
+    Err(match cause() {
+        Some(cause) => anyhow::anyhow!("fetching metadata: {e}; librdkafka reports: {cause}"),
+        None => anyhow::Error::new(e).context("fetching metadata"),
+    })
 }
 
 /// The admin client (creating topics, reading their configuration).
