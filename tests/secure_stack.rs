@@ -175,6 +175,10 @@ fn refused(env: &[(String, String)], args: &[&str]) -> String {
         !out.status.success(),
         "dmpflow {args:?} should fail:\n{text}"
     );
+    assert!(
+        out.status.code().is_some(),
+        "dmpflow {args:?} should stop by itself, not be killed by the 60 s guard:\n{text}"
+    );
     assert_no_secret(&format!("dmpflow {args:?}"), &text);
     text
 }
@@ -485,6 +489,44 @@ fn wrong_password_untrusted_ca_and_missing_acl_stop_a_command_naming_the_cause()
     assert!(
         e.to_lowercase().contains("certificate"),
         "names the certificate:\n{e}"
+    );
+    // `run` stops too instead of retrying for ever: these are settings to fix, not outages.
+    ok(&operator, &["topics", "create", "--partitions", "1"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let run_store = [
+        "run",
+        "--stage",
+        "store",
+        "--metrics-addr",
+        metrics.as_str(),
+    ];
+    let e = refused(
+        &set(&operator, "DMPFLOW_DATABASE_URL", &untrusted),
+        &run_store,
+    );
+    assert!(
+        e.to_lowercase().contains("certificate"),
+        "run names the certificate:\n{e}"
+    );
+    let e = refused(&set(&operator, "DMPFLOW_DATABASE_URL", &wrong), &run_store);
+    assert!(e.contains("password authentication failed"), "{e}");
+    let e = refused(
+        &set(
+            &env_of("normalize", &run, None),
+            "DMPFLOW_KAFKA__SASL_PASSWORD",
+            "not-the-password-0123456789",
+        ),
+        &[
+            "run",
+            "--stage",
+            "normalize",
+            "--metrics-addr",
+            metrics.as_str(),
+        ],
+    );
+    assert!(
+        e.to_lowercase().contains("authentication"),
+        "run names the SASL authentication:\n{e}"
     );
     // And nothing in clear: the server refuses a connection without TLS.
     let clear = db_url.replace("sslmode=verify-full", "sslmode=disable");

@@ -35,7 +35,7 @@ pub enum StoreError {
     /// The database refused this user or this role a connection or a right (wrong password,
     /// pg_hba.conf, missing privilege): a setting to fix, never transient. `what` says which
     /// for an operator; it carries neither the URL nor a password.
-    #[error("{op}: {what} (SQLSTATE {code})")]
+    #[error("{op}: {what}{}", if code.is_empty() { String::new() } else { format!(" (SQLSTATE {code})") })]
     Refused {
         op: &'static str,
         code: String,

@@ -110,6 +110,20 @@ async fn schema_is_current(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -
 fn refused(op: &'static str, e: sqlx::Error) -> StoreError {
     let code = match &e {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        // A certificate the client cannot verify (unknown CA, wrong host name, expired) is
+        // a setting to fix, not an outage: the stage must stop and say so instead of
+        // retrying for ever. Other TLS failures (a handshake cut short) stay transient.
+        // sqlx reports rustls' verdict as an I/O error ("invalid peer certificate: ..."),
+        // or as a TLS error when the root file itself is unusable.
+        sqlx::Error::Tls(_) | sqlx::Error::Io(_)
+            if e.to_string().to_lowercase().contains("certificate") =>
+        {
+            return StoreError::Refused {
+                op,
+                code: String::new(),
+                what: "the database server's TLS certificate is not trusted or does not match the host (sslrootcert, sslmode=verify-full)",
+            };
+        }
         _ => None,
     };
     let what = match code.as_deref() {

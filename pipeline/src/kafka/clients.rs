@@ -86,12 +86,34 @@ pub fn reader(settings: &Settings, name: &str) -> Result<BaseConsumer> {
 /// fails for such a cause says only "broker transport failure"; the cause comes as an error
 /// event, which only a poll delivers. librdkafka's reports name neither passwords nor keys.
 #[derive(Default)]
-pub struct LastError(std::sync::Mutex<Option<String>>);
+pub struct LastError(std::sync::Mutex<Option<(bool, String)>>);
 
 impl rdkafka::ClientContext for LastError {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!("librdkafka: {error}: {reason}");
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        let setting = is_setting_error(&error, reason);
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((setting, reason.to_string()));
+    }
+}
+
+/// Whether librdkafka's report is a setting to fix rather than an outage: the SASL
+/// credentials were refused, or the broker's certificate does not verify against the CA
+/// (a handshake cut short by a restarting broker is not about the certificate).
+fn is_setting_error(error: &KafkaError, reason: &str) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(C::Authentication) => true,
+        Some(C::SSL) => {
+            let r = reason.to_ascii_lowercase();
+            r.contains("certificate") || r.contains("verify")
+        }
+        _ => false,
+    }
+}
+
+impl LastError {
+    fn get(&self) -> Option<(bool, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -121,25 +143,41 @@ pub fn fetch_metadata(
         Ok(md) => return Ok(md),
         Err(e) => e,
     };
-    let cause = || {
-        c.context()
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    };
+    Err(match reported_cause(c) {
+        Some((_, cause)) => anyhow::anyhow!("fetching metadata: {e}; librdkafka reports: {cause}"),
+        None => anyhow::Error::new(e).context("fetching metadata"),
+    })
+}
+
+/// librdkafka's last error report on `c`, after up to a second of polling for it.
+fn reported_cause(c: &MetadataClient) -> Option<(bool, String)> {
     for _ in 0..20 {
-        if cause().is_some() {
-            break;
+        if let Some(cause) = c.context().get() {
+            return Some(cause);
         }
         // Delivers the pending error events to the context (no message can come: the
         // client subscribes to nothing).
         let _ = c.poll(Duration::from_millis(50));
     }
-    Err(match cause() {
-        Some(cause) => anyhow::anyhow!("fetching metadata: {e}; librdkafka reports: {cause}"),
-        None => anyhow::Error::new(e).context("fetching metadata"),
-    })
+    c.context().get()
+}
+
+/// The startup check of a long-running process (`run`, `mllp`, `dlq replay`): one metadata
+/// request, so that refused credentials or an untrusted certificate stop it at once with
+/// the cause, instead of being retried for ever like an unavailable broker. A broker that
+/// is merely unreachable passes: the caller's retries wait for it, as before.
+pub fn check_credentials(settings: &Settings) -> Result<()> {
+    let c = metadata_client(settings)?;
+    let e = match c.fetch_metadata(None, Duration::from_secs(10)) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    match reported_cause(&c) {
+        Some((true, cause)) => Err(anyhow::anyhow!(
+            "the Kafka cluster refused this client's settings ({e}); librdkafka reports: {cause}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The admin client (creating topics, reading their configuration).

@@ -83,6 +83,10 @@ pub async fn check_record_limits(
     source: &str,
     shutdown: &CancellationToken,
 ) -> Result<RecordLimits> {
+    // The first request of every long-running process: refused credentials or an untrusted
+    // certificate end it here, with the cause (the admin request below would only time out).
+    let s = settings.clone();
+    tokio::task::spawn_blocking(move || super::check_credentials(&s)).await??;
     let found = describe_topic_limits(settings, topics, shutdown).await?;
     let operator = settings
         .kafka

@@ -12,9 +12,9 @@ pub mod limits;
 pub mod recipe;
 
 pub use clients::{
-    LastError, MetadataClient, admin, client_error, fetch_metadata, gateway_producer,
-    group_consumer, metadata_client, producer, producer_with, reader, stage_consumer,
-    stage_producer, transactional_producer,
+    LastError, MetadataClient, admin, check_credentials, client_error, fetch_metadata,
+    gateway_producer, group_consumer, metadata_client, producer, producer_with, reader,
+    stage_consumer, stage_producer, transactional_producer,
 };
 pub use context::{StageConsumer, StageContext};
 pub use recipe::{REFUSED, Role, client_config, config};
