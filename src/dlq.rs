@@ -61,6 +61,8 @@ pub enum DlqAction {
     },
     /// Re-produce dead letters to their source topic (attempt + 1), each at most once.
     Replay {
+        /// Only dead letters of this reason code (e.g. hl7.message.too_large; docs/reasons.md
+        /// lists them): replay what a fix addressed, not everything.
         #[arg(long)]
         reason: Option<String>,
         /// RFC 3339, or relative: 15m, 2h, 1d.

@@ -56,42 +56,6 @@ fn oru(ins: &str, name: (&str, &str), birth: &str, run: &str, n: usize) -> Strin
         .replace("||19800315|", &format!("||{birth}|"))
 }
 
-fn frame(msg: &str) -> Vec<u8> {
-    let mut f = vec![0x0B];
-    f.extend_from_slice(msg.as_bytes());
-    f.extend_from_slice(&[0x1C, 0x0D]);
-    f
-}
-
-/// Sends one message over MLLP, returns MSA-1 (AA, AE, AR), retrying AE (broker away).
-fn send(port: u16, msg: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the gateway listens");
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        s.write_all(&frame(msg)).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(2).any(|w| w == [0x1C, 0x0D]) {
-            let n = s.read(&mut chunk).expect("an ACK");
-            assert!(n > 0, "the gateway closed the connection without an ACK");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let code = text
-            .split('\r')
-            .find(|s| s.starts_with("MSA"))
-            .and_then(|s| s.split('|').nth(1))
-            .unwrap_or("")
-            .to_string();
-        if code != "AE" {
-            return code;
-        }
-        assert!(Instant::now() < deadline, "still AE after 120 s");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 fn stack(args: &[&str]) {
     let status = Command::new(repo_root().join("scripts/stack"))
         .args(args)
@@ -253,7 +217,10 @@ async fn no_patient_data_in_the_output_or_metrics_of_run_and_mllp_at_debug() {
     // (an ADT on the lab feed), dead-lettered (an ORU without its result: normalize has
     // no document to make of it).
     for _ in 0..10 {
-        acks.push(send(gw_port, &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0)));
+        acks.push(mllp_send(
+            gw_port,
+            &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0),
+        ));
     }
     for _ in 0..3 {
         acks.push(send(
@@ -264,7 +231,7 @@ async fn no_patient_data_in_the_output_or_metrics_of_run_and_mllp_at_debug() {
     let adt = next(&unknown_ins, UNKNOWN_NAME, UNKNOWN_BIRTH.0)
         .replace("ORU^R01^ORU_R01", "ADT^A08^ADT_A01");
     assert_eq!(
-        send(gw_port, &adt),
+        mllp_send(gw_port, &adt),
         "AR",
         "an ADT on the lab feed is rejected"
     );
@@ -273,16 +240,22 @@ async fn no_patient_data_in_the_output_or_metrics_of_run_and_mllp_at_debug() {
         .filter(|s| !s.starts_with("OBR") && !s.starts_with("OBX"))
         .map(|s| format!("{s}\r"))
         .collect();
-    let dead = send(gw_port, &no_result);
+    let dead = mllp_send(gw_port, &no_result);
 
     // The broker restarts, then the database: the processes ride both out.
     stack(&["restart-kafka"]);
     for _ in 0..5 {
-        acks.push(send(gw_port, &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0)));
+        acks.push(mllp_send(
+            gw_port,
+            &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0),
+        ));
     }
     stack(&["restart-pg"]);
     for _ in 0..5 {
-        acks.push(send(gw_port, &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0)));
+        acks.push(mllp_send(
+            gw_port,
+            &next(&known_ins, KNOWN_NAME, KNOWN_BIRTH.0),
+        ));
     }
     assert!(acks.iter().all(|a| a == "AA"), "{acks:?}");
 

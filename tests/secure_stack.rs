@@ -350,13 +350,50 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     );
     // The gateway principal loads the feed.
     const N: usize = 40;
-    let hl7: String = (0..N).map(|n| lab_oru(&ins, &run, n) + "\n").collect();
+    let mut hl7: String = (0..N).map(|n| lab_oru(&ins, &run, n) + "\n").collect();
+    // And one the operator will find in the DLQ: an ORU without its result (normalize has
+    // no document to make of it).
+    let no_result: String = lab_oru(&ins, &run, N)
+        .split('\r')
+        .filter(|s| !s.starts_with("OBR") && !s.starts_with("OBX"))
+        .map(|s| format!("{s}\r"))
+        .collect();
+    hl7.push_str(&no_result);
+    hl7.push('\n');
     let hl7_path = dir.join("lab.hl7");
     std::fs::write(&hl7_path, hl7).unwrap();
     ok(
         &env_of("gateway", &run, None),
         &["load", "--feed", "lab", hl7_path.to_str().unwrap()],
     );
+
+    // And the MLLP gateway as the same principal: one more result, acknowledged AA once
+    // the broker has it.
+    let gw_port = free_port();
+    let mut gateway = spawn_clean_cmd(
+        &env_of("gateway", &run, None),
+        &[
+            "mllp",
+            "--feed",
+            "lab",
+            "--listen",
+            &format!("127.0.0.1:{gw_port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        &format!("secure-{run}-mllp.log"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mllp (gateway principal) did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mllp_send(gw_port, &lab_oru(&ins, &run, N + 1)), "AA");
+    assert!(terminate(&mut gateway).success(), "mllp exits 0 on SIGTERM");
+    const STORED: i64 = N as i64 + 1;
 
     // Each stage as its own principal, on the pipeline database role.
     let mut stages = Vec::new();
@@ -371,7 +408,7 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     }
     let owner_db = with_database(&secure_env()["DMPFLOW_DATABASE_URL"], &db);
     let done = wait_until(Duration::from_secs(120), || async {
-        stored(&owner_db).await >= N as i64
+        stored(&owner_db).await >= STORED
     })
     .await;
     let mut logs = String::new();
@@ -387,10 +424,113 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     assert_no_secret("the stages' logs", &logs);
     assert!(
         done,
-        "only {} of {N} documents stored in 120 s:\n{logs}",
+        "only {} of {STORED} documents stored in 120 s:\n{logs}",
         stored(&owner_db).await
     );
-    assert_eq!(stored(&owner_db).await, N as i64, "exactly once");
+    assert_eq!(stored(&owner_db).await, STORED, "exactly once");
+
+    // The operator's tools under its ACLs: the dead letter is listed and replayed to its
+    // source topic (a transactional write), and the store stage's input is re-processed
+    // through a replay group, which changes nothing (exactly once).
+    let operator = env_of("operator", &run, Some(&db));
+    let listed = ok(&operator, &["dlq", "list"]);
+    assert!(listed.contains("1 dead letter(s)"), "{listed}");
+    let replayed = ok(&operator, &["dlq", "replay"]);
+    assert!(replayed.contains("replayed: "), "{replayed}");
+    ok(&operator, &["replay", "--stage", "store", "--from", "0"]);
+    assert_eq!(
+        stored(&owner_db).await,
+        STORED,
+        "a replay stores nothing twice"
+    );
+
+    // The read side as the reader role: a patient's FHIR search and read, each traced.
+    let key = dir.join("dev.pem");
+    let token = ok(
+        &env_of("reader", &run, None),
+        &[
+            "token",
+            "--role",
+            "patient",
+            "--ins",
+            &ins,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let token = token.trim().lines().next().unwrap_or_default().to_string();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let serve_log_name = format!("secure-{run}-serve.log");
+    let mut serve = spawn_clean_cmd(
+        &env_of("reader", &run, Some(&db)),
+        &[
+            "serve",
+            "--listen",
+            &addr,
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--auth-dev-key",
+            dir.join("dev.pub.pem").to_str().unwrap(),
+        ],
+        &serve_log_name,
+    );
+    let search =
+        format!("/fhir/DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|{ins}");
+    let ready = wait_until(Duration::from_secs(30), || async {
+        http_get(&addr, &search, &token).is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    let serve_log =
+        || std::fs::read_to_string(std::env::temp_dir().join(&serve_log_name)).unwrap_or_default();
+    assert!(
+        ready,
+        "serve (reader role) answers the search:\n{}",
+        serve_log()
+    );
+    let (_, bundle) = http_get(&addr, &search, &token).unwrap();
+    assert!(
+        bundle.contains(&format!("\"total\":{STORED}")),
+        "the patient's {STORED} documents"
+    );
+    let binary = bundle
+        .split("\"url\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("an attachment URL")
+        .to_string();
+    // Absolute or relative to the FHIR base.
+    let path = match binary.find("/fhir/") {
+        Some(i) => binary[i..].to_string(),
+        None => format!("/fhir/{}", binary.trim_start_matches('/')),
+    };
+    let path = path.as_str();
+    assert_eq!(
+        http_get(&addr, path, &token).map(|r| r.0),
+        Some(200),
+        "read"
+    );
+    assert!(terminate(&mut serve).success(), "serve exits 0 on SIGTERM");
+    assert_no_secret("serve's log", &serve_log());
+    let traced: i64 = sqlx::query_scalar("SELECT count(*) FROM access_trace")
+        .fetch_one(&mut sqlx::PgConnection::connect(&owner_db).await.unwrap())
+        .await
+        .unwrap();
+    assert!(traced >= 2, "the search and the read are traced ({traced})");
+}
+
+/// A GET with a bearer token, over plain HTTP on loopback: (status, whole response).
+fn http_get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some((out.get(9..12)?.parse().ok()?, out))
 }
 
 /// `dmpflow run --stage` in a clean environment (no other stack's DMPFLOW_* settings).
@@ -400,6 +540,17 @@ fn spawn_clean(
     metrics_port: u16,
     log: &str,
 ) -> std::process::Child {
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    spawn_clean_cmd(
+        env,
+        &["run", "--stage", stage, "--metrics-addr", &metrics],
+        log,
+    )
+}
+
+/// A long-running dmpflow command in a clean environment, its stderr to `log` (in the
+/// temp dir).
+fn spawn_clean_cmd(env: &[(String, String)], args: &[&str], log: &str) -> std::process::Child {
     let log = std::fs::File::create(std::env::temp_dir().join(log)).expect("log file");
     let mut cmd = dmpflow();
     for (k, _) in std::env::vars() {
@@ -408,17 +559,11 @@ fn spawn_clean(
         }
     }
     cmd.envs(env.iter().cloned())
-        .args([
-            "run",
-            "--stage",
-            stage,
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-        ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("starting dmpflow run")
+        .expect("starting dmpflow")
 }
 
 #[test]

@@ -371,3 +371,42 @@ pub fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, tokio_rustls::TlsConne
         tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
     )
 }
+
+/// One MLLP frame (VT message FS CR).
+pub fn mllp_frame(msg: &str) -> Vec<u8> {
+    let mut f = vec![0x0B];
+    f.extend_from_slice(msg.as_bytes());
+    f.extend_from_slice(&[0x1C, 0x0D]);
+    f
+}
+
+/// Sends one message over MLLP, returns MSA-1 (AA, AE, AR), retrying AE (broker away).
+pub fn mllp_send(port: u16, msg: &str) -> String {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the gateway listens");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(&mllp_frame(msg)).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(2).any(|w| w == [0x1C, 0x0D]) {
+            let n = s.read(&mut chunk).expect("an ACK");
+            assert!(n > 0, "the gateway closed the connection without an ACK");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text
+            .split('\r')
+            .find(|s| s.starts_with("MSA"))
+            .and_then(|s| s.split('|').nth(1))
+            .unwrap_or("")
+            .to_string();
+        if code != "AE" {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "still AE after 120 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
