@@ -223,7 +223,7 @@ async fn no_patient_data_in_the_output_or_metrics_of_run_and_mllp_at_debug() {
         ));
     }
     for _ in 0..3 {
-        acks.push(send(
+        acks.push(mllp_send(
             gw_port,
             &next(&unknown_ins, UNKNOWN_NAME, UNKNOWN_BIRTH.0),
         ));
