@@ -673,6 +673,22 @@ fn wrong_password_untrusted_ca_and_missing_acl_stop_a_command_naming_the_cause()
         e.to_lowercase().contains("authentication"),
         "run names the SASL authentication:\n{e}"
     );
+    // A stage run under another stage's principal: the route principal may not join the
+    // store's group nor read its input; the stage stops, naming the ACLs, instead of idling.
+    let as_route = set(
+        &env_of("route", &run, None),
+        "DMPFLOW_DATABASE_URL",
+        &operator
+            .iter()
+            .find(|(k, _)| k == "DMPFLOW_DATABASE_URL")
+            .unwrap()
+            .1,
+    );
+    let e = refused(&as_route, &run_store);
+    assert!(
+        e.contains("AuthorizationFailed") && e.contains("ACLs"),
+        "run names the missing ACL:\n{e}"
+    );
     // And nothing in clear: the server refuses a connection without TLS.
     let clear = db_url.replace("sslmode=verify-full", "sslmode=disable");
     let e = refused(&set(&operator, "DMPFLOW_DATABASE_URL", &clear), &import);

@@ -224,7 +224,7 @@ pub async fn next_batch(
             batch.push(m.detach());
         }
         Err(e) => {
-            fatal_consumer(consumer)?;
+            fatal_consumer(consumer, &e)?;
             warn!(error = %e, "consumer error");
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(batch);
@@ -242,7 +242,7 @@ pub async fn next_batch(
                 batch.push(m.detach());
             }
             Ok(Err(e)) => {
-                fatal_consumer(consumer)?;
+                fatal_consumer(consumer, &e)?;
                 warn!(error = %e, "consumer error");
                 break;
             }
@@ -254,11 +254,24 @@ pub async fn next_batch(
 
 /// A consumer error is logged and the stage goes on (the client reconnects by itself),
 /// unless the client failed fatally: then no later poll can succeed and the stage must stop.
-fn fatal_consumer(consumer: &StageConsumer) -> Result<()> {
-    match consumer.client().fatal_error() {
-        Some((code, why)) => anyhow::bail!("the Kafka consumer failed fatally ({code:?}): {why}"),
-        None => Ok(()),
+fn fatal_consumer(consumer: &StageConsumer, e: &rdkafka::error::KafkaError) -> Result<()> {
+    if let Some((code, why)) = consumer.client().fatal_error() {
+        anyhow::bail!("the Kafka consumer failed fatally ({code:?}): {why}");
     }
+    // The cluster's ACLs refuse this principal its group or an input topic: a setting to
+    // fix, which no retry will; spinning on it would look like a healthy idle stage.
+    if let Some(
+        code @ (RDKafkaErrorCode::GroupAuthorizationFailed
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed),
+    ) = e.rdkafka_error_code()
+    {
+        anyhow::bail!(
+            "the Kafka cluster refused this principal ({code:?}: {e}): its ACLs must allow \
+             Read on the stage's input topics and on its consumer group"
+        );
+    }
+    Ok(())
 }
 
 /// The next offset to commit per (topic, partition): highest handled offset + 1.

@@ -170,48 +170,52 @@ async fn describe_topic_limits(
     let mut backoff = Duration::from_millis(200);
     let mut missing_since: Option<Instant> = None;
     loop {
-        let attempt: Result<Vec<(String, usize)>, (bool, String)> =
-            match admin.describe_configs(&specs, &opts).await {
-                Err(e) => Err((true, format!("describing the topics' configuration: {e}"))),
-                Ok(results) => {
-                    let mut out = Vec::with_capacity(results.len());
-                    let mut failure = None;
-                    for (topic, r) in topics.iter().zip(results) {
-                        let max = match r {
-                            Ok(res) => res
-                                .get("max.message.bytes")
-                                .and_then(|e| e.value.as_deref())
-                                .and_then(|v| v.parse::<usize>().ok()),
-                            // The broker describes a topic it does not know with no entries
-                            // rather than an error: both mean the topic is missing.
-                            Err(RDKafkaErrorCode::UnknownTopicOrPartition) => None,
-                            Err(e) => {
-                                failure = Some((
-                                    false,
-                                    format!("describing topic {topic}'s configuration: {e}"),
-                                ));
-                                break;
-                            }
-                        };
-                        if let Some(m) = max {
-                            out.push((topic.to_string(), m));
-                            continue;
+        let attempt: Result<Vec<(String, usize)>, (bool, String)> = match admin
+            .describe_configs(&specs, &opts)
+            .await
+        {
+            Err(e) => Err((true, format!("describing the topics' configuration: {e}"))),
+            Ok(results) => {
+                let mut out = Vec::with_capacity(results.len());
+                let mut failure = None;
+                for (topic, r) in topics.iter().zip(results) {
+                    let max = match r {
+                        Ok(res) => res
+                            .get("max.message.bytes")
+                            .and_then(|e| e.value.as_deref())
+                            .and_then(|v| v.parse::<usize>().ok()),
+                        // The broker describes a topic it does not know with no entries
+                        // rather than an error: both mean the topic is missing.
+                        Err(RDKafkaErrorCode::UnknownTopicOrPartition) => None,
+                        Err(e) => {
+                            failure = Some((
+                                false,
+                                format!("describing topic {topic}'s configuration: {e}"),
+                            ));
+                            break;
                         }
-                        // Right after `topics create` the topic may not be known to every
-                        // broker yet: wait a little before calling it missing.
-                        let since = *missing_since.get_or_insert_with(Instant::now);
-                        failure = Some((
-                            since.elapsed() < Duration::from_secs(10),
-                            format!("topic {topic} does not exist (run `dmpflow topics create`)"),
-                        ));
-                        break;
+                    };
+                    if let Some(m) = max {
+                        out.push((topic.to_string(), m));
+                        continue;
                     }
-                    match failure {
-                        Some(f) => Err(f),
-                        None => Ok(out),
-                    }
+                    // Right after `topics create` the topic may not be known to every
+                    // broker yet: wait a little before calling it missing.
+                    let since = *missing_since.get_or_insert_with(Instant::now);
+                    failure = Some((
+                        since.elapsed() < Duration::from_secs(10),
+                        format!(
+                            "topic {topic} does not exist (run `dmpflow topics create`), or this Kafka principal may not describe it (ACL)"
+                        ),
+                    ));
+                    break;
                 }
-            };
+                match failure {
+                    Some(f) => Err(f),
+                    None => Ok(out),
+                }
+            }
+        };
         match attempt {
             Ok(found) => return Ok(found),
             Err((false, why)) => anyhow::bail!("{why}"),
