@@ -318,6 +318,112 @@ else:
     w("_read step did not run or failed (see Failures)._")
 w("")
 
+# ------------------------------------------------------------------ scale-out
+SCALE_RUNS = sorted((k.split(".")[1][1:] for k in R if k.startswith("scale.n") and k.endswith(".sustained")),
+                    key=lambda n: (not n.isdigit(), n))
+LABEL = lambda n: n if n.isdigit() else "3, one per stage"
+w("## 5. Scale-out: 1, 2 and 3 processes in one group (issue #15)")
+w("")
+if SCALE_RUNS:
+    mix = json.loads(R.get("scale.mix", "{}") or "{}")
+    w("Per run: fresh topics of %s partitions replicated on %s broker(s) (`scripts/stack up --brokers %s`), a fresh "
+      "database, the same backlog (`bench/gen-load`, %s messages: %s; %s patients) loaded first, then N "
+      "`dmpflow run --stage all` processes (release, default limits: 1 normalize, 1 route, 2 store consumers each) "
+      "started together in one consumer group per stage, timed until all are stored. Knobs `%s`." % (
+          R.get("scale.knobs", "").split("BENCH_SCALE_PARTITIONS=")[-1].split()[0] if "BENCH_SCALE_PARTITIONS=" in R.get("scale.knobs", "") else "?",
+          R.get("scale.brokers", "?"), R.get("scale.brokers", "?"), fnum(mix.get("total", 0)),
+          ", ".join("%s %s" % (f, fnum(v)) for f, v in mix.get("per_feed", {}).items()),
+          fnum(mix.get("patients", 0)), R.get("scale.knobs", "?")))
+    w("")
+    w("| processes | **sustained documents/s** | 2-s windows median (p10–p90) | all stored after | CPU s: each process / PostgreSQL / brokers (wall s) | documents per pipeline CPU-second | documents per CPU-second, all | peak RSS each (MB) | load average before / after |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    base = None
+    for n in SCALE_RUNS:
+        k = "scale.n%s." % n
+        docs = int(R.get(k + "documents", "0"))
+        cpu = (R.get(k + "cpu", "") + " ? ? ? ?").split()
+        each = [float(x) for x in cpu[0].split(",") if x.replace(".", "", 1).isdigit()]
+        pipe = sum(each)
+        try:
+            allc = pipe + float(cpu[1]) + float(cpu[2])
+        except ValueError:
+            allc = 0
+        win = (R.get(k + "windows", "") + " 0 0 0 0 0").split()
+        sus = float(R.get(k + "sustained", "0"))
+        base = base or sus
+        w("| %s | **%s** (%.2f× of 1) | %s (%s–%s) | %s s | %s / %s / %s (%s) | %s | %s | %s | %s / %s |" % (
+            LABEL(n), fnum(sus), sus / base if base else 0, fnum(float(win[0])), fnum(float(win[1])), fnum(float(win[2])),
+            R.get(k + "all_stored_after", "?"), " + ".join("%.1f" % c for c in each), cpu[1], cpu[2],
+            "%.0f" % float(cpu[3]) if cpu[3].replace(".", "", 1).isdigit() else "?",
+            fnum(docs / pipe) if pipe else "?", fnum(docs / allc) if allc else "?",
+            " ".join("%.0f" % (int(x) / 1024) for x in R.get(k + "hwm_kb", "").split()),
+            R.get(k + "load_before", "?"), R.get(k + "load_after", "?")))
+    w("")
+    w("Where the work went: each process's own `dmpflow_messages_total` by stage (its `/metrics` at the end of "
+      "the run), its share of the store's messages, and the partitions of the routed topic its store consumers held at "
+      "some time (a lag gauge exists for each partition ever assigned, so the start-up rebalances show too).")
+    w("")
+    w("| processes | process (stage) | normalize | route | store | share of store | routed partitions held at some time |")
+    w("|---|---|---|---|---|---|---|")
+    for n in SCALE_RUNS:
+        procs = [p.split("/") for p in R.get("scale.n%s.procs" % n, "").split()]
+        stages = R.get("scale.n%s.stages" % n, "").split()
+        tot = sum(float(p[2]) for p in procs) or 1
+        for i, p in enumerate(procs):
+            w("| %s | %d (%s) | %s | %s | %s | %.1f%% | %s |" % (
+                LABEL(n), i + 1, stages[i] if i < len(stages) else "?", fnum(float(p[0])), fnum(float(p[1])),
+                fnum(float(p[2])), 100 * float(p[2]) / tot, p[3].replace(".", ", ")))
+    w("")
+    w("Source messages stored, by feed partition (all feed topics; keys are the patients' INS):")
+    w("")
+    nparts = max((len(R.get("scale.n%s.partitions" % n, "").split()) for n in SCALE_RUNS), default=0)
+    w("| processes | " + " | ".join("p%d" % i for i in range(nparts)) + " | max / mean |")
+    w("|---|" + "---|" * (nparts + 1))
+    for n in SCALE_RUNS:
+        vals = [int(x.split(":")[1]) for x in R.get("scale.n%s.partitions" % n, "").split() if ":" in x]
+        mean = sum(vals) / len(vals) if vals else 1
+        w("| %s | " % LABEL(n) + " | ".join(fnum(v) for v in vals) + " | %.2f |" % (max(vals) / mean if vals else 0))
+    w("")
+    idle = (R.get("scale.idle_cpu_10s", "") + " ? ?").split()
+    w("CPU seconds of PostgreSQL count its postmaster and every backend (exited ones through the postmaster's "
+      "cutime), read once the processes stopped; the brokers' are the sum of the %s JVMs. With nothing to do, in 10 s "
+      "before the runs: PostgreSQL %s s, brokers %s s (controller heartbeats, GC)." % (R.get("scale.brokers", "?"), idle[0], idle[1]))
+    w("")
+    st = (R.get("scale.nstages.cpu", "") + " ? ? ?").split()
+    if "stages" in SCALE_RUNS and "," in st[0]:
+        docs = float(R.get("scale.nstages.documents", "0")) or 1
+        msgs = sum(float(p.split("/")[0]) for p in R.get("scale.nstages.procs", "").split()) or 1
+        each = [float(x) for x in st[0].split(",")]
+        w("CPU per stored document, by stage (the run with one process per stage; %s feed messages, %s documents):" % (fnum(msgs), fnum(docs)))
+        w("")
+        w("| normalize | route | store | pipeline total | PostgreSQL | brokers (%s, replication %s) |" % (R.get("scale.brokers", "?"), min(3, int(R.get("scale.brokers", "1")))))
+        w("|---|---|---|---|---|---|")
+        w("| %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs |" % tuple(
+            1e6 * x / docs for x in each + [sum(each), float(st[1]) if st[1] != "?" else 0, float(st[2]) if st[2] != "?" else 0]))
+        w("")
+    w("What one stored document costs, per run (WAL: `pg_current_wal_lsn()` before and after the drain; "
+      "transactions and rows inserted: `pg_stat_database`; topic bytes: the segment files of one replica, "
+      "record batches as the producers compressed them):")
+    w("")
+    w("| processes | documents | CDA bytes (packed) | rows: entries / audit per document | transactions per document | rows inserted per document | WAL bytes per document | database bytes per document | topic bytes per document: feed / documents / routed |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for n in SCALE_RUNS:
+        db = (R.get("scale.n%s.db" % n, "") + " 0 0 0 0 0 0 0 0 0 0").split()
+        d = float(db[0]) or 1
+        tb = dict(x.split(":") for x in R.get("scale.n%s.topic_bytes" % n, "").split() if ":" in x)
+        wal = float(R.get("scale.n%s.wal_bytes" % n, "0") or 0)
+        w("| %s | %s | %s (%s) | %.1f / %.1f | %.3f | %.1f | %s | %s | %s / %s / %s |" % (
+            LABEL(n), fnum(d), fnum(float(db[8])), fnum(float(db[9])), float(db[1]) / d, float(db[2]) / d,
+            float(db[4]) / d, float(db[5]) / d, fnum(wal / d), fnum(float(db[7]) / d),
+            fnum(float(tb.get("feed", 0)) / d), fnum(float(tb.get("documents", 0)) / d), fnum(float(tb.get("routed", 0)) / d)))
+    w("")
+    w("Kafka (%s brokers), PostgreSQL and every pipeline process share this machine's %s; more "
+      "processes add consumers, not CPU (reading in the analysis below, \"Scale-out on 2 cores\")." % (
+          R.get("scale.brokers", "?"), R.get("machine.cpu", "?").split(" x ")[-1] + " cores"))
+else:
+    w("_scale step did not run or failed (see Failures)._")
+w("")
+
 # ------------------------------------------------------------------ failures
 w("## Failures and gaps of this run")
 w("")

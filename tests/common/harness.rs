@@ -115,6 +115,8 @@ impl Rng {
 pub struct Proc {
     pub stage: String,
     pub child: Child,
+    /// Port of its `/metrics` on 127.0.0.1, 0 when left to the OS (not scraped).
+    pub metrics_port: u16,
 }
 
 /// A pipeline on its own topics, groups and database.
@@ -189,6 +191,16 @@ impl Harness {
 
     /// Starts one process of `stage` with extra environment; returns its index.
     pub fn spawn_with(&mut self, stage: &str, extra: &[(&str, &str)]) -> usize {
+        self.spawn_on(stage, extra, 0)
+    }
+
+    /// Starts one process of `stage` whose `/metrics` is on a known port, so its own counts
+    /// can be read with [`Harness::scrape`]; returns its index.
+    pub fn spawn_observed(&mut self, stage: &str) -> usize {
+        self.spawn_on(stage, &[], free_port())
+    }
+
+    fn spawn_on(&mut self, stage: &str, extra: &[(&str, &str)], metrics_port: u16) -> usize {
         let mut env = self.env.clone();
         for (k, v) in extra {
             env.push((k.to_string(), v.to_string()));
@@ -197,7 +209,13 @@ impl Harness {
         let log = self.log_dir.join(format!("{stage}-{}.log", self.spawned));
         let child = dmpflow()
             .envs(env)
-            .args(["run", "--stage", stage, "--metrics-addr", "127.0.0.1:0"])
+            .args([
+                "run",
+                "--stage",
+                stage,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -205,6 +223,7 @@ impl Harness {
         self.procs.push(Proc {
             stage: stage.to_string(),
             child,
+            metrics_port,
         });
         self.procs.len() - 1
     }
@@ -241,6 +260,52 @@ impl Harness {
                 );
             }
         }
+    }
+
+    /// One GET on the metrics endpoint of process `i` (started by
+    /// [`Harness::spawn_observed`]): (status, body), or None when it does not answer.
+    pub fn http_get(&self, i: usize, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let port = self.procs[i].metrics_port;
+        assert!(port != 0, "process {i} was not started with spawn_observed");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+
+    /// The `/metrics` samples of process `i`, or None when it does not answer.
+    pub fn scrape(&self, i: usize) -> Option<Samples> {
+        match self.http_get(i, "/metrics")? {
+            (200, body) => Some(Samples::parse(&body)),
+            _ => None,
+        }
+    }
+
+    /// Waits until process `i` says it is ready (broker, database, assignments held).
+    pub async fn wait_ready(&mut self, i: usize, timeout: Duration) {
+        let started = Instant::now();
+        while self.http_get(i, "/health/ready").map(|r| r.0) != Some(200) {
+            self.assert_alive();
+            assert!(
+                started.elapsed() < timeout,
+                "process {i} not ready within {timeout:?}; logs in {}",
+                self.log_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// SIGKILL process `i` and wait for it; the slot is removed, nothing restarted.
+    pub fn kill9(&mut self, i: usize) {
+        let mut p = self.procs.remove(i);
+        unsafe_kill(p.child.id() as i32, "KILL");
+        let _ = p.child.wait();
     }
 
     pub fn stop_all(&mut self) {
@@ -506,6 +571,70 @@ impl Drop for Harness {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
+    }
+}
+
+/// The samples of one `/metrics` page: (name, labels, value). Counts and label values only
+/// (stage, feed, outcome, topic, partition): the metrics carry no patient data.
+#[derive(Debug, Default, Clone)]
+pub struct Samples(pub Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Samples {
+    pub fn parse(text: &str) -> Samples {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            // Label values here are stage, feed, outcome and topic names: no commas or
+            // quotes inside them, so a plain split reads them.
+            let labels = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect();
+            out.push((name.to_string(), labels, value));
+        }
+        Samples(out)
+    }
+
+    /// Sum of `name` over the samples whose labels include every (key, value) of `with`.
+    pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && with
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// The values of label `key` over the samples of `name` matching `with` (distinct).
+    pub fn label_values(&self, name: &str, with: &[(&str, &str)], key: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && with
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+            })
+            .filter_map(|(_, l, _)| l.get(key).cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
