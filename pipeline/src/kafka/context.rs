@@ -2,7 +2,7 @@
 //! rebalanced (so it drops per-partition state) and whether it holds an assignment (the
 //! readiness check), and logs assignments by topic coordinates only.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -16,6 +16,12 @@ pub struct StageContext {
     /// True while the consumer holds an assignment from its group (possibly empty: a
     /// member with more instances than partitions is a standby, still ready).
     pub assigned: AtomicBool,
+    /// Bumped at every assignment change: offsets recorded under one generation were
+    /// held continuously since (see `driver::Source::idle`).
+    pub generation: AtomicU64,
+    /// An asynchronous offset commit failed (e.g. "not coordinator" while the group's
+    /// coordinator moves after a broker restart): the driver commits again when idle.
+    pub commit_failed: AtomicBool,
 }
 
 impl ClientContext for StageContext {}
@@ -37,6 +43,18 @@ impl ConsumerContext for StageContext {
             }
         }
         self.rebalanced.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            warn!(error = %e, "offset commit failed; committing again when idle");
+            self.commit_failed.store(true, Ordering::SeqCst);
+        }
     }
 }
 

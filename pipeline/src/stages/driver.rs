@@ -43,6 +43,11 @@ pub enum Source {
     Live {
         consumer: Arc<StageConsumer>,
         committed: BTreeMap<(String, i32), i64>,
+        /// The offsets committed since the last assignment change (`generation`), to
+        /// commit again when an asynchronous commit failed: without it a failed commit
+        /// stays failed until the partition's next batch, which may never come.
+        recent: BTreeMap<(String, i32), i64>,
+        generation: u64,
     },
     /// A replay window: explicit offsets, read through a group of its own that never
     /// commits; ends at the window's end.
@@ -150,6 +155,31 @@ impl Source {
         Source::Live {
             consumer,
             committed: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Nothing to read: the moment to commit again what an asynchronous commit failed
+    /// to (only offsets of this assignment generation: those partitions were held all
+    /// along, so no other member can have moved them on).
+    fn idle(&mut self) {
+        if let Source::Live {
+            consumer,
+            recent,
+            generation,
+            ..
+        } = self
+        {
+            let ctx = consumer.context();
+            if *generation == ctx.generation.load(std::sync::atomic::Ordering::SeqCst)
+                && !recent.is_empty()
+                && ctx
+                    .commit_failed
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                runtime::commit(consumer, recent, CommitMode::Async);
+            }
         }
     }
 
@@ -189,9 +219,20 @@ impl Source {
         if let Source::Live {
             consumer,
             committed,
+            recent,
+            generation,
         } = self
         {
+            let now = consumer
+                .context()
+                .generation
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if now != *generation {
+                recent.clear();
+                *generation = now;
+            }
             runtime::commit(consumer, &offsets, CommitMode::Async);
+            recent.extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
             committed.extend(offsets);
         }
         // A replay never commits (the live group's offsets are not its own); memory has
@@ -202,6 +243,7 @@ impl Source {
         if let Source::Live {
             consumer,
             committed,
+            ..
         } = self
         {
             finish(consumer, stage, committed);
@@ -371,6 +413,7 @@ pub async fn drive<S: Stage>(
             break;
         };
         if batch.is_empty() {
+            source.idle();
             continue;
         }
         let started = Instant::now();
