@@ -358,10 +358,14 @@ async fn secrets_never_reach_stderr() {
     assert!(text.contains("record size limits checked"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
 
-    // A secret setting librdkafka refuses (this build has no OpenSSL): rdkafka's error
-    // carries the value; dmpflow names the key only.
+    // A secret-looking setting librdkafka refuses (a misspelt key; since the build has
+    // OpenSSL, `ssl.key.password` itself is accepted): rdkafka's error carries the value;
+    // dmpflow names the key only.
     let mut env = s.env.clone();
-    env.push(("DMPFLOW_KAFKA__SSL_KEY_PASSWORD".into(), SECRET.into()));
+    env.push((
+        "DMPFLOW_KAFKA__SSL_KEYSTORE_PASSWORD_FILE".into(),
+        SECRET.into(),
+    ));
     let out = dmpflow()
         .envs(env.iter().cloned())
         .args(["run", "--metrics-addr", "127.0.0.1:19715"])
@@ -369,6 +373,6 @@ async fn secrets_never_reach_stderr() {
         .expect("running dmpflow");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("ssl.key.password"), "{err}");
+    assert!(err.contains("ssl.keystore.password.file"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
 }
