@@ -36,19 +36,6 @@ fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> Command {
     c
 }
 
-fn http_status(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some((out.get(9..12)?.parse().ok()?, out))
-}
-
 struct Server(Child);
 
 impl Drop for Server {
@@ -114,7 +101,7 @@ fn readme_walkthrough_serves_the_demo_documents() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(&metrics, "/health/ready").map(|r| r.0) != Some(200) {
+    while http_get(&metrics, "/health/ready", None).map(|r| r.0) != Some(200) {
         assert!(
             Instant::now() < deadline,
             "serve not ready: {}",
@@ -145,14 +132,14 @@ fn readme_walkthrough_serves_the_demo_documents() {
     );
 
     // The operator's view: the request counted by its route template, and the call traced.
-    let (_, m) = http_status(&metrics, "/metrics").unwrap();
+    let (_, m) = http_get(&metrics, "/metrics", None).unwrap();
     assert!(
         m.contains(
             r#"dmpflow_consult_requests_total{route="/fhir/DocumentReference",status="200"} 1"#
         ),
         "{m}"
     );
-    let (status, _) = http_status(&addr, "/fhir/metadata").unwrap();
+    let (status, _) = http_get(&addr, "/fhir/metadata", None).unwrap();
     assert_eq!(status, 200);
     // One trace row, for the curl search (metadata and health are not traced).
     let url = format!("sqlite://{}", dir.join("dmpflow-demo.db").display());

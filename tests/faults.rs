@@ -123,14 +123,9 @@ async fn single_broker_faults_conserve_every_message() {
     assert!(failed.is_empty(), "violations:\n{}", failed.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "stops a broker of the 3-node stack: run through scripts/fault-test --brokers 3"]
-async fn cluster_leader_loss_loses_nothing_acknowledged() {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-
-    let started = Instant::now();
-    // scripts/fault-test exports the stack's env file; .stack.env when run by hand.
+/// The 3-node tests' precondition. scripts/fault-test exports the stack's env file;
+/// .stack.env when run by hand.
+fn require_three_brokers() {
     let brokers = std::env::var("DMPFLOW_KAFKA_BROKERS")
         .ok()
         .or_else(|| stack_env().get("DMPFLOW_KAFKA_BROKERS").cloned());
@@ -139,6 +134,16 @@ async fn cluster_leader_loss_loses_nothing_acknowledged() {
         Some("3"),
         "needs `scripts/stack up --brokers 3`"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops a broker of the 3-node stack: run through scripts/fault-test --brokers 3"]
+async fn cluster_leader_loss_loses_nothing_acknowledged() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let started = Instant::now();
+    require_three_brokers();
     let scale = env_num("DMPFLOW_FAULT_SCALE", 100) as u32;
     let demo = demo(scale, 2);
     let mut h = Harness::new("cluster", 4, 3, &demo).await;
@@ -243,14 +248,7 @@ impl ProcCounts {
 #[ignore = "runs a 3-process group on the 3-node stack: run through scripts/fault-test --brokers 3"]
 async fn cluster_three_processes_rebalance_conserve_and_share_the_work() {
     let started = Instant::now();
-    let brokers = std::env::var("DMPFLOW_KAFKA_BROKERS")
-        .ok()
-        .or_else(|| stack_env().get("DMPFLOW_KAFKA_BROKERS").cloned());
-    assert_eq!(
-        brokers.as_deref(),
-        Some("3"),
-        "needs `scripts/stack up --brokers 3`"
-    );
+    require_three_brokers();
     // The demo of the other fault tests, cut in four: two quarters are loaded (~10k
     // messages at scale 100), enough for every process to hold work through both
     // rebalances while the test stays near a minute on two cores.

@@ -76,13 +76,7 @@ fn metrics(port: u16) -> String {
 }
 
 fn spawn(env: &[(String, String)], args: &[&str], out: &PathBuf, err: &PathBuf) -> Child {
-    let mut cmd = dmpflow();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DMPFLOW_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env.iter().cloned())
+    dmpflow_clean(env)
         .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(out).unwrap())

@@ -124,14 +124,7 @@ fn with_database(url: &str, db: &str) -> String {
 
 /// A command run to its end with a bound, in a clean environment (no other stack's settings).
 fn run_as(env: &[(String, String)], args: &[&str]) -> Output {
-    let mut cmd = dmpflow();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DMPFLOW_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .envs(env.iter().cloned())
+    let child = dmpflow_clean(env)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -477,7 +470,7 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     let search =
         format!("/fhir/DocumentReference?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|{ins}");
     let ready = wait_until(Duration::from_secs(30), || async {
-        http_get(&addr, &search, &token).is_some_and(|(status, _)| status == 200)
+        http_get(&addr, &search, Some(&token)).is_some_and(|(status, _)| status == 200)
     })
     .await;
     let serve_log =
@@ -487,7 +480,7 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
         "serve (reader role) answers the search:\n{}",
         serve_log()
     );
-    let (_, bundle) = http_get(&addr, &search, &token).unwrap();
+    let (_, bundle) = http_get(&addr, &search, Some(&token)).unwrap();
     assert!(
         bundle.contains(&format!("\"total\":{STORED}")),
         "the patient's {STORED} documents"
@@ -505,7 +498,7 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
     };
     let path = path.as_str();
     assert_eq!(
-        http_get(&addr, path, &token).map(|r| r.0),
+        http_get(&addr, path, Some(&token)).map(|r| r.0),
         Some(200),
         "read"
     );
@@ -516,21 +509,6 @@ async fn the_pipeline_runs_one_principal_and_role_per_stage() {
         .await
         .unwrap();
     assert!(traced >= 2, "the search and the read are traced ({traced})");
-}
-
-/// A GET with a bearer token, over plain HTTP on loopback: (status, whole response).
-fn http_get(addr: &str, path: &str, token: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some((out.get(9..12)?.parse().ok()?, out))
 }
 
 /// `dmpflow run --stage` in a clean environment (no other stack's DMPFLOW_* settings).
@@ -552,13 +530,7 @@ fn spawn_clean(
 /// temp dir).
 fn spawn_clean_cmd(env: &[(String, String)], args: &[&str], log: &str) -> std::process::Child {
     let log = std::fs::File::create(std::env::temp_dir().join(log)).expect("log file");
-    let mut cmd = dmpflow();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DMPFLOW_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env.iter().cloned())
+    dmpflow_clean(env)
         .args(args)
         .stdout(Stdio::null())
         .stderr(log)

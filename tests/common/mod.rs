@@ -145,6 +145,38 @@ pub fn dmpflow() -> Command {
     c
 }
 
+/// `dmpflow` with no DMPFLOW_* setting of the caller's (another stack's would mix in),
+/// only `env`.
+pub fn dmpflow_clean(env: &[(String, String)]) -> Command {
+    let mut cmd = dmpflow();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DMPFLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().cloned());
+    cmd
+}
+
+/// A GET over plain HTTP on loopback, with a bearer token if given: (status, whole
+/// response), or `None` while nothing answers.
+pub fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some((out.get(9..12)?.parse().ok()?, out))
+}
+
 /// Runs a dmpflow command to completion, returning stdout; panics with its output on failure.
 pub fn run_ok(env: &[(String, String)], args: &[&str]) -> String {
     let out = dmpflow()
