@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dmpflow_bench::fixtures::{POOL, cancer, imaging, lab, pharmacy};
 use dmpflow_normalize::hl7::{Message, ReadOptions};
 use dmpflow_normalize::{Config, normalize};
-use dmpflow_schemas::Feed;
+use dmpflow_schemas::{Cda, Feed, Normalized, PackedCda, wire};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -114,6 +114,36 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
             b.iter(|| {
                 for m in &msgs {
                     black_box(normalize(feed, black_box(m.as_bytes()), &cfg).unwrap());
+                }
+            })
+        });
+        // What route and store do with each document before anything else: read the JSON head
+        // of its `dmp.documents` payload (CDA packed after it, as normalize writes it), and
+        // what route writes back (the head serialised again, the CDA bytes copied).
+        let payloads: Vec<Vec<u8>> = msgs
+            .iter()
+            .flat_map(|m| normalize(feed, m.as_bytes(), &cfg).unwrap())
+            .map(|mut item| {
+                if let Normalized::Document(d) = &mut item
+                    && let Cda::Xml(xml) = &d.cda
+                {
+                    d.cda = Cda::Packed(PackedCda::pack(xml));
+                }
+                wire::encode(&item)
+            })
+            .collect();
+        g.bench_function("wire_split", |b| {
+            b.iter(|| {
+                for p in &payloads {
+                    black_box(wire::split(black_box(p)).unwrap());
+                }
+            })
+        });
+        g.bench_function("wire_split_join", |b| {
+            b.iter(|| {
+                for p in &payloads {
+                    let (head, cda) = wire::split(black_box(p)).unwrap();
+                    black_box(wire::join(&head, cda));
                 }
             })
         });

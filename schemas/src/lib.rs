@@ -13,6 +13,7 @@ pub mod cda_body;
 pub mod dates;
 pub mod ins;
 pub mod reasons;
+mod tagged;
 pub mod topics;
 pub mod wire;
 
@@ -212,7 +213,8 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// Structured data kept as rows next to the XML, so results can be queried over time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read by `tagged` (no buffering), written by serde as `{"kind":"lab_observation", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     LabObservation {
@@ -310,12 +312,99 @@ impl UpdateTimes {
     }
 }
 
-/// One item produced by normalize from one input message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One item produced by normalize from one input message. Read by `tagged` (no
+/// buffering), written by serde as `{"type":"document", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Normalized {
     Document(Box<Document>),
     Patient(Box<PatientUpdate>),
+}
+
+impl tagged::Tagged for Normalized {
+    const EXPECTING: &'static str = "a dmpflow item";
+    const TAG: &'static str = "type";
+    const VARIANTS: &'static [&'static str] = &["document", "patient"];
+    fn variant<'de, D: serde::Deserializer<'de>>(v: usize, fields: D) -> Result<Self, D::Error> {
+        Ok(match v {
+            0 => Normalized::Document(Deserialize::deserialize(fields)?),
+            _ => Normalized::Patient(Deserialize::deserialize(fields)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Normalized {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged::deserialize(d)
+    }
+}
+
+impl tagged::Tagged for Entry {
+    const EXPECTING: &'static str = "an entry";
+    const TAG: &'static str = "kind";
+    const VARIANTS: &'static [&'static str] = &["lab_observation", "dispensation"];
+    fn variant<'de, D: serde::Deserializer<'de>>(v: usize, fields: D) -> Result<Self, D::Error> {
+        // The variants' fields as serde's derive would read them (an `Option` may be
+        // absent), mirrored field for field: a test round-trips both variants.
+        #[derive(Deserialize)]
+        struct LabObservation {
+            loinc: String,
+            label: String,
+            value: String,
+            value_type: String,
+            unit: Option<String>,
+            interpretation: Option<String>,
+            reference_low: Option<String>,
+            reference_high: Option<String>,
+            reference_text: Option<String>,
+            status: String,
+            time: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Dispensation {
+            code: String,
+            code_system: String,
+            label: String,
+            quantity: String,
+            unit: Option<String>,
+            time: String,
+        }
+        Ok(match v {
+            0 => {
+                let e = LabObservation::deserialize(fields)?;
+                Entry::LabObservation {
+                    loinc: e.loinc,
+                    label: e.label,
+                    value: e.value,
+                    value_type: e.value_type,
+                    unit: e.unit,
+                    interpretation: e.interpretation,
+                    reference_low: e.reference_low,
+                    reference_high: e.reference_high,
+                    reference_text: e.reference_text,
+                    status: e.status,
+                    time: e.time,
+                }
+            }
+            _ => {
+                let e = Dispensation::deserialize(fields)?;
+                Entry::Dispensation {
+                    code: e.code,
+                    code_system: e.code_system,
+                    label: e.label,
+                    quantity: e.quantity,
+                    unit: e.unit,
+                    time: e.time,
+                }
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tagged::deserialize(d)
+    }
 }
 
 /// Payload of `dmp.quarantine` (laid out by `wire::encode_quarantined`): the document and
