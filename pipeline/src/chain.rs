@@ -8,7 +8,8 @@ use dmpflow_normalize as normalize;
 use dmpflow_route::{self as route, Decision, RouteConfig};
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
-    Feed, Normalized, PatientChange, PatientRecord, PatientUpdate, Quarantined, Reject, SourceRef,
+    Document, DocumentMeta, Feed, Normalized, PatientChange, PatientRecord, PatientUpdate,
+    Quarantined, Reject, SourceRef,
 };
 use dmpflow_store::{ItemOutcome, QuarantineStatus, Store, StoreError, StoreItem};
 
@@ -115,21 +116,41 @@ pub async fn route_item(
                 item: Normalized::Patient(update),
             }))
         }
-        Normalized::Document(mut doc) => {
-            let chain = registry_chain(store, &doc.meta.patient.ins, cache).await?;
-            match route::route_document(&doc.meta, &chain, cfg) {
-                Decision::Route { ins, ins_oid } => {
-                    doc.meta.patient.ins = ins;
-                    doc.meta.patient.ins_oid = ins_oid;
-                    Ok(Routed::Document(Normalized::Document(doc)))
-                }
-                Decision::Quarantine { reason, detail } => Ok(Routed::Quarantine(Quarantined {
-                    reason: reason.as_str().to_string(),
-                    detail,
-                    item: Normalized::Document(doc),
-                })),
-            }
+        Normalized::Document(doc) => {
+            let decision = document_decision(store, &doc.meta, cfg, cache).await?;
+            Ok(routed_document(doc, decision))
         }
+    }
+}
+
+/// Route's decision for one document, from its registry chain (read through `cache`). Takes
+/// the metadata by reference, so a caller that retries it on a database error keeps the
+/// document without copying it (route's stage: a lab report's head is a few hundred
+/// strings).
+pub async fn document_decision(
+    store: &Store,
+    meta: &DocumentMeta,
+    cfg: &RouteConfig,
+    cache: &RegistryCache,
+) -> Result<Decision, StoreError> {
+    let chain = registry_chain(store, &meta.patient.ins, cache).await?;
+    Ok(route::route_document(meta, &chain, cfg))
+}
+
+/// The document as `decision` says: its patient's current INS when routed, a quarantine
+/// case otherwise.
+pub fn routed_document(mut doc: Box<Document>, decision: Decision) -> Routed {
+    match decision {
+        Decision::Route { ins, ins_oid } => {
+            doc.meta.patient.ins = ins;
+            doc.meta.patient.ins_oid = ins_oid;
+            Routed::Document(Normalized::Document(doc))
+        }
+        Decision::Quarantine { reason, detail } => Routed::Quarantine(Quarantined {
+            reason: reason.as_str().to_string(),
+            detail,
+            item: Normalized::Document(doc),
+        }),
     }
 }
 

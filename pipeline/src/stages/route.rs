@@ -96,10 +96,22 @@ impl Stage for RouteStage {
                     continue;
                 }
             };
-            let routed = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
-                chain::route_item(store, item.clone(), cfg, &registry)
-            })
-            .await?;
+            let routed = match item {
+                // Decided on the borrowed head, so a retry needs no copy of the document.
+                Normalized::Document(doc) => {
+                    let decision = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                        chain::document_decision(store, &doc.meta, cfg, &registry)
+                    })
+                    .await?;
+                    chain::routed_document(doc, decision)
+                }
+                update @ Normalized::Patient(_) => {
+                    with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                        chain::route_item(store, update.clone(), cfg, &registry)
+                    })
+                    .await?
+                }
+            };
             match routed {
                 Routed::Document(doc) => {
                     out.produced.push(
