@@ -4,6 +4,7 @@
 //! - what decodes re-encodes to a payload that decodes to the same item
 //!   (`decode(encode(x)) == x`, and likewise for quarantine cases);
 //! - `split` agrees with `decode`, and `join` of its parts gives the same item back;
+//! - `peek_meta` (route's fast path) reads the metadata `split` reads;
 //! - a packed CDA that inflates matches the hash its head states.
 #![no_main]
 
@@ -49,6 +50,17 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Err(_) => assert!(decoded.is_err(), "decode accepts what split refuses"),
+    }
+    // Route's fast path reads, of every document `split` reads in the split layout, the
+    // same metadata.
+    if let Ok((Normalized::Document(d), _)) = wire::split(data)
+        && data.contains(&b'\n')
+    {
+        assert_eq!(
+            wire::peek_meta(data).as_ref(),
+            Some(&d.meta),
+            "peek_meta disagrees with split"
+        );
     }
     if let Ok(case) = wire::decode_quarantined(data) {
         let again = wire::encode_quarantined(&case, &quarantine_tail(&case));

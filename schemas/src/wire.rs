@@ -150,6 +150,42 @@ pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
     }
 }
 
+/// The metadata of a document payload in the split layout, read without its entries, when
+/// the rest of its head and its CDA bytes pass every check of [`split`]; `None` for
+/// anything else (a patient update, plain JSON, a payload `split` refuses), which the
+/// caller then reads with [`split`] to get the item or the error.
+///
+/// Route's fast path: a document routed to the INS it already names leaves route exactly
+/// as it came, so route reads only what it decides on and forwards the payload's own bytes
+/// (no entries read, no head written again). The entries are still checked to be JSON;
+/// whether they are entries is checked by the store, which reads them, and refuses the
+/// payload (`payload.invalid`) as route would have.
+pub fn peek_meta(payload: &[u8]) -> Option<DocumentMeta> {
+    // The fields of a document head, as `Document` reads them, entries skipped.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        r#type: String,
+        meta: DocumentMeta,
+        cda: String,
+        #[allow(dead_code)] // read to check it is JSON, never used
+        entries: serde::de::IgnoredAny,
+        #[serde(default)]
+        packed: Option<PackedCda>,
+    }
+    let nl = payload.iter().position(|&b| b == b'\n')?;
+    let head: Head = serde_json::from_slice(&payload[..nl]).ok()?;
+    let tail = &payload[nl + 1..];
+    // As `split`: a document (not a patient update) whose body is only a head (no inline
+    // XML), followed by zstd/gzip bytes when packed, by UTF-8 XML otherwise.
+    let checked = head.r#type == "document"
+        && head.cda.is_empty()
+        && match head.packed {
+            Some(_) => Packing::of(tail).is_some(),
+            None => std::str::from_utf8(tail).is_ok(),
+        };
+    checked.then_some(head.meta)
+}
+
 /// Reads a payload in any layout into the whole item: a packed document with its compressed
 /// bytes (`Cda::Packed`), any other document with its XML (`Cda::Xml`).
 pub fn decode(payload: &[u8]) -> Result<Normalized, WireError> {
@@ -331,6 +367,72 @@ mod tests {
             bad.extend_from_slice(b"<ClinicalDocument/>");
             assert!(decode(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn peek_meta_reads_what_split_accepts_and_nothing_else() {
+        let meta = |n: &Normalized| match n {
+            Normalized::Document(d) => d.meta.clone(),
+            Normalized::Patient(_) => unreachable!(),
+        };
+        // A packed document and an XML one: the same metadata as `split`.
+        let xml = document("<ClinicalDocument/>");
+        let Normalized::Document(mut d) = document("") else {
+            unreachable!()
+        };
+        d.cda = Cda::Packed(PackedCda::pack("<ClinicalDocument/>"));
+        let packed = Normalized::Document(d);
+        for item in [&xml, &packed] {
+            let bytes = encode(item);
+            assert_eq!(peek_meta(&bytes), Some(meta(item)));
+            assert_eq!(meta(&split(&bytes).unwrap().0), meta(item));
+            // What `split` refuses, peek does not read: a packed head before XML, an XML
+            // head before bytes that are not UTF-8, an inline CDA beside bytes.
+            let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+            let mut bad = bytes[..=nl].to_vec();
+            bad.extend_from_slice(if item == &packed {
+                b"<ClinicalDocument/>".as_slice()
+            } else {
+                b"\xff\xfe".as_slice()
+            });
+            assert!(split(&bad).is_err());
+            assert_eq!(peek_meta(&bad), None);
+        }
+        let inline = String::from_utf8(serde_json::to_vec(&xml).unwrap()).unwrap() + "\n<x/>";
+        assert!(split(inline.as_bytes()).is_err());
+        assert_eq!(peek_meta(inline.as_bytes()), None);
+        // Not a document in the split layout: plain JSON, a patient update, garbage.
+        assert_eq!(peek_meta(&serde_json::to_vec(&xml).unwrap()), None);
+        let update = Normalized::Patient(Box::new(PatientUpdate {
+            change: PatientChange::Upsert,
+            patient: patient(),
+            feeding_opposed: None,
+            dmp_status: None,
+            consultation_consent: None,
+            times: Default::default(),
+            event: String::new(),
+            source: SourceRef::default(),
+        }));
+        let mut upd = encode(&update);
+        upd.extend_from_slice(b"\n<x/>");
+        assert_eq!(peek_meta(&upd), None);
+        assert_eq!(peek_meta(b"{\"type\":\"document\"\n"), None);
+        assert_eq!(peek_meta(b"\n"), None);
+        // Entries that are JSON but not entries: peek reads the head (route forwards it),
+        // `split` and the store's `decode` refuse it.
+        let bytes = encode(&packed);
+        let nl = bytes.iter().position(|&b| b == b'\n').unwrap();
+        let head = std::str::from_utf8(&bytes[..nl]).unwrap();
+        assert!(head.contains("\"entries\":[]"));
+        let odd = [
+            head.replace("\"entries\":[]", "\"entries\":[{\"kind\":1}]")
+                .as_bytes(),
+            &bytes[nl..],
+        ]
+        .concat();
+        assert_eq!(peek_meta(&odd), Some(meta(&packed)));
+        assert!(split(&odd).is_err());
+        assert!(decode(&odd).is_err());
     }
 
     #[test]

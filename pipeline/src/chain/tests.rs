@@ -530,3 +530,103 @@ async fn a_case_held_by_an_earlier_build_still_releases() {
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Issue #15: the route stage forwards a document routed to the INS it names as its very
+// bytes (peeked, not read whole); a merged patient's document is read whole and leaves
+// under the surviving INS; a case, an unknown patient and a bad payload go as before.
+#[tokio::test]
+async fn route_forwards_a_document_as_it_came_and_rewrites_only_what_a_merge_moves() {
+    use std::sync::Arc;
+
+    use dmpflow_schemas::{Cda, PackedCda, wire};
+    use rdkafka::message::OwnedMessage;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::config::Settings;
+    use crate::stages::{BatchCtx, RouteStage, Stage};
+
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    apply(
+        &store,
+        update(PatientChange::Upsert, INS_A, "PREMIER", "U1"),
+    )
+    .await;
+    // B: the same person under a second INS, then merged into A.
+    apply(
+        &store,
+        update(PatientChange::Upsert, INS_B, "PREMIER", "U2"),
+    )
+    .await;
+    apply(
+        &store,
+        update(
+            PatientChange::Merge {
+                from_ins: INS_B.into(),
+                from_oid: NIR.into(),
+            },
+            INS_A,
+            "PREMIER",
+            "U3",
+        ),
+    )
+    .await;
+    let payload = |uid: &str, ins: &str| {
+        let Normalized::Document(mut d) = lab_document(uid) else {
+            unreachable!()
+        };
+        d.meta.patient.ins = ins.into();
+        d.cda = Cda::Packed(PackedCda::pack("<ClinicalDocument/>"));
+        wire::encode(&Normalized::Document(d))
+    };
+    let settings = Settings::default();
+    let inputs = [
+        payload("1.2.250.9.1", INS_A),
+        payload("1.2.250.9.2", INS_B),
+        payload("1.2.250.9.3", "180017512300045"),
+        b"{\"type\":\"document\"}\nnot a payload".to_vec(),
+    ];
+    let batch: Vec<OwnedMessage> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            OwnedMessage::new(
+                Some(p.clone()),
+                None,
+                settings.topics.documents.clone(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                i as i64,
+                None,
+            )
+        })
+        .collect();
+    let mut stage = RouteStage::new(Arc::new(settings.clone()), store);
+    let shutdown = CancellationToken::new();
+    let ctx = BatchCtx {
+        shutdown: &shutdown,
+        keepalive: None,
+        rebalanced: false,
+    };
+    let handled = stage.handle(&batch, &ctx).await.unwrap();
+    let out = &handled.produced.outputs;
+    assert_eq!(handled.produced.origins, [0, 1, 2, 3]);
+    // A's document: the input's own bytes, to the routed topic, keyed by A.
+    assert_eq!(out[0].topic, settings.topics.routed);
+    assert_eq!(out[0].payload, inputs[0], "forwarded as it came");
+    assert_eq!(out[0].key.as_deref(), Some(INS_A));
+    // B's document: filed under A (the surviving INS), its head written again.
+    assert_eq!(out[1].topic, settings.topics.routed);
+    assert_eq!(out[1].key.as_deref(), Some(INS_A));
+    assert_ne!(out[1].payload, inputs[1]);
+    let Normalized::Document(moved) = wire::decode(&out[1].payload).unwrap() else {
+        panic!("a document")
+    };
+    assert_eq!(moved.meta.patient.ins, INS_A);
+    let Normalized::Document(sent) = wire::decode(&inputs[1]).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(moved.cda, sent.cda, "the CDA bytes pass untouched");
+    // An unknown patient: a quarantine case; a bad payload: a dead letter.
+    assert_eq!(out[2].topic, settings.topics.quarantine);
+    assert_eq!(out[3].topic, settings.topics.dlq);
+}

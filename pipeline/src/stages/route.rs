@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use dmpflow_route::RouteConfig;
+use dmpflow_route::{Decision, RouteConfig};
 use dmpflow_schemas::reasons::Reason;
-use dmpflow_schemas::{Cda, Normalized, headers as h, wire};
+use dmpflow_schemas::wire::{self, WireError};
+use dmpflow_schemas::{Cda, DocumentMeta, Normalized, headers as h};
 use dmpflow_store::Store;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,14 @@ use crate::chain::{self, Routed};
 use crate::config::Settings;
 use crate::outcome::Kind;
 use crate::runtime::{self, Output};
+
+/// One input message as route first reads it.
+enum Input<'a> {
+    /// A document's metadata, peeked from a payload in the split layout.
+    Peeked(Box<DocumentMeta>),
+    /// Anything else, read whole (or why it cannot be).
+    Read(Result<(Normalized, &'a [u8]), WireError>),
+}
 
 pub struct RouteStage {
     settings: Arc<Settings>,
@@ -56,18 +65,29 @@ impl Stage for RouteStage {
         const STAGE: &str = "route";
         let (settings, store, cfg) = (&self.settings, &self.store, &self.cfg);
         let mut out = Handled::default();
-        // Route reads the heads only; the CDA bytes go to the output untouched.
-        let items: Vec<_> = batch
+        // Route reads the heads only; the CDA bytes go to the output untouched. A document in
+        // the split layout is peeked (its metadata, not its entries): when it is routed to the
+        // INS it names, which is nearly always, its payload leaves as it came. Anything else
+        // (an identity update, plain JSON, a document a merge moves to another INS, a
+        // quarantine case, a payload the peek refuses) is read whole, as before.
+        let inputs: Vec<Input<'_>> = batch
             .iter()
-            .map(|m| wire::split(m.payload().unwrap_or_default()))
+            .map(|m| {
+                let payload = m.payload().unwrap_or_default();
+                match wire::peek_meta(payload) {
+                    Some(meta) => Input::Peeked(Box::new(meta)),
+                    None => Input::Read(wire::split(payload)),
+                }
+            })
             .collect();
         // The registry records of the whole batch in one query, not one per document.
         let registry = chain::RegistryCache::default();
-        let mut patients: Vec<&str> = items
+        let mut patients: Vec<&str> = inputs
             .iter()
             .filter_map(|i| match i {
-                Ok((Normalized::Document(d), _)) => Some(d.meta.patient.ins.as_str()),
-                _ => None,
+                Input::Peeked(meta) => Some(meta.patient.ins.as_str()),
+                Input::Read(Ok((Normalized::Document(d), _))) => Some(d.meta.patient.ins.as_str()),
+                Input::Read(_) => None,
             })
             .collect();
         patients.sort_unstable();
@@ -78,8 +98,35 @@ impl Stage for RouteStage {
             })
             .await?;
         }
-        for (origin, (m, split)) in batch.iter().zip(items).enumerate() {
+        for (origin, (m, input)) in batch.iter().zip(inputs).enumerate() {
             let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
+            let payload = m.payload().unwrap_or_default();
+            let (split, decided) = match input {
+                Input::Peeked(meta) => {
+                    let decision = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                        chain::document_decision(store, &meta, cfg, &registry)
+                    })
+                    .await?;
+                    if let Decision::Route { ins, ins_oid } = &decision
+                        && *ins == meta.patient.ins
+                        && *ins_oid == meta.patient.ins_oid
+                    {
+                        out.produced.push(
+                            origin,
+                            Output {
+                                topic: settings.topics.routed.clone(),
+                                key: Some(meta.patient.ins.clone()),
+                                payload: payload.to_vec(),
+                                headers: carried_headers(m, &feed),
+                            },
+                        );
+                        out.report.push(origin, feed, Kind::Routed, Some(at(m)));
+                        continue;
+                    }
+                    (wire::split(payload), Some(decision))
+                }
+                Input::Read(split) => (split, None),
+            };
             let (item, cda) = match split {
                 Ok(split) => split,
                 Err(e) => {
@@ -97,12 +144,18 @@ impl Stage for RouteStage {
                 }
             };
             let routed = match item {
-                // Decided on the borrowed head, so a retry needs no copy of the document.
+                // Decided on the borrowed head (or already, when peeked), so a retry needs
+                // no copy of the document.
                 Normalized::Document(doc) => {
-                    let decision = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
-                        chain::document_decision(store, &doc.meta, cfg, &registry)
-                    })
-                    .await?;
+                    let decision = match decided {
+                        Some(decision) => decision,
+                        None => {
+                            with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+                                chain::document_decision(store, &doc.meta, cfg, &registry)
+                            })
+                            .await?
+                        }
+                    };
                     chain::routed_document(doc, decision)
                 }
                 update @ Normalized::Patient(_) => {
