@@ -57,20 +57,26 @@ impl<'de, T: Tagged> Visitor<'de> for TaggedVisitor<T> {
                 T::variant(v, MapAccessDeserializer::new(map))
             }
             // The tag is not first: buffer the members, then read as above.
-            Some(Key::Other(k)) => {
+            Some(Key::Other(first)) => {
                 let mut members = serde_json::Map::new();
-                members.insert(k, map.next_value()?);
                 let mut variant = None;
-                while let Some(key) = map.next_key_seed(KeySeed(T::TAG))? {
-                    match key {
+                let mut key = Some(Key::Other(first));
+                while let Some(k) = key {
+                    match k {
                         Key::Tag if variant.is_some() => {
                             return Err(de::Error::duplicate_field(T::TAG));
                         }
                         Key::Tag => variant = Some(map.next_value_seed(VariantSeed(T::VARIANTS))?),
+                        // A member named twice is refused, as the variant's derived
+                        // `Deserialize` refuses it on the fast path (a map would keep the last).
+                        Key::Other(k) if members.contains_key(&k) => {
+                            return Err(de::Error::custom(format_args!("duplicate field `{k}`")));
+                        }
                         Key::Other(k) => {
                             members.insert(k, map.next_value()?);
                         }
                     }
+                    key = map.next_key_seed(KeySeed(T::TAG))?;
                 }
                 let v = variant.ok_or_else(|| de::Error::missing_field(T::TAG))?;
                 T::variant(v, serde_json::Value::Object(members)).map_err(de::Error::custom)
@@ -215,6 +221,17 @@ mod tests {
                 .contains("duplicate field `kind`")
         );
         assert!(err(r#"{"kind":"dispensation","code":"1"}"#).contains("missing field"));
+        // A member twice: refused whether the tag comes first or not.
+        let twice =
+            r#""code":"1","code":"2","code_system":"s","label":"l","quantity":"1","time":"t""#;
+        assert!(
+            err(&format!(r#"{{"kind":"dispensation",{twice}}}"#))
+                .contains("duplicate field `code`")
+        );
+        assert!(
+            err(&format!(r#"{{{twice},"kind":"dispensation"}}"#))
+                .contains("duplicate field `code`")
+        );
         assert!(err(r#"{"kind":3}"#).contains("invalid type"));
         assert!(err(r#"[]"#).contains("invalid type"));
     }
