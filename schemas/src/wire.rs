@@ -293,6 +293,19 @@ mod tests {
         }))
     }
 
+    fn upsert() -> Normalized {
+        Normalized::Patient(Box::new(PatientUpdate {
+            change: PatientChange::Upsert,
+            patient: patient(),
+            feeding_opposed: None,
+            dmp_status: None,
+            consultation_consent: None,
+            times: Default::default(),
+            event: String::new(),
+            source: SourceRef::default(),
+        }))
+    }
+
     fn patient() -> PatientIdentity {
         PatientIdentity {
             ins: "1".into(),
@@ -403,16 +416,7 @@ mod tests {
         assert_eq!(peek_meta(inline.as_bytes()), None);
         // Not a document in the split layout: plain JSON, a patient update, garbage.
         assert_eq!(peek_meta(&serde_json::to_vec(&xml).unwrap()), None);
-        let update = Normalized::Patient(Box::new(PatientUpdate {
-            change: PatientChange::Upsert,
-            patient: patient(),
-            feeding_opposed: None,
-            dmp_status: None,
-            consultation_consent: None,
-            times: Default::default(),
-            event: String::new(),
-            source: SourceRef::default(),
-        }));
+        let update = upsert();
         let mut upd = encode(&update);
         upd.extend_from_slice(b"\n<x/>");
         assert_eq!(peek_meta(&upd), None);
@@ -539,16 +543,7 @@ mod tests {
 
     #[test]
     fn patient_updates_are_plain_json() {
-        let p = Normalized::Patient(Box::new(PatientUpdate {
-            change: PatientChange::Upsert,
-            patient: patient(),
-            feeding_opposed: None,
-            dmp_status: None,
-            consultation_consent: None,
-            times: Default::default(),
-            event: String::new(),
-            source: SourceRef::default(),
-        }));
+        let p = upsert();
         let bytes = encode(&p);
         assert!(!bytes.contains(&b'\n'));
         assert_eq!(decode(&bytes).unwrap(), p);
