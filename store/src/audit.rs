@@ -7,8 +7,9 @@ use dmpflow_schemas::SourceRef;
 use sqlx::AssertSqlSafe;
 
 use crate::StoreError;
+use crate::rows::AUDIT_COLUMNS;
 use crate::tx::Tx;
-use crate::util::{stored_hash, values_sql};
+use crate::util::values_sql;
 
 /// Rows per multi-row statement. Bounded by SQLite's 32766 variables and PostgreSQL's
 /// 65535 parameters, and kept fixed so the statement text repeats.
@@ -30,32 +31,12 @@ pub(crate) async fn insert_audits(
     rows: &[AuditRow<'_>],
     now: &str,
 ) -> Result<(), StoreError> {
+    let prefix = format!("INSERT INTO audit ({AUDIT_COLUMNS})");
     for chunk in rows.chunks(AUDIT_CHUNK) {
-        let sql = values_sql(
-            "INSERT INTO audit (at, action, unique_id, patient_ins, source_feed, source_sender, \
-             source_control_id, source_position, source_topic, source_partition, source_offset, detail, \
-             source_content_hash)",
-            13,
-            chunk.len(),
-            "",
-        );
+        let sql = values_sql(&prefix, 13, chunk.len(), "");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
-            let s = r.source;
-            q = q
-                .bind(now)
-                .bind(r.action)
-                .bind(r.unique_id.as_deref())
-                .bind(r.patient_ins.as_deref())
-                .bind(s.and_then(|s| s.feed).map(|f| f.as_str()))
-                .bind(s.map(|s| s.sender.as_str()))
-                .bind(s.and_then(|s| (!s.control_id.is_empty()).then_some(s.control_id.as_str())))
-                .bind(s.map(|s| i64::from(s.position)))
-                .bind(s.and_then(|s| s.topic.as_deref()))
-                .bind(s.and_then(|s| s.partition).map(i64::from))
-                .bind(s.and_then(|s| s.offset))
-                .bind(r.detail.as_str())
-                .bind(s.and_then(stored_hash));
+            q = crate::rows::bind(q, &crate::rows::audit(r, now));
         }
         q.execute(&mut **tx)
             .await

@@ -12,6 +12,10 @@
 //!    grouped UPDATEs, then the offsets, then commit: `batch/write.rs`. Statement text
 //!    only depends on the chunk size, so sqlx's per-connection statement cache reuses the
 //!    prepared statements from batch to batch.
+//!
+//! On PostgreSQL, a batch without identity updates (what the store stage writes) takes
+//! `batch/pg.rs` instead: the same lookups and plan, key lists bound as arrays, new rows
+//! sent by binary COPY, through sqlx's native driver.
 
 use std::collections::HashMap;
 
@@ -25,6 +29,7 @@ use crate::util::now_rfc3339;
 use crate::{Store, StoreError, patients};
 
 mod lookup;
+mod pg;
 mod write;
 
 use lookup::lookup;
@@ -103,6 +108,14 @@ impl Store {
             {
                 packed.insert(address(d), p);
             }
+        }
+        // PostgreSQL's own path (arrays, binary COPY) for what the store stage writes;
+        // identity updates, which `patients` applies with the registry's locks and guards,
+        // and SQLite take the shared one below.
+        if let Some(pg) = &self.pg
+            && !items.iter().any(|i| matches!(i, StoreItem::Patient(_)))
+        {
+            return pg::write_batch(pg, items, offsets, |d| packed[&address(d)]).await;
         }
         let mut tx = self.begin(OP).await?;
         let known = lookup(&mut tx, &Keys::of(items)).await?;

@@ -1,8 +1,11 @@
 //! dmpflow-store: the patient DMP on PostgreSQL or SQLite, through one code path.
 //!
 //! Everything goes through sqlx's `AnyPool` with runtime queries (no `query!`, so builds
-//! need no database). The SQL is written once in the dialect both backends share (`$n`
-//! placeholders, `ON CONFLICT`, partial indexes). Two things differ per backend: the
+//! need no database), but one hot path: on PostgreSQL the store stage's batches are
+//! written through the native driver (`batch/pg.rs`: arrays and binary COPY, which `Any`
+//! cannot send), from the same plan and the same row layouts (`rows.rs`). The SQL is
+//! written once in the dialect both backends share (`$n` placeholders, `ON CONFLICT`,
+//! partial indexes). Two things differ per backend: the
 //! migrations, in column types only (`migrations/postgres`, `migrations/sqlite`), and the
 //! one statement that unpacks a batch's structured entries from JSON
 //! (`json_to_recordset` vs `json_each`), which `batch/write.rs` picks by backend.
@@ -31,6 +34,7 @@ mod patient_state;
 mod patients;
 mod plan;
 mod queries;
+mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;
@@ -79,6 +83,10 @@ pub const DEFAULT_PG_CONNECTIONS: u32 = 8;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On PostgreSQL, the same database through sqlx's native driver, for the batch write
+    /// (`batch/pg.rs`: arrays and binary COPY, which the `Any` driver cannot send). Lazy:
+    /// it connects on the first batch, so commands that never write one never open it.
+    pg: Option<sqlx::PgPool>,
 }
 
 /// Whether every migration of `migrator` is applied, with the checksum it has now. Any
@@ -203,7 +211,20 @@ impl Store {
                 other => StoreError::Migrate(other.to_string()),
             })?;
         }
-        Ok(Store { pool, backend })
+        let pg = match backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(pg_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(
+                        sqlx::postgres::PgConnectOptions::from_str(&url)
+                            .map_err(|_| StoreError::UnsupportedUrl)?
+                            .disable_statement_logging(),
+                    ),
+            ),
+            Backend::Sqlite => None,
+        };
+        Ok(Store { pool, backend, pg })
     }
 
     /// The database behind this store.
@@ -223,6 +244,9 @@ impl Store {
     /// Closes the pool (waits for connections in use to come back).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
     }
 }
 

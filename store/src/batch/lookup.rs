@@ -20,7 +20,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
     for (column, values) in [("unique_id", &ids), ("set_id", &sets)] {
         for chunk in values.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT unique_id, set_id, seq, status, cda_sha256 FROM documents WHERE {column} IN ({})",
+                "SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE {column} IN ({})",
                 in_list(1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -28,48 +28,20 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
                 q = q.bind(*v);
             }
             for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-                let unique_id: String = r.try_get(0).map_err(err)?;
-                let status: String = r.try_get(3).map_err(err)?;
-                let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
-                    op: "write_batch lookup",
-                    detail: format!("document {unique_id} has an unknown status"),
-                })?;
-                known.docs.push(KnownDoc {
-                    unique_id,
-                    set_id: r.try_get(1).map_err(err)?,
-                    seq: r.try_get(2).map_err(err)?,
-                    status,
-                    cda_sha256: r.try_get(4).map_err(err)?,
-                });
+                known.docs.push(known_doc(&r)?);
             }
         }
     }
 
     let controls: Vec<&str> = keys.control_ids.iter().copied().collect();
     for chunk in controls.chunks(LOOKUP_CHUNK) {
-        let list = in_list(1, chunk.len());
-        // Messages already applied: stored documents, deletions and patient updates.
-        // Quarantine entries are not in this list on purpose: a released item must be
-        // accepted when it is re-routed under the same message key.
-        let sql = format!(
-            "SELECT source_sender, source_control_id, source_position, source_content_hash \
-             FROM documents WHERE source_control_id IN ({list}) \
-             UNION ALL \
-             SELECT source_sender, source_control_id, source_position, source_content_hash \
-             FROM audit \
-             WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id IN ({list})"
-        );
+        let sql = applied_sql(&format!("IN ({})", in_list(1, chunk.len())));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for v in chunk {
             q = q.bind(*v);
         }
         for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-            known.applied.push(AppliedMsg {
-                sender: r.try_get(0).map_err(err)?,
-                control_id: r.try_get(1).map_err(err)?,
-                position: r.try_get(2).map_err(err)?,
-                content_hash: r.try_get(3).map_err(err)?,
-            });
+            known.applied.push(applied_msg(&r)?);
         }
     }
 
@@ -88,4 +60,65 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
         }
     }
     Ok(known)
+}
+
+/// The columns `documents` is read by in a lookup (by unique_id or set_id): what
+/// [`known_doc`] reads.
+pub(super) const KNOWN_DOC_COLUMNS: &str = "unique_id, set_id, seq, status, cda_sha256";
+
+/// The message keys of what was applied before (stored documents, deletions, identity
+/// updates) whose control id is one of `$n` (`{ids}`: the list's SQL): what [`applied_msg`]
+/// reads. Quarantine entries are not in it on purpose: a released item must be accepted
+/// when it is re-routed under the same message key.
+pub(super) fn applied_sql(ids: &str) -> String {
+    format!(
+        "SELECT source_sender, source_control_id, source_position, source_content_hash \
+         FROM documents WHERE source_control_id {ids} \
+         UNION ALL \
+         SELECT source_sender, source_control_id, source_position, source_content_hash \
+         FROM audit \
+         WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id {ids}"
+    )
+}
+
+/// One row of [`KNOWN_DOC_COLUMNS`], from either driver.
+pub(super) fn known_doc<R>(r: &R) -> Result<KnownDoc, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let err = |e| StoreError::from_sqlx("write_batch lookup", e);
+    let unique_id: String = r.try_get(0).map_err(err)?;
+    let status: String = r.try_get(3).map_err(err)?;
+    let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
+        op: "write_batch lookup",
+        detail: format!("document {unique_id} has an unknown status"),
+    })?;
+    Ok(KnownDoc {
+        unique_id,
+        set_id: r.try_get(1).map_err(err)?,
+        seq: r.try_get(2).map_err(err)?,
+        status,
+        cda_sha256: r.try_get(4).map_err(err)?,
+    })
+}
+
+/// One row of [`applied_sql`], from either driver.
+pub(super) fn applied_msg<R>(r: &R) -> Result<AppliedMsg, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let err = |e| StoreError::from_sqlx("write_batch lookup", e);
+    Ok(AppliedMsg {
+        sender: r.try_get(0).map_err(err)?,
+        control_id: r.try_get(1).map_err(err)?,
+        position: r.try_get(2).map_err(err)?,
+        content_hash: r.try_get(3).map_err(err)?,
+    })
 }

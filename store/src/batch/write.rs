@@ -1,17 +1,21 @@
-//! Step 3 of `Store::write_batch`: what the plan decided, written with multi-row INSERTs
-//! (entries: one JSON parameter per chunk, unpacked by the database), grouped status
-//! UPDATEs, and the consumer offsets, all inside the batch transaction.
+//! Step 3 of `Store::write_batch` on the shared path (SQLite, and batches with identity
+//! updates on PostgreSQL): what the plan decided, written with multi-row INSERTs of the
+//! rows `rows.rs` lays out (entries: one JSON parameter per chunk, unpacked by the
+//! database), grouped status UPDATEs, and the consumer offsets, all inside the batch
+//! transaction. The helpers both paths share (entry rows, visibility JSON, last offsets)
+//! live here too; `pg.rs` is the PostgreSQL path.
 
 use std::collections::HashMap;
 
-use dmpflow_schemas::{Entry, PackedCda};
+use dmpflow_schemas::PackedCda;
 use sqlx::AssertSqlSafe;
 
 use super::LOOKUP_CHUNK;
 use crate::model::{DocStatus, OffsetCommit};
 use crate::plan::{NewDoc, NewQuarantine};
+use crate::rows::{self, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS, Val};
 use crate::tx::Tx;
-use crate::util::{in_list, stored_hash, values_sql};
+use crate::util::{in_list, values_sql};
 use crate::{Backend, StoreError};
 
 /// Rows per multi-row statement. Bounded by SQLite's 32766 variables and PostgreSQL's
@@ -43,69 +47,21 @@ const ENTRIES_FROM_JSON_SQLITE: &str = "INSERT INTO entries (document_unique_id,
     json_extract(value, '$.time'), json_extract(value, '$.quantity') \
     FROM json_each($1)";
 
-const DOC_COLUMNS: &str = "INSERT INTO documents (unique_id, set_id, version, seq, lifecycle, status, \
-    target_unique_id, type_code, class_code, format_code, title, patient_ins, patient_ins_oid, \
-    author_person_id, author_organisation_id, creation_time, service_start, service_stop, \
-    confidentiality, visibility, origin, cda_packed, cda_sha256, cda_size, source_feed, source_sender, \
-    source_control_id, source_position, source_topic, source_partition, source_offset, stored_at, \
-    source_content_hash, practice_setting)";
-
 pub(super) async fn insert_documents(
     tx: &mut Tx,
     docs: &[NewDoc<'_>],
     packed: &[&PackedCda],
     now: &str,
 ) -> Result<(), StoreError> {
-    let visibility: Vec<String> = docs
-        .iter()
-        .map(|d| serde_json::to_string(&d.doc.meta.visibility).expect("strings serialise"))
-        .collect();
+    let visibility = visibility_json(docs);
+    let prefix = format!("INSERT INTO documents ({DOCUMENT_COLUMNS})");
     let mut start = 0;
     for chunk in docs.chunks(DOC_CHUNK) {
-        let sql = values_sql(DOC_COLUMNS, 34, chunk.len(), "");
+        let sql = values_sql(&prefix, 34, chunk.len(), "");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (i, d) in chunk.iter().enumerate() {
-            let m = &d.doc.meta;
-            let p = &packed[start + i];
-            let s = &m.source;
-            q = q
-                .bind(m.unique_id.as_str())
-                .bind(m.set_id.as_str())
-                .bind(i64::from(m.version))
-                .bind(d.seq)
-                .bind(m.lifecycle.as_str())
-                .bind(d.status.as_str())
-                .bind(d.replaces.as_deref().or(m.target_unique_id.as_deref()))
-                .bind(m.type_code.as_str())
-                .bind(m.class_code.as_str())
-                .bind(m.format_code.as_str())
-                .bind(m.title.as_str())
-                .bind(m.patient.ins.as_str())
-                .bind(m.patient.ins_oid.as_str())
-                .bind(m.author.person_id.as_deref())
-                .bind(m.author.organisation_id.as_deref())
-                .bind(m.creation_time.as_str())
-                .bind(m.service_start.as_deref())
-                .bind(m.service_stop.as_deref())
-                .bind(m.confidentiality.as_str())
-                .bind(visibility[start + i].as_str())
-                .bind(match m.origin {
-                    dmpflow_schemas::CdaOrigin::Generated => "generated",
-                    dmpflow_schemas::CdaOrigin::Received => "received",
-                })
-                .bind(p.bytes.as_slice())
-                .bind(p.sha256.as_str())
-                .bind(p.size)
-                .bind(s.feed.map(|f| f.as_str()))
-                .bind(s.sender.as_str())
-                .bind((!s.control_id.is_empty()).then_some(s.control_id.as_str()))
-                .bind(i64::from(s.position))
-                .bind(s.topic.as_deref())
-                .bind(s.partition.map(i64::from))
-                .bind(s.offset)
-                .bind(now)
-                .bind(stored_hash(s))
-                .bind(m.practice_setting.as_deref());
+            let row = rows::document(d, packed[start + i], &visibility[start + i], now);
+            q = rows::bind(q, &row);
         }
         q.execute(&mut **tx)
             .await
@@ -115,86 +71,41 @@ pub(super) async fn insert_documents(
     Ok(())
 }
 
-/// One `entries` row, flattened from an `Entry`. Serialised as JSON with the column names
-/// as keys (see `insert_entries`).
-#[derive(serde::Serialize)]
-struct EntryRow<'a> {
-    #[serde(rename = "document_unique_id")]
-    unique_id: &'a str,
-    position: i64,
-    kind: &'static str,
-    code: &'a str,
-    code_system: Option<&'a str>,
-    label: &'a str,
-    value: Option<&'a str>,
-    value_type: Option<&'a str>,
-    unit: Option<&'a str>,
-    interpretation: Option<&'a str>,
-    reference_low: Option<&'a str>,
-    reference_high: Option<&'a str>,
-    reference_text: Option<&'a str>,
-    status: Option<&'a str>,
-    time: Option<&'a str>,
-    quantity: Option<&'a str>,
+/// Each document's TRE_A07 visibility codes as the JSON array the `visibility` column holds.
+pub(super) fn visibility_json(docs: &[NewDoc<'_>]) -> Vec<String> {
+    docs.iter()
+        .map(|d| serde_json::to_string(&d.doc.meta.visibility).expect("strings serialise"))
+        .collect()
 }
 
-fn entry_row<'a>(unique_id: &'a str, position: usize, e: &'a Entry) -> EntryRow<'a> {
-    match e {
-        Entry::LabObservation {
-            loinc,
-            label,
-            value,
-            value_type,
-            unit,
-            interpretation,
-            reference_low,
-            reference_high,
-            reference_text,
-            status,
-            time,
-        } => EntryRow {
-            unique_id,
-            position: position as i64,
-            kind: "lab_observation",
-            code: loinc,
-            code_system: None,
-            label,
-            value: Some(value),
-            value_type: Some(value_type),
-            unit: unit.as_deref(),
-            interpretation: interpretation.as_deref(),
-            reference_low: reference_low.as_deref(),
-            reference_high: reference_high.as_deref(),
-            reference_text: reference_text.as_deref(),
-            status: Some(status),
-            time: time.as_deref(),
-            quantity: None,
-        },
-        Entry::Dispensation {
-            code,
-            code_system,
-            label,
-            quantity,
-            unit,
-            time,
-        } => EntryRow {
-            unique_id,
-            position: position as i64,
-            kind: "dispensation",
-            code,
-            code_system: Some(code_system),
-            label,
-            value: None,
-            value_type: None,
-            unit: unit.as_deref(),
-            interpretation: None,
-            reference_low: None,
-            reference_high: None,
-            reference_text: None,
-            status: None,
-            time: Some(time),
-            quantity: Some(quantity),
-        },
+/// Every entry row of the batch's documents, in order.
+pub(super) fn entry_rows<'a>(docs: &'a [NewDoc<'_>]) -> impl Iterator<Item = [Val<'a>; 16]> {
+    docs.iter().flat_map(|d| {
+        let uid = d.doc.meta.unique_id.as_str();
+        d.doc
+            .entries
+            .iter()
+            .enumerate()
+            .map(move |(i, e)| rows::entry(uid, i, e))
+    })
+}
+
+/// One `entries` row as a JSON object keyed by column name (see `insert_entries`).
+struct EntryJson<'a>([Val<'a>; 16]);
+
+impl serde::Serialize for EntryJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in ENTRY_COLUMNS.split(',').map(str::trim).zip(&self.0) {
+            match v {
+                Val::Text(t) => map.serialize_entry(name, t)?,
+                Val::Int(i) => map.serialize_entry(name, i)?,
+                // No entry column is binary.
+                Val::Bytes(_) => map.serialize_entry(name, &None::<&str>)?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -203,17 +114,7 @@ pub(super) async fn insert_entries(
     backend: Backend,
     docs: &[NewDoc<'_>],
 ) -> Result<(), StoreError> {
-    let rows: Vec<EntryRow<'_>> = docs
-        .iter()
-        .flat_map(|d| {
-            let uid = d.doc.meta.unique_id.as_str();
-            d.doc
-                .entries
-                .iter()
-                .enumerate()
-                .map(move |(i, e)| entry_row(uid, i, e))
-        })
-        .collect();
+    let rows: Vec<EntryJson<'_>> = entry_rows(docs).map(EntryJson).collect();
     // Entries are the bulk of a batch (tens per lab report). Binding 16 parameters per
     // row made them most of the write time, so each chunk travels as ONE JSON parameter
     // that the database unpacks; the statement text is fixed and stays prepared.
@@ -237,38 +138,15 @@ pub(super) async fn insert_entries(
 
 pub(super) async fn insert_quarantines(
     tx: &mut Tx,
-    rows: &[NewQuarantine<'_>],
+    new: &[NewQuarantine<'_>],
     now: &str,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(QUARANTINE_CHUNK) {
-        let sql = values_sql(
-            "INSERT INTO quarantine (reason, detail, item_key, unique_id, payload, source_feed, \
-             source_sender, source_control_id, source_position, source_topic, source_partition, \
-             source_offset, status, created_at, patient_ins, cda_packed)",
-            16,
-            chunk.len(),
-            "",
-        );
+    let prefix = format!("INSERT INTO quarantine ({QUARANTINE_COLUMNS})");
+    for chunk in new.chunks(QUARANTINE_CHUNK) {
+        let sql = values_sql(&prefix, 16, chunk.len(), "");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
-            let s = r.source;
-            q = q
-                .bind(r.reason.as_str())
-                .bind(r.detail.as_str())
-                .bind(r.key.as_str())
-                .bind(r.unique_id.as_deref())
-                .bind(r.payload.as_str())
-                .bind(s.feed.map(|f| f.as_str()))
-                .bind(s.sender.as_str())
-                .bind((!s.control_id.is_empty()).then_some(s.control_id.as_str()))
-                .bind(i64::from(s.position))
-                .bind(s.topic.as_deref())
-                .bind(s.partition.map(i64::from))
-                .bind(s.offset)
-                .bind("open")
-                .bind(now)
-                .bind(r.patient_ins.as_deref())
-                .bind(r.cda_packed.as_deref());
+            q = rows::bind(q, &rows::quarantine(r, now));
         }
         q.execute(&mut **tx)
             .await
@@ -310,25 +188,33 @@ pub(super) async fn update_statuses(
     Ok(())
 }
 
-pub(super) async fn commit_offsets(
-    tx: &mut Tx,
-    offsets: &[OffsetCommit],
-) -> Result<(), StoreError> {
-    // One row per partition (the last commit wins): PostgreSQL refuses an upsert that
-    // touches the same row twice in one statement.
+/// One offset per (group, topic, partition), the last commit winning: PostgreSQL refuses an
+/// upsert that touches the same row twice in one statement.
+pub(super) fn last_offsets(offsets: &[OffsetCommit]) -> Vec<((&str, &str, i32), i64)> {
     let mut last: HashMap<(&str, &str, i32), i64> = HashMap::new();
     for o in offsets {
         last.insert((&o.group, &o.topic, o.partition), o.next_offset);
     }
-    let rows: Vec<_> = last.into_iter().collect();
+    last.into_iter().collect()
+}
+
+/// What an offsets upsert does on conflict. Plain overwrite, not "max": a deliberate rewind
+/// must be possible, and a stale writer moving it back only causes re-reads that come out
+/// as duplicates.
+pub(super) const OFFSETS_CONFLICT: &str =
+    "ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = excluded.next_offset";
+
+pub(super) async fn commit_offsets(
+    tx: &mut Tx,
+    offsets: &[OffsetCommit],
+) -> Result<(), StoreError> {
+    let rows = last_offsets(offsets);
     for chunk in rows.chunks(LOOKUP_CHUNK) {
-        // Plain overwrite, not "max": a deliberate rewind must be possible, and a stale
-        // writer moving it back only causes re-reads that come out as duplicates.
         let sql = values_sql(
             "INSERT INTO consumer_offsets (group_id, topic, \"partition\", next_offset)",
             4,
             chunk.len(),
-            "ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = excluded.next_offset",
+            OFFSETS_CONFLICT,
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ((g, t, p), n) in chunk {

@@ -1,0 +1,213 @@
+//! `Store::write_batch` on PostgreSQL through sqlx's native driver, for batches without
+//! identity updates (the store stage's: documents and quarantine cases): the same three
+//! steps and the same plan as the shared path, in fewer, cheaper statements.
+//!
+//! - Lookups bind each key list as ONE array parameter (`= ANY($1)`): no chunking, three
+//!   statements whatever the batch size.
+//! - New rows (documents, entries, quarantine entries, audit rows) go by binary `COPY`
+//!   ([`CopyRows`]): no parameters converted through the `Any` layer, no JSON for the
+//!   entries, nothing for the server to parse but lengths and bytes. `COPY` checks every
+//!   constraint and fires every trigger as `INSERT` does; the plan already decided that no
+//!   row collides, so a conflict here is an error that rolls the batch back, as before.
+//! - Status changes and the offsets are one statement each (arrays again).
+//!
+//! Everything runs in one transaction with the consumer offsets, as on the shared path;
+//! which path wrote a batch leaves no trace in the rows (the PostgreSQL suites of
+//! `store/tests` run on this one, the SQLite suite and identity updates on the other).
+
+use dmpflow_schemas::{Document, PackedCda};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::lookup::{KNOWN_DOC_COLUMNS, applied_msg, applied_sql, known_doc};
+use super::write::{OFFSETS_CONFLICT, entry_rows, last_offsets, visibility_json};
+use crate::StoreError;
+use crate::model::{BatchReport, DocStatus, OffsetCommit, StoreItem};
+use crate::plan::{self, Keys, Known};
+use crate::rows::{
+    self, AUDIT_COLUMNS, CopyRows, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS,
+};
+use crate::util::now_rfc3339;
+
+const OP: &str = "write_batch";
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(OP, e)
+}
+
+/// Writes `items` (no [`StoreItem::Patient`]: the caller sends those batches the shared
+/// way) and `offsets` in one transaction; `packed` gives each document's packed CDA.
+pub(super) async fn write_batch<'p>(
+    pool: &PgPool,
+    items: &[StoreItem],
+    offsets: &[OffsetCommit],
+    packed: impl Fn(&Document) -> &'p PackedCda,
+) -> Result<BatchReport, StoreError> {
+    let mut tx = pool.begin().await.map_err(err)?;
+    // As `Store::begin`: every statement finds its rows by key (see there why).
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    let known = lookup(&mut tx, &Keys::of(items)).await?;
+    let decisions = plan::decide(items, known)?;
+    if !decisions.patients.is_empty() {
+        // Unreachable: the caller keeps identity updates on the shared path. Refused rather
+        // than dropped, and nothing is written.
+        return Err(StoreError::Data {
+            op: OP,
+            detail: "an identity update reached the PostgreSQL batch path".into(),
+        });
+    }
+    let now = now_rfc3339();
+
+    if !decisions.docs.is_empty() {
+        let visibility = visibility_json(&decisions.docs);
+        let mut docs = CopyRows::new();
+        for (d, v) in decisions.docs.iter().zip(&visibility) {
+            docs.row(&rows::document(d, packed(d.doc), v, &now));
+        }
+        copy(&mut tx, "documents", DOCUMENT_COLUMNS, docs).await?;
+        let mut entries = CopyRows::new();
+        for row in entry_rows(&decisions.docs) {
+            entries.row(&row);
+        }
+        copy(&mut tx, "entries", ENTRY_COLUMNS, entries).await?;
+    }
+    for status in [
+        DocStatus::Superseded,
+        DocStatus::Deleted,
+        DocStatus::Current,
+    ] {
+        let ids: Vec<&str> = decisions
+            .status_changes
+            .iter()
+            .filter(|(_, s)| **s == status)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        if !ids.is_empty() {
+            sqlx::query("UPDATE documents SET status = $1 WHERE unique_id = ANY($2)")
+                .bind(status.as_str())
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+    }
+    let mut quarantine = CopyRows::new();
+    for q in &decisions.quarantines {
+        quarantine.row(&rows::quarantine(q, &now));
+    }
+    copy(&mut tx, "quarantine", QUARANTINE_COLUMNS, quarantine).await?;
+    let mut audit = CopyRows::new();
+    for a in &decisions.audits {
+        audit.row(&rows::audit(a, &now));
+    }
+    copy(&mut tx, "audit", AUDIT_COLUMNS, audit).await?;
+    commit_offsets(&mut tx, offsets).await?;
+    tx.commit().await.map_err(err)?;
+    Ok(BatchReport {
+        outcomes: decisions.outcomes,
+        control_id_reused: decisions.control_id_reused,
+    })
+}
+
+/// Sends `rows` to `table` by binary `COPY` (nothing when there are none).
+async fn copy(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &str,
+    rows: CopyRows,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await
+        .map_err(err)?;
+    copy.send(rows.finish()).await.map_err(err)?;
+    copy.finish().await.map_err(err)?;
+    Ok(())
+}
+
+/// What the batch may collide with, as `lookup.rs` reads it on the shared path: the same
+/// columns and row readers, one statement per kind of key.
+async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, StoreError> {
+    let mut known = Known::default();
+    let ids: Vec<&str> = keys.unique_ids.iter().copied().collect();
+    let sets: Vec<&str> = keys.set_ids.iter().copied().collect();
+    if !ids.is_empty() || !sets.is_empty() {
+        let sql = format!(
+            "SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE unique_id = ANY($1) \
+             UNION ALL SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE set_id = ANY($2)"
+        );
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .bind(&ids)
+            .bind(&sets)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?
+        {
+            known.docs.push(known_doc(&r)?);
+        }
+    }
+    let controls: Vec<&str> = keys.control_ids.iter().copied().collect();
+    if !controls.is_empty() {
+        for r in sqlx::query(AssertSqlSafe(applied_sql("= ANY($1)")))
+            .bind(&controls)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?
+        {
+            known.applied.push(applied_msg(&r)?);
+        }
+    }
+    let qkeys: Vec<&str> = keys.quarantine_keys.iter().map(String::as_str).collect();
+    if !qkeys.is_empty() {
+        for r in sqlx::query(
+            "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key = ANY($1)",
+        )
+        .bind(&qkeys)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?
+        {
+            known.open_quarantine.insert(r.try_get(0).map_err(err)?);
+        }
+    }
+    Ok(known)
+}
+
+/// The consumer offsets, one upsert for all partitions.
+async fn commit_offsets(
+    conn: &mut PgConnection,
+    offsets: &[OffsetCommit],
+) -> Result<(), StoreError> {
+    let last = last_offsets(offsets);
+    if last.is_empty() {
+        return Ok(());
+    }
+    let (mut groups, mut topics, mut partitions, mut next) = (vec![], vec![], vec![], vec![]);
+    for ((g, t, p), n) in last {
+        groups.push(g);
+        topics.push(t);
+        partitions.push(i64::from(p));
+        next.push(n);
+    }
+    let sql = format!(
+        "INSERT INTO consumer_offsets (group_id, topic, \"partition\", next_offset) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) {OFFSETS_CONFLICT}"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&groups)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&next)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from_sqlx("write_batch offsets", e))?;
+    Ok(())
+}
