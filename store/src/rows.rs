@@ -4,7 +4,7 @@
 //! [`bind`]), or encoded for PostgreSQL's binary `COPY` ([`CopyRows`], the native write
 //! path of `batch/pg.rs`).
 
-use dmpflow_schemas::{Entry, PackedCda};
+use dmpflow_schemas::{Entry, PackedCda, SourceRef};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
@@ -56,7 +56,7 @@ pub(crate) fn document<'a>(
 ) -> [Val<'a>; 34] {
     let m = &d.doc.meta;
     let s = &m.source;
-    [
+    let mut row = [
         Text(Some(&m.unique_id)),
         Text(Some(&m.set_id)),
         Int(Some(i64::from(m.version))),
@@ -84,6 +84,26 @@ pub(crate) fn document<'a>(
         Bytes(Some(&p.bytes)),
         Text(Some(&p.sha256)),
         Int(Some(p.size)),
+        // source_feed .. source_offset (7), filled below
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(Some(now)),
+        Text(stored_hash(s)),
+        Text(m.practice_setting.as_deref()),
+    ];
+    row[24..31].copy_from_slice(&source(s));
+    row
+}
+
+/// The seven `source_*` columns (feed, sender, control id, position, topic, partition,
+/// offset) of a document or quarantine row: the message it came from.
+fn source(s: &SourceRef) -> [Val<'_>; 7] {
+    [
         Text(s.feed.map(|f| f.as_str())),
         Text(Some(&s.sender)),
         Text((!s.control_id.is_empty()).then_some(s.control_id.as_str())),
@@ -91,10 +111,16 @@ pub(crate) fn document<'a>(
         Text(s.topic.as_deref()),
         Int(s.partition.map(i64::from)),
         Int(s.offset),
-        Text(Some(now)),
-        Text(stored_hash(s)),
-        Text(m.practice_setting.as_deref()),
     ]
+}
+
+/// The names of [`ENTRY_COLUMNS`], one by one (the keys of the shared path's JSON).
+pub(crate) fn entry_column_names() -> [&'static str; 16] {
+    let mut names = [""; 16];
+    for (n, c) in names.iter_mut().zip(ENTRY_COLUMNS.split(',')) {
+        *n = c.trim();
+    }
+    names
 }
 
 /// The columns of `entries`, in the order of [`entry`] (and the keys of the JSON objects
@@ -172,25 +198,27 @@ pub(crate) const QUARANTINE_COLUMNS: &str = "reason, detail, item_key, unique_id
 
 /// A new (open) quarantine entry's row.
 pub(crate) fn quarantine<'a>(r: &'a NewQuarantine<'_>, now: &'a str) -> [Val<'a>; 16] {
-    let s = r.source;
-    [
+    let mut row = [
         Text(Some(&r.reason)),
         Text(Some(&r.detail)),
         Text(Some(&r.key)),
         Text(r.unique_id.as_deref()),
         Text(Some(&r.payload)),
-        Text(s.feed.map(|f| f.as_str())),
-        Text(Some(&s.sender)),
-        Text((!s.control_id.is_empty()).then_some(s.control_id.as_str())),
-        Int(Some(i64::from(s.position))),
-        Text(s.topic.as_deref()),
-        Int(s.partition.map(i64::from)),
-        Int(s.offset),
+        // source_feed .. source_offset (7), filled below
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
+        Text(None),
         Text(Some("open")),
         Text(Some(now)),
         Text(r.patient_ins.as_deref()),
         Bytes(r.cda_packed.as_deref()),
-    ]
+    ];
+    row[5..12].copy_from_slice(&source(r.source));
+    row
 }
 
 /// The columns of `audit` written, in the order of [`audit`].
@@ -313,5 +341,7 @@ mod tests {
         assert_eq!(count(ENTRY_COLUMNS), 16);
         assert_eq!(count(QUARANTINE_COLUMNS), 16);
         assert_eq!(count(AUDIT_COLUMNS), 13);
+        assert_eq!(entry_column_names()[0], "document_unique_id");
+        assert_eq!(entry_column_names()[15], "quantity");
     }
 }

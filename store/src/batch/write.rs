@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use super::LOOKUP_CHUNK;
 use crate::model::{DocStatus, OffsetCommit};
 use crate::plan::{NewDoc, NewQuarantine};
-use crate::rows::{self, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS, Val};
+use crate::rows::{self, DOCUMENT_COLUMNS, QUARANTINE_COLUMNS, Val};
 use crate::tx::Tx;
 use crate::util::{in_list, values_sql};
 use crate::{Backend, StoreError};
@@ -90,14 +90,15 @@ pub(super) fn entry_rows<'a>(docs: &'a [NewDoc<'_>]) -> impl Iterator<Item = [Va
     })
 }
 
-/// One `entries` row as a JSON object keyed by column name (see `insert_entries`).
-struct EntryJson<'a>([Val<'a>; 16]);
+/// One `entries` row as a JSON object keyed by column name (see `insert_entries`): the
+/// names ([`rows::entry_column_names`], worked out once per batch) and the values.
+struct EntryJson<'a>(&'a [&'static str; 16], [Val<'a>; 16]);
 
 impl serde::Serialize for EntryJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (name, v) in ENTRY_COLUMNS.split(',').map(str::trim).zip(&self.0) {
+        let mut map = s.serialize_map(Some(self.1.len()))?;
+        for (name, v) in self.0.iter().zip(&self.1) {
             match v {
                 Val::Text(t) => map.serialize_entry(name, t)?,
                 Val::Int(i) => map.serialize_entry(name, i)?,
@@ -114,7 +115,8 @@ pub(super) async fn insert_entries(
     backend: Backend,
     docs: &[NewDoc<'_>],
 ) -> Result<(), StoreError> {
-    let rows: Vec<EntryJson<'_>> = entry_rows(docs).map(EntryJson).collect();
+    let names = rows::entry_column_names();
+    let rows: Vec<EntryJson<'_>> = entry_rows(docs).map(|r| EntryJson(&names, r)).collect();
     // Entries are the bulk of a batch (tens per lab report). Binding 16 parameters per
     // row made them most of the write time, so each chunk travels as ONE JSON parameter
     // that the database unpacks; the statement text is fixed and stays prepared.
