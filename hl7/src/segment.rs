@@ -33,6 +33,31 @@ fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
     (idx == n).then(|| &s[start..])
 }
 
+/// Part `n` (0-based) of the first `stop`-separated piece of `s`, split on `sep`: what
+/// `nth_part(nth_part(s, stop, 0)?, sep, n)` returns, in one pass (both ASCII). A field's
+/// components are read this way, instead of scanning the whole field for a repetition
+/// first and then again for its components.
+#[inline]
+fn nth_part_before(s: &str, sep: u8, stop: u8, n: usize) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut idx = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == sep || c == stop {
+            if idx == n {
+                // Both are ASCII, so both ends are char boundaries.
+                return Some(&s[start..i]);
+            }
+            if c == stop {
+                return None;
+            }
+            idx += 1;
+            start = i + 1;
+        }
+    }
+    (idx == n).then(|| &s[start..])
+}
+
 /// One segment: its raw text (without the terminator) and the message delimiters.
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'m> {
@@ -210,6 +235,16 @@ impl<'m> Value<'m> {
 
     /// Component `n` (1-based); of a field, taken from its first repetition.
     pub fn component(&self, n: usize) -> Value<'m> {
+        let (comp, rep) = (self.d.component, self.d.repetition);
+        if self.level < Level::Repetition && !self.literal && comp.is_ascii() && rep.is_ascii() {
+            if n == 0 {
+                return Value::empty(self.d);
+            }
+            return match nth_part_before(self.raw, comp as u8, rep as u8, n - 1) {
+                Some(v) => Value::new(v, Level::Component, self.d),
+                None => Value::empty(self.d),
+            };
+        }
         let base = if self.level < Level::Repetition {
             self.repetition(1)
         } else {
@@ -279,6 +314,19 @@ impl std::fmt::Display for Value<'_> {
 #[cfg(test)]
 mod tests {
     use crate::message::tests::{ORU, parse};
+
+    proptest::proptest! {
+        /// The one-pass component read of a field is the two-step one (first repetition,
+        /// then its component), on any text over the separators and a few other bytes.
+        #[test]
+        fn one_pass_component_is_repetition_then_component(
+            s in "[a^~&é|]{0,24}",
+            n in 0usize..6,
+        ) {
+            let two_step = super::nth_part(s.split('~').next().unwrap_or(""), '^', n);
+            proptest::prop_assert_eq!(super::nth_part_before(&s, b'^', b'~', n), two_step);
+        }
+    }
 
     #[test]
     fn navigates_fields_repetitions_components_subs() {

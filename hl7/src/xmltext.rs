@@ -57,14 +57,13 @@ pub fn first_forbidden(b: &[u8]) -> Option<usize> {
 /// Offset of the first `\X<hex>\` escape whose bytes XML 1.0 cannot carry, if any.
 pub(super) fn first_forbidden_hex_escape(text: &str, d: &Delimiters) -> Option<usize> {
     let esc = d.escape;
-    let mut buf = [0u8; 4];
-    let open: &str = {
-        let e = esc.encode_utf8(&mut buf).len();
-        buf[e] = b'X';
-        std::str::from_utf8(&buf[..e + 1]).expect("a char and an ASCII X")
-    };
-    for (i, _) in text.match_indices(open) {
-        let after = &text[i + open.len()..];
+    // A search for the escape character (a memchr) and a look at the byte after it: a
+    // two-character pattern goes through the general substring searcher, which cost more
+    // than the rest of this check on every message.
+    for (i, _) in text.match_indices(esc) {
+        let Some(after) = text[i + esc.len_utf8()..].strip_prefix('X') else {
+            continue;
+        };
         let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
         if hex == 0 || !after[hex..].starts_with(esc) {
             continue;
