@@ -16,18 +16,21 @@ use std::io;
 
 use sha2::{Digest, Sha256};
 
-/// The indented XML writer every CDA function writes into.
+/// The XML writer every CDA function writes into: one element per line, not indented.
 ///
 /// Written here rather than taken from quick-xml's `Writer` (which the crate still uses to
 /// *read* XML): the CDA writers only ever emit elements, attributes and text, and quick-xml
 /// builds an owned `BytesStart` with an attribute buffer per element, which made allocation
 /// the largest cost of normalize (bench/ANALYSIS.md). This one appends to a single pre-sized
-/// `String`. Its output is byte for byte what quick-xml's indenting writer produced
-/// (two-space indent, a line break before every tag unless text precedes it, `<>&'"`
-/// escaped), so documents did not change when it replaced quick-xml.
+/// `String`: a line break before every tag unless text precedes it, `<>&'"` escaped.
+///
+/// No indentation: two spaces per level were 37% of a CR-BIO's bytes, and every byte is
+/// then compressed and hashed by normalize (the stored format), kept on every topic and
+/// read back on every consultation. The line breaks stay, so the text is still one element
+/// per line for a person, and the whitespace between elements is what it was (mixed content
+/// in the narrative renders the same: a break is whitespace as the indentation was).
 pub struct Xml {
     out: String,
-    depth: usize,
     /// False right after text, so `<a>text</a>` stays on one line.
     line_break: bool,
 }
@@ -36,28 +39,19 @@ impl Xml {
     fn new(capacity: usize) -> Xml {
         Xml {
             out: String::with_capacity(capacity),
-            depth: 0,
             line_break: false,
         }
     }
 
-    /// A line break and two spaces per level, copied from one run of spaces (a push per
-    /// level cost more than the tags themselves in deep CR-BIO entries).
-    fn indent(&mut self) {
-        const SPACES: &str = "                                                                ";
+    /// The line break before a tag (none right after text).
+    fn break_line(&mut self) {
         if self.line_break {
             self.out.push('\n');
-            let mut n = 2 * self.depth;
-            while n > SPACES.len() {
-                self.out.push_str(SPACES);
-                n -= SPACES.len();
-            }
-            self.out.push_str(&SPACES[..n]);
         }
     }
 
     fn open(&mut self, name: &str, attrs: &[(&str, &str)]) {
-        self.indent();
+        self.break_line();
         self.out.push('<');
         self.out.push_str(name);
         for (k, v) in attrs {
@@ -72,13 +66,11 @@ impl Xml {
     fn start(&mut self, name: &str, attrs: &[(&str, &str)]) {
         self.open(name, attrs);
         self.out.push('>');
-        self.depth += 1;
         self.line_break = true;
     }
 
     fn end(&mut self, name: &str) {
-        self.depth -= 1;
-        self.indent();
+        self.break_line();
         self.out.push_str("</");
         self.out.push_str(name);
         self.out.push('>');
