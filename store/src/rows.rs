@@ -257,9 +257,13 @@ pub(crate) struct CopyRows {
     rows: usize,
 }
 
+/// Bytes of encoded rows the native write path sends at a time ([`CopyRows::pending`]).
+pub(crate) const COPY_CHUNK: usize = 256 * 1024;
+
 impl CopyRows {
     pub(crate) fn new() -> CopyRows {
-        let mut buf = Vec::with_capacity(64 * 1024);
+        // Room for a chunk and the row that crosses its end (a larger row grows it).
+        let mut buf = Vec::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
         buf.extend_from_slice(&0i32.to_be_bytes()); // no header extension
@@ -295,8 +299,16 @@ impl CopyRows {
         self.rows += 1;
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rows == 0
+    /// The bytes encoded since the last [`CopyRows::sent`] (the header first).
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The pending bytes were sent: the buffer is reused for the next rows, so a batch of
+    /// any size is encoded in one buffer of a chunk's size, instead of one that grows (and
+    /// is copied at each doubling) to the size of every CDA of the batch.
+    pub(crate) fn sent(&mut self) {
+        self.buf.clear();
     }
 
     /// The bytes to send, trailer included.
@@ -313,7 +325,6 @@ mod tests {
     #[test]
     fn binary_copy_layout() {
         let mut c = CopyRows::new();
-        assert!(c.is_empty());
         c.row(&[
             Text(Some("é")),
             Int(Some(-2)),
@@ -321,8 +332,11 @@ mod tests {
             Text(None),
             Int(None),
         ]);
-        assert!(!c.is_empty());
-        let b = c.finish();
+        // Sent in two pieces (as `batch/pg.rs` streams a large batch), the same bytes.
+        let first = c.pending().to_vec();
+        c.sent();
+        let mut b = first;
+        b.extend_from_slice(&c.finish());
         let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
         want.extend_from_slice(&[0, 5]);
         want.extend_from_slice(&[0, 0, 0, 2, 0xc3, 0xa9]);

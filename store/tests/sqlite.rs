@@ -30,6 +30,7 @@ sqlite_tests!(
     results_over_time,
     cda_round_trip,
     packed_documents,
+    batch_larger_than_a_copy_chunk,
     waiting_cases_of_known_patients,
     identity_collision_leaves_registry_untouched,
     unstated_traits_keep_their_value,

@@ -25,7 +25,8 @@ use crate::StoreError;
 use crate::model::{BatchReport, DocStatus, OffsetCommit, StoreItem};
 use crate::plan::{self, Keys, Known};
 use crate::rows::{
-    self, AUDIT_COLUMNS, CopyRows, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS,
+    self, AUDIT_COLUMNS, COPY_CHUNK, CopyRows, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS,
+    Val,
 };
 use crate::util::now_rfc3339;
 
@@ -63,15 +64,16 @@ pub(super) async fn write_batch<'p>(
 
     if !decisions.docs.is_empty() {
         let visibility = visibility_json(&decisions.docs);
-        let mut docs = CopyRows::new();
-        for (d, v) in decisions.docs.iter().zip(&visibility) {
-            docs.row(&rows::document(d, packed(d.doc), v, &now));
-        }
+        // The rows' values are collected first (they borrow the batch; a closure held
+        // across the awaits would make this future not `Send`), then encoded chunk by chunk.
+        let docs: Vec<_> = decisions
+            .docs
+            .iter()
+            .zip(&visibility)
+            .map(|(d, v)| rows::document(d, packed(d.doc), v, &now))
+            .collect();
         copy(&mut tx, "documents", DOCUMENT_COLUMNS, docs).await?;
-        let mut entries = CopyRows::new();
-        for row in entry_rows(&decisions.docs) {
-            entries.row(&row);
-        }
+        let entries: Vec<_> = entry_rows(&decisions.docs).collect();
         copy(&mut tx, "entries", ENTRY_COLUMNS, entries).await?;
     }
     for status in [
@@ -94,15 +96,17 @@ pub(super) async fn write_batch<'p>(
                 .map_err(err)?;
         }
     }
-    let mut quarantine = CopyRows::new();
-    for q in &decisions.quarantines {
-        quarantine.row(&rows::quarantine(q, &now));
-    }
+    let quarantine: Vec<_> = decisions
+        .quarantines
+        .iter()
+        .map(|q| rows::quarantine(q, &now))
+        .collect();
     copy(&mut tx, "quarantine", QUARANTINE_COLUMNS, quarantine).await?;
-    let mut audit = CopyRows::new();
-    for a in &decisions.audits {
-        audit.row(&rows::audit(a, &now));
-    }
+    let audit: Vec<_> = decisions
+        .audits
+        .iter()
+        .map(|a| rows::audit(a, &now))
+        .collect();
     copy(&mut tx, "audit", AUDIT_COLUMNS, audit).await?;
     commit_offsets(&mut tx, offsets).await?;
     tx.commit().await.map_err(err)?;
@@ -112,12 +116,13 @@ pub(super) async fn write_batch<'p>(
     })
 }
 
-/// Sends `rows` to `table` by binary `COPY` (nothing when there are none).
-async fn copy(
+/// Sends `rows` to `table` by binary `COPY` (nothing when there are none), encoded into
+/// one reused buffer and sent a chunk at a time.
+async fn copy<const N: usize>(
     conn: &mut PgConnection,
     table: &str,
     columns: &str,
-    rows: CopyRows,
+    rows: Vec<[Val<'_>; N]>,
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -128,7 +133,15 @@ async fn copy(
         ))
         .await
         .map_err(err)?;
-    copy.send(rows.finish()).await.map_err(err)?;
+    let mut buf = CopyRows::new();
+    for row in &rows {
+        buf.row(row);
+        if buf.pending().len() >= COPY_CHUNK {
+            copy.send(buf.pending()).await.map_err(err)?;
+            buf.sent();
+        }
+    }
+    copy.send(buf.finish()).await.map_err(err)?;
     copy.finish().await.map_err(err)?;
     Ok(())
 }

@@ -858,6 +858,55 @@ pub async fn cda_round_trip(store: &Store) {
     );
 }
 
+/// A batch whose rows outgrow one COPY chunk (PostgreSQL's native path sends them 256 KiB
+/// at a time from one reused buffer): every document is stored, each CDA reads back as it
+/// was, and a replay of the batch is all duplicates.
+pub async fn batch_larger_than_a_copy_chunk(store: &Store) {
+    // Hex of a simple generator: text zstd cannot shrink much, so the packed CDAs of the
+    // batch are ~1.5 MB, several chunks.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |n: usize| {
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                char::from_digit(((state >> 60) & 0xf) as u32, 16).expect("a hex digit")
+            })
+            .collect::<String>()
+    };
+    let mut docs = Vec::new();
+    let mut xmls = Vec::new();
+    for i in 0..60 {
+        let uid = format!("1.2.13.{i}");
+        let mut d = initial(&uid, &format!("1.2.13.s{i}"), &format!("BIG{i}"));
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ClinicalDocument xmlns=\"urn:hl7-org:v3\">\
+             <id root=\"{uid}\"/><text>{}</text></ClinicalDocument>",
+            noise(40_000)
+        );
+        d.cda = Cda::Packed(dmpflow_store::pack_cda(&xml));
+        docs.push(d);
+        xmls.push((uid, xml));
+    }
+    let packed: usize = docs
+        .iter()
+        .map(|d| d.cda.as_packed().expect("packed").bytes.len())
+        .sum();
+    assert!(packed > 1_000_000, "the batch spans several chunks: {packed} B");
+    let out = store.write_batch(&items(docs.clone()), &[]).await.unwrap();
+    assert!(out.iter().all(|o| *o == ItemOutcome::Stored), "{out:?}");
+    assert_eq!(store.document_count().await.unwrap(), 60);
+    for (uid, xml) in &xmls {
+        assert_eq!(
+            store.get_document_cda(uid).await.unwrap().as_deref(),
+            Some(xml.as_str()),
+            "{uid} reads back"
+        );
+    }
+    let again = store.write_batch(&items(docs), &[]).await.unwrap();
+    assert!(again.iter().all(|o| *o == ItemOutcome::Duplicate), "{again:?}");
+    assert_eq!(store.document_count().await.unwrap(), 60);
+}
+
 /// Documents packed by normalize (zstd already made) are stored with those very bytes,
 /// read back as their XML, and kept packed when the store has to quarantine one. A
 /// document packed with gzip by an earlier build (still on a topic) is stored and read too.
