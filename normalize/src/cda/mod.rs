@@ -117,8 +117,7 @@ fn escape_into(out: &mut String, s: &str) {
         }
         // The last, partial block tested as the 16 bytes that end the text.
         if clean + 16 > len
-            && (clean == len
-                || !block_has_special(bytes[len - 16..].try_into().expect("16 bytes")))
+            && (clean == len || !block_has_special(bytes[len - 16..].try_into().expect("16 bytes")))
         {
             out.push_str(s);
             return;

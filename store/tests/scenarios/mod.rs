@@ -868,7 +868,9 @@ pub async fn batch_larger_than_a_copy_chunk(store: &Store) {
     let mut noise = |n: usize| {
         (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
                 char::from_digit(((state >> 60) & 0xf) as u32, 16).expect("a hex digit")
             })
             .collect::<String>()
@@ -891,7 +893,10 @@ pub async fn batch_larger_than_a_copy_chunk(store: &Store) {
         .iter()
         .map(|d| d.cda.as_packed().expect("packed").bytes.len())
         .sum();
-    assert!(packed > 1_000_000, "the batch spans several chunks: {packed} B");
+    assert!(
+        packed > 1_000_000,
+        "the batch spans several chunks: {packed} B"
+    );
     let out = store.write_batch(&items(docs.clone()), &[]).await.unwrap();
     assert!(out.iter().all(|o| *o == ItemOutcome::Stored), "{out:?}");
     assert_eq!(store.document_count().await.unwrap(), 60);
@@ -903,7 +908,10 @@ pub async fn batch_larger_than_a_copy_chunk(store: &Store) {
         );
     }
     let again = store.write_batch(&items(docs), &[]).await.unwrap();
-    assert!(again.iter().all(|o| *o == ItemOutcome::Duplicate), "{again:?}");
+    assert!(
+        again.iter().all(|o| *o == ItemOutcome::Duplicate),
+        "{again:?}"
+    );
     assert_eq!(store.document_count().await.unwrap(), 60);
 }
 
