@@ -8,47 +8,35 @@ use std::borrow::Cow;
 use crate::{Delimiters, decode};
 
 /// Part `n` (0-based) of `s` split on `sep`, or None when there are fewer parts.
-///
-/// For an ASCII separator (the usual case) this is a plain byte loop: HL7 fields are short,
-/// and a per-part `memchr` call (what `str::split` does) costs more than it saves there.
 #[inline]
 fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
     if !sep.is_ascii() {
         return s.split(sep).nth(n);
     }
-    let d = sep as u8;
-    let b = s.as_bytes();
-    let mut start = 0;
-    let mut idx = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c == d {
-            if idx == n {
-                // `d` is ASCII, so both ends are char boundaries.
-                return Some(&s[start..i]);
-            }
-            idx += 1;
-            start = i + 1;
-        }
-    }
-    (idx == n).then(|| &s[start..])
+    nth_ascii_part(s, sep as u8, None, n)
 }
 
-/// Part `n` (0-based) of the first `stop`-separated piece of `s`, split on `sep`: what
-/// `nth_part(nth_part(s, stop, 0)?, sep, n)` returns, in one pass (both ASCII). A field's
-/// components are read this way, instead of scanning the whole field for a repetition
-/// first and then again for its components.
+/// Part `n` (0-based) of `s` split on the ASCII `sep`, reading no further than the first
+/// `stop` when one is given: with `Some(stop)` it is what
+/// `nth_part(nth_part(s, stop, 0)?, sep, n)` returns, in one pass (a field's components are
+/// read this way, instead of scanning the whole field for a repetition first and then again
+/// for its components).
+///
+/// A plain byte loop: HL7 fields are short, and a per-part `memchr` call (what `str::split`
+/// does) costs more than it saves there.
 #[inline]
-fn nth_part_before(s: &str, sep: u8, stop: u8, n: usize) -> Option<&str> {
+fn nth_ascii_part(s: &str, sep: u8, stop: Option<u8>, n: usize) -> Option<&str> {
     let b = s.as_bytes();
     let mut start = 0;
     let mut idx = 0;
     for (i, &c) in b.iter().enumerate() {
-        if c == sep || c == stop {
+        let stops = Some(c) == stop;
+        if c == sep || stops {
             if idx == n {
-                // Both are ASCII, so both ends are char boundaries.
+                // Both separators are ASCII, so both ends are char boundaries.
                 return Some(&s[start..i]);
             }
-            if c == stop {
+            if stops {
                 return None;
             }
             idx += 1;
@@ -240,7 +228,7 @@ impl<'m> Value<'m> {
             if n == 0 {
                 return Value::empty(self.d);
             }
-            return match nth_part_before(self.raw, comp as u8, rep as u8, n - 1) {
+            return match nth_ascii_part(self.raw, comp as u8, Some(rep as u8), n - 1) {
                 Some(v) => Value::new(v, Level::Component, self.d),
                 None => Value::empty(self.d),
             };
@@ -324,7 +312,7 @@ mod tests {
             n in 0usize..6,
         ) {
             let two_step = super::nth_part(s.split('~').next().unwrap_or(""), '^', n);
-            proptest::prop_assert_eq!(super::nth_part_before(&s, b'^', b'~', n), two_step);
+            proptest::prop_assert_eq!(super::nth_ascii_part(&s, b'^', Some(b'~'), n), two_step);
         }
     }
 

@@ -254,7 +254,6 @@ pub(crate) fn audit<'a>(r: &'a AuditRow<'_>, now: &'a str) -> [Val<'a>; 13] {
 /// encoder, and the format is fixed (PostgreSQL docs, "COPY", Binary Format).
 pub(crate) struct CopyRows {
     buf: Vec<u8>,
-    rows: usize,
 }
 
 /// Bytes of encoded rows the native write path sends at a time ([`CopyRows::pending`]).
@@ -267,7 +266,7 @@ impl CopyRows {
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
         buf.extend_from_slice(&0i32.to_be_bytes()); // no header extension
-        CopyRows { buf, rows: 0 }
+        CopyRows { buf }
     }
 
     /// Appends one row.
@@ -296,7 +295,6 @@ impl CopyRows {
                 }
             }
         }
-        self.rows += 1;
     }
 
     /// The bytes encoded since the last [`CopyRows::sent`] (the header first).

@@ -142,7 +142,7 @@ fn escape_into(out: &mut String, s: &str) {
     // boundaries (no byte of a multi-byte UTF-8 sequence is ASCII).
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate().skip(clean) {
-        if !SPECIAL[usize::from(b)] {
+        if !is_special(b) {
             continue;
         }
         let entity = match b {
@@ -174,30 +174,20 @@ fn word_has_special(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let hit = zero_byte(w ^ (ONES * u64::from(b'<')))
-        | zero_byte(w ^ (ONES * u64::from(b'>')))
-        | zero_byte(w ^ (ONES * u64::from(b'&')))
-        | zero_byte(w ^ (ONES * u64::from(b'\'')))
-        | zero_byte(w ^ (ONES * u64::from(b'"')));
-    hit != 0
-}
-
-/// The five specials as compares without a branch (vectorisable, unlike the table).
-#[inline(always)]
-fn is_special(b: u8) -> bool {
-    (b == b'<') | (b == b'>') | (b == b'&') | (b == b'\'') | (b == b'"')
+    SPECIALS
+        .iter()
+        .fold(0, |hit, &c| hit | zero_byte(w ^ (ONES * u64::from(c))))
+        != 0
 }
 
 /// The bytes [`escape_into`] replaces with an entity.
-static SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'<' as usize] = true;
-    t[b'>' as usize] = true;
-    t[b'&' as usize] = true;
-    t[b'\'' as usize] = true;
-    t[b'"' as usize] = true;
-    t
-};
+const SPECIALS: [u8; 5] = *b"<>&'\"";
+
+/// Whether `b` is one of [`SPECIALS`]: compares OR-ed without a branch (vectorisable).
+#[inline(always)]
+fn is_special(b: u8) -> bool {
+    SPECIALS.iter().fold(false, |hit, &c| hit | (b == c))
+}
 
 /// CDA and CI-SIS constants shared by the three models.
 pub(crate) mod oid {
