@@ -8,6 +8,16 @@ use crate::{Backend, Store, StoreError};
 
 pub(crate) type Tx = Transaction<'static, Any>;
 
+/// How every PostgreSQL write transaction opens, in one round trip (a simple query may hold
+/// several statements). Every statement of a write transaction finds its rows by key, and
+/// every key has an index. But while a table grows faster than autovacuum analyses it (a
+/// new deployment, a replay into a fresh database), PostgreSQL's default estimate for an IN
+/// list of a few hundred keys is "most of the table" and it scans the whole table for each
+/// batch: quadratic. Measured on a 20k-message run from an empty database: 155 sequential
+/// scans reading 1.5 M rows of `documents` (bench/ANALYSIS.md). Index scans are never worse
+/// here.
+pub(crate) const PG_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
 impl Store {
     pub(crate) async fn begin(&self, op: &'static str) -> Result<Tx, StoreError> {
         match self.backend {
@@ -18,25 +28,11 @@ impl Store {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(|e| StoreError::from_sqlx(op, e)),
-            Backend::Postgres => {
-                let mut tx = self
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(|e| StoreError::from_sqlx(op, e))?;
-                // Every statement of a write transaction finds its rows by key, and every
-                // key has an index. But while a table grows faster than autovacuum analyses
-                // it (a new deployment, a replay into a fresh database), PostgreSQL's default
-                // estimate for an IN list of a few hundred keys is "most of the table" and it
-                // scans the whole table for each batch: quadratic. Measured on a 20k-message
-                // run from an empty database: 155 sequential scans reading 1.5 M rows of
-                // `documents` (bench/ANALYSIS.md). Index scans are never worse here.
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::from_sqlx(op, e))?;
-                Ok(tx)
-            }
+            Backend::Postgres => self
+                .pool
+                .begin_with(PG_BEGIN)
+                .await
+                .map_err(|e| StoreError::from_sqlx(op, e)),
         }
     }
 }

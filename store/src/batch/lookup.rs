@@ -28,7 +28,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
                 q = q.bind(*v);
             }
             for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-                known.docs.push(known_doc(&r)?);
+                known.docs.push(known_doc(&r, 0)?);
             }
         }
     }
@@ -41,7 +41,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
             q = q.bind(*v);
         }
         for r in q.fetch_all(&mut **tx).await.map_err(err)? {
-            known.applied.push(applied_msg(&r)?);
+            known.applied.push(applied_msg(&r, 0)?);
         }
     }
 
@@ -81,8 +81,9 @@ pub(super) fn applied_sql(ids: &str) -> String {
     )
 }
 
-/// One row of [`KNOWN_DOC_COLUMNS`], from either driver.
-pub(super) fn known_doc<R>(r: &R) -> Result<KnownDoc, StoreError>
+/// One row of [`KNOWN_DOC_COLUMNS`], from either driver, its first column at `at` (a
+/// statement that reads several kinds of rows at once puts them side by side).
+pub(super) fn known_doc<R>(r: &R, at: usize) -> Result<KnownDoc, StoreError>
 where
     R: Row,
     usize: sqlx::ColumnIndex<R>,
@@ -90,23 +91,23 @@ where
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let err = |e| StoreError::from_sqlx("write_batch lookup", e);
-    let unique_id: String = r.try_get(0).map_err(err)?;
-    let status: String = r.try_get(3).map_err(err)?;
+    let unique_id: String = r.try_get(at).map_err(err)?;
+    let status: String = r.try_get(at + 3).map_err(err)?;
     let status = DocStatus::parse(&status).ok_or_else(|| StoreError::Data {
         op: "write_batch lookup",
         detail: format!("document {unique_id} has an unknown status"),
     })?;
     Ok(KnownDoc {
         unique_id,
-        set_id: r.try_get(1).map_err(err)?,
-        seq: r.try_get(2).map_err(err)?,
+        set_id: r.try_get(at + 1).map_err(err)?,
+        seq: r.try_get(at + 2).map_err(err)?,
         status,
-        cda_sha256: r.try_get(4).map_err(err)?,
+        cda_sha256: r.try_get(at + 4).map_err(err)?,
     })
 }
 
-/// One row of [`applied_sql`], from either driver.
-pub(super) fn applied_msg<R>(r: &R) -> Result<AppliedMsg, StoreError>
+/// One row of [`applied_sql`], from either driver, its first column at `at`.
+pub(super) fn applied_msg<R>(r: &R, at: usize) -> Result<AppliedMsg, StoreError>
 where
     R: Row,
     usize: sqlx::ColumnIndex<R>,
@@ -116,9 +117,9 @@ where
 {
     let err = |e| StoreError::from_sqlx("write_batch lookup", e);
     Ok(AppliedMsg {
-        sender: r.try_get(0).map_err(err)?,
-        control_id: r.try_get(1).map_err(err)?,
-        position: r.try_get(2).map_err(err)?,
-        content_hash: r.try_get(3).map_err(err)?,
+        sender: r.try_get(at).map_err(err)?,
+        control_id: r.try_get(at + 1).map_err(err)?,
+        position: r.try_get(at + 2).map_err(err)?,
+        content_hash: r.try_get(at + 3).map_err(err)?,
     })
 }

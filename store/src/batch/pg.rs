@@ -28,6 +28,7 @@ use crate::rows::{
     self, AUDIT_COLUMNS, COPY_CHUNK, CopyRows, DOCUMENT_COLUMNS, ENTRY_COLUMNS, QUARANTINE_COLUMNS,
     Val,
 };
+use crate::tx::PG_BEGIN;
 use crate::util::now_rfc3339;
 
 const OP: &str = "write_batch";
@@ -44,12 +45,8 @@ pub(super) async fn write_batch<'p>(
     offsets: &[OffsetCommit],
     packed: impl Fn(&Document) -> &'p PackedCda,
 ) -> Result<BatchReport, StoreError> {
-    let mut tx = pool.begin().await.map_err(err)?;
     // As `Store::begin`: every statement finds its rows by key (see there why).
-    sqlx::query("SET LOCAL enable_seqscan = off")
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+    let mut tx = pool.begin_with(PG_BEGIN).await.map_err(err)?;
     let known = lookup(&mut tx, &Keys::of(items)).await?;
     let decisions = plan::decide(items, known)?;
     if !decisions.patients.is_empty() {
@@ -146,52 +143,63 @@ async fn copy<const N: usize>(
     Ok(())
 }
 
-/// What the batch may collide with, as `lookup.rs` reads it on the shared path: the same
-/// columns and row readers, one statement per kind of key.
+/// What the batch may collide with, as `lookup.rs` reads it on the shared path (the same
+/// columns, row readers and "applied" rule), in ONE statement: each round trip of a store
+/// transaction waits for both the server and this process to be scheduled, and on a busy
+/// machine that wait, not the query, was most of a small batch's transaction (session 11,
+/// `bench/ANALYSIS.md`). Each row says what it is in its first column ('d' a document by
+/// unique_id or set_id, 'a' an applied message, 'q' an open quarantine key); the kinds sit
+/// side by side, the others' columns NULL. An empty key list matches nothing.
 async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, StoreError> {
     let mut known = Known::default();
     let ids: Vec<&str> = keys.unique_ids.iter().copied().collect();
     let sets: Vec<&str> = keys.set_ids.iter().copied().collect();
-    if !ids.is_empty() || !sets.is_empty() {
-        let sql = format!(
-            "SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE unique_id = ANY($1) \
-             UNION ALL SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE set_id = ANY($2)"
-        );
-        for r in sqlx::query(AssertSqlSafe(sql))
-            .bind(&ids)
-            .bind(&sets)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(err)?
-        {
-            known.docs.push(known_doc(&r)?);
-        }
-    }
     let controls: Vec<&str> = keys.control_ids.iter().copied().collect();
-    if !controls.is_empty() {
-        for r in sqlx::query(AssertSqlSafe(applied_sql("= ANY($1)")))
-            .bind(&controls)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(err)?
-        {
-            known.applied.push(applied_msg(&r)?);
-        }
-    }
     let qkeys: Vec<&str> = keys.quarantine_keys.iter().map(String::as_str).collect();
-    if !qkeys.is_empty() {
-        for r in sqlx::query(
-            "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key = ANY($1)",
-        )
+    if ids.is_empty() && sets.is_empty() && controls.is_empty() && qkeys.is_empty() {
+        return Ok(known);
+    }
+    for r in sqlx::query(AssertSqlSafe(lookup_sql()))
+        .bind(&ids)
+        .bind(&sets)
+        .bind(&controls)
         .bind(&qkeys)
         .fetch_all(&mut *conn)
         .await
         .map_err(err)?
-        {
-            known.open_quarantine.insert(r.try_get(0).map_err(err)?);
+    {
+        let kind: String = r.try_get(0).map_err(err)?;
+        match kind.as_str() {
+            "d" => known.docs.push(known_doc(&r, DOC_AT)?),
+            "a" => known.applied.push(applied_msg(&r, APPLIED_AT)?),
+            _ => {
+                known
+                    .open_quarantine
+                    .insert(r.try_get(DOC_AT).map_err(err)?);
+            }
         }
     }
     Ok(known)
+}
+
+/// Where [`lookup_sql`] puts a document's columns and an applied message's.
+const DOC_AT: usize = 1;
+const APPLIED_AT: usize = 6;
+
+/// The one lookup statement: `$1` unique ids, `$2` set ids, `$3` control ids, `$4` open
+/// quarantine keys (text arrays).
+fn lookup_sql() -> String {
+    const NO_DOC: &str = "NULL::text, NULL::text, NULL::bigint, NULL::text, NULL::text";
+    const NO_APPLIED: &str = "NULL::text, NULL::text, NULL::bigint, NULL::text";
+    format!(
+        "SELECT 'd', d.*, {NO_APPLIED} FROM (\
+           SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE unique_id = ANY($1) \
+           UNION ALL SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE set_id = ANY($2)) d \
+         UNION ALL SELECT 'a', {NO_DOC}, a.* FROM ({applied}) a \
+         UNION ALL SELECT 'q', item_key, NULL, NULL, NULL, NULL, {NO_APPLIED} \
+           FROM quarantine WHERE status = 'open' AND item_key = ANY($4)",
+        applied = applied_sql("= ANY($3)")
+    )
 }
 
 /// The consumer offsets, one upsert for all partitions.
