@@ -145,9 +145,9 @@ async fn copy<const N: usize>(
 
 /// What the batch may collide with, as `lookup.rs` reads it on the shared path (the same
 /// columns, row readers and "applied" rule), in ONE statement: each round trip of a store
-/// transaction waits for both the server and this process to be scheduled, and on a busy
-/// machine that wait, not the query, was most of a small batch's transaction (session 11,
-/// `bench/ANALYSIS.md`). Each row says what it is in its first column ('d' a document by
+/// transaction waits for both the server and this process to be scheduled, milliseconds
+/// each on a busy machine (session 11 timed a transaction's steps: `bench/ANALYSIS.md`).
+/// Each row says what it is in its first column ('d' a document by
 /// unique_id or set_id, 'a' an applied message, 'q' an open quarantine key); the kinds sit
 /// side by side, the others' columns NULL. An empty key list matches nothing.
 async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, StoreError> {
@@ -172,10 +172,16 @@ async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, Store
         match kind.as_str() {
             "d" => known.docs.push(known_doc(&r, DOC_AT)?),
             "a" => known.applied.push(applied_msg(&r, APPLIED_AT)?),
-            _ => {
+            "q" => {
                 known
                     .open_quarantine
                     .insert(r.try_get(DOC_AT).map_err(err)?);
+            }
+            other => {
+                return Err(StoreError::Data {
+                    op: OP,
+                    detail: format!("lookup row of unknown kind {other:?}"),
+                });
             }
         }
     }
