@@ -47,10 +47,7 @@ pub(super) async fn lookup(tx: &mut Tx, keys: &Keys<'_>) -> Result<Known, StoreE
 
     let qkeys: Vec<&String> = keys.quarantine_keys.iter().collect();
     for chunk in qkeys.chunks(LOOKUP_CHUNK) {
-        let sql = format!(
-            "SELECT item_key FROM quarantine WHERE status = 'open' AND item_key IN ({})",
-            in_list(1, chunk.len())
-        );
+        let sql = open_quarantine_sql(&format!("IN ({})", in_list(1, chunk.len())));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for v in chunk {
             q = q.bind(v.as_str());
@@ -79,6 +76,12 @@ pub(super) fn applied_sql(ids: &str) -> String {
          FROM audit \
          WHERE action IN ('deleted', 'patient_upsert', 'patient_merge') AND source_control_id {ids}"
     )
+}
+
+/// The keys of the open quarantine cases whose key is one of `$n` (`{keys}`: the list's
+/// SQL): a case still open for the same item is not opened twice.
+pub(super) fn open_quarantine_sql(keys: &str) -> String {
+    format!("SELECT item_key FROM quarantine WHERE status = 'open' AND item_key {keys}")
 }
 
 /// One row of [`KNOWN_DOC_COLUMNS`], from either driver, its first column at `at` (a

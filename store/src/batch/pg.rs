@@ -15,11 +15,13 @@
 //! which path wrote a batch leaves no trace in the rows (the PostgreSQL suites of
 //! `store/tests` run on this one, the SQLite suite and identity updates on the other).
 
+use std::sync::LazyLock;
+
 use dmpflow_schemas::{Document, PackedCda};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::lookup::{KNOWN_DOC_COLUMNS, applied_msg, applied_sql, known_doc};
+use super::lookup::{KNOWN_DOC_COLUMNS, applied_msg, applied_sql, known_doc, open_quarantine_sql};
 use super::write::{OFFSETS_CONFLICT, entry_rows, last_offsets, visibility_json};
 use crate::StoreError;
 use crate::model::{BatchReport, DocStatus, OffsetCommit, StoreItem};
@@ -147,9 +149,9 @@ async fn copy<const N: usize>(
 /// columns, row readers and "applied" rule), in ONE statement: each round trip of a store
 /// transaction waits for both the server and this process to be scheduled, milliseconds
 /// each on a busy machine (session 11 timed a transaction's steps: `bench/ANALYSIS.md`).
-/// Each row says what it is in its first column ('d' a document by
-/// unique_id or set_id, 'a' an applied message, 'q' an open quarantine key); the kinds sit
-/// side by side, the others' columns NULL. An empty key list matches nothing.
+/// Each row says what it is in its first column ('d' a document by unique_id or set_id, 'a'
+/// an applied message, 'q' an open quarantine key, in the document's first column); the
+/// kinds sit side by side, the others' columns NULL. An empty key list matches nothing.
 async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, StoreError> {
     let mut known = Known::default();
     let ids: Vec<&str> = keys.unique_ids.iter().copied().collect();
@@ -159,7 +161,7 @@ async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, Store
     if ids.is_empty() && sets.is_empty() && controls.is_empty() && qkeys.is_empty() {
         return Ok(known);
     }
-    for r in sqlx::query(AssertSqlSafe(lookup_sql()))
+    for r in sqlx::query(AssertSqlSafe(LOOKUP_SQL.as_str()))
         .bind(&ids)
         .bind(&sets)
         .bind(&controls)
@@ -188,13 +190,13 @@ async fn lookup(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Known, Store
     Ok(known)
 }
 
-/// Where [`lookup_sql`] puts a document's columns and an applied message's.
+/// Where [`LOOKUP_SQL`] puts a document's columns and an applied message's.
 const DOC_AT: usize = 1;
 const APPLIED_AT: usize = 6;
 
 /// The one lookup statement: `$1` unique ids, `$2` set ids, `$3` control ids, `$4` open
-/// quarantine keys (text arrays).
-fn lookup_sql() -> String {
+/// quarantine keys (text arrays). Built once, from the shared path's pieces.
+static LOOKUP_SQL: LazyLock<String> = LazyLock::new(|| {
     const NO_DOC: &str = "NULL::text, NULL::text, NULL::bigint, NULL::text, NULL::text";
     const NO_APPLIED: &str = "NULL::text, NULL::text, NULL::bigint, NULL::text";
     format!(
@@ -202,11 +204,11 @@ fn lookup_sql() -> String {
            SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE unique_id = ANY($1) \
            UNION ALL SELECT {KNOWN_DOC_COLUMNS} FROM documents WHERE set_id = ANY($2)) d \
          UNION ALL SELECT 'a', {NO_DOC}, a.* FROM ({applied}) a \
-         UNION ALL SELECT 'q', item_key, NULL, NULL, NULL, NULL, {NO_APPLIED} \
-           FROM quarantine WHERE status = 'open' AND item_key = ANY($4)",
-        applied = applied_sql("= ANY($3)")
+         UNION ALL SELECT 'q', q.item_key, NULL, NULL, NULL, NULL, {NO_APPLIED} FROM ({open}) q",
+        applied = applied_sql("= ANY($3)"),
+        open = open_quarantine_sql("= ANY($4)"),
     )
-}
+});
 
 /// The consumer offsets, one upsert for all partitions.
 async fn commit_offsets(
