@@ -139,6 +139,14 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
                 }
             })
         });
+        // Route's read of the same payloads: the head's metadata only, entries skipped.
+        g.bench_function("wire_peek", |b| {
+            b.iter(|| {
+                for p in &payloads {
+                    black_box(wire::peek_meta(black_box(p)));
+                }
+            })
+        });
         g.bench_function("wire_split_join", |b| {
             b.iter(|| {
                 for p in &payloads {
