@@ -129,13 +129,28 @@ impl Stage for StoreStage {
         const STAGE: &str = "store";
         self.load_offsets(batch, ctx).await?;
         let mut out = Handled::default();
-        let mut decoded = Decoded::default();
+        let mut decoded = Decoded {
+            items: Vec::with_capacity(batch.len()),
+            feeds: Vec::with_capacity(batch.len()),
+            origins: Vec::with_capacity(batch.len()),
+            ingest_times_ms: Vec::with_capacity(batch.len()),
+        };
+        // A batch holds runs of one partition's messages: its stored offset is looked up
+        // once per run, not once per message (the map's key is an owned topic name).
+        let mut partition: Option<(&str, i32, i64)> = None;
         for (origin, m) in batch.iter().enumerate() {
-            let stored_next = self
-                .db_offsets
-                .get(&(m.topic().to_string(), m.partition()))
-                .copied()
-                .unwrap_or(0);
+            let stored_next = match partition {
+                Some((t, p, next)) if t == m.topic() && p == m.partition() => next,
+                _ => {
+                    let next = self
+                        .db_offsets
+                        .get(&(m.topic().to_string(), m.partition()))
+                        .copied()
+                        .unwrap_or(0);
+                    partition = Some((m.topic(), m.partition(), next));
+                    next
+                }
+            };
             if self.group.is_some() && m.offset() < stored_next {
                 // Already in the database (a crash between the DB commit and the Kafka
                 // commit): skip, do not store twice.

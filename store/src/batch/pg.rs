@@ -45,7 +45,7 @@ pub(super) async fn write_batch<'p>(
     pool: &PgPool,
     items: &[StoreItem],
     offsets: &[OffsetCommit],
-    packed: impl Fn(&Document) -> &'p PackedCda,
+    packed: impl Fn(&Document) -> &'p PackedCda + Sync,
 ) -> Result<BatchReport, StoreError> {
     // As `Store::begin`: every statement finds its rows by key (see there why).
     let mut tx = pool.begin_with(PG_BEGIN).await.map_err(err)?;
@@ -63,17 +63,17 @@ pub(super) async fn write_batch<'p>(
 
     if !decisions.docs.is_empty() {
         let visibility = visibility_json(&decisions.docs);
-        // The rows' values are collected first (they borrow the batch; a closure held
-        // across the awaits would make this future not `Send`), then encoded chunk by chunk.
-        let docs: Vec<_> = decisions
+        // Each row is made as it is encoded, never collected: a batch's entries rows
+        // collected first were megabytes of fresh pages per transaction (a fifth of the
+        // store stage's CPU went to the kernel zeroing them, bench/ANALYSIS.md "Session 12").
+        let docs = decisions
             .docs
             .iter()
             .zip(&visibility)
-            .map(|(d, v)| rows::document(d, packed(d.doc), v, &now))
-            .collect();
-        copy(&mut tx, "documents", DOCUMENT_COLUMNS, docs).await?;
-        let entries: Vec<_> = entry_rows(&decisions.docs).collect();
-        copy(&mut tx, "entries", ENTRY_COLUMNS, entries).await?;
+            .map(|(d, v)| rows::document(d, packed(d.doc), v, &now));
+        copy(&mut tx, "documents", DOCUMENT_COLUMNS, Box::new(docs)).await?;
+        let entries = entry_rows(&decisions.docs);
+        copy(&mut tx, "entries", ENTRY_COLUMNS, Box::new(entries)).await?;
     }
     for status in [
         DocStatus::Superseded,
@@ -95,18 +95,19 @@ pub(super) async fn write_batch<'p>(
                 .map_err(err)?;
         }
     }
-    let quarantine: Vec<_> = decisions
+    let quarantine = decisions
         .quarantines
         .iter()
-        .map(|q| rows::quarantine(q, &now))
-        .collect();
-    copy(&mut tx, "quarantine", QUARANTINE_COLUMNS, quarantine).await?;
-    let audit: Vec<_> = decisions
-        .audits
-        .iter()
-        .map(|a| rows::audit(a, &now))
-        .collect();
-    copy(&mut tx, "audit", AUDIT_COLUMNS, audit).await?;
+        .map(|q| rows::quarantine(q, &now));
+    copy(
+        &mut tx,
+        "quarantine",
+        QUARANTINE_COLUMNS,
+        Box::new(quarantine),
+    )
+    .await?;
+    let audit = decisions.audits.iter().map(|a| rows::audit(a, &now));
+    copy(&mut tx, "audit", AUDIT_COLUMNS, Box::new(audit)).await?;
     commit_offsets(&mut tx, offsets).await?;
     tx.commit().await.map_err(err)?;
     Ok(BatchReport {
@@ -115,15 +116,22 @@ pub(super) async fn write_batch<'p>(
     })
 }
 
+/// The rows of one `COPY`, made one at a time as they are encoded. Boxed as a `dyn`
+/// iterator because the future holds it across its awaits, and rustc cannot prove a
+/// closure-built iterator held there `Send` ("implementation of `FnOnce` is not general
+/// enough", a known limitation of rustc); the boxed one is checked where it is made.
+type RowIter<'r, const N: usize> = Box<dyn Iterator<Item = [Val<'r>; N]> + Send + 'r>;
+
 /// Sends `rows` to `table` by binary `COPY` (nothing when there are none), encoded into
 /// one reused buffer and sent a chunk at a time.
 async fn copy<const N: usize>(
     conn: &mut PgConnection,
     table: &str,
     columns: &str,
-    rows: Vec<[Val<'_>; N]>,
+    rows: RowIter<'_, N>,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
         return Ok(());
     }
     let mut copy = conn
@@ -133,8 +141,8 @@ async fn copy<const N: usize>(
         .await
         .map_err(err)?;
     let mut buf = CopyRows::new();
-    for row in &rows {
-        buf.row(row);
+    for row in rows {
+        buf.row(&row);
         if buf.pending().len() >= COPY_CHUNK {
             copy.send(buf.pending()).await.map_err(err)?;
             buf.sent();
