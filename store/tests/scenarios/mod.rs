@@ -732,6 +732,18 @@ pub async fn csv_import_with_bad_line(store: &Store) {
     assert_eq!(p.first_names, ["Jean"]);
     assert!(p.feeding_opposed);
     assert_eq!(p.birth_place, None);
+    // Route's batch read (natively on PostgreSQL, its 0/1 flags cast there) gives the same
+    // records as the one-by-one read, an opposition flag and a stated one included.
+    let many = store
+        .get_patients(&["180012A12345620", "279035121518989"])
+        .await
+        .unwrap();
+    assert_eq!(many["180012A12345620"], p);
+    assert!(many["180012A12345620"].feeding_opposed_stated);
+    assert_eq!(
+        many["279035121518989"],
+        store.get_patient("279035121518989").await.unwrap().unwrap()
+    );
 
     let dup = format!("{header}\n{good1}\n{good1}\n");
     let e = store

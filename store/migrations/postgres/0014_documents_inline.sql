@@ -1,0 +1,13 @@
+-- A document row keeps its packed CDA inline up to a page (issue #15). PostgreSQL moves a
+-- value out of line once its row passes toast_tuple_target (2 KB by default): every
+-- document (its zstd CDA ~6 KB for a lab report) was cut into ~2 KB chunks written as rows
+-- of the TOAST table, each with an index entry. Raised to a page (8160 bytes, the maximum),
+-- a row up to that size is written once, in the heap; a larger one is moved out as before.
+-- What it costs: documents take a page each in the heap (they did in the TOAST table),
+-- and a status change (replacement, deletion) copies the inline bytes into the new row
+-- version instead of a pointer; both are rare next to inserts, and reading a CDA no longer
+-- joins the TOAST table. Measured with bench/stage-cpu, 3 alternated rounds (same rounds,
+-- each build in each place): PostgreSQL's CPU during the store stage 82 -> 71 us per
+-- message (63/82/91 against 59/71/73; bench/ANALYSIS.md "Session 12").
+-- Kept parallel with ../sqlite/0014_documents_inline.sql (a no-op).
+ALTER TABLE documents SET (toast_tuple_target = 8160);
