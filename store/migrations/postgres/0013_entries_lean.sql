@@ -8,7 +8,8 @@
 --     only with the document, in the same transaction and from the same plan list
 --     (store/src/batch: documents, then entry_rows of those very documents); no role may
 --     delete a document (0012), and the primary key (document_unique_id, position) still
---     refuses an entry twice. tests/store_scenarios checks that no entry is ever orphaned.
+--     refuses an entry twice. store/tests/postgres.rs checks after every scenario that no entry
+--     is orphaned.
 -- Measured with bench/stage-cpu, 3 alternated rounds: PostgreSQL's CPU during the store
 -- stage 100 -> 76 us per message (bench/ANALYSIS.md "Session 12").
 -- Kept parallel with ../sqlite/0013_entries_lean.sql (which keeps the foreign key).

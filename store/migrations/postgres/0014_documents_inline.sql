@@ -6,8 +6,9 @@
 -- What it costs: documents take a page each in the heap (they did in the TOAST table),
 -- and a status change (replacement, deletion) copies the inline bytes into the new row
 -- version instead of a pointer; both are rare next to inserts, and reading a CDA no longer
--- joins the TOAST table. Measured with bench/stage-cpu, 3 alternated rounds (same rounds,
--- each build in each place): PostgreSQL's CPU during the store stage 82 -> 71 us per
--- message (63/82/91 against 59/71/73; bench/ANALYSIS.md "Session 12").
+-- joins the TOAST table. Measured with bench/stage-cpu, builds alternated: PostgreSQL's CPU
+-- during the store stage was lower in 8 of 10 paired rounds, by 8 us per message (median of
+-- the pairs, out of 70-100): small, and near this machine's noise (bench/ANALYSIS.md
+-- "Session 12").
 -- Kept parallel with ../sqlite/0014_documents_inline.sql (a no-op).
 ALTER TABLE documents SET (toast_tuple_target = 8160);
