@@ -40,8 +40,8 @@ impl std::error::Error for WireError {}
 
 /// Reads a JSON value from bytes: checked as UTF-8 once (std's check, vectorised), then read
 /// as a `&str`. serde_json's `from_slice` validates the UTF-8 of every string itself, byte by
-/// byte as it reads: the same lab head (5 KB, 16 results) read 28% faster this way
-/// (criterion `lab_oru/wire_split`, bench/ANALYSIS.md "Session 12"). Bytes that are not
+/// byte as it reads: the same lab head (5 KB, 16 results) read 1.4-1.7x faster this way
+/// (criterion, both readers in one run, twice: bench/ANALYSIS.md "Session 12"). Bytes that are not
 /// UTF-8 are no JSON text either (RFC 8259 §8.1), so nothing that was read before is refused.
 fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
