@@ -89,6 +89,11 @@ pub struct Limits {
     /// throughput (the cores were already busy with the other stages, Kafka and PostgreSQL)
     /// and cost ~60 MB of RSS, hence 1. More cores: raise it.
     pub normalize_consumers: usize,
+    /// The normalize stage routes what it yields itself (`stages::fused`), instead of
+    /// producing it to `dmp.documents` for the route stage: one Kafka hop fewer per
+    /// document. It then needs the database (the registry). The route stage still serves
+    /// `dmp.documents` (what is there from before, `replay --stage normalize`).
+    pub route_in_normalize: bool,
     /// Every this many seconds the route stage re-routes the open `ins.unknown` quarantine
     /// cases whose patient the registry knows by now (a document that ran ahead of its
     /// patient's identity message is then filed without anyone releasing it). 0: never.
@@ -163,6 +168,7 @@ impl Default for Limits {
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
             normalize_consumers: 1,
+            route_in_normalize: false,
             quarantine_retry_seconds: 5,
         }
     }
@@ -246,6 +252,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "DMPFLOW_TOPIC_QUARANTINE",
     "DMPFLOW_TOPIC_DLQ",
     "DMPFLOW_NORMALIZE_CONSUMERS",
+    "DMPFLOW_ROUTE_IN_NORMALIZE",
     "DMPFLOW_STORE_CONSUMERS",
     "DMPFLOW_BATCH_MESSAGES",
     "DMPFLOW_MAX_MESSAGE_BYTES",
@@ -360,6 +367,9 @@ impl Settings {
                 "DMPFLOW_TOPIC_DLQ" => self.topics.dlq = v.clone(),
                 "DMPFLOW_NORMALIZE_CONSUMERS" => {
                     self.limits.normalize_consumers = parse_number(k, v)?
+                }
+                "DMPFLOW_ROUTE_IN_NORMALIZE" => {
+                    self.limits.route_in_normalize = parse_bool(k, v)?
                 }
                 "DMPFLOW_STORE_CONSUMERS" => self.limits.store_consumers = parse_number(k, v)?,
                 "DMPFLOW_BATCH_MESSAGES" => self.limits.batch_messages = parse_number(k, v)?,

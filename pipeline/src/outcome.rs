@@ -128,6 +128,13 @@ impl Report {
         });
     }
 
+    /// Drops the outcomes of inputs dead-lettered instead, which the report of the stage
+    /// that read them counts (a fused stage's second report).
+    pub fn forget(&mut self, origins: &[(usize, String, At)]) {
+        self.outcomes
+            .retain(|o| !origins.iter().any(|(i, _, _)| *i == o.origin));
+    }
+
     /// The inputs whose outputs could never be written were dead-lettered instead: their
     /// outcomes become that one dead letter.
     pub fn dead_lettered_instead(&mut self, origins: &[(usize, String, At)], reason: Reason) {

@@ -448,9 +448,15 @@ pub async fn drive<S: Stage>(
                 warn!(stage = name, "batch not committed");
                 break;
             }
-            Delivered::Durable(instead) => handled
-                .report
-                .dead_lettered_instead(&instead, Reason::RecordTooLarge),
+            Delivered::Durable(instead) => {
+                handled
+                    .report
+                    .dead_lettered_instead(&instead, Reason::RecordTooLarge);
+                // A fused stage's input is one dead letter, counted once (above).
+                for (_, also) in &mut handled.also {
+                    also.forget(&instead);
+                }
+            }
         }
         let offsets = runtime::next_offsets(&batch);
         match stage.make_durable(&offsets, &mut handled, &ctx).await {
@@ -463,6 +469,9 @@ pub async fn drive<S: Stage>(
         }
         source.commit(offsets);
         outcome::emit(name, &handled.report, reporting);
+        for (fused, report) in &handled.also {
+            outcome::emit(fused, report, reporting);
+        }
         on_batch(&handled);
         if reporting == Reporting::Live {
             metrics()
@@ -524,10 +533,7 @@ mod tests {
         }
 
         async fn handle(&mut self, batch: &[OwnedMessage], _: &BatchCtx<'_>) -> Result<Handled> {
-            let mut h = Handled {
-                produced: Produced::default(),
-                report: Default::default(),
-            };
+            let mut h = Handled::default();
             for (i, m) in batch.iter().enumerate() {
                 h.produced.push(
                     i,

@@ -10,6 +10,7 @@
 //!   database and skips what is already stored there: exactly-once into the DMP.
 
 pub mod driver;
+pub mod fused;
 pub mod normalize;
 pub mod retry;
 pub mod route;
@@ -34,6 +35,7 @@ use crate::metrics::Health;
 use crate::outcome::{At, Report, Reporting};
 use crate::runtime::{self, HealthChecks, Output};
 pub use driver::{BatchCtx, Sink, Source, Window, drive};
+pub use fused::NormalizeRouteStage;
 pub use normalize::NormalizeStage;
 pub use retry::SharedStore;
 pub use route::RouteStage;
@@ -72,6 +74,9 @@ pub trait Stage {
 pub struct Handled {
     pub produced: Produced,
     pub report: Report,
+    /// Reports of stages fused into this one (route inside normalize), each emitted under
+    /// its own stage's name; their origins index this batch too.
+    pub also: Vec<(&'static str, Report)>,
 }
 
 /// The records a batch produces, each with the index in the batch of the input it comes
@@ -108,6 +113,16 @@ impl StageName {
         }
     }
 
+    /// Route and store read and write the database; normalize only when route is fused
+    /// into it.
+    pub fn needs_database(self, settings: &Settings) -> bool {
+        match self {
+            StageName::Normalize => settings.limits.route_in_normalize,
+            StageName::All => false,
+            StageName::Route | StageName::Store => true,
+        }
+    }
+
     /// The topics the stage reads.
     pub fn inputs(self, settings: &Settings) -> Vec<String> {
         let t = &settings.topics;
@@ -124,6 +139,13 @@ impl StageName {
         let t = &settings.topics;
         match self {
             StageName::All => Vec::new(),
+            // Fused, it still writes documents in a replay (which runs it alone).
+            StageName::Normalize if settings.limits.route_in_normalize => vec![
+                t.documents.clone(),
+                t.routed.clone(),
+                t.quarantine.clone(),
+                t.dlq.clone(),
+            ],
             StageName::Normalize => vec![t.documents.clone(), t.dlq.clone()],
             StageName::Route => vec![t.routed.clone(), t.quarantine.clone(), t.dlq.clone()],
             StageName::Store => vec![t.dlq.clone()],
@@ -177,7 +199,7 @@ pub async fn run(
         .collect();
     let settings = Arc::new(sized_settings(&settings, &running, &shutdown).await?);
     let checks = HealthChecks::new(running.len());
-    let needs_db = running.iter().any(|s| *s != StageName::Normalize);
+    let needs_db = running.iter().any(|s| s.needs_database(&settings));
     let shared = SharedStore::default();
     let mut tasks = tokio::task::JoinSet::new();
     for stage in running {
@@ -252,9 +274,9 @@ async fn run_live(
 ) -> Result<()> {
     let name = stage.as_str();
     // The database first: a stage that needs it does not join its group without it.
-    let store = match stage {
-        StageName::Normalize | StageName::All => None,
-        _ => Some(retry::connect_store(&settings, name, shutdown, shared).await?),
+    let store = match stage.needs_database(&settings) {
+        false => None,
+        true => Some(retry::connect_store(&settings, name, shutdown, shared).await?),
     };
     let consumer = kafka::stage_consumer(&settings, name, &stage.inputs(&settings))?;
     health.watch(consumer.clone());
@@ -286,13 +308,15 @@ async fn run_live(
 /// One of the three stages, chosen at run time (the command line names it).
 pub enum AnyStage {
     Normalize(NormalizeStage),
+    NormalizeRoute(NormalizeRouteStage),
     Route(RouteStage),
     Store(StoreStage),
 }
 
 impl AnyStage {
     /// Route and store need the database; `group` is the live group whose offsets the
-    /// store commits with its writes (`None`: a replay or the embedded chain).
+    /// store commits with its writes (`None`: a replay or the embedded chain). Normalize
+    /// given the database routes what it yields when `limits.route_in_normalize` says so.
     pub fn new(
         which: StageName,
         settings: Arc<Settings>,
@@ -300,6 +324,12 @@ impl AnyStage {
         group: Option<String>,
     ) -> Result<AnyStage> {
         Ok(match (which, store) {
+            (StageName::Normalize, Some(store)) if settings.limits.route_in_normalize => {
+                AnyStage::NormalizeRoute(NormalizeRouteStage::new(
+                    NormalizeStage::new(settings.clone()),
+                    RouteStage::new(settings, store),
+                ))
+            }
             (StageName::Normalize, _) => AnyStage::Normalize(NormalizeStage::new(settings)),
             (StageName::Route, Some(store)) => AnyStage::Route(RouteStage::new(settings, store)),
             (StageName::Store, Some(store)) => {
@@ -315,6 +345,7 @@ impl Stage for AnyStage {
     fn name(&self) -> &'static str {
         match self {
             AnyStage::Normalize(s) => s.name(),
+            AnyStage::NormalizeRoute(s) => s.name(),
             AnyStage::Route(s) => s.name(),
             AnyStage::Store(s) => s.name(),
         }
@@ -323,6 +354,7 @@ impl Stage for AnyStage {
     async fn handle(&mut self, batch: &[OwnedMessage], ctx: &BatchCtx<'_>) -> Result<Handled> {
         match self {
             AnyStage::Normalize(s) => s.handle(batch, ctx).await,
+            AnyStage::NormalizeRoute(s) => s.handle(batch, ctx).await,
             AnyStage::Route(s) => s.handle(batch, ctx).await,
             AnyStage::Store(s) => s.handle(batch, ctx).await,
         }
@@ -336,6 +368,7 @@ impl Stage for AnyStage {
     ) -> Result<()> {
         match self {
             AnyStage::Normalize(s) => s.make_durable(offsets, handled, ctx).await,
+            AnyStage::NormalizeRoute(s) => s.make_durable(offsets, handled, ctx).await,
             AnyStage::Route(s) => s.make_durable(offsets, handled, ctx).await,
             AnyStage::Store(s) => s.make_durable(offsets, handled, ctx).await,
         }

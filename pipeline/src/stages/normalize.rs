@@ -25,6 +25,11 @@ impl NormalizeStage {
         NormalizeStage { settings, cfg }
     }
 
+    /// The topic normalize writes documents and identity updates to.
+    pub fn documents_topic(&self) -> &str {
+        &self.settings.topics.documents
+    }
+
     /// One batch, decided: what to produce and one outcome per message. No IO.
     pub fn decide(&self, batch: &[OwnedMessage]) -> Handled {
         const STAGE: &str = "normalize";
