@@ -1,8 +1,10 @@
 """bench/histogram.py: p50/p99 of dmpflow_end_to_end_seconds over one window, from two scrapes
 of /metrics (before, after): the bucket deltas are the observations of that window only, so
 the latencies of an earlier backlog do not leak in. Quantiles are interpolated linearly inside
-a bucket, as Prometheus' histogram_quantile does; the buckets double from 0.5 ms, so read the
-result as "within a factor-2 bucket". Prints KEY_count, KEY_p50_ms, KEY_p99_ms, KEY_buckets.
+a bucket, as Prometheus' histogram_quantile does; the buckets (pipeline/src/metrics.rs,
+END_TO_END_BUCKETS) are 25-50 ms apart up to 300 ms, 250 ms (the p99 target) being a bound,
+coarser above (doubling from 0.5 ms before session 13: read older results as "within a
+factor-2 bucket"). Prints KEY_count, KEY_p50_ms, KEY_p99_ms, KEY_buckets.
 
 Usage: python3 bench/histogram.py BEFORE AFTER KEY
 """

@@ -67,6 +67,8 @@ enum Command {
     /// Run pipeline stages against Kafka and the database until SIGINT/SIGTERM.
     Run {
         /// Which stage(s) this process runs; each is a consumer group and scales by partitions.
+        /// With `limits.route_in_normalize` (DMPFLOW_ROUTE_IN_NORMALIZE=true) normalize routes
+        /// what it yields itself, one Kafka hop fewer; route then serves dmp.documents only.
         #[arg(long, value_enum, default_value = "all")]
         stage: stages::StageName,
         /// Serve /metrics and /health/{live,ready} on this address.
