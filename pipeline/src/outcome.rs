@@ -141,8 +141,7 @@ impl Report {
         if origins.is_empty() {
             return;
         }
-        self.outcomes
-            .retain(|o| !origins.iter().any(|(i, _, _)| *i == o.origin));
+        self.forget(origins);
         for (origin, feed, at) in origins {
             self.push(
                 *origin,
@@ -262,6 +261,22 @@ mod tests {
             [(0, "document"), (1, "dead_lettered"), (2, "skipped")]
         );
         assert_eq!(r.outcomes[1].kind.reason(), Some("kafka.record.too_large"));
+    }
+
+    #[test]
+    fn a_fused_stage_second_report_forgets_an_input_dead_lettered_instead() {
+        // Route's report inside normalize: the input's dead letter is counted once, by
+        // normalize's report; route's outcomes for it go, the others stay.
+        let mut route = Report::default();
+        route.push(0, "lab", Kind::Routed, at(0));
+        route.push(1, "lab", Kind::Quarantined("ins.unknown".into()), at(1));
+        route.forget(&[(1, "lab".into(), at(1).unwrap())]);
+        let kinds: Vec<_> = route
+            .outcomes
+            .iter()
+            .map(|o| (o.origin, o.kind.label()))
+            .collect();
+        assert_eq!(kinds, [(0, "routed")]);
     }
 
     #[test]
