@@ -78,7 +78,10 @@ async fn route_fused_into_normalize_conserves_every_message_through_sigkills() {
         )
     };
     assert!(of("normalize", "document") > 0.0, "normalize's outcomes");
-    assert!(of("route", "routed") > 0.0, "route's outcomes, from the fused stage");
+    assert!(
+        of("route", "routed") > 0.0,
+        "route's outcomes, from the fused stage"
+    );
     assert!(
         of("route", "routed") + of("route", "quarantined") <= of("normalize", "document"),
         "route reports no more documents than normalize yielded"

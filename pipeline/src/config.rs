@@ -368,9 +368,7 @@ impl Settings {
                 "DMPFLOW_NORMALIZE_CONSUMERS" => {
                     self.limits.normalize_consumers = parse_number(k, v)?
                 }
-                "DMPFLOW_ROUTE_IN_NORMALIZE" => {
-                    self.limits.route_in_normalize = parse_bool(k, v)?
-                }
+                "DMPFLOW_ROUTE_IN_NORMALIZE" => self.limits.route_in_normalize = parse_bool(k, v)?,
                 "DMPFLOW_STORE_CONSUMERS" => self.limits.store_consumers = parse_number(k, v)?,
                 "DMPFLOW_BATCH_MESSAGES" => self.limits.batch_messages = parse_number(k, v)?,
                 "DMPFLOW_MAX_MESSAGE_BYTES" => self.limits.max_message_bytes = parse_number(k, v)?,

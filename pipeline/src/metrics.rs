@@ -86,8 +86,8 @@ fn latency_histogram() -> Histogram {
 /// 250 ms at half the sustained rate, issue #15), so a quantile between 256 and 512 ms
 /// is not read as "within a factor 2" and 250 ms is a bucket bound.
 const END_TO_END_BUCKETS: [f64; 24] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
-    3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0, 120.0,
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+    5.0, 7.5, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
 
 fn end_to_end_histogram() -> Histogram {

@@ -518,7 +518,6 @@ mod tests {
 
     use super::*;
     use crate::outcome::Kind;
-    use crate::stages::Produced;
 
     /// A stage that echoes each input to topic `out` and can fail its durable step.
     struct Echo {
