@@ -2,7 +2,8 @@
 //! ([`driver::drive`]) whatever the source: the live consumer group (`dmpflow run`), a
 //! replay window (`dmpflow replay`) or batches in memory (`dmpflow process`/`demo`).
 //!
-//! - normalize: `dmp.feed.*` → `dmp.documents` (key = INS) or `dmp.dlq`;
+//! - normalize: `dmp.feed.*` → `dmp.documents` (key = INS) or `dmp.dlq`; with
+//!   `limits.route_in_normalize` it routes what it yields itself ([`fused`]);
 //! - route: `dmp.documents` → `dmp.routed` / `dmp.quarantine`, identity updates applied to
 //!   the registry; its periodic task files the quarantined documents that were waiting;
 //! - store: `dmp.routed` + `dmp.quarantine` → the database, documents and consumer offsets
