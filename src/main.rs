@@ -212,7 +212,14 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             let result = tokio::select! {
                 r = &mut run => r,
                 _ = async { shutdown.cancelled().await; tokio::time::sleep(timeout).await } => {
-                    anyhow::bail!("stages did not stop within the shutdown bound of {timeout:?}")
+                    // The bound is a promise to the supervisor: returning would drop the
+                    // runtime, which waits for every worker, and a stage stuck in a blocking
+                    // client call (a synchronous offset commit to a group coordinator that
+                    // does not answer) would hold the process past it. What was not committed
+                    // comes back to the next owner; every hop downstream is idempotent.
+                    tracing::error!(bound = ?timeout, "stages did not stop within the shutdown bound: the process exits");
+                    eprintln!("error: stages did not stop within the shutdown bound of {timeout:?}");
+                    std::process::exit(2);
                 }
             };
             shutdown.cancel();

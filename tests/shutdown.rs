@@ -186,3 +186,73 @@ async fn readiness_follows_the_broker_the_database_and_the_assignments() {
     let _ = normalize.kill();
     let _ = normalize.wait();
 }
+
+/// `limits.shutdown_timeout_ms` is an upper bound even when a stage is stuck in a blocking
+/// client call: here the "broker" accepts connections and never answers, so the stage's
+/// leaving calls (the committed offsets it reads before its last commit) wait on it. Before
+/// the process exited at the bound, the runtime's shutdown waited for that call: ~6 s with
+/// a 1 s bound (measured), and in CI a store stage outlived the harness's 30 s.
+#[test]
+fn the_shutdown_bound_holds_when_the_broker_never_answers() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bootstrap = format!("127.0.0.1:{}", hole.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        // Accepted and held open, never read nor answered.
+        let mut held = Vec::new();
+        for c in hole.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("dmpflow-bound-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bound.toml");
+    std::fs::write(&config, "[limits]\nshutdown_timeout_ms = 1000\n").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = vec![
+        ("DMPFLOW_KAFKA_BOOTSTRAP".to_string(), bootstrap),
+        ("DMPFLOW_CONFIG".to_string(), config.display().to_string()),
+        (
+            "DMPFLOW_DATABASE_URL".to_string(),
+            format!("sqlite://{}", dir.join("unused.db").display()),
+        ),
+    ];
+    let log = dir.join("run.log");
+    let mut child = dmpflow_clean(&env)
+        .args([
+            "run",
+            "--stage",
+            "normalize",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting dmpflow run");
+    // Running (its endpoint answers), its consumer waiting on the silent broker.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while http_status(port, "/health/live") != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "never live");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let signalled = std::time::Instant::now();
+    let status = terminate(&mut child);
+    let took = signalled.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("did not stop within the shutdown bound"),
+        "{text}"
+    );
+    // The bound (1 s) plus the time to notice the signal and exit; the blocking call alone
+    // lasts 5 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
