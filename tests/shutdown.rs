@@ -187,11 +187,13 @@ async fn readiness_follows_the_broker_the_database_and_the_assignments() {
     let _ = normalize.wait();
 }
 
-/// `limits.shutdown_timeout_ms` is an upper bound even when a stage is stuck in a blocking
-/// client call: here the "broker" accepts connections and never answers, so the stage's
-/// leaving calls (the committed offsets it reads before its last commit) wait on it. Before
-/// the process exited at the bound, the runtime's shutdown waited for that call: ~6 s with
-/// a 1 s bound (measured), and in CI a store stage outlived the harness's 30 s.
+/// `limits.shutdown_timeout_ms` is an upper bound even when the process is stuck in a
+/// blocking client call: here the "broker" accepts connections and never answers, so the
+/// start (the check of the topics' record limits, retried every ~10 s) waits on it, and its
+/// Kafka client's teardown blocks until a request times out. Before the process exited at
+/// the bound, the runtime's shutdown waited for that: 6–7 s with a 1 s bound (measured); in
+/// CI a store stage's leaving calls (a synchronous commit to a silent group coordinator)
+/// outlived the harness's 30 s the same way.
 #[test]
 fn the_shutdown_bound_holds_when_the_broker_never_answers() {
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
