@@ -218,7 +218,6 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                     // does not answer) would hold the process past it. What was not committed
                     // comes back to the next owner; every hop downstream is idempotent.
                     tracing::error!(bound = ?timeout, "stages did not stop within the shutdown bound: the process exits");
-                    eprintln!("error: stages did not stop within the shutdown bound of {timeout:?}");
                     std::process::exit(2);
                 }
             };
