@@ -130,7 +130,7 @@ async fn set_topic_max_bytes(topic: &str, max: usize) {
     }
 }
 
-/// Item 6: the documents topic's limit is lowered while the pipeline runs (the startup
+/// Item 6: the limit of the topics a document is written to is lowered while the pipeline runs (the startup
 /// check passed); a message whose document no longer fits is dead-lettered as
 /// `kafka.record.too_large` with its original input, and later messages are stored.
 /// Before: the normalize loop ended and returned quietly (or retried forever).
@@ -152,7 +152,10 @@ async fn an_output_over_the_topic_limit_dead_letters_its_input_and_the_stage_goe
         "the first documents were not stored"
     );
 
+    // Both topics a document can be written to: dmp.documents (the split chain) and
+    // dmp.routed (normalize routing what it yields itself, the default for `--stage all`).
     set_topic_max_bytes(&format!("{}.documents", s.prefix), 200_000).await;
+    set_topic_max_bytes(&format!("{}.routed", s.prefix), 200_000).await;
     // The broker applies a topic config change within a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let big = lab_with_comment(&s, 2, &noise(600_000));

@@ -13,22 +13,35 @@ use std::time::Duration;
 use common::*;
 use rdkafka::producer::FutureRecord;
 
+/// `run --stage all` as it starts by default: normalize routes what it yields itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
+    sigterm_during_a_steady_flow(true).await
+}
+
+/// The chain through `dmp.documents` (`limits.route_in_normalize = false`, and every split
+/// deployment's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_steady_flow_processes_nothing_twice_unfused() {
+    sigterm_during_a_steady_flow(false).await
+}
+
+async fn sigterm_during_a_steady_flow(fused: bool) {
     let Setup {
         env,
         prefix,
         db,
         ins,
         run,
-    } = setup("sigterm", 3).await;
+    } = setup(if fused { "sigterm" } else { "sigtermu" }, 3).await;
     let feed = format!("{prefix}.feed.lab");
     let mut env = env;
     // Small batches: many commits in flight when the signal lands.
     env.push(("DMPFLOW_BATCH_MESSAGES".into(), "20".into()));
+    env.push(("DMPFLOW_ROUTE_IN_NORMALIZE".into(), fused.to_string()));
     const N: usize = 2000;
 
-    let mut pipeline = spawn_stage(&env, "all", 19611, &format!("{prefix}-a.log"));
+    let mut pipeline = spawn_stage(&env, "all", free_port(), &format!("{prefix}-a.log"));
     // A steady flow: 20 messages every 50 ms, acknowledged one chunk at a time.
     let produced = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -84,7 +97,7 @@ async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
         produced.load(Ordering::SeqCst)
     );
 
-    let mut pipeline = spawn_stage(&env, "all", 19612, &format!("{prefix}-b.log"));
+    let mut pipeline = spawn_stage(&env, "all", free_port(), &format!("{prefix}-b.log"));
     flow.await.expect("producer task");
     let ok = wait_until(Duration::from_secs(120), || async {
         stored(&db).await >= N as i64
@@ -97,9 +110,10 @@ async fn sigterm_during_a_steady_flow_processes_nothing_twice() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(terminate(&mut pipeline).success());
+    // Fused, nothing goes through dmp.documents; route's output is then normalize's.
     assert_eq!(
         topic_count(&format!("{prefix}.documents")),
-        N as i64,
+        if fused { 0 } else { N as i64 },
         "normalize wrote each message once across the SIGTERM"
     );
     assert_eq!(

@@ -84,16 +84,21 @@ pub struct Limits {
     /// of the time, so two writers nearly double its rate on PostgreSQL. On SQLite, which
     /// has a single writer, it is always 1.
     pub store_consumers: usize,
-    /// Normalize consumers one `run` process starts in the normalize group. Normalize is
-    /// CPU work (HL7 → CDA → zstd); on the 2-core reference machine a second one gained no
-    /// throughput (the cores were already busy with the other stages, Kafka and PostgreSQL)
-    /// and cost ~60 MB of RSS, hence 1. More cores: raise it.
-    pub normalize_consumers: usize,
+    /// Normalize consumers one `run` process starts in the normalize group. Unset: 2 when
+    /// normalize routes what it yields itself on PostgreSQL (the fused task normalizes then
+    /// routes, one after the other; a second consumer gives the parallelism of the two stages
+    /// back: +7% sustained rate, -30% latency, same memory on the 2-core reference machine,
+    /// bench/ANALYSIS.md), else 1 (unfused, a second one cost 30% of the rate there: it feeds
+    /// route faster than route drains). More cores: raise it.
+    pub normalize_consumers: Option<usize>,
     /// The normalize stage routes what it yields itself (`stages::fused`), instead of
     /// producing it to `dmp.documents` for the route stage: one Kafka hop fewer per
     /// document. It then needs the database (the registry). The route stage still serves
-    /// `dmp.documents` (what is there from before, `replay --stage normalize`).
-    pub route_in_normalize: bool,
+    /// `dmp.documents` (what is there from before, `replay --stage normalize`). Unset: on for
+    /// `run --stage all` (one process with every stage's access anyway), off for `run --stage
+    /// normalize` (a split deployment keeps normalize away from the database and the routed
+    /// topics: least privilege). See [`Settings::for_stage`].
+    pub route_in_normalize: Option<bool>,
     /// Every this many seconds the route stage re-routes the open `ins.unknown` quarantine
     /// cases whose patient the registry knows by now (a document that ran ahead of its
     /// patient's identity message is then filed without anyone releasing it). 0: never.
@@ -167,8 +172,8 @@ impl Default for Limits {
             max_entries: dmpflow_normalize::Config::default().max_entries,
             shutdown_timeout_ms: 15_000,
             store_consumers: 2,
-            normalize_consumers: 1,
-            route_in_normalize: false,
+            normalize_consumers: None,
+            route_in_normalize: None,
             quarantine_retry_seconds: 5,
         }
     }
@@ -183,6 +188,33 @@ impl Settings {
         } else {
             self.limits.store_consumers.max(1)
         }
+    }
+
+    /// Whether normalize routes what it yields itself: `limits.route_in_normalize` as
+    /// resolved by [`Settings::for_stage`] (unset and unresolved: off).
+    pub fn route_in_normalize(&self) -> bool {
+        self.limits.route_in_normalize.unwrap_or(false)
+    }
+
+    /// How many normalize consumers `run` starts: `limits.normalize_consumers` (at least 1),
+    /// unset 2 when normalize routes itself on PostgreSQL, else 1.
+    pub fn normalize_consumers(&self) -> usize {
+        let fused_on_postgres =
+            self.route_in_normalize() && !self.database_url.starts_with("sqlite:");
+        self.limits
+            .normalize_consumers
+            .unwrap_or(if fused_on_postgres { 2 } else { 1 })
+            .max(1)
+    }
+
+    /// The settings of a `run` of every stage in one process (`all`) or of one of them: an
+    /// unset `limits.route_in_normalize` is on for every stage in one process, off otherwise.
+    /// What the operator set is kept either way.
+    pub fn for_stage(&self, all_in_one_process: bool) -> Settings {
+        let mut s = self.clone();
+        s.limits.route_in_normalize =
+            Some(s.limits.route_in_normalize.unwrap_or(all_in_one_process));
+        s
     }
 }
 
@@ -366,9 +398,11 @@ impl Settings {
                 "DMPFLOW_TOPIC_QUARANTINE" => self.topics.quarantine = v.clone(),
                 "DMPFLOW_TOPIC_DLQ" => self.topics.dlq = v.clone(),
                 "DMPFLOW_NORMALIZE_CONSUMERS" => {
-                    self.limits.normalize_consumers = parse_number(k, v)?
+                    self.limits.normalize_consumers = Some(parse_number(k, v)?)
                 }
-                "DMPFLOW_ROUTE_IN_NORMALIZE" => self.limits.route_in_normalize = parse_bool(k, v)?,
+                "DMPFLOW_ROUTE_IN_NORMALIZE" => {
+                    self.limits.route_in_normalize = Some(parse_bool(k, v)?)
+                }
                 "DMPFLOW_STORE_CONSUMERS" => self.limits.store_consumers = parse_number(k, v)?,
                 "DMPFLOW_BATCH_MESSAGES" => self.limits.batch_messages = parse_number(k, v)?,
                 "DMPFLOW_MAX_MESSAGE_BYTES" => self.limits.max_message_bytes = parse_number(k, v)?,
@@ -627,6 +661,49 @@ mod tests {
         s.apply_vars(&vars).unwrap();
         assert_eq!(s.kafka.client["sasl.mechanism"], "PLAIN");
         assert_eq!(s.database_url, "sqlite://x.db");
+    }
+
+    #[test]
+    fn route_in_normalize_is_on_for_all_stages_in_one_process_unless_set() {
+        let pg = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DMPFLOW_DATABASE_URL", "postgres://h/db")];
+            all.extend_from_slice(pairs);
+            apply(&all).unwrap()
+        };
+        // Unset: fused with two normalize consumers for `--stage all`, the split chain with
+        // one for `--stage normalize` (least privilege) and for what did not resolve it.
+        let s = pg(&[]);
+        assert!(!s.route_in_normalize());
+        assert_eq!(s.normalize_consumers(), 1);
+        let all = s.for_stage(true);
+        assert!(all.route_in_normalize());
+        assert_eq!(all.normalize_consumers(), 2);
+        let alone = s.for_stage(false);
+        assert!(!alone.route_in_normalize());
+        assert_eq!(alone.normalize_consumers(), 1);
+        // What the operator set wins, both ways.
+        let off = pg(&[("DMPFLOW_ROUTE_IN_NORMALIZE", "false")]).for_stage(true);
+        assert!(!off.route_in_normalize());
+        assert_eq!(off.normalize_consumers(), 1);
+        let on = pg(&[("DMPFLOW_ROUTE_IN_NORMALIZE", "true")]).for_stage(false);
+        assert!(on.route_in_normalize());
+        let three = pg(&[("DMPFLOW_NORMALIZE_CONSUMERS", "3")]).for_stage(true);
+        assert_eq!(three.normalize_consumers(), 3);
+        let one = pg(&[("DMPFLOW_NORMALIZE_CONSUMERS", "1")]).for_stage(true);
+        assert_eq!(one.normalize_consumers(), 1);
+        // SQLite has one writer: fused, but one normalize consumer.
+        let lite = apply(&[("DMPFLOW_DATABASE_URL", "sqlite://x.db")])
+            .unwrap()
+            .for_stage(true);
+        assert!(lite.route_in_normalize());
+        assert_eq!(lite.normalize_consumers(), 1);
+        // TOML sets them the same way.
+        let t: Settings =
+            toml::from_str("[limits]\nroute_in_normalize = false\nnormalize_consumers = 2\n")
+                .unwrap();
+        let t = t.for_stage(true);
+        assert!(!t.route_in_normalize());
+        assert_eq!(t.normalize_consumers(), 2);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use dmpflow_schemas::headers as h;
 use dmpflow_schemas::reasons::Reason;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::chain::Coordinates;
 use crate::config::Settings;
@@ -118,7 +118,7 @@ impl StageName {
     /// into it.
     pub fn needs_database(self, settings: &Settings) -> bool {
         match self {
-            StageName::Normalize => settings.limits.route_in_normalize,
+            StageName::Normalize => settings.route_in_normalize(),
             StageName::All => false,
             StageName::Route | StageName::Store => true,
         }
@@ -141,7 +141,7 @@ impl StageName {
         match self {
             StageName::All => Vec::new(),
             // Fused, it still writes documents in a replay (which runs it alone).
-            StageName::Normalize if settings.limits.route_in_normalize => vec![
+            StageName::Normalize if settings.route_in_normalize() => vec![
                 t.documents.clone(),
                 t.routed.clone(),
                 t.quarantine.clone(),
@@ -186,13 +186,26 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let settings = settings.for_stage(which == StageName::All);
+    if which == StageName::All || which == StageName::Normalize {
+        info!(
+            route_in_normalize = settings.route_in_normalize(),
+            normalize_consumers = settings.normalize_consumers(),
+            "normalize {}",
+            if settings.route_in_normalize() {
+                "routes what it yields itself (limits.route_in_normalize)"
+            } else {
+                "writes what it yields to the documents topic for the route stage"
+            }
+        );
+    }
     let running: Vec<StageName> = [StageName::Normalize, StageName::Route, StageName::Store]
         .into_iter()
         .filter(|s| which == StageName::All || which == *s)
         .flat_map(|s| {
             let instances = match s {
                 StageName::Store => settings.store_consumers(),
-                StageName::Normalize => settings.limits.normalize_consumers.max(1),
+                StageName::Normalize => settings.normalize_consumers(),
                 _ => 1,
             };
             std::iter::repeat_n(s, instances)
@@ -325,7 +338,7 @@ impl AnyStage {
         group: Option<String>,
     ) -> Result<AnyStage> {
         Ok(match (which, store) {
-            (StageName::Normalize, Some(store)) if settings.limits.route_in_normalize => {
+            (StageName::Normalize, Some(store)) if settings.route_in_normalize() => {
                 AnyStage::NormalizeRoute(NormalizeRouteStage::new(
                     NormalizeStage::new(settings.clone()),
                     RouteStage::new(settings, store),
