@@ -67,8 +67,10 @@ enum Command {
     /// Run pipeline stages against Kafka and the database until SIGINT/SIGTERM.
     Run {
         /// Which stage(s) this process runs; each is a consumer group and scales by partitions.
-        /// With `limits.route_in_normalize` (DMPFLOW_ROUTE_IN_NORMALIZE=true) normalize routes
-        /// what it yields itself, one Kafka hop fewer; route then serves dmp.documents only.
+        /// `all` routes inside normalize (one Kafka hop fewer; route then serves
+        /// dmp.documents only) with 2 normalize consumers on PostgreSQL, unless
+        /// `limits.route_in_normalize` / DMPFLOW_ROUTE_IN_NORMALIZE says otherwise; `normalize`
+        /// alone keeps the chain through dmp.documents unless it is set to true.
         #[arg(long, value_enum, default_value = "all")]
         stage: stages::StageName,
         /// Serve /metrics and /health/{live,ready} on this address.
