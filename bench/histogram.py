@@ -6,18 +6,26 @@ END_TO_END_BUCKETS) are 25-50 ms apart up to 300 ms, 250 ms (the p99 target) bei
 coarser above (doubling from 0.5 ms before session 13: read older results as "within a
 factor-2 bucket"). Prints KEY_count, KEY_p50_ms, KEY_p99_ms, KEY_buckets.
 
-Usage: python3 bench/histogram.py BEFORE AFTER KEY
+STAGE (default store) picks the series: the store's is produce -> stored, the end to end;
+normalize's (since session 14) is produce -> normalize's outputs acknowledged, the share of
+the latency spent before the store's topic.
+
+Usage: python3 bench/histogram.py BEFORE AFTER KEY [STAGE]
 """
 import re
 import sys
 
 
+STAGE = sys.argv[4] if len(sys.argv) > 4 else "store"
+
+
 def buckets(path):
     out = {}
     for line in open(path):
-        m = re.match(r'dmpflow_end_to_end_seconds_bucket\{.*le="([^"]+)".*\}\s+(\S+)', line)
-        if m:
-            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+        m = re.match(r'dmpflow_end_to_end_seconds_bucket\{(.*)\}\s+(\S+)', line)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1))) if m else {}
+        if labels.get("stage") == STAGE and "le" in labels:
+            le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
             out[le] = out.get(le, 0) + float(m.group(2))
     return out
 

@@ -251,7 +251,7 @@ impl Metrics {
         );
         registry.register(
             "end_to_end_seconds",
-            "Raw message produce time to stored",
+            "Raw message produce time to this stage's durable step: stored (store), its outputs acknowledged (normalize, which routes them itself under run --stage all)",
             m.end_to_end_seconds.clone(),
         );
         registry.register(

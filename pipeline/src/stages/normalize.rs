@@ -68,7 +68,15 @@ impl NormalizeStage {
                             ));
                         }
                         let kind = match item {
-                            Normalized::Document(_) => Kind::Document,
+                            Normalized::Document(_) => {
+                                // dmpflow_end_to_end_seconds{stage="normalize"}: produce to
+                                // this stage's outputs acknowledged, the upstream share of
+                                // the store's end to end (observed once the batch is durable).
+                                if let Some(t) = runtime::ingest_time_ms(m) {
+                                    out.report.ingest_times_ms.push(t);
+                                }
+                                Kind::Document
+                            }
                             Normalized::Patient(_) => Kind::Patient,
                         };
                         out.report.push(origin, feed.as_str(), kind, Some(at(m)));
