@@ -130,8 +130,8 @@ async fn set_topic_max_bytes(topic: &str, max: usize) {
     }
 }
 
-/// Item 6: the limit of the topics a document is written to is lowered while the pipeline runs (the startup
-/// check passed); a message whose document no longer fits is dead-lettered as
+/// Item 6: the limit of the topics a document is written to is lowered while the pipeline
+/// runs (the startup check passed); a message whose document no longer fits is dead-lettered as
 /// `kafka.record.too_large` with its original input, and later messages are stored.
 /// Before: the normalize loop ended and returned quietly (or retried forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,10 +223,7 @@ fn the_shutdown_bound_holds_when_the_broker_never_answers() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("bound.toml");
     std::fs::write(&config, "[limits]\nshutdown_timeout_ms = 1000\n").unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let env = vec![
         ("DMPFLOW_KAFKA_BOOTSTRAP".to_string(), bootstrap),
         ("DMPFLOW_CONFIG".to_string(), config.display().to_string()),

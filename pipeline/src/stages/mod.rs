@@ -188,11 +188,12 @@ pub async fn run(
 ) -> Result<()> {
     let settings = settings.for_stage(which == StageName::All);
     if which == StageName::All || which == StageName::Normalize {
+        let fused = settings.route_in_normalize();
         info!(
-            route_in_normalize = settings.route_in_normalize(),
+            route_in_normalize = fused,
             normalize_consumers = settings.normalize_consumers(),
             "normalize {}",
-            if settings.route_in_normalize() {
+            if fused {
                 "routes what it yields itself (limits.route_in_normalize)"
             } else {
                 "writes what it yields to the documents topic for the route stage"
