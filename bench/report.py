@@ -218,7 +218,7 @@ if "e2e.sustained" in R:
     if "e2e.cpu_backlog" in R:
         cp, cpg, ck, wall = (float(x) for x in R["e2e.cpu_backlog"].split())
         docs = float(R.get("e2e.documents", 0))
-        w("| CPU seconds during the backlog (wall %.0f s incl. 10 s idle tail): pipeline / PostgreSQL (live processes only: a lower bound) / Kafka | %.1f / %.0f / %.0f |" % (wall, cp, cpg, ck))
+        w("| CPU seconds during the backlog (wall %.0f s incl. 10 s idle tail): pipeline / PostgreSQL / Kafka | %.1f / %.1f / %.1f |" % (wall, cp, cpg, ck))
         if cp:
             w("| **documents per pipeline CPU-second** (contention-free view of the pipeline's own cost) | **%s** |" % fnum(docs / cp))
         if cp + cpg + ck:
@@ -244,6 +244,33 @@ if "e2e.sustained" in R:
             ms(R.get(key + "_p50_ms", "–")), ms(R.get(key + "_p99_ms", "–")),
             ms(R.get(key + "_normalize_p50_ms", "–")), ms(R.get(key + "_normalize_p99_ms", "–")),
             R.get(key + "_buckets", "–")))
+    # What each part cost during the paced runs, and whether the machine was saturated.
+    cpu_rows = [(label, R[key + ".cpu"].split(), R.get(key + ".documents", "0"))
+                for key, label in [("e2e.lat", "target rate"), ("e2e.lat_low", "50% of the measured sustained rate")]
+                if key + ".cpu" in R]
+    if cpu_rows:
+        w("")
+        w("CPU during each paced run (from the first message produced to the last stored): "
+          "seconds of pipeline / PostgreSQL / Kafka / the paced producer, the cores they kept "
+          "busy out of %s, and µs of each per stored document (the backlog's in the last row)." %
+          R.get("machine.cpu", "?").split(" x ")[-1])
+        w("")
+        w("| run | wall | CPU-s pipeline / PostgreSQL / Kafka / producer | cores busy | µs per document: pipeline / PostgreSQL / Kafka |")
+        w("|---|---|---|---|---|")
+        for label, c, docs in cpu_rows:
+            try:
+                cp, cpg, ck, cprod, wall = (float(x) for x in c)
+                d = max(float(docs), 1)
+                w("| %s | %.1f s | %.1f / %.1f / %.1f / %.1f | %.2f | %.0f / %.0f / %.0f |" % (
+                    label, wall, cp, cpg, ck, cprod, (cp + cpg + ck + cprod) / wall,
+                    1e6 * cp / d, 1e6 * cpg / d, 1e6 * ck / d))
+            except ValueError:
+                w("| %s | %s |  |  |  |" % (label, " ".join(c)))
+        if "e2e.cpu_backlog" in R:
+            cp, cpg, ck, wall = (float(x) for x in R["e2e.cpu_backlog"].split())
+            d = max(float(R.get("e2e.documents", 0)), 1)
+            w("| backlog | %.1f s | %.1f / %.1f / %.1f / – | %.2f | %.0f / %.0f / %.0f |" % (
+                wall, cp, cpg, ck, (cp + cpg + ck) / wall, 1e6 * cp / d, 1e6 * cpg / d, 1e6 * ck / d))
 else:
     w("_end-to-end step did not run or failed (see Failures)._")
 w("")
