@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use dmpflow_schemas::{Normalized, headers as h, wire};
+use dmpflow_schemas::{DocumentMeta, Normalized, headers as h, wire};
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::{BatchCtx, Handled, Stage, at, carried_headers, coordinates, normalize_config};
@@ -32,9 +32,21 @@ impl NormalizeStage {
 
     /// One batch, decided: what to produce and one outcome per message. No IO.
     pub fn decide(&self, batch: &[OwnedMessage]) -> Handled {
+        self.decide_keeping_heads(batch, false).0
+    }
+
+    /// [`Self::decide`], and, when `keep` is set, beside each output (same index) the head
+    /// of the document it carries (`None` for an identity update or a dead letter): the
+    /// fused stage routes on those values instead of parsing back the JSON just encoded.
+    pub(super) fn decide_keeping_heads(
+        &self,
+        batch: &[OwnedMessage],
+        keep: bool,
+    ) -> (Handled, Vec<Option<DocumentMeta>>) {
         const STAGE: &str = "normalize";
         let settings = &self.settings;
         let mut out = Handled::default();
+        let mut heads = Vec::new();
         for (origin, m) in batch.iter().enumerate() {
             let Some(feed) = settings.topics.feed_of(m.topic()) else {
                 continue;
@@ -68,16 +80,24 @@ impl NormalizeStage {
                             ));
                         }
                         let kind = match item {
-                            Normalized::Document(_) => {
+                            Normalized::Document(d) => {
                                 // dmpflow_end_to_end_seconds{stage="normalize"}: produce to
                                 // this stage's outputs acknowledged, the upstream share of
                                 // the store's end to end (observed once the batch is durable).
                                 if let Some(t) = runtime::ingest_time_ms(m) {
                                     out.report.ingest_times_ms.push(t);
                                 }
+                                if keep {
+                                    heads.push(Some(d.meta));
+                                }
                                 Kind::Document
                             }
-                            Normalized::Patient(_) => Kind::Patient,
+                            Normalized::Patient(_) => {
+                                if keep {
+                                    heads.push(None);
+                                }
+                                Kind::Patient
+                            }
                         };
                         out.report.push(origin, feed.as_str(), kind, Some(at(m)));
                     }
@@ -105,6 +125,9 @@ impl NormalizeStage {
                             headers,
                         },
                     );
+                    if keep {
+                        heads.push(None);
+                    }
                     out.report.push(
                         origin,
                         feed.as_str(),
@@ -114,7 +137,8 @@ impl NormalizeStage {
                 }
             }
         }
-        out
+        debug_assert!(!keep || heads.len() == out.produced.outputs.len());
+        (out, heads)
     }
 }
 
@@ -156,6 +180,68 @@ mod tests {
             offset,
             None,
         )
+    }
+
+    /// A lab ORU (a document), a message the lab feed refuses (a dead letter) and an
+    /// identity update, in one batch.
+    fn mixed_batch(settings: &Settings) -> Vec<OwnedMessage> {
+        let lab = "MSH|^~\\&|SIL|LABO|DMPFLOW|DMP|20241105143000||ORU^R01^ORU_R01|L1|P|2.5|||||FRA|UNICODE UTF-8\r\
+PID|1||201019999900109^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||CELESTIN^Noel^Noel^^^^L||20010115|M||||||||||||||||||||||||VALI\r\
+PV1|1|O\r\
+ORC|NW|L1-CMD^SIL|||||||20241105143000\r\
+OBR|1|L1-CMD^SIL||24362-6^Ionogramme sanguin^LN|||20241105080000|||||||||10003456789^DUPONT^CLAIRE||||||20241105143000|||F|||||||801234567866&BIOLO&ANNE\r\
+OBX|1|NM|2823-3^Potassium^LN||4.2|mmol/L|3.5-5.1|N|||F|||20241105080000\r";
+        let on_lab = |raw: &str, offset| {
+            OwnedMessage::new(
+                Some(raw.as_bytes().to_vec()),
+                None,
+                settings.topics.feed(Feed::Lab),
+                Timestamp::NotAvailable,
+                0,
+                offset,
+                None,
+            )
+        };
+        vec![
+            on_lab(lab, 1),
+            on_lab("not HL7 at all", 2),
+            on_identity(settings, "A01", 3),
+        ]
+    }
+
+    // The fused stage routes on the heads normalize hands over instead of peeking the
+    // payloads: they must be what route's peek would read from those payloads, and come
+    // one per output, in order.
+    #[test]
+    fn the_heads_handed_to_route_are_what_its_peek_reads() {
+        let mut settings = Settings::default();
+        settings.accept_test_oids = true;
+        let settings = Arc::new(settings);
+        let stage = NormalizeStage::new(settings.clone());
+        let batch = mixed_batch(&settings);
+        let (handled, heads) = stage.decide_keeping_heads(&batch, true);
+        let outputs = &handled.produced.outputs;
+        let topics: Vec<&str> = outputs.iter().map(|o| o.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                settings.topics.documents.as_str(),
+                settings.topics.dlq.as_str(),
+                settings.topics.documents.as_str()
+            ]
+        );
+        assert_eq!(heads.len(), outputs.len());
+        let peeked = wire::peek_meta(&outputs[0].payload).expect("a packed document peeks");
+        assert_eq!(heads[0].as_ref(), Some(&peeked));
+        assert_eq!(heads[1], None, "a dead letter carries no head");
+        assert_eq!(
+            heads[2], None,
+            "an identity update carries no document head"
+        );
+        // Without `keep`, the same decision and no heads.
+        let (plain, none) = stage.decide_keeping_heads(&batch, false);
+        assert!(none.is_empty());
+        assert_eq!(plain.produced.origins, handled.produced.origins);
     }
 
     // Issue #12 item 1: an ADT movement on the identity feed is skipped (no dead letter,

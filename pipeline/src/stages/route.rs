@@ -23,11 +23,23 @@ use crate::outcome::Kind;
 use crate::runtime::{self, Output};
 
 /// One input message as route first reads it.
-enum Input<'a> {
-    /// A document's metadata, peeked from a payload in the split layout.
+pub(super) enum Input<'a> {
+    /// A document's metadata, peeked from a payload in the split layout (or handed over by
+    /// the fused stage, which encoded that payload from it).
     Peeked(Box<DocumentMeta>),
     /// Anything else, read whole (or why it cannot be).
     Read(Result<(Normalized, &'a [u8]), WireError>),
+}
+
+impl<'a> Input<'a> {
+    /// How route reads `m` on its own: the head peeked when the payload allows, else whole.
+    pub(super) fn of(m: &'a OwnedMessage) -> Input<'a> {
+        let payload = m.payload().unwrap_or_default();
+        match wire::peek_meta(payload) {
+            Some(meta) => Input::Peeked(Box::new(meta)),
+            None => Input::Read(wire::split(payload)),
+        }
+    }
 }
 
 pub struct RouteStage {
@@ -62,24 +74,27 @@ impl Stage for RouteStage {
     }
 
     async fn handle(&mut self, batch: &[OwnedMessage], ctx: &BatchCtx<'_>) -> Result<Handled> {
-        const STAGE: &str = "route";
-        let (settings, store, cfg) = (&self.settings, &self.store, &self.cfg);
-        let mut out = Handled::default();
         // Route reads the heads only; the CDA bytes go to the output untouched. A document in
         // the split layout is peeked (its metadata, not its entries): when it is routed to the
         // INS it names, which is nearly always, its payload leaves as it came. Anything else
         // (an identity update, plain JSON, a document a merge moves to another INS, a
         // quarantine case, a payload the peek refuses) is read whole, as before.
-        let inputs: Vec<Input<'_>> = batch
-            .iter()
-            .map(|m| {
-                let payload = m.payload().unwrap_or_default();
-                match wire::peek_meta(payload) {
-                    Some(meta) => Input::Peeked(Box::new(meta)),
-                    None => Input::Read(wire::split(payload)),
-                }
-            })
-            .collect();
+        let inputs = batch.iter().map(Input::of).collect();
+        self.handle_inputs(batch, inputs, ctx).await
+    }
+}
+
+impl RouteStage {
+    /// Routes `batch`, each message as `inputs` (same order) already read it.
+    pub(super) async fn handle_inputs(
+        &mut self,
+        batch: &[OwnedMessage],
+        inputs: Vec<Input<'_>>,
+        ctx: &BatchCtx<'_>,
+    ) -> Result<Handled> {
+        const STAGE: &str = "route";
+        let (settings, store, cfg) = (&self.settings, &self.store, &self.cfg);
+        let mut out = Handled::default();
         // The registry records of the whole batch in one query, not one per document.
         let registry = chain::RegistryCache::default();
         let mut patients: Vec<&str> = inputs
