@@ -26,6 +26,7 @@ use dmpflow_route::RouteConfig;
 use dmpflow_schemas::headers as h;
 use dmpflow_schemas::reasons::Reason;
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -216,16 +217,25 @@ pub async fn run(
     let checks = HealthChecks::new(running.len());
     let needs_db = running.iter().any(|s| s.needs_database(&settings));
     let shared = SharedStore::default();
+    // One producer for every stage instance of the process: each librdkafka producer has
+    // its own connections and threads, and its polling thread spins for up to a millisecond
+    // at the end of each 100 ms poll (rdkafka 0.39 rounds the time left down to 0 ms). With
+    // one per instance (5 for `--stage all`: 51 threads) an idle process spent 7-8% of a
+    // core; with one, 4% and 35 threads (bench/ANALYSIS.md "Session 15"). Durability is per
+    // record (each send awaits its own acknowledgement), so sharing changes no guarantee;
+    // a fatal producer error stops every stage, as it stopped the process before.
+    let producer = kafka::stage_producer(&settings)?;
     let mut tasks = tokio::task::JoinSet::new();
     for stage in running {
-        let (s, t, c, db) = (
+        let (s, t, c, db, p) = (
             settings.clone(),
             shutdown.clone(),
             checks.clone(),
             shared.clone(),
+            producer.clone(),
         );
         tasks.spawn(async move {
-            let result = run_live(stage, s, &c, &t, &db).await;
+            let result = run_live(stage, s, &c, &t, &db, p).await;
             // A stage loop only ends on shutdown: one that returns while nobody asked it to
             // stop would leave its partitions unread behind a live process.
             let result = match result {
@@ -279,13 +289,14 @@ pub async fn run(
 /// How often each stage samples its consumer lag into the metrics.
 const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// One live stage instance: its consumer group, its producer, the driver.
+/// One live stage instance: its consumer group, the process's producer, the driver.
 async fn run_live(
     stage: StageName,
     settings: Arc<Settings>,
     health: &HealthChecks,
     shutdown: &CancellationToken,
     shared: &SharedStore,
+    producer: FutureProducer,
 ) -> Result<()> {
     let name = stage.as_str();
     // The database first: a stage that needs it does not join its group without it.
@@ -296,7 +307,7 @@ async fn run_live(
     let consumer = kafka::stage_consumer(&settings, name, &stage.inputs(&settings))?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
-    let mut sink = Sink::Kafka(kafka::stage_producer(&settings)?);
+    let mut sink = Sink::Kafka(producer);
     let mut source = Source::live(consumer);
     let group = format!("{}.{}", settings.kafka.group_prefix, name);
     let mut running = AnyStage::new(stage, settings.clone(), store, Some(group))?;
