@@ -66,7 +66,8 @@ pub struct Limits {
     pub batch_linger_ms: u64,
     /// librdkafka prefetch bound per consumer (queued.max.messages.kbytes).
     pub consumer_queue_kbytes: usize,
-    /// librdkafka producer queue bound (queue.buffering.max.kbytes).
+    /// librdkafka producer queue bound (queue.buffering.max.kbytes) of the process's one
+    /// stage producer, which all its stages share.
     pub producer_queue_kbytes: usize,
     /// Largest HL7 message accepted by normalize.
     pub max_message_bytes: usize,
