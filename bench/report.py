@@ -345,8 +345,8 @@ if rs or rr:
             p["non200"] + p["errors"], R.get("read.%s_status" % name, "?"), R.get("read.%s_bytes_per_call" % name, "?"),
             cpu[0], cpu[1], R.get("read.%s_client_cpu" % name, "?"), one(cpu[2]), R.get("read.load_" + name, "?")))
     w("")
-    w("PostgreSQL's CPU seconds sum its live processes (the server's pooled connections), a "
-      "lower bound. The load client, the server and PostgreSQL share the 2 cores, with "
+    w("PostgreSQL's CPU seconds are the stack's server's (its postmaster and every backend, "
+      "exited ones included). The load client, the server and PostgreSQL share the 2 cores, with "
       "whatever else ran on the machine (load average above).")
 else:
     w("_read step did not run or failed (see Failures)._")
