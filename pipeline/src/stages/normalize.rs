@@ -214,9 +214,10 @@ OBX|1|NM|2823-3^Potassium^LN||4.2|mmol/L|3.5-5.1|N|||F|||20241105080000\r";
     // one per output, in order.
     #[test]
     fn the_heads_handed_to_route_are_what_its_peek_reads() {
-        let mut settings = Settings::default();
-        settings.accept_test_oids = true;
-        let settings = Arc::new(settings);
+        let settings = Arc::new(Settings {
+            accept_test_oids: true,
+            ..Settings::default()
+        });
         let stage = NormalizeStage::new(settings.clone());
         let batch = mixed_batch(&settings);
         let (handled, heads) = stage.decide_keeping_heads(&batch, true);
