@@ -245,6 +245,11 @@ if "e2e.sustained" in R:
             ms(R.get(key + "_normalize_p50_ms", "–")), ms(R.get(key + "_normalize_p99_ms", "–")),
             R.get(key + "_buckets", "–")))
     # What each part cost during the paced runs, and whether the machine was saturated.
+    def cpu_row(label, wall, cp, cpg, ck, cprod, docs):
+        d = max(docs, 1)
+        w("| %s | %.1f s | %.1f / %.1f / %.1f / %s | %.2f | %.0f / %.0f / %.0f |" % (
+            label, wall, cp, cpg, ck, "–" if cprod is None else "%.1f" % cprod,
+            (cp + cpg + ck + (cprod or 0)) / wall, 1e6 * cp / d, 1e6 * cpg / d, 1e6 * ck / d))
     cpu_rows = [(label, R[key + ".cpu"].split(), R.get(key + ".documents", "0"))
                 for key, label in [("e2e.lat", "target rate"), ("e2e.lat_low", "50% of the measured sustained rate")]
                 if key + ".cpu" in R]
@@ -260,20 +265,15 @@ if "e2e.sustained" in R:
         for label, c, docs in cpu_rows:
             try:
                 cp, cpg, ck, cprod, wall = (float(x) for x in c)
-                d = max(float(docs), 1)
-                w("| %s | %.1f s | %.1f / %.1f / %.1f / %.1f | %.2f | %.0f / %.0f / %.0f |" % (
-                    label, wall, cp, cpg, ck, cprod, (cp + cpg + ck + cprod) / wall,
-                    1e6 * cp / d, 1e6 * cpg / d, 1e6 * ck / d))
+                cpu_row(label, wall, cp, cpg, ck, cprod, float(docs))
             except ValueError:
                 w("| %s | %s |  |  |  |" % (label, " ".join(c)))
         if "e2e.cpu_backlog" in R:
             cp, cpg, ck, wall = (float(x) for x in R["e2e.cpu_backlog"].split())
-            d = max(float(R.get("e2e.documents", 0)), 1)
             # The backlog's wall ends with the 10 s of quiet that tell it is over: left out
             # of "cores busy" (its CPU is counted: what idling costs is part of the run).
-            busy = max(wall - 10, 1)
-            w("| backlog (the 10 s idle tail left out of the wall) | %.1f s | %.1f / %.1f / %.1f / – | %.2f | %.0f / %.0f / %.0f |" % (
-                busy, cp, cpg, ck, (cp + cpg + ck) / busy, 1e6 * cp / d, 1e6 * cpg / d, 1e6 * ck / d))
+            cpu_row("backlog (the 10 s idle tail left out of the wall)", max(wall - 10, 1),
+                    cp, cpg, ck, None, float(R.get("e2e.documents", 0)))
 else:
     w("_end-to-end step did not run or failed (see Failures)._")
 w("")

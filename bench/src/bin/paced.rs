@@ -28,7 +28,7 @@ struct Args {
     rate: f64,
     /// The producer's linger: how long a record may wait for others to share its request.
     /// The feeds' senders are not what the benchmark measures: at 1 ms and 2.4k msg/s the
-    /// broker spent ~0.4 core taking this producer's requests (bench/ANALYSIS.md "Session
+    /// broker spent 0.3-0.4 core taking this producer's requests (bench/ANALYSIS.md "Session
     /// 15"); the wait is in the measured latency (the ingest time is taken before it).
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
@@ -101,9 +101,9 @@ fn main() -> Result<()> {
         let due = started + interval * k as u32;
         let now = Instant::now();
         // Sleep only when the next record is due a millisecond or more from now: a sleep
-        // per record (2.4k wakeups a second) cost the producer more CPU than its sends, on
-        // the cores the pipeline is measured on. A record sent under 1 ms early carries its
-        // own send time as its ingest time, so the latency measured stays true.
+        // per record is 2.4k wakeups a second on the cores the pipeline is measured on. A
+        // record sent under 1 ms early carries its own send time as its ingest time, so the
+        // latency measured stays true.
         if due > now + Duration::from_millis(1) {
             std::thread::sleep(due - now);
         } else if due <= now {
