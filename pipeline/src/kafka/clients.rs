@@ -42,14 +42,16 @@ fn create<T: FromClientConfig>(settings: &Settings, role: Role<'_>, what: &str) 
 }
 
 /// The consumer of pipeline stage `name`, in the group `<group_prefix>.<name>`, subscribed
-/// to `topics`; offsets committed by dmpflow only.
+/// to `topics`; offsets committed by dmpflow only. `overrides` sit over the role's defaults
+/// and under `[kafka.client]` (see [`group_consumer`]).
 pub fn stage_consumer(
     settings: &Settings,
     name: &str,
     topics: &[String],
+    overrides: &[(&str, &str)],
 ) -> Result<Arc<StageConsumer>> {
     let group = format!("{}.{}", settings.kafka.group_prefix, name);
-    let consumer = group_consumer(settings, &group, &[])?;
+    let consumer = group_consumer(settings, &group, overrides)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&names)
@@ -251,7 +253,7 @@ mod tests {
     type Make = fn(&Settings) -> Result<()>;
     const MAKERS: [(&str, Make); 9] = [
         ("stage consumer", |s| {
-            stage_consumer(s, "n", &["t".to_string()]).map(drop)
+            stage_consumer(s, "n", &["t".to_string()], &[]).map(drop)
         }),
         ("group consumer", |s| {
             group_consumer(s, "g", &[("fetch.wait.max.ms", "100")]).map(drop)

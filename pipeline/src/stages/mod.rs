@@ -136,6 +136,24 @@ impl StageName {
         }
     }
 
+    /// What the stage's consumer sets over the stage consumers' defaults. Route, when
+    /// normalize routes what it yields itself, reads a topic that carries only replays and
+    /// what an earlier chain left there: it asks the broker every 250 ms instead of every
+    /// 10 ms (`fetch.wait.max.ms`; the broker answers at once when data comes). An idle
+    /// consumer's fetches cost the broker and the client CPU all the time, under load too
+    /// (bench/ANALYSIS.md "Session 16"); a replayed document waits up to 250 ms more.
+    pub fn consumer_overrides(
+        self,
+        settings: &Settings,
+    ) -> &'static [(&'static str, &'static str)] {
+        match self {
+            StageName::Route if settings.route_in_normalize() => {
+                &[("fetch.wait.max.ms", ROUTE_BESIDE_FUSED_FETCH_WAIT_MS)]
+            }
+            _ => &[],
+        }
+    }
+
     /// The topics the stage writes.
     pub fn outputs(self, settings: &Settings) -> Vec<String> {
         let t = &settings.topics;
@@ -286,6 +304,9 @@ pub async fn run(
     }
 }
 
+/// The fetch wait of route's consumer when normalize routes itself ([`StageName::consumer_overrides`]).
+const ROUTE_BESIDE_FUSED_FETCH_WAIT_MS: &str = "250";
+
 /// How often each stage samples its consumer lag into the metrics.
 const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
@@ -304,7 +325,12 @@ async fn run_live(
         false => None,
         true => Some(retry::connect_store(&settings, name, shutdown, shared).await?),
     };
-    let consumer = kafka::stage_consumer(&settings, name, &stage.inputs(&settings))?;
+    let consumer = kafka::stage_consumer(
+        &settings,
+        name,
+        &stage.inputs(&settings),
+        stage.consumer_overrides(&settings),
+    )?;
     health.watch(consumer.clone());
     runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
     let mut sink = Sink::Kafka(producer);
@@ -476,5 +502,45 @@ pub(crate) fn dead_letter(
         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         payload: m.payload().unwrap_or_default().to_vec(),
         headers: runtime::dlq_headers(m, stage, reason.as_str(), error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only route beside a fused normalize waits longer for its fetches; every other stage
+    /// keeps the stage consumers' 10 ms (the latency of the live path).
+    #[test]
+    fn only_route_beside_a_fused_normalize_fetches_lazily() {
+        let split = Settings::default().for_stage(false);
+        let fused = Settings::default().for_stage(true);
+        assert!(!split.route_in_normalize() && fused.route_in_normalize());
+        for stage in [StageName::Normalize, StageName::Store, StageName::All] {
+            assert!(stage.consumer_overrides(&split).is_empty());
+            assert!(stage.consumer_overrides(&fused).is_empty());
+        }
+        assert!(StageName::Route.consumer_overrides(&split).is_empty());
+        assert_eq!(
+            StageName::Route.consumer_overrides(&fused),
+            &[("fetch.wait.max.ms", "250")]
+        );
+        // Through the one recipe: over the role's 10 ms, under the operator's own value.
+        let group = kafka::Role::StageConsumer { group: "g" };
+        let cfg =
+            kafka::config(&fused, group, StageName::Route.consumer_overrides(&fused)).unwrap();
+        assert_eq!(cfg.get("fetch.wait.max.ms"), Some("250"));
+        let mut operator = fused.clone();
+        operator
+            .kafka
+            .client
+            .insert("fetch.wait.max.ms".into(), "40".into());
+        let cfg = kafka::config(
+            &operator,
+            group,
+            StageName::Route.consumer_overrides(&operator),
+        )
+        .unwrap();
+        assert_eq!(cfg.get("fetch.wait.max.ms"), Some("40"));
     }
 }
