@@ -216,7 +216,7 @@ pub fn safe_file_stem(id: &str) -> String {
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(id.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = dmpflow_schemas::cda_body::lower_hex(&digest[..8]);
     let head: String = id
         .chars()
         .map(|c| if plain(c) { c } else { '_' })

@@ -228,10 +228,15 @@ pub fn unpack(packed: &[u8], sha256: &str) -> Result<String, &'static str> {
 
 /// SHA-256 of `bytes`, lowercase hex: the form `PackedCda::sha256` holds.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    lower_hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` as lowercase hex, two digits a byte: the form of every hash dmpflow keeps (a
+/// `format!("{b:02x}")` per byte was 32 allocations per hash).
+pub fn lower_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in digest {
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
         s.push(HEX[usize::from(b >> 4)] as char);
         s.push(HEX[usize::from(b & 0x0f)] as char);
     }

@@ -108,7 +108,7 @@ pub(super) async fn observations(
                 )
                 .as_bytes(),
             );
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = dmpflow_schemas::cda_body::lower_hex(&digest[..16]);
             observation(&LabResultInput {
                 id: format!("obs-{hex}"),
                 loinc: r.loinc,

@@ -114,7 +114,7 @@ pub fn content_hash(msg: &Message<'_>) -> String {
         }
         h.update(b"\r");
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    dmpflow_schemas::cda_body::lower_hex(&h.finalize())
 }
 
 pub fn missing(what: &str) -> Reject {
