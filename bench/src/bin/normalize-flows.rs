@@ -9,10 +9,15 @@
 //!                      [--feed lab --file msgs.hl7]
 //! normalize-flows dump --feed lab --out DIR FILE...
 //! normalize-flows fixtures --flow lab --out FILE
+//! normalize-flows reference [--seconds 1]
 //! ```
 //!
 //! `rate` prints one line per flow: messages per CPU-second, output (CDA) bytes per message
-//! and output MB per CPU-second. Run it several times, alternating the builds compared.
+//! and output MB per CPU-second, and the host reference measured between its passes
+//! ([`HostReference`]) with the rate divided by it, which compares runs made at different
+//! hours (its spread over 10 runs: 1% against the rate's 6%). Run it several times,
+//! alternating the builds compared. `reference` prints the reference alone (MB/s), for the
+//! shell benchmarks (`scripts/bench`, `bench/stage-cpu`).
 //!
 //! `dump` writes, for every message of the files (split at line breaks before `MSH`; a
 //! fuzz seed's leading feed byte is dropped), `NNNNN-J.xml` (the CDA of its J-th
@@ -58,6 +63,12 @@ enum Cmd {
         /// lab flow only): the CDA writer's share is the difference with a normal run.
         #[arg(long)]
         records_only: bool,
+    },
+    /// The host reference alone (zstd level 1 + SHA-256 of a fixed text, MB per
+    /// CPU-second): how fast this host runs now, for benchmarks run at other hours.
+    Reference {
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
     },
     /// Writes the fixtures of a flow (the POOL copies, one per line) to --out.
     Fixtures {
@@ -185,28 +196,100 @@ fn rate(name: &str, feed: Feed, msgs: &[Vec<u8>], seconds: f64, records: bool) -
     while cpu_seconds() < until {
         pass(&mut n);
     }
+    let mut reference = HostReference::new();
     let wall = std::time::Instant::now();
-    let t0 = cpu_seconds();
+    let mut cpu = 0.0;
     let mut n = 0;
-    while cpu_seconds() - t0 < seconds {
+    while cpu < seconds {
+        let t0 = cpu_seconds();
         pass(&mut n);
+        cpu += cpu_seconds() - t0;
+        reference.run_once();
     }
-    let cpu = cpu_seconds() - t0;
     let wall: Duration = wall.elapsed();
     let per_msg_out = out_bytes as f64 / msgs.len() as f64;
     let rate = n as f64 / cpu;
+    let reference = reference.mb_per_cpu_second();
     println!(
         "{name}: {rate:.0} msg/s per CPU-second ({n} messages, {cpu:.2} s CPU, {:.2} s wall); \
-         in {:.0} B/msg; out {per_msg_out:.0} B/msg, {:.1} MB/s",
+         in {:.0} B/msg; out {per_msg_out:.0} B/msg, {:.1} MB/s; host reference {reference:.0} MB/s, \
+         {:.1} msg per reference MB",
         wall.as_secs_f64(),
         in_bytes as f64 / msgs.len() as f64,
-        rate * per_msg_out / 1e6
+        rate * per_msg_out / 1e6,
+        rate / reference,
     );
     Ok(())
 }
 
+/// How fast this host runs right now, measured between the passes of a rate (so both see the
+/// same neighbours): zstd level 1 and SHA-256 over a fixed 32 KiB XML-like text, with the
+/// pinned crates (not dmpflow's code, so a change to dmpflow never moves it).
+///
+/// Why: this shared 2-core host's speed drifts by up to 2x over hours (bench/ANALYSIS.md
+/// "Session 16": normalize's code unchanged since session 10 measured 21.9k lab msg/s then,
+/// 9-14k in session 16). A rate divided by the reference ("msg per reference MB") compares
+/// runs made at different hours; the rate alone compares only alternated runs.
+struct HostReference {
+    text: Vec<u8>,
+    packer: zstd::bulk::Compressor<'static>,
+    cpu: f64,
+    bytes: u64,
+}
+
+impl HostReference {
+    fn new() -> HostReference {
+        // A deterministic CDA-like text: tags, OIDs, codes and numbers from a fixed LCG.
+        let mut text = String::with_capacity(33 * 1024);
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut i = 0u64;
+        while text.len() < 32 * 1024 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (a, b) = ((x >> 33) % 100_000, (x >> 17) % 1000);
+            text.push_str(&format!(
+                "<observation classCode=\"OBS\" moodCode=\"EVN\">\n<templateId root=\"1.3.6.1.4.1.19376.1.3.1.6\"/>\n\
+                 <id root=\"2.25.{a}{i}\"/>\n<code code=\"{a}-{}\" codeSystem=\"2.16.840.1.113883.6.1\"/>\n\
+                 <value xsi:type=\"PQ\" value=\"{b}.{}\" unit=\"mmol/L\"/>\n</observation>\n",
+                b % 10,
+                i % 10
+            ));
+            i += 1;
+        }
+        text.truncate(32 * 1024);
+        HostReference {
+            text: text.into_bytes(),
+            packer: zstd::bulk::Compressor::new(1).expect("a zstd context"),
+            cpu: 0.0,
+            bytes: 0,
+        }
+    }
+
+    fn run_once(&mut self) {
+        use sha2::Digest;
+        let t0 = cpu_seconds();
+        black_box(self.packer.compress(black_box(&self.text)).expect("zstd"));
+        black_box(sha2::Sha256::digest(black_box(&self.text)));
+        self.cpu += cpu_seconds() - t0;
+        self.bytes += self.text.len() as u64;
+    }
+
+    fn mb_per_cpu_second(&self) -> f64 {
+        self.bytes as f64 / self.cpu / 1e6
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Reference { seconds } => {
+            let mut reference = HostReference::new();
+            let t0 = cpu_seconds();
+            while cpu_seconds() - t0 < seconds {
+                reference.run_once();
+            }
+            println!("{:.0}", reference.mb_per_cpu_second());
+        }
         Cmd::Rate {
             flow,
             seconds,
