@@ -8,7 +8,7 @@ use std::io;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::{
-    NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, lines, node, oid, template_id, text,
+    Attrs, NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, lines, node, oid, template_id, text,
 };
 use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
 
@@ -516,11 +516,13 @@ fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result
     } else {
         node(w, "code", &[], |w| {
             reference(w)?;
-            let mut attrs: Vec<(&str, &str)> = vec![("code", &c.code), ("displayName", label(c))];
+            let mut attrs = Attrs::new();
+            attrs.push("code", &c.code);
+            attrs.push("displayName", label(c));
             if !c.system.is_empty() {
-                attrs.push(("codeSystem", &c.system));
+                attrs.push("codeSystem", &c.system);
             }
-            empty(w, "translation", &attrs)
+            empty(w, "translation", attrs.as_slice())
         })
     }
 }
@@ -650,12 +652,14 @@ fn value<'a>(w: &mut Xml, v: &'a ResultValue) -> io::Result<Option<&'a str>> {
             if c.system.is_empty() || c.code.is_empty() {
                 string_value(w, label(c))?;
             } else {
-                let mut attrs: Vec<(&str, &str)> = vec![("xsi:type", "CD"), ("code", &c.code)];
+                let mut attrs = Attrs::new();
+                attrs.push("xsi:type", "CD");
+                attrs.push("code", &c.code);
                 if !c.display.is_empty() {
-                    attrs.push(("displayName", &c.display));
+                    attrs.push("displayName", &c.display);
                 }
-                attrs.push(("codeSystem", &c.system));
-                empty(w, "value", &attrs)?;
+                attrs.push("codeSystem", &c.system);
+                empty(w, "value", attrs.as_slice())?;
             }
             Ok(None)
         }

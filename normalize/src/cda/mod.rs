@@ -283,17 +283,46 @@ pub(crate) fn template_id(w: &mut Xml, root: &str, extension: Option<&str>) -> i
 /// `Coded`: empty display or system attributes are left out rather than written empty,
 /// because the XSD rejects empty OIDs.
 pub(crate) fn coded(w: &mut Xml, name: &str, c: &crate::model::Coded) -> io::Result<()> {
-    let mut attrs: Vec<(&str, &str)> = vec![("code", c.code.as_str())];
+    let mut attrs = Attrs::new();
+    attrs.push("code", &c.code);
     if !c.display.is_empty() {
-        attrs.push(("displayName", c.display.as_str()));
+        attrs.push("displayName", &c.display);
     }
     if !c.system.is_empty() {
-        attrs.push(("codeSystem", c.system.as_str()));
+        attrs.push("codeSystem", &c.system);
     }
     if c.system == oid::LOINC {
-        attrs.push(("codeSystemName", "LOINC"));
+        attrs.push("codeSystemName", "LOINC");
     }
-    empty(w, name, &attrs)
+    empty(w, name, attrs.as_slice())
+}
+
+/// The attributes of an element whose list depends on the values, kept on the stack: a `Vec`
+/// per coded element was an allocation and a free each.
+pub(crate) struct Attrs<'a> {
+    list: [(&'a str, &'a str); Attrs::MAX],
+    len: usize,
+}
+
+impl<'a> Attrs<'a> {
+    const MAX: usize = 6;
+
+    pub(crate) fn new() -> Attrs<'a> {
+        Attrs {
+            list: [("", ""); Attrs::MAX],
+            len: 0,
+        }
+    }
+
+    /// Panics past [`Attrs::MAX`]: the writers' lists are fixed in code, never from input.
+    pub(crate) fn push(&mut self, name: &'a str, value: &'a str) {
+        self.list[self.len] = (name, value);
+        self.len += 1;
+    }
+
+    pub(crate) fn as_slice(&self) -> &[(&'a str, &'a str)] {
+        &self.list[..self.len]
+    }
 }
 
 /// A deterministic UUID (RFC 9562 version 8, "custom") from a list of strings. Used where

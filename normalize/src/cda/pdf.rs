@@ -153,11 +153,12 @@ fn push_string(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     while i < bytes.len() {
         // Runs of printable ASCII other than the three escapes (most of the text) are
-        // copied in one piece.
+        // copied in one piece; the run is found through a table (one load and test a byte,
+        // where the range and three compares were a quarter of the PDF's cost).
         let run = bytes[i..]
             .iter()
-            .take_while(|&&b| (0x20..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'\\'))
-            .count();
+            .position(|&b| !PLAIN[usize::from(b)])
+            .unwrap_or(bytes.len() - i);
         if run > 0 {
             out.extend_from_slice(&bytes[i..i + run]);
             i += run;
@@ -177,6 +178,17 @@ fn push_string(out: &mut Vec<u8>, s: &str) {
     }
     out.push(b')');
 }
+
+/// Bytes copied as they are into a PDF literal string: printable ASCII but `(`, `)`, `\\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b'(' | b')' | b'\\');
+        b += 1;
+    }
+    t
+};
 
 /// `\ooo`, the three-digit octal escape of a byte.
 fn push_octal(out: &mut Vec<u8>, b: u8) {
