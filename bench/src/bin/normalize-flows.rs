@@ -228,7 +228,7 @@ fn rate(name: &str, feed: Feed, msgs: &[Vec<u8>], seconds: f64, records: bool) -
 ///
 /// Why: this shared 2-core host's speed drifts by up to 2x over hours (bench/ANALYSIS.md
 /// "Session 16": normalize's code unchanged since session 10 measured 21.9k lab msg/s then,
-/// 9-14k in session 16). A rate divided by the reference ("msg per reference MB") compares
+/// 8.7-15.3k in session 16). A rate divided by the reference ("msg per reference MB") compares
 /// runs made at different hours; the rate alone compares only alternated runs.
 struct HostReference {
     text: Vec<u8>,

@@ -223,12 +223,13 @@ fn person_code(w: &mut Xml, p: &Professional) -> io::Result<()> {
     if p.specialty.is_empty() {
         empty(w, "code", &[("nullFlavor", "UNK")])
     } else {
-        let mut attrs = vec![("code", p.specialty.as_str())];
+        let mut attrs = super::Attrs::new();
+        attrs.push("code", p.specialty.as_str());
         if let Some(d) = specialty_display(&p.specialty) {
-            attrs.push(("displayName", d));
+            attrs.push("displayName", d);
         }
-        attrs.push(("codeSystem", oid::TRE_G15));
-        empty(w, "code", &attrs)
+        attrs.push("codeSystem", oid::TRE_G15);
+        empty(w, "code", attrs.as_slice())
     }
 }
 
@@ -307,12 +308,13 @@ fn practice_setting(w: &mut Xml, setting: &str) -> io::Result<()> {
     if setting.is_empty() {
         return empty(w, "standardIndustryClassCode", &[("nullFlavor", "UNK")]);
     }
-    let mut attrs = vec![("code", setting)];
+    let mut attrs = super::Attrs::new();
+    attrs.push("code", setting);
     if let Some(d) = practice_setting_display(setting) {
-        attrs.push(("displayName", d));
+        attrs.push("displayName", d);
     }
-    attrs.push(("codeSystem", oid::TRE_A01));
-    empty(w, "standardIndustryClassCode", &attrs)
+    attrs.push("codeSystem", oid::TRE_A01);
+    empty(w, "standardIndustryClassCode", attrs.as_slice())
 }
 
 fn practice_setting_display(code: &str) -> Option<&'static str> {
@@ -483,12 +485,13 @@ fn service_event(w: &mut Xml, h: &DocumentHeader, se: &ServiceEvent<'_>) -> io::
             if se.translations.is_empty() && se.modality.is_none() {
                 super::coded(w, "code", se.code)?;
             } else {
-                let mut attrs: Vec<(&str, &str)> = vec![("code", se.code.code.as_str())];
+                let mut attrs = super::Attrs::new();
+                attrs.push("code", se.code.code.as_str());
                 if !se.code.display.is_empty() {
-                    attrs.push(("displayName", se.code.display.as_str()));
+                    attrs.push("displayName", se.code.display.as_str());
                 }
-                attrs.push(("codeSystem", se.code.system.as_str()));
-                node(w, "code", &attrs, |w| {
+                attrs.push("codeSystem", se.code.system.as_str());
+                node(w, "code", attrs.as_slice(), |w| {
                     for t in &se.translations {
                         super::coded(w, "translation", t)?;
                     }
@@ -589,12 +592,13 @@ fn component_of(w: &mut Xml, h: &DocumentHeader) -> io::Result<()> {
                     if sector.is_empty() {
                         empty(w, "code", &[("nullFlavor", "UNK")])?;
                     } else {
-                        let mut attrs = vec![("code", sector)];
+                        let mut attrs = super::Attrs::new();
+                        attrs.push("code", sector);
                         if let Some(d) = facility_display(sector) {
-                            attrs.push(("displayName", d));
+                            attrs.push("displayName", d);
                         }
-                        attrs.push(("codeSystem", oid::TRE_R02));
-                        empty(w, "code", &attrs)?;
+                        attrs.push("codeSystem", oid::TRE_R02);
+                        empty(w, "code", attrs.as_slice())?;
                     }
                     node(w, "location", &[], |w| org_name(w, &h.organisation))
                 })

@@ -438,12 +438,13 @@ fn procedure_section(w: &mut Xml, r: &ImagingReport, exam_code: &Coded) -> io::R
                         "id",
                         &[("root", &super::uuid_for(&[doc_id, "procedure"]))],
                     )?;
-                    let mut attrs: Vec<(&str, &str)> = vec![("code", &exam_code.code)];
+                    let mut attrs = super::Attrs::new();
+                    attrs.push("code", &exam_code.code);
                     if !exam_code.display.is_empty() {
-                        attrs.push(("displayName", &exam_code.display));
+                        attrs.push("displayName", &exam_code.display);
                     }
-                    attrs.push(("codeSystem", &exam_code.system));
-                    node(w, "code", &attrs, |w| {
+                    attrs.push("codeSystem", &exam_code.system);
+                    node(w, "code", attrs.as_slice(), |w| {
                         node(w, "originalText", &[], |w| {
                             empty(w, "reference", &[("value", "#acte-1")])
                         })

@@ -287,17 +287,18 @@ fn supply(w: &mut Xml, doc_id: &str, i: usize, item: &DispensedItem) -> io::Resu
                                 node(w, "originalText", &[], |w| {
                                     empty(w, "reference", &[("value", &format!("#med-{i}-name"))])
                                 })?;
-                                let mut attrs: Vec<(&str, &str)> = vec![("code", &item.code)];
+                                let mut attrs = super::Attrs::new();
+                                attrs.push("code", &item.code);
                                 if !item.label.is_empty() {
-                                    attrs.push(("displayName", &item.label));
+                                    attrs.push("displayName", &item.label);
                                 }
                                 if !item.code_system.is_empty() {
-                                    attrs.push(("codeSystem", &item.code_system));
+                                    attrs.push("codeSystem", &item.code_system);
                                 }
                                 if let Some(name) = code_system_name(&item.code_system) {
-                                    attrs.push(("codeSystemName", name));
+                                    attrs.push("codeSystemName", name);
                                 }
-                                empty(w, "translation", &attrs)
+                                empty(w, "translation", attrs.as_slice())
                             })?;
                             if item.label.is_empty() {
                                 empty(w, "name", &[("nullFlavor", "UNK")])
