@@ -298,7 +298,8 @@ pub(crate) fn coded(w: &mut Xml, name: &str, c: &crate::model::Coded) -> io::Res
 }
 
 /// The attributes of an element whose list depends on the values, kept on the stack: a `Vec`
-/// per coded element was an allocation and a free each.
+/// per coded element was an allocation and a free each. Not `smallvec`/`arrayvec` (neither is
+/// a dependency of ours): the writers need only push and read back a list of at most four.
 pub(crate) struct Attrs<'a> {
     list: [(&'a str, &'a str); Attrs::MAX],
     len: usize,
