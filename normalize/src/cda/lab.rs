@@ -8,7 +8,8 @@ use std::io;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::{
-    Attrs, NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, lines, node, oid, template_id, text,
+    Attrs, Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, is_decimal, lines, node, oid, start,
+    template_id, text,
 };
 use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
 
@@ -329,23 +330,209 @@ fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
     )
 }
 
+// The runs of markup every CR-BIO repeats, written once (`Fixed`): a chapter's and a
+// battery's sections, the battery's entry and organizer, a result's observation, a comment,
+// a reference range, the narrative table's head, each with its templateIds and its end.
+
+/// A chapter: `<component><section>` and its templateIds.
+static CHAPTER_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "component", &[])?;
+        start(w, "section", &[])?;
+        template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.1", None)?;
+        template_id(w, "1.2.250.1.213.1.1.2.70", None)
+    })
+});
+/// `</section></component>`: the end of a chapter or of a battery's section.
+static SECTION_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "section")?;
+        end(w, "component")
+    })
+});
+/// A battery's sub-section: `<component><section>` and its templateIds.
+static BATTERY_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "component", &[])?;
+        start(w, "section", &[])?;
+        template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.2", None)?;
+        template_id(w, "1.2.250.1.213.1.1.2.71", None)
+    })
+});
+/// The battery's narrative table, up to its body's first row.
+static TABLE_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "text", &[])?;
+        start(w, "table", &[("border", "1")])?;
+        start(w, "thead", &[])?;
+        start(w, "tr", &[])?;
+        for th in [
+            "Examen",
+            "Résultat",
+            "Unité",
+            "Valeurs de référence",
+            "Interprétation",
+            "Statut",
+        ] {
+            text(w, "th", &[], th)?;
+        }
+        end(w, "tr")?;
+        end(w, "thead")?;
+        start(w, "tbody", &[])
+    })
+});
+static TABLE_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "tbody")?;
+        end(w, "table")
+    })
+});
+/// The battery's entry: `<entry><act>` and the entry's templateIds.
+static ENTRY_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "entry", &[("typeCode", "DRIV")])?;
+        template_id(w, "1.3.6.1.4.1.19376.1.3.1", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.21", None)?;
+        start(w, "act", &[("classCode", "ACT"), ("moodCode", "EVN")])
+    })
+});
+/// `</act></entry>` and the end of the battery's section.
+static ENTRY_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "act")?;
+        end(w, "entry")?;
+        end(w, "section")?;
+        end(w, "component")
+    })
+});
+/// The battery organizer inside the entry's act, with its templateIds.
+static ORGANIZER_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "entryRelationship", &[("typeCode", "COMP")])?;
+        start(
+            w,
+            "organizer",
+            &[("classCode", "BATTERY"), ("moodCode", "EVN")],
+        )?;
+        template_id(w, "1.3.6.1.4.1.19376.1.3.1.4", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.78", None)
+    })
+});
+static ORGANIZER_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "organizer")?;
+        end(w, "entryRelationship")
+    })
+});
+/// A result: `<component><observation>` and its templateIds.
+static OBSERVATION_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "component", &[])?;
+        start(
+            w,
+            "observation",
+            &[("classCode", "OBS"), ("moodCode", "EVN")],
+        )?;
+        template_id(w, "1.3.6.1.4.1.19376.1.3.1.6", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.80", None)
+    })
+});
+static OBSERVATION_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "observation")?;
+        end(w, "component")
+    })
+});
+/// An IHE Comment entry up to its narrative reference.
+static COMMENT_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(
+            w,
+            "entryRelationship",
+            &[("typeCode", "SUBJ"), ("inversionInd", "true")],
+        )?;
+        start(w, "act", &[("classCode", "ACT"), ("moodCode", "EVN")])?;
+        template_id(w, "2.16.840.1.113883.10.20.1.40", None)?;
+        template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.2", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.32", None)?;
+        empty(
+            w,
+            "code",
+            &[
+                ("code", "48767-8"),
+                ("displayName", "Commentaire"),
+                ("codeSystem", oid::LOINC),
+                ("codeSystemName", "LOINC"),
+            ],
+        )?;
+        start(w, "text", &[])
+    })
+});
+static COMMENT_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "text")?;
+        empty(w, "statusCode", &[("code", "completed")])?;
+        end(w, "act")?;
+        end(w, "entryRelationship")
+    })
+});
+/// A reference range up to its value: the numeric one opens an IVL_PQ.
+static RANGE_HEAD: Fixed = Fixed::new(|| Fixed::build(range_head));
+static RANGE_HEAD_NUMERIC: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        range_head(w)?;
+        start(w, "value", &[("xsi:type", "IVL_PQ")])
+    })
+});
+static RANGE_END: Fixed = Fixed::new(|| Fixed::build(range_end));
+static RANGE_END_NUMERIC: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "value")?;
+        range_end(w)
+    })
+});
+/// A result's statusCode: CR-BIO allows these two.
+static STATUS_COMPLETED: Fixed =
+    Fixed::new(|| Fixed::build(|w| empty(w, "statusCode", &[("code", "completed")])));
+static STATUS_ABORTED: Fixed =
+    Fixed::new(|| Fixed::build(|w| empty(w, "statusCode", &[("code", "aborted")])));
+
+fn range_head(w: &mut Xml) -> io::Result<()> {
+    start(w, "referenceRange", &[("typeCode", "REFV")])?;
+    start(
+        w,
+        "observationRange",
+        &[("classCode", "OBS"), ("moodCode", "EVN.CRT")],
+    )
+}
+
+fn range_end(w: &mut Xml) -> io::Result<()> {
+    empty(
+        w,
+        "interpretationCode",
+        &[
+            ("code", "N"),
+            ("displayName", "Normal"),
+            ("codeSystem", oid::OBSERVATION_INTERPRETATION),
+        ],
+    )?;
+    end(w, "observationRange")?;
+    end(w, "referenceRange")
+}
+
 fn chapter_section(
     w: &mut Xml,
     chapter: &Coded,
     batteries: &[(usize, &LabBattery)],
 ) -> io::Result<()> {
-    node(w, "component", &[], |w| {
-        node(w, "section", &[], |w| {
-            template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.1", None)?;
-            template_id(w, "1.2.250.1.213.1.1.2.70", None)?;
-            super::coded(w, "code", chapter)?;
-            text(w, "title", &[], label(chapter))?;
-            for (bi, b) in batteries {
-                node(w, "component", &[], |w| battery_section(w, chapter, *bi, b))?;
-            }
-            Ok(())
-        })
-    })
+    w.fixed(&CHAPTER_HEAD);
+    super::coded(w, "code", chapter)?;
+    text(w, "title", &[], label(chapter))?;
+    for (bi, b) in batteries {
+        battery_section(w, chapter, *bi, b)?;
+    }
+    w.fixed(&SECTION_END);
+    Ok(())
 }
 
 /// The sub-section and entry act are coded with the battery when it is LOINC, and with the
@@ -356,139 +543,78 @@ fn battery_section(w: &mut Xml, chapter: &Coded, bi: usize, b: &LabBattery) -> i
     } else {
         chapter
     };
-    node(w, "section", &[], |w| {
-        template_id(w, "1.3.6.1.4.1.19376.1.3.3.2.2", None)?;
-        template_id(w, "1.2.250.1.213.1.1.2.71", None)?;
-        super::coded(w, "code", act_code)?;
-        text(w, "title", &[], label(&b.code))?;
-        battery_narrative(w, bi, b)?;
-        node(w, "entry", &[("typeCode", "DRIV")], |w| {
-            template_id(w, "1.3.6.1.4.1.19376.1.3.1", None)?;
-            template_id(w, "1.2.250.1.213.1.1.3.21", None)?;
-            node(
-                w,
-                "act",
-                &[("classCode", "ACT"), ("moodCode", "EVN")],
-                |w| {
-                    super::coded(w, "code", act_code)?;
-                    empty(w, "statusCode", &[("code", battery_status(b))])?;
-                    node(w, "entryRelationship", &[("typeCode", "COMP")], |w| {
-                        battery_organizer(w, bi, b)
-                    })?;
-                    for k in 0..b.comments.len() {
-                        comment(w, &battery_comment_id(bi, k))?;
-                    }
-                    Ok(())
-                },
-            )
-        })
-    })
+    w.fixed(&BATTERY_HEAD);
+    super::coded(w, "code", act_code)?;
+    text(w, "title", &[], label(&b.code))?;
+    battery_narrative(w, bi, b)?;
+    w.fixed(&ENTRY_HEAD);
+    super::coded(w, "code", act_code)?;
+    empty(w, "statusCode", &[("code", battery_status(b))])?;
+    battery_organizer(w, bi, b)?;
+    for k in 0..b.comments.len() {
+        comment(w, &battery_comment_id(bi, k))?;
+    }
+    w.fixed(&ENTRY_END);
+    Ok(())
 }
 
 fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
-    node(w, "text", &[], |w| {
-        node(w, "table", &[("border", "1")], |w| {
-            node(w, "thead", &[], |w| {
-                node(w, "tr", &[], |w| {
-                    for th in [
-                        "Examen",
-                        "Résultat",
-                        "Unité",
-                        "Valeurs de référence",
-                        "Interprétation",
-                        "Statut",
-                    ] {
-                        text(w, "th", &[], th)?;
-                    }
-                    Ok(())
+    w.fixed(&TABLE_HEAD);
+    // A table body needs a row: an OBR sent before its results (or without any) says so
+    // instead.
+    if b.observations.is_empty() {
+        let note = if battery_status(b) == "active" {
+            "Résultats en attente"
+        } else {
+            "Aucun résultat transmis"
+        };
+        node(w, "tr", &[], |w| text(w, "td", &[("colspan", "6")], note))?;
+    }
+    for (oi, o) in b.observations.iter().enumerate() {
+        let (value, unit) = value_text(&o.value);
+        node(w, "tr", &[], |w| {
+            node(w, "td", &[], |w| {
+                text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
+            })?;
+            node(w, "td", &[], |w| lines(w, &value))?;
+            text(w, "td", &[], unit)?;
+            text(w, "td", &[], &range_text(o))?;
+            text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
+            text(w, "td", &[], status_label(&o.status))
+        })?;
+        for (k, c) in o.comments.iter().enumerate() {
+            node(w, "tr", &[], |w| {
+                node(w, "td", &[("colspan", "6")], |w| {
+                    node(w, "content", &[("ID", &obs_comment_id(bi, oi, k))], |w| {
+                        lines(w, c)
+                    })
                 })
             })?;
-            node(w, "tbody", &[], |w| {
-                // A table body needs a row: an OBR sent before its results (or without any)
-                // says so instead.
-                if b.observations.is_empty() {
-                    let note = if battery_status(b) == "active" {
-                        "Résultats en attente"
-                    } else {
-                        "Aucun résultat transmis"
-                    };
-                    node(w, "tr", &[], |w| text(w, "td", &[("colspan", "6")], note))?;
-                }
-                for (oi, o) in b.observations.iter().enumerate() {
-                    let (value, unit) = value_text(&o.value);
-                    node(w, "tr", &[], |w| {
-                        node(w, "td", &[], |w| {
-                            text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
-                        })?;
-                        node(w, "td", &[], |w| lines(w, &value))?;
-                        text(w, "td", &[], unit)?;
-                        text(w, "td", &[], &range_text(o))?;
-                        text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
-                        text(w, "td", &[], status_label(&o.status))
-                    })?;
-                    for (k, c) in o.comments.iter().enumerate() {
-                        node(w, "tr", &[], |w| {
-                            node(w, "td", &[("colspan", "6")], |w| {
-                                node(w, "content", &[("ID", &obs_comment_id(bi, oi, k))], |w| {
-                                    lines(w, c)
-                                })
-                            })
-                        })?;
-                    }
-                }
-                Ok(())
-            })
+        }
+    }
+    w.fixed(&TABLE_END);
+    if let Some(t) = &b.specimen_time {
+        text(
+            w,
+            "paragraph",
+            &[],
+            &format!("Prélèvement : {}", human_time(t)),
+        )?;
+    }
+    for (k, c) in b.comments.iter().enumerate() {
+        node(w, "paragraph", &[("ID", &battery_comment_id(bi, k))], |w| {
+            lines(w, c)
         })?;
-        if let Some(t) = &b.specimen_time {
-            text(
-                w,
-                "paragraph",
-                &[],
-                &format!("Prélèvement : {}", human_time(t)),
-            )?;
-        }
-        for (k, c) in b.comments.iter().enumerate() {
-            node(w, "paragraph", &[("ID", &battery_comment_id(bi, k))], |w| {
-                lines(w, c)
-            })?;
-        }
-        Ok(())
-    })
+    }
+    end(w, "text")
 }
 
 /// An IHE "Comment" entry pointing at its narrative (NTE lines).
 fn comment(w: &mut Xml, id: &str) -> io::Result<()> {
-    node(
-        w,
-        "entryRelationship",
-        &[("typeCode", "SUBJ"), ("inversionInd", "true")],
-        |w| {
-            node(
-                w,
-                "act",
-                &[("classCode", "ACT"), ("moodCode", "EVN")],
-                |w| {
-                    template_id(w, "2.16.840.1.113883.10.20.1.40", None)?;
-                    template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.2", None)?;
-                    template_id(w, "1.2.250.1.213.1.1.3.32", None)?;
-                    empty(
-                        w,
-                        "code",
-                        &[
-                            ("code", "48767-8"),
-                            ("displayName", "Commentaire"),
-                            ("codeSystem", oid::LOINC),
-                            ("codeSystemName", "LOINC"),
-                        ],
-                    )?;
-                    node(w, "text", &[], |w| {
-                        empty(w, "reference", &[("value", &reference_to(id))])
-                    })?;
-                    empty(w, "statusCode", &[("code", "completed")])
-                },
-            )
-        },
-    )
+    w.fixed(&COMMENT_HEAD);
+    empty(w, "reference", &[("value", &reference_to(id))])?;
+    w.fixed(&COMMENT_END);
+    Ok(())
 }
 
 /// `code` of an observation or battery: LOINC codes as attributes; a local code as a
@@ -528,24 +654,17 @@ fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result
 }
 
 fn battery_organizer(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
-    node(
-        w,
-        "organizer",
-        &[("classCode", "BATTERY"), ("moodCode", "EVN")],
-        |w| {
-            template_id(w, "1.3.6.1.4.1.19376.1.3.1.4", None)?;
-            template_id(w, "1.2.250.1.213.1.1.3.78", None)?;
-            result_code(w, &b.code, None)?;
-            empty(w, "statusCode", &[("code", battery_status(b))])?;
-            if let Some(t) = &b.specimen_time {
-                empty(w, "effectiveTime", &[("value", t)])?;
-            }
-            for (oi, o) in b.observations.iter().enumerate() {
-                node(w, "component", &[], |w| observation(w, bi, oi, b, o))?;
-            }
-            Ok(())
-        },
-    )
+    w.fixed(&ORGANIZER_HEAD);
+    result_code(w, &b.code, None)?;
+    empty(w, "statusCode", &[("code", battery_status(b))])?;
+    if let Some(t) = &b.specimen_time {
+        empty(w, "effectiveTime", &[("value", t)])?;
+    }
+    for (oi, o) in b.observations.iter().enumerate() {
+        observation(w, bi, oi, b, o)?;
+    }
+    w.fixed(&ORGANIZER_END);
+    Ok(())
 }
 
 fn observation(
@@ -555,39 +674,36 @@ fn observation(
     b: &LabBattery,
     o: &LabObservation,
 ) -> io::Result<()> {
-    node(
-        w,
-        "observation",
-        &[("classCode", "OBS"), ("moodCode", "EVN")],
-        |w| {
-            template_id(w, "1.3.6.1.4.1.19376.1.3.1.6", None)?;
-            template_id(w, "1.2.250.1.213.1.1.3.80", None)?;
-            result_code(w, &o.code, Some(&obs_id(bi, oi)))?;
-            empty(w, "statusCode", &[("code", result_status_code(&o.status))])?;
-            match o.time.as_deref().or(b.specimen_time.as_deref()) {
-                Some(t) => empty(w, "effectiveTime", &[("value", t)])?,
-                None => empty(w, "effectiveTime", &[("nullFlavor", "UNK")])?,
-            }
-            let unit = value(w, &o.value)?;
-            if let Some(code) = o.interpretation.as_deref()
-                && let Some(display) = interpretation_display(code)
-            {
-                empty(
-                    w,
-                    "interpretationCode",
-                    &[
-                        ("code", code),
-                        ("displayName", display),
-                        ("codeSystem", oid::OBSERVATION_INTERPRETATION),
-                    ],
-                )?;
-            }
-            for k in 0..o.comments.len() {
-                comment(w, &obs_comment_id(bi, oi, k))?;
-            }
-            reference_range(w, o, unit)
-        },
-    )
+    w.fixed(&OBSERVATION_HEAD);
+    result_code(w, &o.code, Some(&obs_id(bi, oi)))?;
+    w.fixed(match result_status_code(&o.status) {
+        "aborted" => &STATUS_ABORTED,
+        _ => &STATUS_COMPLETED,
+    });
+    match o.time.as_deref().or(b.specimen_time.as_deref()) {
+        Some(t) => empty(w, "effectiveTime", &[("value", t)])?,
+        None => empty(w, "effectiveTime", &[("nullFlavor", "UNK")])?,
+    }
+    let unit = value(w, &o.value)?;
+    if let Some(code) = o.interpretation.as_deref()
+        && let Some(display) = interpretation_display(code)
+    {
+        empty(
+            w,
+            "interpretationCode",
+            &[
+                ("code", code),
+                ("displayName", display),
+                ("codeSystem", oid::OBSERVATION_INTERPRETATION),
+            ],
+        )?;
+    }
+    for k in 0..o.comments.len() {
+        comment(w, &obs_comment_id(bi, oi, k))?;
+    }
+    reference_range(w, o, unit)?;
+    w.fixed(&OBSERVATION_END);
+    Ok(())
 }
 
 /// Writes `value` by result type; returns the UCUM unit when the value is a quantity, for
@@ -692,38 +808,22 @@ fn reference_range(w: &mut Xml, o: &LabObservation, unit: Option<&str>) -> io::R
     if !numeric && shown.is_empty() {
         return Ok(());
     }
-    node(w, "referenceRange", &[("typeCode", "REFV")], |w| {
-        node(
-            w,
-            "observationRange",
-            &[("classCode", "OBS"), ("moodCode", "EVN.CRT")],
-            |w| {
-                if numeric {
-                    let u = unit.unwrap_or("1");
-                    node(w, "value", &[("xsi:type", "IVL_PQ")], |w| {
-                        if let Some(l) = &low {
-                            empty(w, "low", &[("value", l), ("unit", u)])?;
-                        }
-                        if let Some(h) = &high {
-                            empty(w, "high", &[("value", h), ("unit", u)])?;
-                        }
-                        Ok(())
-                    })?;
-                } else {
-                    text(w, "text", &[], &shown)?;
-                }
-                empty(
-                    w,
-                    "interpretationCode",
-                    &[
-                        ("code", "N"),
-                        ("displayName", "Normal"),
-                        ("codeSystem", oid::OBSERVATION_INTERPRETATION),
-                    ],
-                )
-            },
-        )
-    })
+    if numeric {
+        let u = unit.unwrap_or("1");
+        w.fixed(&RANGE_HEAD_NUMERIC);
+        if let Some(l) = &low {
+            empty(w, "low", &[("value", l), ("unit", u)])?;
+        }
+        if let Some(h) = &high {
+            empty(w, "high", &[("value", h), ("unit", u)])?;
+        }
+        w.fixed(&RANGE_END_NUMERIC);
+    } else {
+        w.fixed(&RANGE_HEAD);
+        text(w, "text", &[], &shown)?;
+        w.fixed(&RANGE_END);
+    }
+    Ok(())
 }
 
 /// The PDF copy of the report (section FR-Document-PDF-copie, mandatory in CR-BIO 2024.01).

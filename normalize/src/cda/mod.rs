@@ -13,6 +13,7 @@ pub mod pharmacy;
 mod pdf;
 
 use std::io;
+use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
@@ -88,6 +89,13 @@ impl Xml {
         self.line_break = false;
     }
 
+    /// A [`Fixed`] run of markup, copied in one piece.
+    fn fixed(&mut self, run: &Fixed) {
+        self.break_line();
+        self.out.push_str(&run.0);
+        self.line_break = true;
+    }
+
     /// `bytes` as base64 text, encoded straight into the document (the alphabet has no XML
     /// special character, so there is nothing to escape): the PDF copy is the largest text
     /// of most documents.
@@ -96,6 +104,49 @@ impl Xml {
         base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.out);
         self.line_break = false;
     }
+}
+
+/// A run of markup that is the same in every document (an entry's element with its
+/// templateIds, a table's head, the closing of a constant block), written once per process
+/// by the writer's own functions and copied in one piece from then on.
+///
+/// Why: much of a CR-BIO is such runs, and element by element each costs a call per tag,
+/// name, attribute and escaped value (the writer was half of lab normalize, its tags and
+/// escaping a third of that). Built by the same functions as the rest, a run is the bytes
+/// they would write in its place (`a_fixed_run_is_what_its_writer_writes_in_place` checks
+/// it; every flow's documents came out byte for byte the same when the writers took runs
+/// up), with no markup written by hand. A run starts and ends with a tag: `Xml::fixed` puts
+/// the line break before it, as before any tag.
+pub(crate) struct Fixed(LazyLock<String>);
+
+impl Fixed {
+    /// A run written by `write` on its first use.
+    pub(crate) const fn new(write: fn() -> String) -> Fixed {
+        Fixed(LazyLock::new(write))
+    }
+
+    /// What `write` writes into a fresh writer: for the function given to [`Fixed::new`].
+    pub(crate) fn build(write: impl FnOnce(&mut Xml) -> io::Result<()>) -> String {
+        let mut w = Xml::new(512);
+        write(&mut w).expect("writing to a String cannot fail");
+        assert!(
+            w.out.starts_with('<') && w.out.ends_with('>'),
+            "a fixed run starts and ends with a tag"
+        );
+        w.out
+    }
+}
+
+/// `<name>`: the start tag alone, for a [`Fixed`] run that leaves an element open.
+pub(crate) fn start(w: &mut Xml, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+    w.start(name, attrs);
+    Ok(())
+}
+
+/// `</name>`: the end tag alone, for a [`Fixed`] run that closes elements.
+pub(crate) fn end(w: &mut Xml, name: &str) -> io::Result<()> {
+    w.end(name);
+    Ok(())
 }
 
 /// Appends `s` with the five XML special characters escaped.
@@ -407,125 +458,157 @@ pub(crate) fn human_time_into(out: &mut String, ts: &str) {
 /// document (`pdf`, written in base64), referenced from the narrative. `doc_id` seeds the
 /// deterministic ids.
 pub(crate) fn pdf_copy_section(w: &mut Xml, doc_id: &str, pdf: &[u8]) -> io::Result<()> {
-    node(w, "component", &[], |w| {
-        node(w, "section", &[], |w| {
-            template_id(w, "1.2.250.1.213.1.1.2.243", None)?;
-            empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-section"]))])?;
-            empty(
-                w,
-                "code",
-                &[
-                    ("code", "55108-5"),
-                    ("displayName", "Copie du document"),
-                    ("codeSystem", oid::LOINC),
-                    ("codeSystemName", "LOINC"),
-                ],
-            )?;
-            text(w, "title", &[], "Copie du document")?;
-            node(w, "text", &[], |w| {
-                node(w, "table", &[("border", "0")], |w| {
-                    node(w, "tbody", &[], |w| {
-                        node(w, "tr", &[], |w| {
-                            node(w, "td", &[], |w| {
-                                text(
-                                    w,
-                                    "content",
-                                    &[("ID", "pdf-copy-type")],
-                                    "Copie du document",
-                                )?;
-                                empty(w, "renderMultiMedia", &[("referencedObject", "pdf-copy")])
-                            })
+    w.fixed(&PDF_SECTION_HEAD);
+    empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-section"]))])?;
+    w.fixed(&PDF_ORGANIZER_HEAD);
+    empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-organizer"]))])?;
+    w.fixed(&PDF_TYPE_HEAD);
+    empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-type"]))])?;
+    w.fixed(&PDF_MEDIA_HEAD);
+    w.base64_text(pdf);
+    w.fixed(&PDF_SECTION_END);
+    Ok(())
+}
+
+// The PDF copy section's markup between its three ids (`Fixed`: the same in every report).
+
+/// Up to the section's id.
+static PDF_SECTION_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "component", &[])?;
+        start(w, "section", &[])?;
+        template_id(w, "1.2.250.1.213.1.1.2.243", None)
+    })
+});
+/// The section's code, title and narrative, up to the organizer's id.
+static PDF_ORGANIZER_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        empty(
+            w,
+            "code",
+            &[
+                ("code", "55108-5"),
+                ("displayName", "Copie du document"),
+                ("codeSystem", oid::LOINC),
+                ("codeSystemName", "LOINC"),
+            ],
+        )?;
+        text(w, "title", &[], "Copie du document")?;
+        node(w, "text", &[], |w| {
+            node(w, "table", &[("border", "0")], |w| {
+                node(w, "tbody", &[], |w| {
+                    node(w, "tr", &[], |w| {
+                        node(w, "td", &[], |w| {
+                            text(
+                                w,
+                                "content",
+                                &[("ID", "pdf-copy-type")],
+                                "Copie du document",
+                            )?;
+                            empty(w, "renderMultiMedia", &[("referencedObject", "pdf-copy")])
                         })
                     })
                 })
-            })?;
-            node(w, "entry", &[], |w| {
-                node(
-                    w,
-                    "organizer",
-                    &[("classCode", "CLUSTER"), ("moodCode", "EVN")],
-                    |w| {
-                        template_id(w, "1.2.250.1.213.1.1.3.18", None)?;
-                        empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-organizer"]))])?;
-                        empty(
-                            w,
-                            "code",
-                            &[
-                                ("code", "55107-7"),
-                                ("displayName", "Document attaché"),
-                                ("codeSystem", oid::LOINC),
-                                ("codeSystemName", "LOINC"),
-                            ],
-                        )?;
-                        empty(w, "statusCode", &[("code", "completed")])?;
-                        node(w, "component", &[], |w| {
-                            node(
-                                w,
-                                "observation",
-                                &[("classCode", "OBS"), ("moodCode", "EVN")],
-                                |w| {
-                                    template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.13", None)?;
-                                    template_id(w, "1.2.250.1.213.1.1.3.48", None)?;
-                                    template_id(w, "1.2.250.1.213.1.1.3.48.18", None)?;
-                                    empty(w, "id", &[("root", &uuid_for(&[doc_id, "pdf-type"]))])?;
-                                    empty(
-                                        w,
-                                        "code",
-                                        &[
-                                            ("code", "69764-9"),
-                                            ("displayName", "Type de document"),
-                                            ("codeSystem", oid::LOINC),
-                                            ("codeSystemName", "LOINC"),
-                                        ],
-                                    )?;
-                                    node(w, "text", &[], |w| {
-                                        empty(w, "reference", &[("value", "#pdf-copy-type")])
-                                    })?;
-                                    empty(w, "statusCode", &[("code", "completed")])?;
-                                    empty(w, "effectiveTime", &[("nullFlavor", "NA")])?;
-                                    empty(
-                                        w,
-                                        "value",
-                                        &[
-                                            ("xsi:type", "CD"),
-                                            ("code", "55108-5"),
-                                            ("displayName", "Copie du document"),
-                                            ("codeSystem", oid::LOINC),
-                                            ("codeSystemName", "LOINC"),
-                                        ],
-                                    )
-                                },
-                            )
-                        })?;
-                        node(w, "component", &[], |w| {
-                            node(
-                                w,
-                                "observationMedia",
-                                &[
-                                    ("classCode", "OBS"),
-                                    ("moodCode", "EVN"),
-                                    ("ID", "pdf-copy"),
-                                ],
-                                |w| {
-                                    w.start(
-                                        "value",
-                                        &[
-                                            ("mediaType", "application/pdf"),
-                                            ("representation", "B64"),
-                                        ],
-                                    );
-                                    w.base64_text(pdf);
-                                    w.end("value");
-                                    Ok(())
-                                },
-                            )
-                        })
-                    },
-                )
             })
-        })
+        })?;
+        start(w, "entry", &[])?;
+        start(
+            w,
+            "organizer",
+            &[("classCode", "CLUSTER"), ("moodCode", "EVN")],
+        )?;
+        template_id(w, "1.2.250.1.213.1.1.3.18", None)
     })
-}
+});
+/// The organizer's code and status, up to the document type observation's id.
+static PDF_TYPE_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        empty(
+            w,
+            "code",
+            &[
+                ("code", "55107-7"),
+                ("displayName", "Document attaché"),
+                ("codeSystem", oid::LOINC),
+                ("codeSystemName", "LOINC"),
+            ],
+        )?;
+        empty(w, "statusCode", &[("code", "completed")])?;
+        start(w, "component", &[])?;
+        start(
+            w,
+            "observation",
+            &[("classCode", "OBS"), ("moodCode", "EVN")],
+        )?;
+        template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.13", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.48", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.48.18", None)
+    })
+});
+/// The rest of the type observation, up to the PDF's base64 text.
+static PDF_MEDIA_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        empty(
+            w,
+            "code",
+            &[
+                ("code", "69764-9"),
+                ("displayName", "Type de document"),
+                ("codeSystem", oid::LOINC),
+                ("codeSystemName", "LOINC"),
+            ],
+        )?;
+        node(w, "text", &[], |w| {
+            empty(w, "reference", &[("value", "#pdf-copy-type")])
+        })?;
+        empty(w, "statusCode", &[("code", "completed")])?;
+        empty(w, "effectiveTime", &[("nullFlavor", "NA")])?;
+        empty(
+            w,
+            "value",
+            &[
+                ("xsi:type", "CD"),
+                ("code", "55108-5"),
+                ("displayName", "Copie du document"),
+                ("codeSystem", oid::LOINC),
+                ("codeSystemName", "LOINC"),
+            ],
+        )?;
+        end(w, "observation")?;
+        end(w, "component")?;
+        start(w, "component", &[])?;
+        start(
+            w,
+            "observationMedia",
+            &[
+                ("classCode", "OBS"),
+                ("moodCode", "EVN"),
+                ("ID", "pdf-copy"),
+            ],
+        )?;
+        start(
+            w,
+            "value",
+            &[("mediaType", "application/pdf"), ("representation", "B64")],
+        )
+    })
+});
+static PDF_SECTION_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        for name in [
+            "value",
+            "observationMedia",
+            "component",
+            "organizer",
+            "entry",
+            "section",
+            "component",
+        ] {
+            end(w, name)?;
+        }
+        Ok(())
+    })
+});
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -641,6 +724,56 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run with every kind of content: an element left open, an attribute to escape, a
+    /// child element, text, and the end of an element.
+    static RUN: Fixed = Fixed::new(|| Fixed::build(write_run));
+
+    fn write_run(w: &mut Xml) -> io::Result<()> {
+        start(w, "a", &[("k", "v<&\"")])?;
+        template_id(w, "1.2.3", Some("x"))?;
+        text(w, "b", &[], "t > u")?;
+        end(w, "a")
+    }
+
+    #[test]
+    fn a_fixed_run_is_what_its_writer_writes_in_place() {
+        // Whatever came before (a tag, text) and comes after (a tag, text).
+        for (text_before, text_after) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            let mut direct = Xml::new(64);
+            let mut copied = Xml::new(64);
+            for w in [&mut direct, &mut copied] {
+                w.start("p", &[]);
+                if text_before {
+                    w.text("before");
+                }
+            }
+            write_run(&mut direct).unwrap();
+            copied.fixed(&RUN);
+            for w in [&mut direct, &mut copied] {
+                if text_after {
+                    w.text("after");
+                }
+                w.end("p");
+            }
+            assert_eq!(
+                copied.out, direct.out,
+                "text before {text_before}, after {text_after}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "starts and ends with a tag")]
+    fn a_fixed_run_cannot_end_in_text() {
+        Fixed::build(|w| {
+            start(w, "a", &[])?;
+            w.text("open text");
+            Ok(())
+        });
+    }
 
     #[test]
     fn uuid_is_stable_and_well_formed() {
