@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use std::io;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
+use super::pdf::Lines;
 use super::{
-    Attrs, Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, is_decimal, lines, node, oid, start,
-    template_id, text,
+    Attrs, Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, human_time_into, is_decimal, lines,
+    node, oid, start, template_id, text,
 };
 use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
 
@@ -195,49 +196,73 @@ fn label(c: &Coded) -> &str {
 /// Narrative IDs, unique in the document: battery index, observation index, comment index.
 /// Built by hand: a document has several per result, and `format!` was a visible share of
 /// the writer's time.
-fn obs_id(b: usize, o: usize) -> String {
-    narrative_id("res", &[b, o])
+fn obs_id(b: usize, o: usize) -> NarrativeId {
+    NarrativeId::new("res", &[b, o])
 }
-fn obs_comment_id(b: usize, o: usize, k: usize) -> String {
-    narrative_id("com", &[b, o, k])
+fn obs_comment_id(b: usize, o: usize, k: usize) -> NarrativeId {
+    NarrativeId::new("com", &[b, o, k])
 }
-fn battery_comment_id(b: usize, k: usize) -> String {
-    narrative_id("com", &[b, k])
-}
-
-/// `prefix-n1-n2...`
-fn narrative_id(prefix: &str, parts: &[usize]) -> String {
-    let mut s = String::with_capacity(prefix.len() + 4 * parts.len());
-    s.push_str(prefix);
-    for &n in parts {
-        s.push('-');
-        push_usize(&mut s, n);
-    }
-    s
+fn battery_comment_id(b: usize, k: usize) -> NarrativeId {
+    NarrativeId::new("com", &[b, k])
 }
 
-fn push_usize(s: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// `prefix-n1-n2...` (at most three numbers), kept on the stack with the `#` of the
+/// reference before it: an ID and its reference were two allocations per result.
+struct NarrativeId {
+    /// `#prefix-n1-n2...`: ASCII only.
+    buf: [u8; NarrativeId::CAPACITY],
+    len: usize,
+}
+
+impl NarrativeId {
+    /// `#`, a three-letter prefix, and three numbers of up to 20 digits with their `-`.
+    const CAPACITY: usize = 1 + 3 + 3 * 21;
+
+    /// Panics past three parts: the writers' IDs are fixed in code, never from input.
+    fn new(prefix: &str, parts: &[usize]) -> NarrativeId {
+        assert!(
+            prefix.len() <= 3 && parts.len() <= 3,
+            "narrative id too long"
+        );
+        let mut id = NarrativeId {
+            buf: [0; NarrativeId::CAPACITY],
+            len: 0,
+        };
+        id.push(b"#");
+        id.push(prefix.as_bytes());
+        for &n in parts {
+            id.push(b"-");
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut n = n;
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            id.push(&digits[i..]);
         }
+        id
     }
-    // ASCII digits.
-    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
-}
 
-/// `#id`, a narrative reference.
-fn reference_to(id: &str) -> String {
-    let mut s = String::with_capacity(id.len() + 1);
-    s.push('#');
-    s.push_str(id);
-    s
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `#prefix-n1-n2`, the reference to the ID.
+    fn reference(&self) -> &str {
+        // Only ASCII is pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("#")
+    }
+
+    /// `prefix-n1-n2`, the ID itself.
+    fn id(&self) -> &str {
+        &self.reference()[1..]
+    }
 }
 
 fn write_doc(w: &mut Xml, r: &LabReport) -> io::Result<()> {
@@ -574,7 +599,7 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
         let (value, unit) = value_text(&o.value);
         node(w, "tr", &[], |w| {
             node(w, "td", &[], |w| {
-                text(w, "content", &[("ID", &obs_id(bi, oi))], label(&o.code))
+                text(w, "content", &[("ID", obs_id(bi, oi).id())], label(&o.code))
             })?;
             node(w, "td", &[], |w| lines(w, &value))?;
             text(w, "td", &[], unit)?;
@@ -585,9 +610,12 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
         for (k, c) in o.comments.iter().enumerate() {
             node(w, "tr", &[], |w| {
                 node(w, "td", &[("colspan", "6")], |w| {
-                    node(w, "content", &[("ID", &obs_comment_id(bi, oi, k))], |w| {
-                        lines(w, c)
-                    })
+                    node(
+                        w,
+                        "content",
+                        &[("ID", obs_comment_id(bi, oi, k).id())],
+                        |w| lines(w, c),
+                    )
                 })
             })?;
         }
@@ -602,28 +630,31 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
         )?;
     }
     for (k, c) in b.comments.iter().enumerate() {
-        node(w, "paragraph", &[("ID", &battery_comment_id(bi, k))], |w| {
-            lines(w, c)
-        })?;
+        node(
+            w,
+            "paragraph",
+            &[("ID", battery_comment_id(bi, k).id())],
+            |w| lines(w, c),
+        )?;
     }
     end(w, "text")
 }
 
 /// An IHE "Comment" entry pointing at its narrative (NTE lines).
-fn comment(w: &mut Xml, id: &str) -> io::Result<()> {
+fn comment(w: &mut Xml, id: &NarrativeId) -> io::Result<()> {
     w.fixed(&COMMENT_HEAD);
-    empty(w, "reference", &[("value", &reference_to(id))])?;
+    empty(w, "reference", &[("value", id.reference())])?;
     w.fixed(&COMMENT_END);
     Ok(())
 }
 
 /// `code` of an observation or battery: LOINC codes as attributes; a local code as a
 /// translation of an uncoded `code`, as CR-BIO asks for non-LOINC results.
-fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&str>) -> io::Result<()> {
+fn result_code(w: &mut Xml, c: &Coded, narrative_id: Option<&NarrativeId>) -> io::Result<()> {
     let reference = |w: &mut Xml| -> io::Result<()> {
         if let Some(id) = narrative_id {
             node(w, "originalText", &[], |w| {
-                empty(w, "reference", &[("value", &reference_to(id))])
+                empty(w, "reference", &[("value", id.reference())])
             })?;
         }
         Ok(())
@@ -832,81 +863,86 @@ fn pdf_section(w: &mut Xml, r: &LabReport) -> io::Result<()> {
     super::pdf_copy_section(w, &r.header.unique_id, &pdf)
 }
 
-fn pdf_lines(r: &LabReport) -> Vec<String> {
+fn pdf_lines(r: &LabReport) -> Lines {
     let h = &r.header;
     let p = &h.patient;
-    let mut out = vec![
-        format!(
-            "Patient : {} {} - né(e) le {} - INS {}",
-            p.birth_name,
-            p.first_names.join(" "),
-            p.birth_date,
-            p.ins
-        ),
-        format!("Laboratoire : {}", h.organisation.name),
-        format!(
-            "Biologiste : {} {}",
-            h.legal_authenticator.given, h.legal_authenticator.family
-        ),
-        format!("Date du compte rendu : {}", human_time(&h.effective_time)),
-    ];
+    let mut out = Lines::with_capacity(4096, 16 + 3 * r.batteries.len() + 32);
+    out.push_str("Patient : ");
+    out.push_str(&p.birth_name);
+    out.push_str(" ");
+    for (i, name) in p.first_names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" ");
+        }
+        out.push_str(name);
+    }
+    out.line(&[" - né(e) le ", &p.birth_date, " - INS ", &p.ins]);
+    out.line(&["Laboratoire : ", &h.organisation.name]);
+    out.line(&[
+        "Biologiste : ",
+        &h.legal_authenticator.given,
+        " ",
+        &h.legal_authenticator.family,
+    ]);
+    out.push_str("Date du compte rendu : ");
+    human_time_into(out.current(), &h.effective_time);
+    out.end_line();
     if let Some(pr) = &r.prescriber {
-        out.push(format!("Prescripteur : {} {}", pr.given, pr.family));
+        out.line(&["Prescripteur : ", &pr.given, " ", &pr.family]);
     }
     if !r.order_id.is_empty() {
-        out.push(format!("Demande : {}", r.order_id));
+        out.line(&["Demande : ", &r.order_id]);
     }
     for (chapter, batteries) in chapters(r) {
-        out.push(String::new());
-        out.push(label(chapter).to_uppercase());
+        out.end_line();
+        out.line(&[&label(chapter).to_uppercase()]);
         for (_, b) in batteries {
-            out.push(String::new());
-            let when = b
-                .specimen_time
-                .as_deref()
-                .map(|t| format!(" (prélèvement {})", human_time(t)))
-                .unwrap_or_default();
-            out.push(format!("{}{when}", label(&b.code)));
+            out.end_line();
+            out.push_str(label(&b.code));
+            if let Some(t) = b.specimen_time.as_deref() {
+                out.push_str(" (prélèvement ");
+                human_time_into(out.current(), t);
+                out.push_str(")");
+            }
+            out.end_line();
             for o in &b.observations {
                 let (v, unit) = value_text(&o.value);
-                let label = label(&o.code);
-                let mut line = String::with_capacity(label.len() + v.len() + 64);
-                line.push_str("  ");
-                line.push_str(label);
-                line.push_str(" : ");
+                out.push_str("  ");
+                out.push_str(label(&o.code));
+                out.push_str(" : ");
                 // Multi-line text values on one line.
                 for (i, part) in v.split('\n').enumerate() {
                     if i > 0 {
-                        line.push_str(" / ");
+                        out.push_str(" / ");
                     }
-                    line.push_str(part);
+                    out.push_str(part);
                 }
-                line.push(' ');
-                line.push_str(unit);
-                let before = line.len();
-                line.push_str("  [");
-                range_into(&mut line, o);
-                if line.len() == before + 3 {
-                    line.truncate(before);
+                out.push_str(" ");
+                out.push_str(unit);
+                let before = out.current_len();
+                out.push_str("  [");
+                range_into(out.current(), o);
+                if out.current_len() == before + 3 {
+                    out.truncate_current(before);
                 } else {
-                    line.push(']');
+                    out.push_str("]");
                 }
                 if let Some(i) = &o.interpretation {
-                    line.push_str("  ");
-                    line.push_str(i);
+                    out.push_str("  ");
+                    out.push_str(i);
                 }
                 if o.status != "F" && !o.status.is_empty() {
-                    line.push_str("  (");
-                    line.push_str(status_label(&o.status));
-                    line.push(')');
+                    out.push_str("  (");
+                    out.push_str(status_label(&o.status));
+                    out.push_str(")");
                 }
-                out.push(line);
+                out.end_line();
                 for c in &o.comments {
-                    out.push(format!("    {c}"));
+                    out.line(&["    ", c]);
                 }
             }
             for c in &b.comments {
-                out.push(format!("  {c}"));
+                out.line(&["  ", c]);
             }
         }
     }
@@ -982,6 +1018,16 @@ mod tests {
         assert!(xml.contains("extension=\"CMD&lt;&amp;&gt;1\""));
         // The decimal comma became a point.
         assert!(xml.contains("value=\"1.950\" unit=\"m[IU]/L\""));
+    }
+
+    #[test]
+    fn narrative_ids_and_their_references() {
+        let id = obs_id(0, 12);
+        assert_eq!((id.id(), id.reference()), ("res-0-12", "#res-0-12"));
+        let big = obs_comment_id(usize::MAX, usize::MAX, usize::MAX);
+        let n = usize::MAX.to_string();
+        assert_eq!(big.id(), format!("com-{n}-{n}-{n}"));
+        assert_eq!(battery_comment_id(3, 0).reference(), "#com-3-0");
     }
 
     #[test]

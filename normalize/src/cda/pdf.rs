@@ -19,15 +19,90 @@ const TITLE_SIZE: u32 = 14;
 /// Characters per line at 10 pt Helvetica on an A4 page with 50 pt margins (conservative).
 const WRAP: usize = 95;
 
+/// The lines of a PDF copy, written one after the other into one buffer: a `String` per
+/// line was an allocation and a free for each of a report's few dozen lines.
+#[derive(Default)]
+pub(crate) struct Lines {
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    pub(crate) fn with_capacity(bytes: usize, lines: usize) -> Lines {
+        Lines {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Appends to the line being written.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// The line being written, to append to.
+    pub(crate) fn current(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// Ends the line being written (an empty one if nothing was appended).
+    pub(crate) fn end_line(&mut self) {
+        self.ends.push(self.text.len());
+    }
+
+    /// Appends `parts` as one line.
+    pub(crate) fn line(&mut self, parts: &[&str]) {
+        for p in parts {
+            self.text.push_str(p);
+        }
+        self.end_line();
+    }
+
+    /// Length in bytes of the line being written.
+    pub(crate) fn current_len(&self) -> usize {
+        self.text.len() - self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Cuts the line being written back to `len` bytes (a char boundary).
+    pub(crate) fn truncate_current(&mut self, len: usize) {
+        let start = self.ends.last().copied().unwrap_or(0);
+        self.text.truncate(start + len);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let l = &self.text[start..end];
+            start = end;
+            l
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Lines {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Lines {
+        let mut lines = Lines::default();
+        for l in iter {
+            lines.line(&[l.as_ref()]);
+        }
+        lines
+    }
+}
+
 /// Renders `title` and `lines` into a PDF document.
 ///
 /// Written with `write!` into the output buffer and a byte-level fast path for ASCII
 /// text: a lab report's copy has a few dozen lines, and a `format!` per object, per
 /// wrapped character and per accented letter (octal escape) made this copy a quarter of
 /// the CR-BIO writer's time.
-pub(crate) fn render(title: &str, lines: &[String]) -> Vec<u8> {
+pub(crate) fn render(title: &str, lines: &Lines) -> Vec<u8> {
     let mut wrapped: Vec<Cow<'_, str>> = Vec::with_capacity(lines.len() + 8);
-    for l in lines {
+    for l in lines.iter() {
         wrap_into(l, &mut wrapped);
     }
     let per_page = ((PAGE_H - 2 * MARGIN) / LEADING) as usize - 3;
@@ -240,7 +315,7 @@ mod tests {
 
     #[test]
     fn pdf_structure_and_xref_offsets() {
-        let lines: Vec<String> = (0..150).map(|i| format!("ligne {i} (Œuf) é\\")).collect();
+        let lines: Lines = (0..150).map(|i| format!("ligne {i} (Œuf) é\\")).collect();
         let pdf = render("Titre", &lines);
         assert!(pdf.starts_with(b"%PDF-1.4"));
         assert!(pdf.ends_with(b"%%EOF\n"));
@@ -275,6 +350,22 @@ mod tests {
         }
         assert_eq!(checked, 3 + 2 * 3);
         assert!(text.contains("(ligne 0 \\(\\214uf\\) \\351\\\\)"));
+    }
+
+    #[test]
+    fn lines_written_in_one_buffer() {
+        let mut lines = Lines::with_capacity(16, 4);
+        lines.line(&["a", "b"]);
+        lines.end_line();
+        lines.push_str("é x");
+        assert_eq!(lines.current_len(), 4);
+        lines.push_str("  [");
+        lines.truncate_current(4);
+        lines.current().push('!');
+        lines.end_line();
+        assert_eq!(lines.iter().collect::<Vec<_>>(), ["ab", "", "é x!"]);
+        let from: Lines = ["x", ""].into_iter().collect();
+        assert_eq!(from.iter().collect::<Vec<_>>(), ["x", ""]);
     }
 
     #[test]

@@ -16,15 +16,17 @@ use crate::model::{LabBattery, LabObservation, LabReport, ReferenceRange, Result
 pub fn map(ctx: &Ctx<'_>, msg: &Message<'_>) -> Result<Vec<Normalized>, Reject> {
     super::limits::check_generated(msg, ctx.cfg)?;
     let report = report(ctx, msg)?;
-    let entries = report
-        .batteries
-        .iter()
-        .flat_map(|b| b.observations.iter())
-        .map(entry)
-        .collect();
     let meta = generated_meta(ctx, &report.header, &LAB_KIND, visibility(msg), 0);
     let cda = crate::cda::lab::write(&report);
     super::limits::check_size(cda.len(), ctx.cfg)?;
+    // The results move into the entries once the CDA is written: cloned, they were ten
+    // allocations per result (bench/ANALYSIS.md, session 17).
+    let entries = report
+        .batteries
+        .into_iter()
+        .flat_map(|b| b.observations)
+        .map(entry)
+        .collect();
     Ok(vec![Normalized::Document(Box::new(Document {
         meta,
         cda: Cda::Xml(cda),
@@ -285,29 +287,32 @@ pub fn interpretation(raw: &str) -> Option<String> {
     .then_some(c)
 }
 
-fn entry(o: &LabObservation) -> Entry {
-    let (value, value_type, unit) = match &o.value {
-        ResultValue::Quantity { value, unit } => (value.clone(), "NM", Some(unit.clone())),
+fn entry(o: LabObservation) -> Entry {
+    let (value, value_type, unit) = match o.value {
+        ResultValue::Quantity { value, unit } => (value, "NM", Some(unit)),
         ResultValue::Structured {
-            comparator,
+            mut comparator,
             value,
             unit,
-        } => (format!("{comparator}{value}"), "SN", Some(unit.clone())),
-        ResultValue::Coded(c) => (c.code.clone(), "CE", None),
-        ResultValue::Text(t) => (t.clone(), "TX", None),
+        } => {
+            comparator.push_str(&value);
+            (comparator, "SN", Some(unit))
+        }
+        ResultValue::Coded(c) => (c.code, "CE", None),
+        ResultValue::Text(t) => (t, "TX", None),
     };
     Entry::LabObservation {
-        loinc: o.code.code.clone(),
-        label: o.code.display.clone(),
+        loinc: o.code.code,
+        label: o.code.display,
         value,
         value_type: value_type.to_string(),
         unit,
-        interpretation: o.interpretation.clone(),
-        reference_low: o.range.low.clone(),
-        reference_high: o.range.high.clone(),
-        reference_text: o.range.text.clone(),
-        status: o.status.clone(),
-        time: o.time.clone(),
+        interpretation: o.interpretation,
+        reference_low: o.range.low,
+        reference_high: o.range.high,
+        reference_text: o.range.text,
+        status: o.status,
+        time: o.time,
     }
 }
 
