@@ -158,31 +158,27 @@ fn value_text(v: &ResultValue) -> (Cow<'_, str>, &str) {
     }
 }
 
+/// The reference range as text, in up to three pieces: borrowed, so the narrative and the
+/// PDF write it without a `String` per result.
+fn range_pieces(o: &LabObservation) -> [&str; 3] {
+    match (&o.range.low, &o.range.high, &o.range.text) {
+        (Some(l), Some(h), _) => [l, " - ", h],
+        (Some(l), None, _) => ["> ", l, ""],
+        (None, Some(h), _) => ["< ", h, ""],
+        (None, None, Some(t)) => [t, "", ""],
+        _ => ["", "", ""],
+    }
+}
+
 /// The reference range as text, appended to `out`.
 fn range_into(out: &mut String, o: &LabObservation) {
-    match (&o.range.low, &o.range.high, &o.range.text) {
-        (Some(l), Some(h), _) => {
-            out.push_str(l);
-            out.push_str(" - ");
-            out.push_str(h);
-        }
-        (Some(l), None, _) => {
-            out.push_str("> ");
-            out.push_str(l);
-        }
-        (None, Some(h), _) => {
-            out.push_str("< ");
-            out.push_str(h);
-        }
-        (None, None, Some(t)) => out.push_str(t),
-        _ => {}
+    for piece in range_pieces(o) {
+        out.push_str(piece);
     }
 }
 
 fn range_text(o: &LabObservation) -> String {
-    let mut s = String::new();
-    range_into(&mut s, o);
-    s
+    range_pieces(o).concat()
 }
 
 fn label(c: &Coded) -> &str {
@@ -603,7 +599,11 @@ fn battery_narrative(w: &mut Xml, bi: usize, b: &LabBattery) -> io::Result<()> {
             })?;
             node(w, "td", &[], |w| lines(w, &value))?;
             text(w, "td", &[], unit)?;
-            text(w, "td", &[], &range_text(o))?;
+            start(w, "td", &[])?;
+            for piece in range_pieces(o) {
+                w.text(piece);
+            }
+            end(w, "td")?;
             text(w, "td", &[], o.interpretation.as_deref().unwrap_or(""))?;
             text(w, "td", &[], status_label(&o.status))
         })?;
