@@ -6,7 +6,10 @@
 use std::io;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
-use super::{NS_HL7, NS_XSI, Xml, empty, human_time, is_decimal, node, oid, template_id, text};
+use super::{
+    Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, is_decimal, node, oid, start, template_id,
+    text,
+};
 use crate::model::{Coded, Dispensation, DispensedItem};
 
 const NS_PHARM: &str = "urn:ihe:pharm:medication";
@@ -157,7 +160,7 @@ fn section(w: &mut Xml, d: &Dispensation, doc_id: &str) -> io::Result<()> {
             text(w, "title", &[], "Médicaments délivrés")?;
             narrative(w, d)?;
             for (i, item) in d.items.iter().enumerate() {
-                node(w, "entry", &[], |w| supply(w, doc_id, i, item))?;
+                supply(w, doc_id, i, item)?;
             }
             Ok(())
         },
@@ -172,44 +175,26 @@ fn quantity_text(item: &DispensedItem) -> String {
 }
 
 fn narrative(w: &mut Xml, d: &Dispensation) -> io::Result<()> {
-    node(w, "text", &[], |w| {
-        node(w, "table", &[("border", "1")], |w| {
-            node(w, "thead", &[], |w| {
-                node(w, "tr", &[], |w| {
-                    for th in [
-                        "Médicament",
-                        "Code",
-                        "Quantité délivrée",
-                        "Date de délivrance",
-                        "Prescription",
-                    ] {
-                        text(w, "th", &[], th)?;
-                    }
-                    Ok(())
-                })
+    w.fixed(&TABLE_HEAD);
+    for (i, item) in d.items.iter().enumerate() {
+        node(w, "tr", &[("ID", &format!("med-{i}"))], |w| {
+            node(w, "td", &[], |w| {
+                text(
+                    w,
+                    "content",
+                    &[("ID", &format!("med-{i}-name"))],
+                    &item.label,
+                )
             })?;
-            node(w, "tbody", &[], |w| {
-                for (i, item) in d.items.iter().enumerate() {
-                    node(w, "tr", &[("ID", &format!("med-{i}"))], |w| {
-                        node(w, "td", &[], |w| {
-                            text(
-                                w,
-                                "content",
-                                &[("ID", &format!("med-{i}-name"))],
-                                &item.label,
-                            )
-                        })?;
-                        let system = code_system_name(&item.code_system).unwrap_or("Code");
-                        text(w, "td", &[], &format!("{system} {}", item.code))?;
-                        text(w, "td", &[], &quantity_text(item))?;
-                        text(w, "td", &[], &human_time(&item.dispensed_at))?;
-                        text(w, "td", &[], prescription_of(d, item).unwrap_or(""))
-                    })?;
-                }
-                Ok(())
-            })
-        })
-    })
+            let system = code_system_name(&item.code_system).unwrap_or("Code");
+            text(w, "td", &[], &format!("{system} {}", item.code))?;
+            text(w, "td", &[], &quantity_text(item))?;
+            text(w, "td", &[], &human_time(&item.dispensed_at))?;
+            text(w, "td", &[], prescription_of(d, item).unwrap_or(""))
+        })?;
+    }
+    w.fixed(&TABLE_END);
+    Ok(())
 }
 
 /// The quantity as a PQ. eDISP-MED units are free text in RXD-5 (boîte, flacon ...): the
@@ -248,70 +233,119 @@ fn ucum_or_annotation(u: &str) -> String {
     }
 }
 
+// The runs of markup every dispensation repeats, written once (`Fixed`): the narrative
+// table's head and end, and a dispensed line's entry around its values.
+
+static TABLE_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "text", &[])?;
+        start(w, "table", &[("border", "1")])?;
+        start(w, "thead", &[])?;
+        start(w, "tr", &[])?;
+        for th in [
+            "Médicament",
+            "Code",
+            "Quantité délivrée",
+            "Date de délivrance",
+            "Prescription",
+        ] {
+            text(w, "th", &[], th)?;
+        }
+        end(w, "tr")?;
+        end(w, "thead")?;
+        start(w, "tbody", &[])
+    })
+});
+static TABLE_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        end(w, "tbody")?;
+        end(w, "table")?;
+        end(w, "text")
+    })
+});
+/// `<entry><supply>` and its templateIds, up to the supply's id.
+static SUPPLY_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "entry", &[])?;
+        start(w, "supply", &[("classCode", "SPLY"), ("moodCode", "EVN")])?;
+        template_id(w, "2.16.840.1.113883.10.20.1.34", None)?;
+        template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.7.3", None)?;
+        template_id(w, "1.3.6.1.4.1.19376.1.9.1.3.4", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.204", None)
+    })
+});
+/// The product, its material and their templateIds, up to the code's narrative reference.
+static PRODUCT_HEAD: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        start(w, "product", &[])?;
+        start(w, "manufacturedProduct", &[("classCode", "MANU")])?;
+        template_id(w, "2.16.840.1.113883.10.20.1.53", None)?;
+        template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.7.2", None)?;
+        template_id(w, "1.2.250.1.213.1.1.3.43", None)?;
+        start(
+            w,
+            "manufacturedMaterial",
+            &[("classCode", "MMAT"), ("determinerCode", "KIND")],
+        )?;
+        template_id(w, "1.3.6.1.4.1.19376.1.9.1.3.1", None)?;
+        start(w, "code", &[])?;
+        start(w, "originalText", &[])
+    })
+});
+static SUPPLY_END: Fixed = Fixed::new(|| {
+    Fixed::build(|w| {
+        for name in [
+            "manufacturedMaterial",
+            "manufacturedProduct",
+            "product",
+            "supply",
+            "entry",
+        ] {
+            end(w, name)?;
+        }
+        Ok(())
+    })
+});
+
 fn supply(w: &mut Xml, doc_id: &str, i: usize, item: &DispensedItem) -> io::Result<()> {
-    node(
+    w.fixed(&SUPPLY_HEAD);
+    let n = i.to_string();
+    empty(
         w,
-        "supply",
-        &[("classCode", "SPLY"), ("moodCode", "EVN")],
-        |w| {
-            template_id(w, "2.16.840.1.113883.10.20.1.34", None)?;
-            template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.7.3", None)?;
-            template_id(w, "1.3.6.1.4.1.19376.1.9.1.3.4", None)?;
-            template_id(w, "1.2.250.1.213.1.1.3.204", None)?;
-            let n = i.to_string();
-            empty(
-                w,
-                "id",
-                &[("root", &super::uuid_for(&[doc_id, "supply", &n]))],
-            )?;
-            node(w, "text", &[], |w| {
-                empty(w, "reference", &[("value", &format!("#med-{i}"))])
-            })?;
-            empty(w, "statusCode", &[("code", "completed")])?;
-            empty(w, "effectiveTime", &[("value", &item.dispensed_at)])?;
-            quantity(w, item)?;
-            node(w, "product", &[], |w| {
-                node(w, "manufacturedProduct", &[("classCode", "MANU")], |w| {
-                    template_id(w, "2.16.840.1.113883.10.20.1.53", None)?;
-                    template_id(w, "1.3.6.1.4.1.19376.1.5.3.1.4.7.2", None)?;
-                    template_id(w, "1.2.250.1.213.1.1.3.43", None)?;
-                    node(
-                        w,
-                        "manufacturedMaterial",
-                        &[("classCode", "MMAT"), ("determinerCode", "KIND")],
-                        |w| {
-                            template_id(w, "1.3.6.1.4.1.19376.1.9.1.3.1", None)?;
-                            // CI-SIS wants the CIS as the primary code; RXD carries the CIP or
-                            // UCD, which goes in a translation (as in the ANS example).
-                            node(w, "code", &[], |w| {
-                                node(w, "originalText", &[], |w| {
-                                    empty(w, "reference", &[("value", &format!("#med-{i}-name"))])
-                                })?;
-                                let mut attrs = super::Attrs::new();
-                                attrs.push("code", &item.code);
-                                if !item.label.is_empty() {
-                                    attrs.push("displayName", &item.label);
-                                }
-                                if !item.code_system.is_empty() {
-                                    attrs.push("codeSystem", &item.code_system);
-                                }
-                                if let Some(name) = code_system_name(&item.code_system) {
-                                    attrs.push("codeSystemName", name);
-                                }
-                                empty(w, "translation", attrs.as_slice())
-                            })?;
-                            if item.label.is_empty() {
-                                empty(w, "name", &[("nullFlavor", "UNK")])
-                            } else {
-                                text(w, "name", &[], &item.label)
-                            }
-                        },
-                    )
-                })
-            })?;
-            Ok(())
-        },
-    )
+        "id",
+        &[("root", &super::uuid_for(&[doc_id, "supply", &n]))],
+    )?;
+    node(w, "text", &[], |w| {
+        empty(w, "reference", &[("value", &format!("#med-{i}"))])
+    })?;
+    empty(w, "statusCode", &[("code", "completed")])?;
+    empty(w, "effectiveTime", &[("value", &item.dispensed_at)])?;
+    quantity(w, item)?;
+    // CI-SIS wants the CIS as the primary code; RXD carries the CIP or UCD, which goes in a
+    // translation (as in the ANS example).
+    w.fixed(&PRODUCT_HEAD);
+    empty(w, "reference", &[("value", &format!("#med-{i}-name"))])?;
+    end(w, "originalText")?;
+    let mut attrs = super::Attrs::new();
+    attrs.push("code", &item.code);
+    if !item.label.is_empty() {
+        attrs.push("displayName", &item.label);
+    }
+    if !item.code_system.is_empty() {
+        attrs.push("codeSystem", &item.code_system);
+    }
+    if let Some(name) = code_system_name(&item.code_system) {
+        attrs.push("codeSystemName", name);
+    }
+    empty(w, "translation", attrs.as_slice())?;
+    end(w, "code")?;
+    if item.label.is_empty() {
+        empty(w, "name", &[("nullFlavor", "UNK")])?;
+    } else {
+        text(w, "name", &[], &item.label)?;
+    }
+    w.fixed(&SUPPLY_END);
+    Ok(())
 }
 
 #[cfg(test)]
