@@ -1,14 +1,32 @@
 //! The synthetic messages of the normalize benchmarks, one generator per flow, shared by the
-//! criterion bench (`benches/normalize.rs`) and the CPU-time A/B binary
-//! (`src/bin/normalize-flows.rs`) so both time exactly the same bytes.
+//! criterion bench (`benches/normalize.rs`), the CPU-time A/B binary
+//! (`src/bin/normalize-flows.rs`) and the allocation count (`src/bin/normalize-allocs.rs`)
+//! so all measure exactly the same bytes.
 //!
 //! `i` makes each copy distinct (MSH-10, order numbers, values), so a pool of copies gives
 //! branch predictors and caches a realistic stream rather than one message over and over.
 
 use base64::Engine;
+use dmpflow_schemas::Feed;
 
 /// Distinct copies per iteration.
 pub const POOL: usize = 64;
+
+/// A flow of the fixtures: its name, its feed and its message generator.
+pub type Flow = (&'static str, Feed, fn(usize) -> String);
+
+/// Every flow of the fixtures, in the order the benchmarks print them.
+pub const FLOWS: [Flow; 4] = [
+    ("lab", Feed::Lab, lab),
+    ("imaging", Feed::Imaging, imaging),
+    ("pharmacy", Feed::Pharmacy, pharmacy),
+    ("cancer", Feed::Cancer, cancer),
+];
+
+/// The `POOL` copies of a flow's message, as bytes.
+pub fn pool(make: fn(usize) -> String) -> Vec<Vec<u8>> {
+    (0..POOL).map(|i| make(i).into_bytes()).collect()
+}
 
 // One synthetic, qualified test patient (INS on the test OID .10): the mapping checks the
 // INS key and that the embedded CDA names the same patient.

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dmpflow_bench::fixtures::{POOL, cancer, imaging, lab, pharmacy};
+use dmpflow_bench::fixtures::{FLOWS, POOL, pool};
 use dmpflow_normalize::mapping::records;
 use dmpflow_normalize::{Config, normalize};
 use dmpflow_schemas::{Cda, Feed, Normalized};
@@ -86,9 +86,6 @@ enum Cmd {
         files: Vec<PathBuf>,
     },
 }
-
-/// A flow of the fixtures: its name, feed and message generator.
-type Flow = (&'static str, Feed, fn(usize) -> String);
 
 fn feed(name: &str) -> Result<Feed> {
     Ok(match name {
@@ -308,17 +305,8 @@ fn main() -> Result<()> {
                     records_only,
                 );
             }
-            let pool = |f: fn(usize) -> String| -> Vec<Vec<u8>> {
-                (0..POOL).map(|i| f(i).into_bytes()).collect()
-            };
-            let flows: [Flow; 4] = [
-                ("lab", Feed::Lab, lab),
-                ("imaging", Feed::Imaging, imaging),
-                ("pharmacy", Feed::Pharmacy, pharmacy),
-                ("cancer", Feed::Cancer, cancer),
-            ];
             let mut any = false;
-            for (name, f, make) in flows {
+            for (name, f, make) in FLOWS {
                 if flow == "all" || flow == name {
                     rate(name, f, &pool(make), seconds, records_only && name == "lab")?;
                     any = true;
@@ -329,12 +317,8 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Fixtures { flow, out } => {
-            let make: fn(usize) -> String = match flow.as_str() {
-                "lab" => lab,
-                "imaging" => imaging,
-                "pharmacy" => pharmacy,
-                "cancer" => cancer,
-                _ => bail!("unknown flow {flow}"),
+            let Some(&(_, _, make)) = FLOWS.iter().find(|(name, ..)| *name == flow) else {
+                bail!("unknown flow {flow}");
             };
             let all: Vec<String> = (0..POOL).map(make).collect();
             std::fs::write(&out, all.join("\n"))?;

@@ -228,18 +228,7 @@ impl NarrativeId {
         id.push(prefix.as_bytes());
         for &n in parts {
             id.push(b"-");
-            let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            let mut n = n;
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            id.push(&digits[i..]);
+            id.push(super::decimal_digits(n, &mut [0; 20]));
         }
         id
     }
@@ -383,23 +372,17 @@ static BATTERY_HEAD: Fixed = Fixed::new(|| {
 /// The battery's narrative table, up to its body's first row.
 static TABLE_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
-        start(w, "text", &[])?;
-        start(w, "table", &[("border", "1")])?;
-        start(w, "thead", &[])?;
-        start(w, "tr", &[])?;
-        for th in [
-            "Examen",
-            "Résultat",
-            "Unité",
-            "Valeurs de référence",
-            "Interprétation",
-            "Statut",
-        ] {
-            text(w, "th", &[], th)?;
-        }
-        end(w, "tr")?;
-        end(w, "thead")?;
-        start(w, "tbody", &[])
+        super::narrative_table_head(
+            w,
+            &[
+                "Examen",
+                "Résultat",
+                "Unité",
+                "Valeurs de référence",
+                "Interprétation",
+                "Statut",
+            ],
+        )
     })
 });
 static TABLE_END: Fixed = Fixed::new(|| {

@@ -143,6 +143,21 @@ pub(crate) fn start(w: &mut Xml, name: &str, attrs: &[(&str, &str)]) -> io::Resu
     Ok(())
 }
 
+/// `<text><table border="1"><thead>` with one `th` per header, up to `<tbody>`: the head of
+/// a narrative table, for a [`Fixed`] run (CR-BIO's results, eDISP-MED's lines).
+pub(crate) fn narrative_table_head(w: &mut Xml, headers: &[&str]) -> io::Result<()> {
+    start(w, "text", &[])?;
+    start(w, "table", &[("border", "1")])?;
+    start(w, "thead", &[])?;
+    start(w, "tr", &[])?;
+    for th in headers {
+        text(w, "th", &[], th)?;
+    }
+    end(w, "tr")?;
+    end(w, "thead")?;
+    start(w, "tbody", &[])
+}
+
 /// `</name>`: the end tag alone, for a [`Fixed`] run that closes elements.
 pub(crate) fn end(w: &mut Xml, name: &str) -> io::Result<()> {
     w.end(name);
@@ -238,6 +253,23 @@ const SPECIALS: [u8; 5] = *b"<>&'\"";
 #[inline(always)]
 fn is_special(b: u8) -> bool {
     SPECIALS.iter().fold(false, |hit, &c| hit | (b == c))
+}
+
+/// `n` in decimal: its digits written at the end of `buf` (a `usize` has at most 20), and
+/// the slice they fill. By hand where a `format!` or `to_string` per number was an allocation
+/// (narrative IDs, the PDF copy's object numbers and offsets).
+pub(crate) fn decimal_digits(n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 /// CDA and CI-SIS constants shared by the three models.

@@ -211,19 +211,10 @@ static PAGE_TEXT: LazyLock<PageText> = LazyLock::new(|| PageText {
 
 /// `n` in decimal, left-padded with zeros to `width` digits (0: no padding).
 fn push_uint(out: &mut Vec<u8>, n: usize, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(digits.len().saturating_sub(width));
-    out.extend_from_slice(&digits[start..]);
+    let mut buf = [0; 20];
+    let digits = super::decimal_digits(n, &mut buf);
+    out.resize(out.len() + width.saturating_sub(digits.len()), b'0');
+    out.extend_from_slice(digits);
 }
 
 /// Splits a line at `WRAP` characters, on spaces when possible; keeps empty lines.

@@ -238,22 +238,16 @@ fn ucum_or_annotation(u: &str) -> String {
 
 static TABLE_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
-        start(w, "text", &[])?;
-        start(w, "table", &[("border", "1")])?;
-        start(w, "thead", &[])?;
-        start(w, "tr", &[])?;
-        for th in [
-            "Médicament",
-            "Code",
-            "Quantité délivrée",
-            "Date de délivrance",
-            "Prescription",
-        ] {
-            text(w, "th", &[], th)?;
-        }
-        end(w, "tr")?;
-        end(w, "thead")?;
-        start(w, "tbody", &[])
+        super::narrative_table_head(
+            w,
+            &[
+                "Médicament",
+                "Code",
+                "Quantité délivrée",
+                "Date de délivrance",
+                "Prescription",
+            ],
+        )
     })
 });
 static TABLE_END: Fixed = Fixed::new(|| {
