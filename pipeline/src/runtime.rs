@@ -516,15 +516,26 @@ fn sample_lag(consumer: &StageConsumer) -> Vec<(String, i32, i64)> {
 /// `max.poll.interval.ms` and its batch is not handed to another instance for nothing.
 /// A message can still arrive from a partition assigned during the pause: it is rewound
 /// (seek to its own offset) and that partition paused too, so it is read again later.
+///
+/// The pause outlives a rebalance: librdkafka keeps a partition's pause on its partition
+/// object when the partition is revoked, and a partition assigned again comes back paused.
+/// So `end` resumes every partition this pause paused as well as the assignment of the
+/// moment: resuming the assignment alone, after a session timeout had revoked it during the
+/// pause, resumed nothing, and the store stood still with its partitions paused once they
+/// were assigned again (seen in CI: a broker restart, then a database restart).
 pub struct Pause<'a> {
     consumer: &'a StageConsumer,
     stage: &'static str,
+    /// Every partition paused by this pause.
+    paused: TopicPartitionList,
 }
 
 impl<'a> Pause<'a> {
     pub fn start(consumer: &'a StageConsumer, stage: &'static str) -> Pause<'a> {
+        let mut paused = TopicPartitionList::new();
         match consumer.assignment() {
             Ok(tpl) => {
+                paused = tpl.clone();
                 if let Err(e) = consumer.pause(&tpl) {
                     warn!(stage, error = %e, "pausing partitions");
                 }
@@ -540,7 +551,11 @@ impl<'a> Pause<'a> {
             }
             Err(e) => warn!(stage, error = %e, "reading the assignment to pause it"),
         }
-        Pause { consumer, stage }
+        Pause {
+            consumer,
+            stage,
+            paused,
+        }
     }
 
     /// Waits `dur` while polling the paused consumer in short slices.
@@ -563,7 +578,7 @@ impl<'a> Pause<'a> {
         }
     }
 
-    fn rewind(&self, topic: &str, partition: i32, offset: i64) {
+    fn rewind(&mut self, topic: &str, partition: i32, offset: i64) {
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(topic, partition, Offset::Offset(offset))
@@ -578,20 +593,35 @@ impl<'a> Pause<'a> {
             warn!(stage = self.stage, error = %e, topic, partition, "rewinding a message read while paused");
         }
         let _ = self.consumer.pause(&tpl);
+        if self.paused.find_partition(topic, partition).is_none() {
+            self.paused.add_partition(topic, partition);
+        }
     }
 
-    /// The next hop is back: resume every assigned partition.
+    /// The next hop is back: resume every partition this pause paused (assigned now or
+    /// not: see the type's doc) and every partition assigned now.
     pub fn end(self) {
-        if let Ok(tpl) = self.consumer.assignment() {
-            if let Err(e) = self.consumer.resume(&tpl) {
-                warn!(stage = self.stage, error = %e, "resuming partitions");
+        let mut tpl = self.paused;
+        match self.consumer.assignment() {
+            Ok(assigned) => {
+                for p in assigned.elements() {
+                    if tpl.find_partition(p.topic(), p.partition()).is_none() {
+                        tpl.add_partition(p.topic(), p.partition());
+                    }
+                }
             }
-            info!(
-                stage = self.stage,
-                partitions = tpl.count(),
-                "next hop back: partitions resumed"
-            );
+            Err(e) => warn!(stage = self.stage, error = %e, "reading the assignment to resume it"),
         }
+        // Partition by partition: librdkafka reports one it no longer knows in that
+        // partition's entry, and resumes the others.
+        if let Err(e) = self.consumer.resume(&tpl) {
+            warn!(stage = self.stage, error = %e, "resuming partitions");
+        }
+        info!(
+            stage = self.stage,
+            partitions = tpl.count(),
+            "next hop back: partitions resumed"
+        );
         metrics()
             .paused_partitions
             .get_or_create(&crate::metrics::StageLabel { stage: self.stage })
