@@ -23,6 +23,33 @@ pub const FLOWS: [Flow; 4] = [
     ("cancer", Feed::Cancer, cancer),
 ];
 
+/// Messages of a file: split at line breaks that precede `MSH|`; a leading non-`M` byte
+/// (the feed byte of fuzz seeds) is dropped.
+pub fn messages(data: &[u8]) -> Vec<Vec<u8>> {
+    let data = match data.first() {
+        Some(&b) if b != b'M' && data.get(1..4) == Some(b"MSH") => &data[1..],
+        _ => data,
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'\n' && data[i + 1..].starts_with(b"MSH|") {
+            out.push(data[start..i].to_vec());
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if start < data.len() {
+        let mut m = &data[start..];
+        while m.last() == Some(&b'\n') {
+            m = &m[..m.len() - 1];
+        }
+        out.push(m.to_vec());
+    }
+    out
+}
+
 /// The `POOL` copies of a flow's message, as bytes.
 pub fn pool(make: fn(usize) -> String) -> Vec<Vec<u8>> {
     (0..POOL).map(|i| make(i).into_bytes()).collect()

@@ -510,6 +510,13 @@ fn sample_lag(consumer: &StageConsumer) -> Vec<(String, i32, i64)> {
     out
 }
 
+/// Adds a partition to `tpl` unless it is there already.
+fn add_once(tpl: &mut TopicPartitionList, topic: &str, partition: i32) {
+    if tpl.find_partition(topic, partition).is_none() {
+        tpl.add_partition(topic, partition);
+    }
+}
+
 /// Keeps a stage in its consumer group while its next hop is down. Every assigned
 /// partition is paused, so nothing more is fetched or buffered (the backlog stays in Kafka
 /// as lag), and the consumer keeps being polled, so the member is not expelled after
@@ -532,10 +539,8 @@ pub struct Pause<'a> {
 
 impl<'a> Pause<'a> {
     pub fn start(consumer: &'a StageConsumer, stage: &'static str) -> Pause<'a> {
-        let mut paused = TopicPartitionList::new();
-        match consumer.assignment() {
+        let paused = match consumer.assignment() {
             Ok(tpl) => {
-                paused = tpl.clone();
                 if let Err(e) = consumer.pause(&tpl) {
                     warn!(stage, error = %e, "pausing partitions");
                 }
@@ -548,9 +553,13 @@ impl<'a> Pause<'a> {
                     .paused_partitions
                     .get_or_create(&crate::metrics::StageLabel { stage })
                     .set(tpl.count() as i64);
+                tpl
             }
-            Err(e) => warn!(stage, error = %e, "reading the assignment to pause it"),
-        }
+            Err(e) => {
+                warn!(stage, error = %e, "reading the assignment to pause it");
+                TopicPartitionList::new()
+            }
+        };
         Pause {
             consumer,
             stage,
@@ -593,9 +602,7 @@ impl<'a> Pause<'a> {
             warn!(stage = self.stage, error = %e, topic, partition, "rewinding a message read while paused");
         }
         let _ = self.consumer.pause(&tpl);
-        if self.paused.find_partition(topic, partition).is_none() {
-            self.paused.add_partition(topic, partition);
-        }
+        add_once(&mut self.paused, topic, partition);
     }
 
     /// The next hop is back: resume every partition this pause paused (assigned now or
@@ -605,9 +612,7 @@ impl<'a> Pause<'a> {
         match self.consumer.assignment() {
             Ok(assigned) => {
                 for p in assigned.elements() {
-                    if tpl.find_partition(p.topic(), p.partition()).is_none() {
-                        tpl.add_partition(p.topic(), p.partition());
-                    }
+                    add_once(&mut tpl, p.topic(), p.partition());
                 }
             }
             Err(e) => warn!(stage = self.stage, error = %e, "reading the assignment to resume it"),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use dmpflow_bench::fixtures::{FLOWS, pool};
+use dmpflow_bench::fixtures::{FLOWS, messages, pool};
 use dmpflow_normalize::mapping::records;
 use dmpflow_normalize::{Config, normalize};
 use dmpflow_schemas::Feed;
@@ -108,34 +108,11 @@ fn report(name: &str, feed: Feed, msgs: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
-/// Messages of a file: split at line breaks that precede `MSH|`.
-fn messages(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 0..data.len() {
-        if data[i] == b'\n' && data[i + 1..].starts_with(b"MSH|") {
-            out.push(data[start..i].to_vec());
-            start = i + 1;
-        }
-    }
-    let last = data[start..].trim_ascii_end();
-    if !last.is_empty() {
-        out.push(last.to_vec());
-    }
-    out
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(file) = &cli.file {
         let name = cli.feed.as_deref().unwrap_or_default();
-        let feed = match name {
-            "lab" => Feed::Lab,
-            "imaging" => Feed::Imaging,
-            "pharmacy" => Feed::Pharmacy,
-            "cancer" => Feed::Cancer,
-            other => bail!("unknown feed {other} (lab, imaging, pharmacy or cancer)"),
-        };
+        let feed: Feed = name.parse().map_err(anyhow::Error::msg)?;
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         return report(name, feed, &messages(&data));
     }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dmpflow_bench::fixtures::{FLOWS, POOL, pool};
+use dmpflow_bench::fixtures::{FLOWS, POOL, messages, pool};
 use dmpflow_normalize::mapping::records;
 use dmpflow_normalize::{Config, normalize};
 use dmpflow_schemas::{Cda, Feed, Normalized};
@@ -87,18 +87,6 @@ enum Cmd {
     },
 }
 
-fn feed(name: &str) -> Result<Feed> {
-    Ok(match name {
-        "lab" => Feed::Lab,
-        "imaging" => Feed::Imaging,
-        "pharmacy" => Feed::Pharmacy,
-        "cancer" => Feed::Cancer,
-        "documents" => Feed::Documents,
-        "identity" => Feed::Identity,
-        _ => bail!("unknown feed {name}"),
-    })
-}
-
 /// Process CPU time (user + system), seconds.
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct we pass, which lives on our stack.
@@ -107,33 +95,6 @@ fn cpu_seconds() -> f64 {
     assert_eq!(rc, 0, "getrusage failed");
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Messages of a file: split at line breaks that precede `MSH|`; a leading non-`M` byte
-/// (the feed byte of fuzz seeds) is dropped.
-fn messages(data: &[u8]) -> Vec<Vec<u8>> {
-    let data = match data.first() {
-        Some(&b) if b != b'M' && data.get(1..4) == Some(b"MSH") => &data[1..],
-        _ => data,
-    };
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'\n' && data[i + 1..].starts_with(b"MSH|") {
-            out.push(data[start..i].to_vec());
-            start = i + 1;
-        }
-        i += 1;
-    }
-    if start < data.len() {
-        let mut m = &data[start..];
-        while m.last() == Some(&b'\n') {
-            m = &m[..m.len() - 1];
-        }
-        out.push(m.to_vec());
-    }
-    out
 }
 
 fn cda_bytes(out: &[Normalized]) -> usize {
@@ -299,7 +260,7 @@ fn main() -> Result<()> {
                 let msgs = messages(&data);
                 return rate(
                     &path.display().to_string(),
-                    feed(&feed_name)?,
+                    feed_name.parse::<Feed>().map_err(anyhow::Error::msg)?,
                     &msgs,
                     seconds,
                     records_only,
@@ -328,7 +289,7 @@ fn main() -> Result<()> {
             out,
             files,
         } => {
-            let f = feed(&f)?;
+            let f = f.parse::<Feed>().map_err(anyhow::Error::msg)?;
             let cfg = Config::default();
             std::fs::create_dir_all(&out)?;
             let mut k = 0usize;

@@ -9,8 +9,8 @@ use std::io;
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::pdf::Lines;
 use super::{
-    Attrs, Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, human_time_into, is_decimal, lines,
-    node, oid, start, template_id, text,
+    Attrs, Fixed, NS_HL7, NS_XSI, Xml, empty, end, ends, human_time, human_time_into, is_decimal,
+    lines, node, oid, start, template_id, text,
 };
 use crate::model::{Coded, LabBattery, LabObservation, LabReport, ResultValue};
 
@@ -354,12 +354,7 @@ static CHAPTER_HEAD: Fixed = Fixed::new(|| {
     })
 });
 /// `</section></component>`: the end of a chapter or of a battery's section.
-static SECTION_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "section")?;
-        end(w, "component")
-    })
-});
+static SECTION_END: Fixed = Fixed::new(|| Fixed::build(|w| ends(w, &["section", "component"])));
 /// A battery's sub-section: `<component><section>` and its templateIds.
 static BATTERY_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
@@ -385,12 +380,7 @@ static TABLE_HEAD: Fixed = Fixed::new(|| {
         )
     })
 });
-static TABLE_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "tbody")?;
-        end(w, "table")
-    })
-});
+static TABLE_END: Fixed = Fixed::new(|| Fixed::build(|w| ends(w, &["tbody", "table"])));
 /// The battery's entry: `<entry><act>` and the entry's templateIds.
 static ENTRY_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
@@ -401,14 +391,8 @@ static ENTRY_HEAD: Fixed = Fixed::new(|| {
     })
 });
 /// `</act></entry>` and the end of the battery's section.
-static ENTRY_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "act")?;
-        end(w, "entry")?;
-        end(w, "section")?;
-        end(w, "component")
-    })
-});
+static ENTRY_END: Fixed =
+    Fixed::new(|| Fixed::build(|w| ends(w, &["act", "entry", "section", "component"])));
 /// The battery organizer inside the entry's act, with its templateIds.
 static ORGANIZER_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
@@ -422,12 +406,8 @@ static ORGANIZER_HEAD: Fixed = Fixed::new(|| {
         template_id(w, "1.2.250.1.213.1.1.3.78", None)
     })
 });
-static ORGANIZER_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "organizer")?;
-        end(w, "entryRelationship")
-    })
-});
+static ORGANIZER_END: Fixed =
+    Fixed::new(|| Fixed::build(|w| ends(w, &["organizer", "entryRelationship"])));
 /// A result: `<component><observation>` and its templateIds.
 static OBSERVATION_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
@@ -441,12 +421,8 @@ static OBSERVATION_HEAD: Fixed = Fixed::new(|| {
         template_id(w, "1.2.250.1.213.1.1.3.80", None)
     })
 });
-static OBSERVATION_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "observation")?;
-        end(w, "component")
-    })
-});
+static OBSERVATION_END: Fixed =
+    Fixed::new(|| Fixed::build(|w| ends(w, &["observation", "component"])));
 /// An IHE Comment entry up to its narrative reference.
 static COMMENT_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {

@@ -164,6 +164,14 @@ pub(crate) fn end(w: &mut Xml, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The end tags of `names`, innermost first: the closing [`Fixed`] run of a constant block.
+pub(crate) fn ends(w: &mut Xml, names: &[&str]) -> io::Result<()> {
+    for name in names {
+        w.end(name);
+    }
+    Ok(())
+}
+
 /// Appends `s` with the five XML special characters escaped.
 ///
 /// Most values have none, so the text is first tested without a branch per byte: 16 bytes
@@ -627,18 +635,18 @@ static PDF_MEDIA_HEAD: Fixed = Fixed::new(|| {
 });
 static PDF_SECTION_END: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
-        for name in [
-            "value",
-            "observationMedia",
-            "component",
-            "organizer",
-            "entry",
-            "section",
-            "component",
-        ] {
-            end(w, name)?;
-        }
-        Ok(())
+        ends(
+            w,
+            &[
+                "value",
+                "observationMedia",
+                "component",
+                "organizer",
+                "entry",
+                "section",
+                "component",
+            ],
+        )
     })
 });
 

@@ -84,6 +84,7 @@ impl Lines {
     }
 }
 
+#[cfg(test)]
 impl<S: AsRef<str>> FromIterator<S> for Lines {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Lines {
         let mut lines = Lines::default();

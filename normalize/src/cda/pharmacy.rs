@@ -7,8 +7,8 @@ use std::io;
 
 use super::header::{self, Order, Participant, ServiceEvent, Spec};
 use super::{
-    Fixed, NS_HL7, NS_XSI, Xml, empty, end, human_time, is_decimal, node, oid, start, template_id,
-    text,
+    Fixed, NS_HL7, NS_XSI, Xml, empty, end, ends, human_time, is_decimal, node, oid, start,
+    template_id, text,
 };
 use crate::model::{Coded, Dispensation, DispensedItem};
 
@@ -250,13 +250,7 @@ static TABLE_HEAD: Fixed = Fixed::new(|| {
         )
     })
 });
-static TABLE_END: Fixed = Fixed::new(|| {
-    Fixed::build(|w| {
-        end(w, "tbody")?;
-        end(w, "table")?;
-        end(w, "text")
-    })
-});
+static TABLE_END: Fixed = Fixed::new(|| Fixed::build(|w| ends(w, &["tbody", "table", "text"])));
 /// `<entry><supply>` and its templateIds, up to the supply's id.
 static SUPPLY_HEAD: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
@@ -288,16 +282,16 @@ static PRODUCT_HEAD: Fixed = Fixed::new(|| {
 });
 static SUPPLY_END: Fixed = Fixed::new(|| {
     Fixed::build(|w| {
-        for name in [
-            "manufacturedMaterial",
-            "manufacturedProduct",
-            "product",
-            "supply",
-            "entry",
-        ] {
-            end(w, name)?;
-        }
-        Ok(())
+        ends(
+            w,
+            &[
+                "manufacturedMaterial",
+                "manufacturedProduct",
+                "product",
+                "supply",
+                "entry",
+            ],
+        )
     })
 });
 
