@@ -25,8 +25,10 @@ use crate::runtime::{self, Output};
 /// One input message as route first reads it.
 pub(super) enum Input<'a> {
     /// A document's metadata, peeked from a payload in the split layout (or handed over by
-    /// the fused stage, which encoded that payload from it).
-    Peeked(Box<DocumentMeta>),
+    /// the fused stage, which encoded that payload from it), and the payload itself when the
+    /// caller hands it over (the fused stage: normalize's bytes, not yet anywhere else), so a
+    /// document routed as it came leaves without a copy; `None`: the message's own.
+    Peeked(Box<DocumentMeta>, Option<Vec<u8>>),
     /// Anything else, read whole (or why it cannot be).
     Read(Result<(Normalized, &'a [u8]), WireError>),
 }
@@ -36,7 +38,7 @@ impl<'a> Input<'a> {
     pub(super) fn of(m: &'a OwnedMessage) -> Input<'a> {
         let payload = m.payload().unwrap_or_default();
         match wire::peek_meta(payload) {
-            Some(meta) => Input::Peeked(Box::new(meta)),
+            Some(meta) => Input::Peeked(Box::new(meta), None),
             None => Input::Read(wire::split(payload)),
         }
     }
@@ -100,7 +102,7 @@ impl RouteStage {
         let mut patients: Vec<&str> = inputs
             .iter()
             .filter_map(|i| match i {
-                Input::Peeked(meta) => Some(meta.patient.ins.as_str()),
+                Input::Peeked(meta, _) => Some(meta.patient.ins.as_str()),
                 Input::Read(Ok((Normalized::Document(d), _))) => Some(d.meta.patient.ins.as_str()),
                 Input::Read(_) => None,
             })
@@ -115,9 +117,11 @@ impl RouteStage {
         }
         for (origin, (m, input)) in batch.iter().zip(inputs).enumerate() {
             let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
-            let payload = m.payload().unwrap_or_default();
+            let mut payload = m.payload().unwrap_or_default();
+            // A payload handed over with the input: it outlives the split that may borrow it.
+            let mut handed: Option<Vec<u8>> = None;
             let (split, decided) = match input {
-                Input::Peeked(meta) => {
+                Input::Peeked(meta, owned) => {
                     let decision = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
                         chain::document_decision(store, &meta, cfg, &registry)
                     })
@@ -131,12 +135,16 @@ impl RouteStage {
                             Output {
                                 topic: settings.topics.routed.clone(),
                                 key: Some(meta.patient.ins.clone()),
-                                payload: payload.to_vec(),
+                                payload: owned.unwrap_or_else(|| payload.to_vec()),
                                 headers: carried_headers(m, &feed),
                             },
                         );
                         out.report.push(origin, feed, Kind::Routed, Some(at(m)));
                         continue;
+                    }
+                    handed = owned;
+                    if let Some(bytes) = &handed {
+                        payload = bytes;
                     }
                     (wire::split(payload), Some(decision))
                 }
@@ -145,10 +153,13 @@ impl RouteStage {
             let (item, cda) = match split {
                 Ok(split) => split,
                 Err(e) => {
-                    out.produced.push(
-                        origin,
-                        dead_letter(settings, m, STAGE, Reason::PayloadInvalid, &e.to_string()),
-                    );
+                    let mut letter =
+                        dead_letter(settings, m, STAGE, Reason::PayloadInvalid, &e.to_string());
+                    if handed.is_some() {
+                        // The message in memory was handed over without its payload.
+                        letter.payload = payload.to_vec();
+                    }
+                    out.produced.push(origin, letter);
                     out.report.push(
                         origin,
                         feed,
