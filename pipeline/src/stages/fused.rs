@@ -41,7 +41,7 @@ impl Stage for NormalizeRouteStage {
         // Normalize keeps each document's head beside its output: route decides on those
         // values rather than parse back the JSON head just encoded (the peek was ~4% of this
         // stage's CPU, bench/ANALYSIS.md "Session 15").
-        let (mut normalized, heads) = self.normalize.decide_keeping_heads(batch, true);
+        let (mut normalized, heads) = self.normalize.decide_yielding(batch, true).await;
         let documents_topic = self.normalize.documents_topic();
         // What normalize meant for `dmp.documents` goes to route, in memory and in order;
         // its dead letters stay outputs of this batch.

@@ -43,116 +43,155 @@ impl NormalizeStage {
         batch: &[OwnedMessage],
         keep: bool,
     ) -> (Handled, Vec<Option<DocumentMeta>>) {
-        const STAGE: &str = "normalize";
-        let settings = &self.settings;
         let mut out = Handled::default();
         let mut heads = Vec::new();
         for (origin, m) in batch.iter().enumerate() {
-            let Some(feed) = settings.topics.feed_of(m.topic()) else {
-                continue;
-            };
-            let raw = m.payload().unwrap_or_default();
-            match chain::normalize_message(feed, raw, &coordinates(m), &self.cfg) {
-                Ok(items) => {
-                    for mut item in items {
-                        // The CDA is packed once, here: every later hop carries the zstd
-                        // bytes, and the store keeps them as they are (a quarantine case
-                        // too, filed with them when released).
-                        if let Normalized::Document(d) = &mut item {
-                            d.cda.pack();
-                        }
-                        let payload = wire::encode(&item);
-                        out.produced.push(
-                            origin,
-                            Output {
-                                topic: settings.topics.documents.clone(),
-                                key: Some(chain::patient_key(&item).to_string()),
-                                payload,
-                                headers: carried_headers(m, feed.as_str()),
-                            },
-                        );
-                        if let Normalized::Document(d) = &item
-                            && d.meta.ignored_attachments > 0
-                        {
-                            out.report.attachments_ignored.push((
-                                feed.as_str().into(),
-                                u64::from(d.meta.ignored_attachments),
-                            ));
-                        }
-                        let kind = match item {
-                            Normalized::Document(d) => {
-                                // dmpflow_end_to_end_seconds{stage="normalize"}: produce to
-                                // this stage's outputs acknowledged, the upstream share of
-                                // the store's end to end (observed once the batch is durable).
-                                if let Some(t) = runtime::ingest_time_ms(m) {
-                                    out.report.ingest_times_ms.push(t);
-                                }
-                                if keep {
-                                    heads.push(Some(d.meta));
-                                }
-                                Kind::Document
-                            }
-                            Normalized::Patient(_) => {
-                                if keep {
-                                    heads.push(None);
-                                }
-                                Kind::Patient
-                            }
-                        };
-                        out.report.push(origin, feed.as_str(), kind, Some(at(m)));
-                    }
-                }
-                // Nothing for the DMP (an ADT movement): no output, so the batch's commit
-                // moves past it; counted once the batch is durable, like the others.
-                Err(reject) if reject.reason.is_skip() => out.report.push(
-                    origin,
-                    feed.as_str(),
-                    Kind::Skipped(reject.reason.as_str().into()),
-                    Some(at(m)),
-                ),
-                Err(reject) => {
-                    let mut headers =
-                        runtime::dlq_headers(m, STAGE, reject.reason.as_str(), &reject.detail);
-                    if !headers.iter().any(|(k, _)| *k == h::FEED) {
-                        headers.push((h::FEED, feed.as_str().into()));
-                    }
-                    out.produced.push(
-                        origin,
-                        Output {
-                            topic: settings.topics.dlq.clone(),
-                            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                            payload: raw.to_vec(),
-                            headers,
-                        },
-                    );
-                    if keep {
-                        heads.push(None);
-                    }
-                    out.report.push(
-                        origin,
-                        feed.as_str(),
-                        Kind::DeadLettered(reject.reason.as_str().into()),
-                        Some(at(m)),
-                    );
-                }
-            }
+            self.decide_one(origin, m, keep, &mut out, &mut heads);
         }
         debug_assert!(!keep || heads.len() == out.produced.outputs.len());
         (out, heads)
     }
+
+    /// [`Self::decide_keeping_heads`] as the live stages run it: the worker thread is handed
+    /// back to the runtime every [`YIELD_EVERY`] messages. A batch is tens of milliseconds
+    /// of CPU; without a yield, the tasks waiting for that worker (the store's `COPY` to
+    /// PostgreSQL, the offsets, the other stages' produce acknowledgements) waited for the
+    /// whole batch, and PostgreSQL sat in the store's transactions waiting for its next
+    /// rows (bench/ANALYSIS.md "Session 18").
+    pub(super) async fn decide_yielding(
+        &self,
+        batch: &[OwnedMessage],
+        keep: bool,
+    ) -> (Handled, Vec<Option<DocumentMeta>>) {
+        let mut out = Handled::default();
+        let mut heads = Vec::new();
+        for (origin, m) in batch.iter().enumerate() {
+            if origin > 0 && origin % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+            self.decide_one(origin, m, keep, &mut out, &mut heads);
+        }
+        debug_assert!(!keep || heads.len() == out.produced.outputs.len());
+        (out, heads)
+    }
+
+    /// One message of the batch (at `origin`), decided into `out` (and its heads).
+    fn decide_one(
+        &self,
+        origin: usize,
+        m: &OwnedMessage,
+        keep: bool,
+        out: &mut Handled,
+        heads: &mut Vec<Option<DocumentMeta>>,
+    ) {
+        const STAGE: &str = "normalize";
+        let settings = &self.settings;
+        let Some(feed) = settings.topics.feed_of(m.topic()) else {
+            return;
+        };
+        let raw = m.payload().unwrap_or_default();
+        match chain::normalize_message(feed, raw, &coordinates(m), &self.cfg) {
+            Ok(items) => {
+                for mut item in items {
+                    // The CDA is packed once, here: every later hop carries the zstd
+                    // bytes, and the store keeps them as they are (a quarantine case
+                    // too, filed with them when released).
+                    if let Normalized::Document(d) = &mut item {
+                        d.cda.pack();
+                    }
+                    let payload = wire::encode(&item);
+                    out.produced.push(
+                        origin,
+                        Output {
+                            topic: settings.topics.documents.clone(),
+                            key: Some(chain::patient_key(&item).to_string()),
+                            payload,
+                            headers: carried_headers(m, feed.as_str()),
+                        },
+                    );
+                    if let Normalized::Document(d) = &item
+                        && d.meta.ignored_attachments > 0
+                    {
+                        out.report
+                            .attachments_ignored
+                            .push((feed.as_str().into(), u64::from(d.meta.ignored_attachments)));
+                    }
+                    let kind = match item {
+                        Normalized::Document(d) => {
+                            // dmpflow_end_to_end_seconds{stage="normalize"}: produce to
+                            // this stage's outputs acknowledged, the upstream share of
+                            // the store's end to end (observed once the batch is durable).
+                            if let Some(t) = runtime::ingest_time_ms(m) {
+                                out.report.ingest_times_ms.push(t);
+                            }
+                            if keep {
+                                heads.push(Some(d.meta));
+                            }
+                            Kind::Document
+                        }
+                        Normalized::Patient(_) => {
+                            if keep {
+                                heads.push(None);
+                            }
+                            Kind::Patient
+                        }
+                    };
+                    out.report.push(origin, feed.as_str(), kind, Some(at(m)));
+                }
+            }
+            // Nothing for the DMP (an ADT movement): no output, so the batch's commit
+            // moves past it; counted once the batch is durable, like the others.
+            Err(reject) if reject.reason.is_skip() => out.report.push(
+                origin,
+                feed.as_str(),
+                Kind::Skipped(reject.reason.as_str().into()),
+                Some(at(m)),
+            ),
+            Err(reject) => {
+                let mut headers =
+                    runtime::dlq_headers(m, STAGE, reject.reason.as_str(), &reject.detail);
+                if !headers.iter().any(|(k, _)| *k == h::FEED) {
+                    headers.push((h::FEED, feed.as_str().into()));
+                }
+                out.produced.push(
+                    origin,
+                    Output {
+                        topic: settings.topics.dlq.clone(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: raw.to_vec(),
+                        headers,
+                    },
+                );
+                if keep {
+                    heads.push(None);
+                }
+                out.report.push(
+                    origin,
+                    feed.as_str(),
+                    Kind::DeadLettered(reject.reason.as_str().into()),
+                    Some(at(m)),
+                );
+            }
+        }
+    }
 }
+
+/// Messages normalized between two yields to the runtime (`decide_yielding`): ~1 ms of
+/// CPU at this machine's ~70 µs a message, against ~5 µs for a yield.
+const YIELD_EVERY: usize = 16;
 
 impl Stage for NormalizeStage {
     fn name(&self) -> &'static str {
         "normalize"
     }
 
-    // CPU work for tens of milliseconds, run on this worker: the other stages' tasks are
-    // stolen by the other worker meanwhile. (`block_in_place` was tried: it hands the
-    // worker to another thread at every call; measured peak RSS over a backlog and a 2k
-    // msg/s overload: 463 MB with it, 358 MB without, same throughput.)
+    // CPU work for tens of milliseconds, run on this worker and handed back to the runtime
+    // every YIELD_EVERY messages, so the tasks queued behind it run in between.
+    // (`block_in_place` was tried: it hands the worker to another thread at every call;
+    // measured peak RSS over a backlog and a 2k msg/s overload: 463 MB with it, 358 MB
+    // without, same throughput.)
     async fn handle(&mut self, batch: &[OwnedMessage], _ctx: &BatchCtx<'_>) -> Result<Handled> {
-        Ok(self.decide(batch))
+        Ok(self.decide_yielding(batch, false).await.0)
     }
 }
 
@@ -285,5 +324,48 @@ OBX|1|NM|2823-3^Potassium^LN||4.2|mmol/L|3.5-5.1|N|||F|||20241105080000\r";
             !text.contains("stage=\"normalize\",reason=\"hl7.event.skipped\""),
             "a skip is not a reject: {text}"
         );
+    }
+
+    // A batch hands its worker back to the runtime every YIELD_EVERY messages (the store's
+    // COPY and the produce acknowledgements waited for whole batches before). On a
+    // one-thread runtime a task spawned before the batch can only run if the batch yields:
+    // it must have run by the time the batch is done, and the batch decides what `decide`
+    // decides.
+    #[test]
+    fn a_batch_lets_the_tasks_behind_it_run() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use tokio_util::sync::CancellationToken;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let settings = Arc::new(Settings::default());
+            let mut stage = NormalizeStage::new(settings.clone());
+            let batch: Vec<_> = (0..3 * YIELD_EVERY as i64)
+                .map(|offset| on_identity(&settings, "A01", offset))
+                .collect();
+            let ran = Arc::new(AtomicBool::new(false));
+            let flag = ran.clone();
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            let shutdown = CancellationToken::new();
+            let ctx = BatchCtx {
+                shutdown: &shutdown,
+                keepalive: None,
+                rebalanced: false,
+            };
+            let handled = stage.handle(&batch, &ctx).await.unwrap();
+            assert!(
+                ran.load(Ordering::SeqCst),
+                "the task behind the batch waited for all of it"
+            );
+            let plain = stage.decide(&batch);
+            assert_eq!(handled.produced.origins, plain.produced.origins);
+            assert_eq!(handled.produced.outputs.len(), batch.len());
+            for (a, b) in handled.produced.outputs.iter().zip(&plain.produced.outputs) {
+                assert_eq!(a.payload, b.payload);
+            }
+        });
     }
 }
