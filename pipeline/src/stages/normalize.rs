@@ -43,13 +43,9 @@ impl NormalizeStage {
         batch: &[OwnedMessage],
         keep: bool,
     ) -> (Handled, Vec<Option<DocumentMeta>>) {
-        let mut out = Handled::default();
-        let mut heads = Vec::new();
-        for (origin, m) in batch.iter().enumerate() {
-            self.decide_one(origin, m, keep, &mut out, &mut heads);
-        }
-        debug_assert!(!keep || heads.len() == out.produced.outputs.len());
-        (out, heads)
+        let mut decided = Default::default();
+        self.decide_range(batch, 0..batch.len(), keep, &mut decided);
+        decided
     }
 
     /// [`Self::decide_keeping_heads`] as the live stages run it: the worker thread is handed
@@ -63,16 +59,30 @@ impl NormalizeStage {
         batch: &[OwnedMessage],
         keep: bool,
     ) -> (Handled, Vec<Option<DocumentMeta>>) {
-        let mut out = Handled::default();
-        let mut heads = Vec::new();
-        for (origin, m) in batch.iter().enumerate() {
-            if origin > 0 && origin % YIELD_EVERY == 0 {
+        let mut decided = Default::default();
+        for start in (0..batch.len()).step_by(YIELD_EVERY) {
+            if start > 0 {
                 tokio::task::yield_now().await;
             }
-            self.decide_one(origin, m, keep, &mut out, &mut heads);
+            let end = batch.len().min(start + YIELD_EVERY);
+            self.decide_range(batch, start..end, keep, &mut decided);
+        }
+        decided
+    }
+
+    /// The messages of `batch` in `range`, decided into `decided` (outputs and outcomes, and
+    /// the heads when `keep` is set).
+    fn decide_range(
+        &self,
+        batch: &[OwnedMessage],
+        range: std::ops::Range<usize>,
+        keep: bool,
+        (out, heads): &mut (Handled, Vec<Option<DocumentMeta>>),
+    ) {
+        for origin in range {
+            self.decide_one(origin, &batch[origin], keep, out, heads);
         }
         debug_assert!(!keep || heads.len() == out.produced.outputs.len());
-        (out, heads)
     }
 
     /// One message of the batch (at `origin`), decided into `out` (and its heads).
