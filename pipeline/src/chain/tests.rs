@@ -602,11 +602,7 @@ async fn route_forwards_a_document_as_it_came_and_rewrites_only_what_a_merge_mov
         .collect();
     let mut stage = RouteStage::new(Arc::new(settings.clone()), store);
     let shutdown = CancellationToken::new();
-    let ctx = BatchCtx {
-        shutdown: &shutdown,
-        keepalive: None,
-        rebalanced: false,
-    };
+    let ctx = BatchCtx::detached(&shutdown);
     let handled = stage.handle(&batch, &ctx).await.unwrap();
     let out = &handled.produced.outputs;
     assert_eq!(handled.produced.origins, [0, 1, 2, 3]);

@@ -37,6 +37,19 @@ pub struct BatchCtx<'a> {
     pub rebalanced: bool,
 }
 
+#[cfg(test)]
+impl<'a> BatchCtx<'a> {
+    /// A batch handed to a stage directly, as the unit tests do: no live consumer, no
+    /// rebalance.
+    pub fn detached(shutdown: &'a CancellationToken) -> BatchCtx<'a> {
+        BatchCtx {
+            shutdown,
+            keepalive: None,
+            rebalanced: false,
+        }
+    }
+}
+
 /// Where a stage's input comes from.
 pub enum Source {
     /// The stage's consumer group: runs until shutdown, commits to Kafka.

@@ -156,11 +156,7 @@ mod tests {
             RouteStage::new(settings.clone(), store),
         );
         let shutdown = CancellationToken::new();
-        let ctx = BatchCtx {
-            shutdown: &shutdown,
-            keepalive: None,
-            rebalanced: false,
-        };
+        let ctx = BatchCtx::detached(&shutdown);
         let identity = format!(
             "MSH|^~\\&|GAM|CHU|PFI|X|20240501090000||ADT^A01^ADT_A01|C1|P|2.5\r\
              {PID}CELESTIN^Noel^Noel^^^^L||20010115|M||||||||||||||||||||||||VALI\r"

@@ -360,11 +360,7 @@ OBX|1|NM|2823-3^Potassium^LN||4.2|mmol/L|3.5-5.1|N|||F|||20241105080000\r";
             let flag = ran.clone();
             tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
             let shutdown = CancellationToken::new();
-            let ctx = BatchCtx {
-                shutdown: &shutdown,
-                keepalive: None,
-                rebalanced: false,
-            };
+            let ctx = BatchCtx::detached(&shutdown);
             let handled = stage.handle(&batch, &ctx).await.unwrap();
             assert!(
                 ran.load(Ordering::SeqCst),
