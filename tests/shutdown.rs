@@ -269,3 +269,61 @@ fn the_shutdown_bound_holds_when_the_broker_never_answers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A SIGTERM while the groups are rebalancing and wait for a member that stopped answering
+/// (here SIGSTOPped, its session 60 s long) still ends in a clean exit within the bound.
+/// librdkafka holds every request to a group coordinator behind the pending JoinGroup, so
+/// each consumer's LeaveGroup waits out its 5 s request timeout. The process's five stage
+/// consumers (normalize 2, route, store 2) used to be closed one after another on a runtime
+/// worker, by whoever dropped them last: 25 s, past the 15 s bound, and the process exited
+/// 2 (seen in CI: the 3-process rebalance test). Each stage now leaves on a thread of its
+/// own, bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_group_waits_for_a_stalled_member_exits_cleanly() {
+    let Setup { env, prefix, .. } = setup("leave", 3).await;
+    // Fixed ports: three free_port() calls in a row may hand out the same one.
+    let (pp, ps, pc) = (19634, 19635, 19636);
+    let log_of = |who: &str| std::env::temp_dir().join(format!("{prefix}-{who}.log"));
+    let mut member = spawn_stage(&env, "all", pp, &format!("{prefix}-member.log"));
+    assert!(
+        wait_status(pp, "/health/ready", 200, Duration::from_secs(45)).await,
+        "the first member holds its assignments"
+    );
+    let mut slow_env = env.clone();
+    slow_env.push(("DMPFLOW_KAFKA__SESSION_TIMEOUT_MS".into(), "60000".into()));
+    let mut stalled = spawn_stage(&slow_env, "all", ps, &format!("{prefix}-stalled.log"));
+    assert!(
+        wait_status(ps, "/health/ready", 200, Duration::from_secs(45)).await,
+        "the second member holds its assignments"
+    );
+    assert!(wait_status(pp, "/health/ready", 200, Duration::from_secs(30)).await);
+    unsafe_kill(stalled.id() as i32, "STOP");
+    // A third member joins: the coordinators wait for the stalled one to rejoin.
+    let mut third = spawn_stage(&env, "all", pc, &format!("{prefix}-third.log"));
+    assert!(
+        wait_status(pp, "/health/ready", 503, Duration::from_secs(30)).await,
+        "the first member's partitions are revoked for the rebalance"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let signalled = std::time::Instant::now();
+    let status = terminate(&mut member);
+    let took = signalled.elapsed();
+    for p in [&mut stalled, &mut third] {
+        unsafe_kill(p.id() as i32, "KILL");
+        let _ = p.wait();
+    }
+    let log = std::fs::read_to_string(log_of("member")).unwrap();
+    // The scenario happened: a leave was held behind a join.
+    assert!(
+        log.contains("held back by preceeding blocking JoinGroupRequest"),
+        "no LeaveGroup held back:\n{log}"
+    );
+    assert!(status.success(), "exit {status} after {took:?}:\n{log}");
+    // One 5 s request timeout, the consumers' leaves side by side; the stalled member's
+    // session alone lasts 60 s.
+    assert!(
+        took < Duration::from_secs(12),
+        "exited {took:?} after SIGTERM:\n{log}"
+    );
+}

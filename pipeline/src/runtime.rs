@@ -368,7 +368,9 @@ pub type SharedStore = Arc<tokio::sync::OnceCell<dmpflow_store::Store>>;
 /// restarts) an instance that cannot make progress; `/health/live` stays 200 throughout.
 #[derive(Clone)]
 pub struct HealthChecks {
-    consumers: Arc<std::sync::Mutex<Vec<Arc<StageConsumer>>>>,
+    /// Held weakly: the stage that owns a consumer closes it when it stops (see
+    /// `driver::close`), and the checks must not keep it open nor close it themselves.
+    consumers: Arc<std::sync::Mutex<Vec<std::sync::Weak<StageConsumer>>>>,
     expected: usize,
 }
 
@@ -385,19 +387,20 @@ impl HealthChecks {
     }
 
     /// A stage registers its consumer once created.
-    pub fn watch(&self, consumer: Arc<StageConsumer>) {
+    pub fn watch(&self, consumer: &Arc<StageConsumer>) {
         self.consumers
             .lock()
             .expect("health registry poisoned")
-            .push(consumer);
+            .push(Arc::downgrade(consumer));
     }
 
     fn assigned(&self) -> bool {
         let consumers = self.consumers.lock().expect("health registry poisoned");
         consumers.len() == self.expected
-            && consumers
-                .iter()
-                .all(|c| c.context().assigned.load(Ordering::SeqCst))
+            && consumers.iter().all(|c| {
+                c.upgrade()
+                    .is_some_and(|c| c.context().assigned.load(Ordering::SeqCst))
+            })
     }
 
     /// Runs the checks until shutdown, setting `health` after each round.
@@ -454,20 +457,24 @@ impl HealthChecks {
 
 /// Samples the consumer lag of every assigned partition (high watermark − position) into
 /// `dmpflow_consumer_lag_messages` every `every`, until shutdown. The watermark lookup is a
-/// broker round trip, so it runs on the blocking pool, never in the batch loop.
+/// broker round trip, so it runs on the blocking pool, never in the batch loop. The
+/// consumer is held weakly, as the health checks hold it (its stage closes it).
 pub fn spawn_lag_sampler(
-    consumer: std::sync::Arc<StageConsumer>,
+    consumer: &Arc<StageConsumer>,
     stage: &'static str,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let consumer = Arc::downgrade(consumer);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let c = consumer.clone();
+            let Some(c) = consumer.upgrade() else {
+                return;
+            };
             let samples = tokio::task::spawn_blocking(move || sample_lag(&c))
                 .await
                 .unwrap_or_default();

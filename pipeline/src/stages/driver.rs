@@ -252,19 +252,66 @@ impl Source {
         // nothing to commit.
     }
 
-    fn finish(&self, stage: &'static str) {
-        if let Source::Live {
+    /// Leaves the live group: commits what is durable ([`finish`]), then closes the
+    /// consumer (librdkafka's LeaveGroup), on a thread of its own and within half the
+    /// process's shutdown bound. Both are blocking client calls to the group coordinator,
+    /// and librdkafka sends nothing to it while a JoinGroup is pending: a SIGTERM during a
+    /// rebalance that waits for a stalled member held them until that member's session
+    /// expired (the rebalance timeout, 5 minutes, at worst), so the process overran its
+    /// bound and exited 2 with its leave never sent. Past the bound the stage stops without
+    /// them: what was not committed comes back to the next owner (every hop downstream is
+    /// idempotent), and the coordinator drops the member at its session timeout, as after
+    /// a crash.
+    async fn leave(&mut self, stage: &'static str, settings: &Settings) {
+        let Source::Live {
             consumer,
             committed,
             ..
-        } = self
-        {
-            finish(consumer, stage, committed);
+        } = std::mem::replace(self, Source::Memory(VecDeque::new()))
+        else {
+            return;
+        };
+        let bound = Duration::from_millis(settings.limits.shutdown_timeout_ms / 2);
+        let (left, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{stage}-leave"))
+            .spawn(move || {
+                finish(&consumer, stage, &committed);
+                close(consumer);
+                let _ = left.send(());
+            });
+        if let Err(e) = spawned {
+            warn!(stage, error = %e, "no thread to leave the group on: the member is dropped at its session timeout");
+            return;
+        }
+        if tokio::time::timeout(bound, done).await.is_err() {
+            warn!(
+                stage,
+                ?bound,
+                "leaving the group did not end within half the shutdown bound (the group \
+                 coordinator is busy with a rebalance): the stage stops without it; what it \
+                 did not commit comes back to the next owner"
+            );
         }
     }
 }
 
-/// Leaves the group after committing, synchronously, the offsets of every batch whose
+/// Closes a consumer once nobody else holds it (the health checks and the lag sampler
+/// hold it weakly and only for a moment): the last owner's drop is librdkafka's blocking
+/// close, and it must be this thread's, never a runtime worker's.
+fn close(mut consumer: Arc<StageConsumer>) {
+    loop {
+        match Arc::try_unwrap(consumer) {
+            Ok(alone) => return drop(alone),
+            Err(shared) => {
+                consumer = shared;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Commits, synchronously and before the group is left, the offsets of every batch whose
 /// outputs were durable: an asynchronous commit sent just before a SIGTERM may not have
 /// reached the broker yet, and the next owner would process that batch a second time.
 fn finish(consumer: &StageConsumer, stage: &'static str, committed: &BTreeMap<(String, i32), i64>) {
@@ -494,7 +541,7 @@ pub async fn drive<S: Stage>(
             set_in_flight(name, 0);
         }
     }
-    source.finish(name);
+    source.leave(name, settings).await;
     Ok(())
 }
 

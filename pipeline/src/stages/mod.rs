@@ -331,8 +331,8 @@ async fn run_live(
         &stage.inputs(&settings),
         stage.consumer_overrides(&settings),
     )?;
-    health.watch(consumer.clone());
-    runtime::spawn_lag_sampler(consumer.clone(), name, LAG_SAMPLE_EVERY, shutdown.clone());
+    health.watch(&consumer);
+    runtime::spawn_lag_sampler(&consumer, name, LAG_SAMPLE_EVERY, shutdown.clone());
     let mut sink = Sink::Kafka(producer);
     let mut source = Source::live(consumer);
     let group = format!("{}.{}", settings.kafka.group_prefix, name);
