@@ -263,6 +263,11 @@ impl Source {
     /// idempotent), and the coordinator drops the member at its session timeout, as after
     /// a crash.
     async fn leave(&mut self, stage: &'static str, settings: &Settings) {
+        // Only a live source is taken apart: a window keeps its counts for the replay's
+        // summary, and memory has nothing to leave.
+        if !matches!(self, Source::Live { .. }) {
+            return;
+        }
         let Source::Live {
             consumer,
             committed,
@@ -719,5 +724,11 @@ mod tests {
         assert_eq!(reported, 0);
         assert_eq!(stage.durable_calls, 0);
         assert!(sink.take().is_empty());
+        // A source that is not a live group is left as it was when the driver ends: the
+        // replay reads its window's counts from it afterwards.
+        assert!(
+            matches!(&source, Source::Memory(left) if left.len() == 1),
+            "the unread batch is still in the source"
+        );
     }
 }
