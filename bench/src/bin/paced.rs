@@ -94,6 +94,20 @@ fn main() -> Result<()> {
         .create()
         .context("creating the producer")?;
 
+    // Connected before the pace starts: the first records would otherwise wait for the
+    // broker connection, the metadata and the idempotent producer id (200-600 ms with a
+    // broker holding a few thousand partitions), a start-up of this tool that a feed's
+    // long-lived producer does not pay, counted as the pipeline's latency of the first
+    // few hundred records: alone it lifted p99 of a 20 s run from ~75 to ~450 ms before
+    // the store's topic (bench/ANALYSIS.md "Session 19").
+    for (_, topic, _) in &queues {
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .with_context(|| format!("metadata of {topic}"))?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let started = Instant::now();
     let mut late_max = Duration::ZERO;
