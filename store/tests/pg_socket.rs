@@ -7,16 +7,12 @@ use std::os::fd::BorrowedFd;
 
 use dmpflow_store::testing::{database_url, dispose, fresh_postgres};
 
-/// The port of the PostgreSQL server the tests use.
+/// The port of the PostgreSQL server the tests use, as sqlx reads it from the URL.
 fn server_port() -> u16 {
-    let url = database_url();
-    let host = url.split("://").nth(1).unwrap();
-    let host = host.rsplit('@').next().unwrap();
-    let host_port = host.split(['/', '?']).next().unwrap();
-    host_port
-        .rsplit_once(':')
-        .map(|(_, p)| p.parse().unwrap())
-        .unwrap_or(5432)
+    database_url()
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .get_port()
 }
 
 /// Whether each TCP socket of this process connected to `port` has TCP_NODELAY.

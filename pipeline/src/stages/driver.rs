@@ -265,17 +265,17 @@ impl Source {
     async fn leave(&mut self, stage: &'static str, settings: &Settings) {
         // Only a live source is taken apart: a window keeps its counts for the replay's
         // summary, and memory has nothing to leave.
-        if !matches!(self, Source::Live { .. }) {
-            return;
-        }
         let Source::Live {
             consumer,
             committed,
             ..
-        } = std::mem::replace(self, Source::Memory(VecDeque::new()))
+        } = self
         else {
             return;
         };
+        let (consumer, committed) = (consumer.clone(), std::mem::take(committed));
+        // The source's own handle goes, so the leaving thread's is the last one (`close`).
+        *self = Source::Memory(VecDeque::new());
         let bound = Duration::from_millis(settings.limits.shutdown_timeout_ms / 2);
         let (left, done) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
