@@ -109,18 +109,80 @@ pub async fn route_item(
                     Err(e) => return Err(e),
                 },
             };
-            let (reason, detail) = refused;
-            Ok(Routed::Quarantine(Quarantined {
-                reason: reason.as_str().to_string(),
-                detail,
-                item: Normalized::Patient(update),
-            }))
+            Ok(refused_update(update, refused))
         }
         Normalized::Document(doc) => {
             let decision = document_decision(store, &doc.meta, cfg, cache).await?;
             Ok(routed_document(doc, decision))
         }
     }
+}
+
+/// Whether route may hold `update` back and apply it with the identity updates around it,
+/// in one transaction ([`route_upserts`]): an upsert changes its own record only, and
+/// route's check of it reads nothing of the registry. A merge or an identifier change joins
+/// two entries and is checked against what the registry holds then: one at a time
+/// ([`route_item`]).
+pub fn is_upsert(update: &PatientUpdate) -> bool {
+    route::retired_ins(update).is_none()
+}
+
+/// Routes a run of upserts ([`is_upsert`]) in order, as [`route_item`] would one by one,
+/// with the accepted ones applied in ONE store transaction (a transaction each cost as much
+/// CPU as nine documents: bench/ANALYSIS.md "Session 20"). One outcome per update, in
+/// order. The caller applies them before anything reads what they change: a document of
+/// the same batch is decided only after the run before it is applied.
+pub async fn route_upserts(
+    store: &Store,
+    updates: &[PatientUpdate],
+    cfg: &RouteConfig,
+    cache: &RegistryCache,
+) -> Result<Vec<Routed>, StoreError> {
+    let mut routed = Vec::with_capacity(updates.len());
+    let mut accepted = Vec::new();
+    for update in updates {
+        debug_assert!(is_upsert(update), "a merge is routed alone");
+        match route::check_patient_update(update, cfg, None, None) {
+            Ok(()) => {
+                accepted.push(StoreItem::Patient(update.clone()));
+                routed.push(Routed::PatientApplied);
+            }
+            Err(refused) => routed.push(refused_update(Box::new(update.clone()), refused)),
+        }
+    }
+    match store.write_batch(&accepted, &[]).await {
+        Ok(_) => {}
+        // The store's collision guard runs for merges only; were it ever to refuse one of
+        // these, each goes alone through route_item, which tells which one and quarantines it.
+        Err(StoreError::IdentityCollision(_)) => {
+            routed.clear();
+            for update in updates {
+                routed.push(
+                    route_item(
+                        store,
+                        Normalized::Patient(Box::new(update.clone())),
+                        cfg,
+                        cache,
+                    )
+                    .await?,
+                );
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    for update in updates {
+        cache.forget(update);
+    }
+    Ok(routed)
+}
+
+/// The quarantine case of an identity update route refuses.
+fn refused_update(update: Box<PatientUpdate>, (reason, detail): (Reason, String)) -> Routed {
+    Routed::Quarantine(Quarantined {
+        reason: reason.as_str().to_string(),
+        detail,
+        item: Normalized::Patient(update),
+    })
 }
 
 /// Route's decision for one document, from its registry chain (read through `cache`). Takes

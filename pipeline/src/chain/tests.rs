@@ -1,10 +1,12 @@
-//! `route_item` end to end on a real store (in-memory SQLite): identity updates that would
-//! take over another patient's registry entry come out as `identity.collision` quarantine
-//! cases and leave the registry as it was, whether route or the store's own guard sees it.
-//! And (issue #12) the feeding opposition: IO holds documents, NA and stale messages change
-//! nothing, a newer INO lets the waiting case be filed through the release path. And a
-//! quarantined CDA is held with the bytes normalize packed and filed with them on release,
-//! never packed again; a case an earlier build held (XML inside its JSON) still releases.
+//! `route_item` and the route stage end to end on a real store (in-memory SQLite): identity
+//! updates that would take over another patient's registry entry come out as
+//! `identity.collision` quarantine cases and leave the registry as it was, whether route or
+//! the store's own guard sees it. And (issue #12) the feeding opposition: IO holds
+//! documents, NA and stale messages change nothing, a newer INO lets the waiting case be
+//! filed through the release path. And a quarantined CDA is held with the bytes normalize
+//! packed and filed with them on release, never packed again; a case an earlier build held
+//! (XML inside its JSON) still releases. And a run of upserts applied together is applied
+//! before the document that follows it is decided.
 
 use dmpflow_route::RouteConfig;
 use dmpflow_schemas::{
@@ -625,4 +627,104 @@ async fn route_forwards_a_document_as_it_came_and_rewrites_only_what_a_merge_mov
     // An unknown patient: a quarantine case; a bad payload: a dead letter.
     assert_eq!(out[2].topic, settings.topics.quarantine);
     assert_eq!(out[3].topic, settings.topics.dlq);
+}
+
+// The route stage applies a run of identity upserts in one transaction, held back until the
+// run ends: a document is still decided on the registry as the updates before it in the
+// batch left it (the patient created just before: routed, not `ins.unknown`; the opposition
+// stated just before: held), a refused upsert is quarantined at its own place, and the
+// outputs and outcomes keep the batch's order.
+#[tokio::test]
+async fn route_applies_a_run_of_upserts_before_the_next_document_is_decided() {
+    use std::sync::Arc;
+
+    use dmpflow_schemas::{Cda, PackedCda, wire};
+    use rdkafka::message::OwnedMessage;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::config::Settings;
+    use crate::outcome::Kind;
+    use crate::stages::{BatchCtx, RouteStage, Stage};
+
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let document = |uid: &str, ins: &str| {
+        let Normalized::Document(mut d) = lab_document(uid) else {
+            unreachable!()
+        };
+        d.meta.patient.ins = ins.into();
+        if ins == INS_B {
+            d.meta.patient.birth_name = "SECOND".into();
+        }
+        d.cda = Cda::Packed(PackedCda::pack("<ClinicalDocument/>"));
+        wire::encode(&Normalized::Document(d))
+    };
+    let mut ambiguous = update(PatientChange::Upsert, INS_B, "SECOND", "U9");
+    if let Normalized::Patient(u) = &mut ambiguous {
+        u.patient.other_ins = vec![INS_A.into()];
+    }
+    let inputs = [
+        wire::encode(&update(PatientChange::Upsert, INS_A, "PREMIER", "U1")),
+        document("1.2.250.9.1", INS_A),
+        wire::encode(&zfa_update("U2", "2024-03-06T11:00:00", Some(true))),
+        wire::encode(&ambiguous),
+        wire::encode(&update(PatientChange::Upsert, INS_B, "SECOND", "U3")),
+        document("1.2.250.9.2", INS_A),
+        document("1.2.250.9.3", INS_B),
+    ];
+    let settings = Settings::default();
+    let batch: Vec<OwnedMessage> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            OwnedMessage::new(
+                Some(p.clone()),
+                None,
+                settings.topics.documents.clone(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                i as i64,
+                None,
+            )
+        })
+        .collect();
+    let mut stage = RouteStage::new(Arc::new(settings.clone()), store.clone());
+    let shutdown = CancellationToken::new();
+    let handled = stage
+        .handle(&batch, &BatchCtx::detached(&shutdown))
+        .await
+        .unwrap();
+
+    let kinds: Vec<(usize, Kind)> = handled
+        .report
+        .outcomes
+        .iter()
+        .map(|o| (o.origin, o.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, Kind::Patient),
+            (1, Kind::Routed),
+            (2, Kind::Patient),
+            (3, Kind::Quarantined("identity.ambiguous".into())),
+            (4, Kind::Patient),
+            (5, Kind::Quarantined("patient.opposed".into())),
+            (6, Kind::Routed),
+        ]
+    );
+    let out = &handled.produced.outputs;
+    assert_eq!(handled.produced.origins, [1, 3, 5, 6]);
+    assert_eq!(out[0].topic, settings.topics.routed);
+    assert_eq!(out[0].payload, inputs[1], "A's first document, as it came");
+    assert_eq!(out[1].topic, settings.topics.quarantine);
+    let case = wire::decode_quarantined(&out[1].payload).unwrap();
+    assert!(matches!(case.item, Normalized::Patient(_)));
+    assert_eq!(out[2].topic, settings.topics.quarantine);
+    assert_eq!(out[3].topic, settings.topics.routed);
+    assert_eq!(out[3].key.as_deref(), Some(INS_B));
+
+    // The registry holds what the accepted upserts said, the refused one left nothing.
+    let (a, b) = registry(&store).await;
+    assert!(a.feeding_opposed);
+    assert_eq!(b.birth_name, "SECOND");
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use dmpflow_route::{Decision, RouteConfig};
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::wire::{self, WireError};
-use dmpflow_schemas::{Cda, DocumentMeta, Normalized, headers as h};
+use dmpflow_schemas::{Cda, DocumentMeta, Normalized, PatientUpdate, headers as h};
 use dmpflow_store::Store;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,9 @@ use crate::chain::{self, Routed};
 use crate::config::Settings;
 use crate::outcome::Kind;
 use crate::runtime::{self, Output};
+
+/// The stage's name in logs, metrics and the headers of what it quarantines.
+const STAGE: &str = "route";
 
 /// One input message as route first reads it.
 pub(super) enum Input<'a> {
@@ -72,7 +75,7 @@ impl RouteStage {
 
 impl Stage for RouteStage {
     fn name(&self) -> &'static str {
-        "route"
+        STAGE
     }
 
     async fn handle(&mut self, batch: &[OwnedMessage], ctx: &BatchCtx<'_>) -> Result<Handled> {
@@ -94,7 +97,6 @@ impl RouteStage {
         inputs: Vec<Input<'_>>,
         ctx: &BatchCtx<'_>,
     ) -> Result<Handled> {
-        const STAGE: &str = "route";
         let (settings, store, cfg) = (&self.settings, &self.store, &self.cfg);
         let mut out = Handled::default();
         // The registry records of the whole batch in one query, not one per document.
@@ -115,7 +117,22 @@ impl RouteStage {
             })
             .await?;
         }
+        // Identity upserts held back to be applied as one transaction per run of them (one
+        // each cost as much as nine documents): the run is applied before the next input
+        // that is not one, so a document is always decided on the registry as the updates
+        // before it in the batch left it.
+        let routing = Routing {
+            settings,
+            store,
+            cfg,
+            cache: &registry,
+        };
+        let mut upserts = Upserts::default();
         for (origin, (m, input)) in batch.iter().zip(inputs).enumerate() {
+            let upsert = matches!(&input, Input::Read(Ok((Normalized::Patient(u), _))) if chain::is_upsert(u));
+            if !upsert {
+                upserts.apply(routing, batch, &mut out, ctx).await?;
+            }
             let feed = runtime::header(m, h::FEED).unwrap_or_else(|| "unknown".into());
             let mut payload = m.payload().unwrap_or_default();
             // A payload handed over with the input: it outlives the split that may borrow it.
@@ -184,6 +201,12 @@ impl RouteStage {
                     };
                     chain::routed_document(doc, decision)
                 }
+                Normalized::Patient(update) if upsert => {
+                    // An update carries no CDA: what follows its head (nothing, as normalize
+                    // writes it) is kept as it came for a quarantine case.
+                    upserts.held.push((origin, feed, cda.to_vec(), *update));
+                    continue;
+                }
                 update @ Normalized::Patient(_) => {
                     with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
                         chain::route_item(store, update.clone(), cfg, &registry)
@@ -191,54 +214,118 @@ impl RouteStage {
                     .await?
                 }
             };
-            match routed {
-                Routed::Document(doc) => {
-                    out.produced.push(
-                        origin,
-                        Output {
-                            topic: settings.topics.routed.clone(),
-                            key: Some(chain::patient_key(&doc).to_string()),
-                            payload: wire::join(&doc, cda),
-                            headers: carried_headers(m, &feed),
-                        },
-                    );
-                    out.report.push(origin, feed, Kind::Routed, Some(at(m)));
-                }
-                Routed::PatientApplied => out.report.push(origin, feed, Kind::Patient, Some(at(m))),
-                Routed::Quarantine(mut q) => {
-                    // A packed CDA stays packed (its bytes after the case's head); raw XML from
-                    // a producer outside the pipeline goes inline, as `split` checked it is UTF-8.
-                    if let Normalized::Document(d) = &mut q.item
-                        && let Cda::Xml(xml) = &mut d.cda
-                        && xml.is_empty()
-                    {
-                        *xml = String::from_utf8_lossy(cda).into_owned();
-                    }
-                    let mut headers = carried_headers(m, &feed);
-                    headers.push((h::REASON, q.reason.clone()));
-                    headers.push((h::STAGE, STAGE.into()));
-                    let case_feed = chain::source_of(&q.item)
-                        .feed
-                        .map(|f| f.as_str().to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    out.report.push(
-                        origin,
-                        case_feed,
-                        Kind::Quarantined(q.reason.clone()),
-                        Some(at(m)),
-                    );
-                    out.produced.push(
-                        origin,
-                        Output {
-                            topic: settings.topics.quarantine.clone(),
-                            key: Some(chain::patient_key(&q.item).to_string()),
-                            payload: wire::encode_quarantined(&q, cda),
-                            headers,
-                        },
-                    );
-                }
-            }
+            emit(settings, &mut out, origin, m, feed, routed, cda);
         }
+        upserts.apply(routing, batch, &mut out, ctx).await?;
         Ok(out)
+    }
+}
+
+/// Puts what route decided for the message at `origin` into the batch's outputs and report.
+fn emit(
+    settings: &Settings,
+    out: &mut Handled,
+    origin: usize,
+    m: &OwnedMessage,
+    feed: String,
+    routed: Routed,
+    cda: &[u8],
+) {
+    match routed {
+        Routed::Document(doc) => {
+            out.produced.push(
+                origin,
+                Output {
+                    topic: settings.topics.routed.clone(),
+                    key: Some(chain::patient_key(&doc).to_string()),
+                    payload: wire::join(&doc, cda),
+                    headers: carried_headers(m, &feed),
+                },
+            );
+            out.report.push(origin, feed, Kind::Routed, Some(at(m)));
+        }
+        Routed::PatientApplied => out.report.push(origin, feed, Kind::Patient, Some(at(m))),
+        Routed::Quarantine(mut q) => {
+            // A packed CDA stays packed (its bytes after the case's head); raw XML from
+            // a producer outside the pipeline goes inline, as `split` checked it is UTF-8.
+            if let Normalized::Document(d) = &mut q.item
+                && let Cda::Xml(xml) = &mut d.cda
+                && xml.is_empty()
+            {
+                *xml = String::from_utf8_lossy(cda).into_owned();
+            }
+            let mut headers = carried_headers(m, &feed);
+            headers.push((h::REASON, q.reason.clone()));
+            headers.push((h::STAGE, STAGE.into()));
+            let case_feed = chain::source_of(&q.item)
+                .feed
+                .map(|f| f.as_str().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            out.report.push(
+                origin,
+                case_feed,
+                Kind::Quarantined(q.reason.clone()),
+                Some(at(m)),
+            );
+            out.produced.push(
+                origin,
+                Output {
+                    topic: settings.topics.quarantine.clone(),
+                    key: Some(chain::patient_key(&q.item).to_string()),
+                    payload: wire::encode_quarantined(&q, cda),
+                    headers,
+                },
+            );
+        }
+    }
+}
+
+/// What route reads the registry and applies updates with, for one batch.
+#[derive(Clone, Copy)]
+struct Routing<'s> {
+    settings: &'s Settings,
+    store: &'s Store,
+    cfg: &'s RouteConfig,
+    cache: &'s chain::RegistryCache,
+}
+
+/// Identity upserts of the batch held back (position, feed, bytes after the head, update)
+/// until the run they belong to ends.
+#[derive(Default)]
+struct Upserts {
+    held: Vec<(usize, String, Vec<u8>, PatientUpdate)>,
+}
+
+impl Upserts {
+    /// Applies the held run in one transaction (retried as any database step) and emits
+    /// each update's outcome. Called before the input that ends the run is emitted, so
+    /// outputs and outcomes stay in input order.
+    async fn apply(
+        &mut self,
+        routing: Routing<'_>,
+        batch: &[OwnedMessage],
+        out: &mut Handled,
+        ctx: &BatchCtx<'_>,
+    ) -> Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let updates: Vec<PatientUpdate> = self.held.iter().map(|(.., u)| u.clone()).collect();
+        let routed = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
+            chain::route_upserts(routing.store, &updates, routing.cfg, routing.cache)
+        })
+        .await?;
+        for ((origin, feed, cda, _), routed) in self.held.drain(..).zip(routed) {
+            emit(
+                routing.settings,
+                out,
+                origin,
+                &batch[origin],
+                feed,
+                routed,
+                &cda,
+            );
+        }
+        Ok(())
     }
 }
