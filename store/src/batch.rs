@@ -133,9 +133,7 @@ impl Store {
         }
         update_statuses(&mut tx, &decisions.status_changes).await?;
         insert_quarantines(&mut tx, &decisions.quarantines, &now).await?;
-        for u in &decisions.patients {
-            patients::apply_in_tx(&mut tx, u, &now).await?;
-        }
+        patients::apply_all_in_tx(&mut tx, &decisions.patients, &now).await?;
         insert_audits(&mut tx, &decisions.audits, &now).await?;
         commit_offsets(&mut tx, offsets).await?;
         tx.commit().await.map_err(err)?;

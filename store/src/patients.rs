@@ -3,7 +3,7 @@
 //! what an import line does to a record are `patient_csv.rs`; what an identity message
 //! does to one is `patient_state.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use dmpflow_route as route;
@@ -20,6 +20,9 @@ use crate::util::{in_list, now_rfc3339, values_sql};
 use crate::{CsvLineError, ImportSummary, ItemOutcome, Store, StoreError, StoreItem};
 
 const IMPORT_CHUNK: usize = 500;
+/// Registry rows locked, read or written per statement for a run of upserts: 17 values a
+/// row stays under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+const UPSERT_CHUNK: usize = 500;
 /// Stop collecting errors after this many: the file needs fixing anyway.
 const MAX_CSV_ERRORS: usize = 1000;
 
@@ -59,6 +62,93 @@ async fn guard_collision(tx: &mut Tx, u: &PatientUpdate, old_ins: &str) -> Resul
     Ok(())
 }
 
+/// Applies the batch's identity updates in order inside its transaction, with what each
+/// changed in `patient_history`: a merge or an identifier change on its own
+/// ([`apply_in_tx`]), each run of updates that change only their own record together
+/// ([`apply_upserts_in_tx`]: a handful of statements for the run instead of three or four
+/// per update).
+pub(crate) async fn apply_all_in_tx(
+    tx: &mut Tx,
+    updates: &[&PatientUpdate],
+    now: &str,
+) -> Result<(), StoreError> {
+    let mut rest = updates;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().take_while(|u| own_record_only(u)).count();
+        if run == 0 {
+            apply_in_tx(tx, first, now).await?;
+            rest = &rest[1..];
+        } else {
+            apply_upserts_in_tx(tx, &rest[..run], now).await?;
+            rest = &rest[run..];
+        }
+    }
+    Ok(())
+}
+
+/// An update that changes its own patient's record and no other: no merge, no identifier
+/// change (or one from the INS itself, which [`apply_in_tx`] treats so too).
+fn own_record_only(u: &PatientUpdate) -> bool {
+    route::retired_ins(u).is_none_or(|(ins, _)| ins == u.patient.ins)
+}
+
+/// A run of updates that change only their own record, as [`apply_in_tx`] applies them one
+/// after another: the same rule ([`patient_state::apply`], each update on the record the
+/// one before left), the same history rows in the same order, the same records in the end.
+/// The run's records are locked and read in one statement each, applied in memory, and the
+/// changed ones written in one upsert.
+async fn apply_upserts_in_tx(
+    tx: &mut Tx,
+    updates: &[&PatientUpdate],
+    now: &str,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx("patient update", e);
+    let mut ins: Vec<&str> = updates.iter().map(|u| u.patient.ins.as_str()).collect();
+    ins.sort_unstable();
+    ins.dedup();
+    let mut records: HashMap<String, PatientRecord> = HashMap::with_capacity(ins.len());
+    for chunk in ins.chunks(UPSERT_CHUNK) {
+        // As `locked_record`: the no-op UPDATE takes the row locks, then the rows are read.
+        let list = in_list(1, chunk.len());
+        let sql = format!("UPDATE patients SET updated_at = updated_at WHERE ins IN ({list})");
+        let mut lock = sqlx::query(AssertSqlSafe(sql));
+        for i in chunk {
+            lock = lock.bind(*i);
+        }
+        lock.execute(&mut **tx).await.map_err(err)?;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM patients WHERE ins IN ({list})");
+        let mut read = sqlx::query(AssertSqlSafe(sql));
+        for i in chunk {
+            read = read.bind(*i);
+        }
+        for row in read.fetch_all(&mut **tx).await.map_err(err)? {
+            let rec = record_from_row(&row).map_err(err)?;
+            records.insert(rec.ins.clone(), rec);
+        }
+    }
+    // Written in INS order, as they were locked.
+    let mut changed: BTreeSet<&str> = BTreeSet::new();
+    let mut history = Vec::with_capacity(updates.len());
+    for u in updates {
+        let ins = u.patient.ins.as_str();
+        let held = records.get(ins);
+        let (next, changes) = patient_state::apply(held, u);
+        if held != Some(&next) {
+            records.insert(ins.to_string(), next);
+            changed.insert(ins);
+        }
+        history.push(HistoryRows {
+            ins: ins.to_string(),
+            event: event_of(u),
+            source: Some(&u.source),
+            changes,
+        });
+    }
+    let changed: Vec<&PatientRecord> = changed.iter().map(|i| &records[*i]).collect();
+    write_records(tx, &changed, now).await?;
+    insert_history(tx, &history, now).await
+}
+
 /// Applies one identity update inside the batch transaction, and writes what it changed
 /// to `patient_history` in that same transaction.
 ///
@@ -70,11 +160,7 @@ async fn guard_collision(tx: &mut Tx, u: &PatientUpdate, old_ins: &str) -> Resul
 /// onto or from another person's entry is refused ([`StoreError::IdentityCollision`])
 /// before anything is written; the merge pointer itself is applied whatever the dates (it
 /// is no state that a message could overwrite with an older value).
-pub(crate) async fn apply_in_tx(
-    tx: &mut Tx,
-    u: &PatientUpdate,
-    now: &str,
-) -> Result<(), StoreError> {
+async fn apply_in_tx(tx: &mut Tx, u: &PatientUpdate, now: &str) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx("patient update", e);
     let p = &u.patient;
     let retired = route::retired_ins(u)
@@ -88,7 +174,7 @@ pub(crate) async fn apply_in_tx(
     let held = locked_record(tx, &p.ins).await?;
     let (next, changes) = patient_state::apply(held.as_ref(), u);
     if held.as_ref() != Some(&next) {
-        write_record(tx, &next, now).await?;
+        write_records(tx, &[&next], now).await?;
     }
     history.push(HistoryRows {
         ins: p.ins.clone(),
@@ -198,45 +284,57 @@ async fn locked_record(tx: &mut Tx, ins: &str) -> Result<Option<PatientRecord>, 
     row.as_ref().map(record_from_row).transpose().map_err(err)
 }
 
-/// Writes the whole record (all but `merged_into`, which only merges move).
-async fn write_record(tx: &mut Tx, r: &PatientRecord, now: &str) -> Result<(), StoreError> {
-    let names = serde_json::to_string(&r.first_names).expect("strings serialise");
-    sqlx::query(
-        "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
-         identity_status, feeding_opposed, dmp_status, merged_into, updated_at, \
-         feeding_opposed_stated, feeding_opposed_at, dmp_status_at, consultation_consent, \
-         consultation_consent_at, traits_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, \
-         birth_name = excluded.birth_name, first_names = excluded.first_names, \
-         birth_date = excluded.birth_date, sex = excluded.sex, birth_place = excluded.birth_place, \
-         identity_status = excluded.identity_status, feeding_opposed = excluded.feeding_opposed, \
-         dmp_status = excluded.dmp_status, updated_at = excluded.updated_at, \
-         feeding_opposed_stated = excluded.feeding_opposed_stated, \
-         feeding_opposed_at = excluded.feeding_opposed_at, dmp_status_at = excluded.dmp_status_at, \
-         consultation_consent = excluded.consultation_consent, \
-         consultation_consent_at = excluded.consultation_consent_at, traits_at = excluded.traits_at",
-    )
-    .bind(r.ins.as_str())
-    .bind(r.ins_oid.as_str())
-    .bind(r.birth_name.as_str())
-    .bind(names.as_str())
-    .bind(r.birth_date.as_str())
-    .bind(r.sex.as_str())
-    .bind(r.birth_place.as_deref())
-    .bind(r.identity_status.as_str())
-    .bind(i16::from(r.feeding_opposed))
-    .bind(r.dmp_status.as_deref())
-    .bind(now)
-    .bind(i16::from(r.feeding_opposed_stated))
-    .bind(r.feeding_opposed_at.as_deref())
-    .bind(r.dmp_status_at.as_deref())
-    .bind(r.consultation_consent.map(i16::from))
-    .bind(r.consultation_consent_at.as_deref())
-    .bind(r.traits_at.as_deref())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| StoreError::from_sqlx("patient update", e))?;
+/// Writes whole records (all but `merged_into`, which only merges move; a new record has
+/// none), one statement per [`UPSERT_CHUNK`]. The records are distinct INS: one statement
+/// may not upsert a row twice.
+async fn write_records(tx: &mut Tx, recs: &[&PatientRecord], now: &str) -> Result<(), StoreError> {
+    for chunk in recs.chunks(UPSERT_CHUNK) {
+        let names: Vec<String> = chunk
+            .iter()
+            .map(|r| serde_json::to_string(&r.first_names).expect("strings serialise"))
+            .collect();
+        let sql = values_sql(
+            "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
+             identity_status, feeding_opposed, dmp_status, updated_at, feeding_opposed_stated, \
+             feeding_opposed_at, dmp_status_at, consultation_consent, consultation_consent_at, \
+             traits_at)",
+            17,
+            chunk.len(),
+            "ON CONFLICT (ins) DO UPDATE SET ins_oid = excluded.ins_oid, \
+             birth_name = excluded.birth_name, first_names = excluded.first_names, \
+             birth_date = excluded.birth_date, sex = excluded.sex, birth_place = excluded.birth_place, \
+             identity_status = excluded.identity_status, feeding_opposed = excluded.feeding_opposed, \
+             dmp_status = excluded.dmp_status, updated_at = excluded.updated_at, \
+             feeding_opposed_stated = excluded.feeding_opposed_stated, \
+             feeding_opposed_at = excluded.feeding_opposed_at, dmp_status_at = excluded.dmp_status_at, \
+             consultation_consent = excluded.consultation_consent, \
+             consultation_consent_at = excluded.consultation_consent_at, traits_at = excluded.traits_at",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (r, names) in chunk.iter().zip(&names) {
+            q = q
+                .bind(r.ins.as_str())
+                .bind(r.ins_oid.as_str())
+                .bind(r.birth_name.as_str())
+                .bind(names.as_str())
+                .bind(r.birth_date.as_str())
+                .bind(r.sex.as_str())
+                .bind(r.birth_place.as_deref())
+                .bind(r.identity_status.as_str())
+                .bind(i16::from(r.feeding_opposed))
+                .bind(r.dmp_status.as_deref())
+                .bind(now)
+                .bind(i16::from(r.feeding_opposed_stated))
+                .bind(r.feeding_opposed_at.as_deref())
+                .bind(r.dmp_status_at.as_deref())
+                .bind(r.consultation_consent.map(i16::from))
+                .bind(r.consultation_consent_at.as_deref())
+                .bind(r.traits_at.as_deref());
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx("patient update", e))?;
+    }
     Ok(())
 }
 

@@ -93,7 +93,7 @@ pub(crate) struct Decisions<'a> {
     pub status_changes: HashMap<String, DocStatus>,
     pub quarantines: Vec<NewQuarantine<'a>>,
     /// Identity updates to apply, in order. What they change depends on the registry row
-    /// as the transaction reads it, so `patients::apply_in_tx` decides that part.
+    /// as the transaction reads it, so `patients::apply_all_in_tx` decides that part.
     pub patients: Vec<&'a PatientUpdate>,
     /// Audit rows in the order written: documents and quarantines as decided, then one per
     /// patient update.

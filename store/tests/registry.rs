@@ -410,6 +410,106 @@ async fn csv_import_writes_history(store: &Store) {
     assert_eq!(rec.consultation_consent, Some(true));
 }
 
+/// A batch of identity updates (upserts, a stale one, a resend, a merge in the middle) is
+/// written as the same updates one at a time would be: the same outcomes, records and
+/// history rows, in the same order. The store applies a run of upserts with a few
+/// statements for the whole run; this is what that must not change. The reference is an
+/// in-memory SQLite fed one update per transaction.
+async fn a_batch_of_updates_equals_one_at_a_time(store: &Store) {
+    // B: the same person under a second INS (the name A takes at R-4), merged into A at R-6.
+    let mut b = update("A28", "R-2", "2024-03-06T11:00:00");
+    b.patient = identity(INS_B);
+    b.patient.birth_name = "NOUVEAU".into();
+    b.source = source("R-2", 2);
+    let first = with_zfa(
+        update("A28", "R-1", "2024-03-06T11:11:54"),
+        Some(true),
+        Some(true),
+        "2024-03-06T11:10:00",
+    );
+    let mut stale = update("A08", "R-3", "2024-03-05T09:00:00");
+    stale.patient.birth_name = "ANCIEN".into();
+    stale.source = source("R-3", 3);
+    let mut newer = with_zfa(
+        update("A31", "R-4", "2024-03-07T09:00:00"),
+        Some(false),
+        None,
+        "2024-03-07T09:00:00",
+    );
+    newer.patient.birth_name = "NOUVEAU".into();
+    newer.source = source("R-4", 4);
+    let mut merge = update("A40", "R-6", "2024-03-08T00:00:00");
+    merge.change = PatientChange::Merge {
+        from_ins: INS_B.into(),
+        from_oid: NIR_OID.into(),
+    };
+    merge.patient.birth_name = "NOUVEAU".into();
+    merge.source = source("R-6", 6);
+    let mut b_later = with_zfa(
+        update("A31", "R-7", "2024-03-09T00:00:00"),
+        None,
+        Some(false),
+        "2024-03-09T00:00:00",
+    );
+    b_later.patient = identity(INS_B);
+    b_later.patient.birth_name = "NOUVEAU".into();
+    b_later.patient.first_names = vec!["Autre".into(), "Prenom".into()];
+    b_later.source = source("R-7", 7);
+    let mut last = with_zfa(
+        update("A08", "R-8", "2024-03-09T10:00:00"),
+        None,
+        Some(true),
+        "2024-03-09T10:00:00",
+    );
+    last.patient.birth_name = "NOUVEAU".into();
+    last.patient.identity_status = vec!["PROV".into()];
+    last.source = source("R-8", 8);
+    let updates = [
+        first.clone(),
+        b,
+        stale,
+        newer,
+        first, // a resend
+        merge,
+        b_later,
+        last,
+    ];
+
+    let reference = sqlite().await;
+    let mut one_by_one = Vec::new();
+    for u in &updates {
+        one_by_one.push(reference.apply_patient_update(u).await.unwrap());
+    }
+    let items: Vec<StoreItem> = updates.iter().cloned().map(StoreItem::Patient).collect();
+    let together = store.write_batch(&items, &[]).await.unwrap();
+    assert_eq!(together, one_by_one);
+
+    for ins in [INS, INS_B] {
+        assert_eq!(
+            store.get_patient(ins).await.unwrap(),
+            reference.get_patient(ins).await.unwrap(),
+        );
+        let rows = |h: Vec<dmpflow_store::PatientHistoryRow>| -> Vec<_> {
+            h.into_iter()
+                .map(|r| {
+                    (
+                        r.event,
+                        r.field,
+                        r.old_value,
+                        r.new_value,
+                        r.value_time,
+                        r.source_control_id,
+                        r.source_offset,
+                    )
+                })
+                .collect()
+        };
+        let got = rows(store.patient_history(ins).await.unwrap());
+        assert!(!got.is_empty());
+        assert_eq!(got, rows(reference.patient_history(ins).await.unwrap()));
+    }
+}
+
 // ---- backends ------------------------------------------------------------------------
 
 async fn sqlite() -> Store {
@@ -449,4 +549,5 @@ both_backends!(
     history_rows_for_each_change,
     opposed_cases_listed_once_opposition_lifted,
     csv_import_writes_history,
+    a_batch_of_updates_equals_one_at_a_time,
 );
