@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 
 use dmpflow_route as route;
 use dmpflow_schemas::{PatientChange, PatientRecord, PatientUpdate};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, Row};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::audit::{AuditRow, insert_audits};
@@ -312,16 +314,7 @@ async fn write_records(tx: &mut Tx, recs: &[&PatientRecord], now: &str) -> Resul
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (r, names) in chunk.iter().zip(&names) {
-            q = q
-                .bind(r.ins.as_str())
-                .bind(r.ins_oid.as_str())
-                .bind(r.birth_name.as_str())
-                .bind(names.as_str())
-                .bind(r.birth_date.as_str())
-                .bind(r.sex.as_str())
-                .bind(r.birth_place.as_deref())
-                .bind(r.identity_status.as_str())
-                .bind(i16::from(r.feeding_opposed))
+            q = bind_identity(q, r, names)
                 .bind(r.dmp_status.as_deref())
                 .bind(now)
                 .bind(i16::from(r.feeding_opposed_stated))
@@ -336,6 +329,25 @@ async fn write_records(tx: &mut Tx, recs: &[&PatientRecord], now: &str) -> Resul
             .map_err(|e| StoreError::from_sqlx("patient update", e))?;
     }
     Ok(())
+}
+
+/// Binds the columns every registry write starts with, in this order: `ins, ins_oid,
+/// birth_name, first_names` (`names`: the JSON list), `birth_date, sex, birth_place,
+/// identity_status, feeding_opposed`.
+fn bind_identity<'q>(
+    q: Query<'q, Any, AnyArguments>,
+    r: &'q PatientRecord,
+    names: &'q str,
+) -> Query<'q, Any, AnyArguments> {
+    q.bind(r.ins.as_str())
+        .bind(r.ins_oid.as_str())
+        .bind(r.birth_name.as_str())
+        .bind(names)
+        .bind(r.birth_date.as_str())
+        .bind(r.sex.as_str())
+        .bind(r.birth_place.as_deref())
+        .bind(r.identity_status.as_str())
+        .bind(i16::from(r.feeding_opposed))
 }
 
 /// [`RECORD_COLUMNS`] as PostgreSQL's native driver reads them like the `Any` driver does:
@@ -638,18 +650,7 @@ async fn upsert_records(
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (r, names) in recs.iter().zip(&names) {
-        q = q
-            .bind(r.ins.as_str())
-            .bind(r.ins_oid.as_str())
-            .bind(r.birth_name.as_str())
-            .bind(names.as_str())
-            .bind(r.birth_date.as_str())
-            .bind(r.sex.as_str())
-            .bind(r.birth_place.as_deref())
-            .bind(r.identity_status.as_str())
-            .bind(i16::from(r.feeding_opposed))
-            .bind(now)
-            .bind(1i16);
+        q = bind_identity(q, r, names).bind(now).bind(1i16);
     }
     q.execute(&mut **tx).await.map_err(err)?;
     insert_history(tx, &history, now).await

@@ -541,7 +541,6 @@ async fn route_forwards_a_document_as_it_came_and_rewrites_only_what_a_merge_mov
     use std::sync::Arc;
 
     use dmpflow_schemas::{Cda, PackedCda, wire};
-    use rdkafka::message::OwnedMessage;
     use tokio_util::sync::CancellationToken;
 
     use crate::config::Settings;
@@ -587,21 +586,7 @@ async fn route_forwards_a_document_as_it_came_and_rewrites_only_what_a_merge_mov
         payload("1.2.250.9.3", "180017512300045"),
         b"{\"type\":\"document\"}\nnot a payload".to_vec(),
     ];
-    let batch: Vec<OwnedMessage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            OwnedMessage::new(
-                Some(p.clone()),
-                None,
-                settings.topics.documents.clone(),
-                rdkafka::Timestamp::NotAvailable,
-                0,
-                i as i64,
-                None,
-            )
-        })
-        .collect();
+    let batch = on_documents_topic(&settings, &inputs);
     let mut stage = RouteStage::new(Arc::new(settings.clone()), store);
     let shutdown = CancellationToken::new();
     let ctx = BatchCtx::detached(&shutdown);
@@ -639,7 +624,6 @@ async fn route_applies_a_run_of_upserts_before_the_next_document_is_decided() {
     use std::sync::Arc;
 
     use dmpflow_schemas::{Cda, PackedCda, wire};
-    use rdkafka::message::OwnedMessage;
     use tokio_util::sync::CancellationToken;
 
     use crate::config::Settings;
@@ -672,21 +656,7 @@ async fn route_applies_a_run_of_upserts_before_the_next_document_is_decided() {
         document("1.2.250.9.3", INS_B),
     ];
     let settings = Settings::default();
-    let batch: Vec<OwnedMessage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            OwnedMessage::new(
-                Some(p.clone()),
-                None,
-                settings.topics.documents.clone(),
-                rdkafka::Timestamp::NotAvailable,
-                0,
-                i as i64,
-                None,
-            )
-        })
-        .collect();
+    let batch = on_documents_topic(&settings, &inputs);
     let mut stage = RouteStage::new(Arc::new(settings.clone()), store.clone());
     let shutdown = CancellationToken::new();
     let handled = stage
@@ -727,4 +697,27 @@ async fn route_applies_a_run_of_upserts_before_the_next_document_is_decided() {
     let (a, b) = registry(&store).await;
     assert!(a.feeding_opposed);
     assert_eq!(b.birth_name, "SECOND");
+}
+
+/// `payloads` as the route stage reads them: messages of `dmp.documents`, partition 0, at
+/// offsets 0, 1, ...
+fn on_documents_topic(
+    settings: &crate::config::Settings,
+    payloads: &[Vec<u8>],
+) -> Vec<rdkafka::message::OwnedMessage> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            rdkafka::message::OwnedMessage::new(
+                Some(p.clone()),
+                None,
+                settings.topics.documents.clone(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                i as i64,
+                None,
+            )
+        })
+        .collect()
 }
