@@ -129,7 +129,7 @@ pub fn is_upsert(update: &PatientUpdate) -> bool {
 
 /// Routes a run of upserts ([`is_upsert`]) in order, as [`route_item`] would one by one,
 /// with the accepted ones applied in ONE store transaction (a transaction each cost as much
-/// CPU as nine documents: bench/ANALYSIS.md "Session 20"). One outcome per update, in
+/// CPU as fifteen documents: bench/ANALYSIS.md "Session 20"). One outcome per update, in
 /// order. The caller applies them before anything reads what they change: a document of
 /// the same batch is decided only after the run before it is applied.
 pub async fn route_upserts(

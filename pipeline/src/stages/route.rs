@@ -118,7 +118,7 @@ impl RouteStage {
             .await?;
         }
         // Identity upserts held back to be applied as one transaction per run of them (one
-        // each cost as much as nine documents): the run is applied before the next input
+        // each cost as much as fifteen documents): the run is applied before the next input
         // that is not one, so a document is always decided on the registry as the updates
         // before it in the batch left it.
         let routing = Routing {
