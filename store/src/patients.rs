@@ -291,10 +291,7 @@ async fn locked_record(tx: &mut Tx, ins: &str) -> Result<Option<PatientRecord>, 
 /// may not upsert a row twice.
 async fn write_records(tx: &mut Tx, recs: &[&PatientRecord], now: &str) -> Result<(), StoreError> {
     for chunk in recs.chunks(UPSERT_CHUNK) {
-        let names: Vec<String> = chunk
-            .iter()
-            .map(|r| serde_json::to_string(&r.first_names).expect("strings serialise"))
-            .collect();
+        let names = names_json(chunk.iter().copied());
         let sql = values_sql(
             "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
              identity_status, feeding_opposed, dmp_status, updated_at, feeding_opposed_stated, \
@@ -329,6 +326,13 @@ async fn write_records(tx: &mut Tx, recs: &[&PatientRecord], now: &str) -> Resul
             .map_err(|e| StoreError::from_sqlx("patient update", e))?;
     }
     Ok(())
+}
+
+/// Each record's first names as the `first_names` column holds them (a JSON list).
+fn names_json<'r>(recs: impl IntoIterator<Item = &'r PatientRecord>) -> Vec<String> {
+    recs.into_iter()
+        .map(|r| serde_json::to_string(&r.first_names).expect("strings serialise"))
+        .collect()
 }
 
 /// Binds the columns every registry write starts with, in this order: `ins, ins_oid,
@@ -633,10 +637,7 @@ async fn upsert_records(
         })
         .collect();
 
-    let names: Vec<String> = recs
-        .iter()
-        .map(|r| serde_json::to_string(&r.first_names).expect("strings serialise"))
-        .collect();
+    let names = names_json(recs);
     let sql = values_sql(
         "INSERT INTO patients (ins, ins_oid, birth_name, first_names, birth_date, sex, birth_place, \
          identity_status, feeding_opposed, updated_at, feeding_opposed_stated)",

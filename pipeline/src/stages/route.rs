@@ -204,7 +204,8 @@ impl RouteStage {
                 Normalized::Patient(update) if upsert => {
                     // An update carries no CDA: what follows its head (nothing, as normalize
                     // writes it) is kept as it came for a quarantine case.
-                    upserts.held.push((origin, feed, cda.to_vec(), *update));
+                    upserts.held.push((origin, feed, cda.to_vec()));
+                    upserts.updates.push(*update);
                     continue;
                 }
                 update @ Normalized::Patient(_) => {
@@ -293,7 +294,10 @@ struct Routing<'s> {
 /// until the run they belong to ends.
 #[derive(Default)]
 struct Upserts {
-    held: Vec<(usize, String, Vec<u8>, PatientUpdate)>,
+    /// (position, feed, bytes after the head) of each held update, in order.
+    held: Vec<(usize, String, Vec<u8>)>,
+    /// The updates themselves, beside `held`: passed to the store as they are, not copied.
+    updates: Vec<PatientUpdate>,
 }
 
 impl Upserts {
@@ -310,12 +314,13 @@ impl Upserts {
         if self.held.is_empty() {
             return Ok(());
         }
-        let updates: Vec<PatientUpdate> = self.held.iter().map(|(.., u)| u.clone()).collect();
+        let updates = &self.updates;
         let routed = with_db_retry_paused(STAGE, ctx.shutdown, ctx.keepalive, || {
-            chain::route_upserts(routing.store, &updates, routing.cfg, routing.cache)
+            chain::route_upserts(routing.store, updates, routing.cfg, routing.cache)
         })
         .await?;
-        for ((origin, feed, cda, _), routed) in self.held.drain(..).zip(routed) {
+        self.updates.clear();
+        for ((origin, feed, cda), routed) in self.held.drain(..).zip(routed) {
             emit(
                 routing.settings,
                 out,
