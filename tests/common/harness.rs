@@ -713,53 +713,74 @@ pub fn group_lag(group: &str, topics: &[String]) -> i64 {
 }
 
 /// Reads the DLQ topic incrementally (no group): the source coordinates in the headers.
+///
+/// It keeps the next offset of each partition itself and assigns from there at every
+/// catch-up, and builds a new consumer when one reads nothing for a while: a consumer that
+/// lived through a broker restart (`AllBrokersDown`) was once seen to read nothing more,
+/// and the count of dead letters is what the conservation check rests on.
 pub struct DlqReader {
     topic: String,
     consumer: BaseConsumer,
-    assigned: usize,
+    next: HashMap<i32, i64>,
     pub raw: i64,
     pub sources: HashSet<Coord>,
 }
 
 impl DlqReader {
     fn new(topic: &str) -> DlqReader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
-            .set("group.id", format!("{topic}.reader"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
         DlqReader {
             topic: topic.to_string(),
-            consumer,
-            assigned: 0,
+            consumer: Self::consumer(topic),
+            next: HashMap::new(),
             raw: 0,
             sources: HashSet::new(),
         }
     }
 
+    fn consumer(topic: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", format!("{topic}.reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap()
+    }
+
+    /// Assigns every partition that has records past what was read, from there; how many
+    /// records that leaves to read.
+    fn assign(&mut self) -> i64 {
+        let mut tpl = TopicPartitionList::new();
+        let mut want = 0;
+        for (p, (lo, hi)) in watermarks(&self.topic) {
+            let at = self.next.get(&p).copied().unwrap_or(lo).max(lo);
+            if at < hi {
+                tpl.add_partition_offset(&self.topic, p, Offset::Offset(at))
+                    .unwrap();
+                want += hi - at;
+            }
+        }
+        self.consumer.assign(&tpl).unwrap();
+        want
+    }
+
     /// Reads up to the current high watermark of every partition.
     fn catch_up(&mut self) {
         use dmpflow_schemas::headers as h;
-        let marks = watermarks(&self.topic);
-        if marks.len() != self.assigned {
-            let mut tpl = TopicPartitionList::new();
-            for (p, _) in &marks {
-                tpl.add_partition_offset(&self.topic, *p, Offset::Beginning)
-                    .unwrap();
-            }
-            self.consumer.assign(&tpl).unwrap();
-            self.assigned = marks.len();
-            self.raw = 0;
-            self.sources.clear();
-        }
-        let target: i64 = marks.iter().map(|(_, (lo, hi))| hi - lo).sum();
+        let mut want = self.assign();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.raw < target && Instant::now() < deadline {
+        let mut last_read = Instant::now();
+        while want > 0 && Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
+                    last_read = Instant::now();
+                    let next = self.next.entry(m.partition()).or_insert(0);
+                    if m.offset() < *next {
+                        continue; // read before a new assignment: counted already
+                    }
+                    *next = m.offset() + 1;
                     self.raw += 1;
+                    want -= 1;
                     let get = |name: &str| {
                         m.headers().and_then(|hs| {
                             hs.iter()
@@ -778,6 +799,12 @@ impl DlqReader {
                 }
                 Some(Err(e)) => println!("dlq reader: {e}"),
                 None => {}
+            }
+            if want > 0 && last_read.elapsed() > Duration::from_secs(5) {
+                println!("dlq reader: nothing read for 5 s, {want} record(s) behind: a new consumer");
+                self.consumer = Self::consumer(&self.topic);
+                want = self.assign();
+                last_read = Instant::now();
             }
         }
     }
