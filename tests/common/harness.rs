@@ -801,7 +801,9 @@ impl DlqReader {
                 None => {}
             }
             if want > 0 && last_read.elapsed() > Duration::from_secs(5) {
-                println!("dlq reader: nothing read for 5 s, {want} record(s) behind: a new consumer");
+                println!(
+                    "dlq reader: nothing read for 5 s, {want} record(s) behind: a new consumer"
+                );
                 self.consumer = Self::consumer(&self.topic);
                 want = self.assign();
                 last_read = Instant::now();
