@@ -712,6 +712,30 @@ pub fn group_lag(group: &str, topics: &[String]) -> i64 {
     lag
 }
 
+/// Assigns `consumer` every partition of `topics` that has records past `next` (the next
+/// offset to read of each (topic, partition); a partition not in it, or trimmed below it by
+/// retention, from its low watermark); how many records that leaves to read.
+fn assign_unread(
+    consumer: &BaseConsumer,
+    topics: &[String],
+    next: &HashMap<(String, i32), i64>,
+) -> i64 {
+    let mut tpl = TopicPartitionList::new();
+    let mut want = 0;
+    for topic in topics {
+        for (p, (lo, hi)) in watermarks(topic) {
+            let at = next.get(&(topic.clone(), p)).copied().unwrap_or(lo).max(lo);
+            if at < hi {
+                tpl.add_partition_offset(topic, p, Offset::Offset(at))
+                    .unwrap();
+                want += hi - at;
+            }
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    want
+}
+
 /// Reads the DLQ topic incrementally (no group): the source coordinates in the headers.
 ///
 /// It keeps the next offset of each partition itself and assigns from there at every
@@ -721,7 +745,7 @@ pub fn group_lag(group: &str, topics: &[String]) -> i64 {
 pub struct DlqReader {
     topic: String,
     consumer: BaseConsumer,
-    next: HashMap<i32, i64>,
+    next: HashMap<(String, i32), i64>,
     pub raw: i64,
     pub sources: HashSet<Coord>,
 }
@@ -747,21 +771,12 @@ impl DlqReader {
             .unwrap()
     }
 
-    /// Assigns every partition that has records past what was read, from there; how many
-    /// records that leaves to read.
-    fn assign(&mut self) -> i64 {
-        let mut tpl = TopicPartitionList::new();
-        let mut want = 0;
-        for (p, (lo, hi)) in watermarks(&self.topic) {
-            let at = self.next.get(&p).copied().unwrap_or(lo).max(lo);
-            if at < hi {
-                tpl.add_partition_offset(&self.topic, p, Offset::Offset(at))
-                    .unwrap();
-                want += hi - at;
-            }
-        }
-        self.consumer.assign(&tpl).unwrap();
-        want
+    fn assign(&self) -> i64 {
+        assign_unread(
+            &self.consumer,
+            std::slice::from_ref(&self.topic),
+            &self.next,
+        )
     }
 
     /// Reads up to the current high watermark of every partition.
@@ -774,7 +789,10 @@ impl DlqReader {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     last_read = Instant::now();
-                    let next = self.next.entry(m.partition()).or_insert(0);
+                    let next = self
+                        .next
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(0);
                     if m.offset() < *next {
                         continue; // read before a new assignment: counted already
                     }
@@ -838,22 +856,10 @@ impl FeedIndex {
     }
 
     fn catch_up(&mut self) {
-        let mut tpl = TopicPartitionList::new();
-        let mut want = 0;
-        for topic in &self.topics {
-            for (p, (_, hi)) in watermarks(topic) {
-                let at = self.read.get(&(topic.clone(), p)).copied().unwrap_or(0);
-                if at < hi {
-                    tpl.add_partition_offset(topic, p, Offset::Offset(at))
-                        .unwrap();
-                    want += hi - at;
-                }
-            }
-        }
+        let want = assign_unread(&self.consumer, &self.topics, &self.read);
         if want == 0 {
             return;
         }
-        self.consumer.assign(&tpl).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut got = 0;
         while got < want && Instant::now() < deadline {
