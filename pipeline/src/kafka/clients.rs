@@ -292,6 +292,34 @@ mod tests {
         }
     }
 
+    /// CPU time of the calling thread so far, from the kernel's scheduler statistics.
+    fn thread_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .expect("/proc/thread-self/schedstat (Linux) gives a thread's CPU time");
+        let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+        Duration::from_nanos(ns.expect("schedstat starts with the ns spent on a CPU"))
+    }
+
+    /// A poll with less than a millisecond left waits for it instead of spinning: rdkafka
+    /// 0.39 truncated the time left to a 0 ms poll and looped on it until the deadline
+    /// passed, which each producer's polling thread did at the end of most of its 100 ms
+    /// polls (vendor/README.md; bench/ANALYSIS.md "Session 22"). Fails on the published
+    /// crate: spinning, the thread is on a CPU for most of each 0.9 ms poll.
+    #[test]
+    fn a_sub_millisecond_poll_waits_instead_of_spinning() {
+        let producer = stage_producer(&Settings::default()).unwrap();
+        let (wall, cpu) = (std::time::Instant::now(), thread_cpu());
+        for _ in 0..300 {
+            producer.poll(Duration::from_micros(900));
+        }
+        let (wall, cpu) = (wall.elapsed(), thread_cpu() - cpu);
+        // Waiting, each poll is one wake-up: microseconds of CPU out of its ~1 ms.
+        assert!(
+            cpu < wall / 5,
+            "300 polls of 0.9 ms took {cpu:?} of CPU in {wall:?}: the poll spins"
+        );
+    }
+
     #[test]
     fn a_secret_value_librdkafka_refuses_is_not_printed() {
         // librdkafka refuses an unknown key; one named like a secret is shown without
