@@ -48,6 +48,14 @@ fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Where a payload's head ends: its first `\n`, if any (serde_json never writes one, so it
+/// is the separator). `memchr` scans a word or a vector register at a time; a byte-by-byte
+/// `position` over a lab report's 5 KB head was 3% of the store's CPU in `perf`
+/// (bench/ANALYSIS.md "Session 23").
+fn head_end(payload: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', payload)
+}
+
 /// The payload of `item`: a packed document with its compressed bytes after the head, an
 /// unpacked one with its XML.
 pub fn encode(item: &Normalized) -> Vec<u8> {
@@ -116,7 +124,7 @@ fn head_then_bytes(head: &impl serde::Serialize, tail: &[u8]) -> Vec<u8> {
 /// its `bytes` left empty), else XML (the body is then an empty `Cda::Xml`). A plain-JSON
 /// payload returns its item whole and an empty slice.
 pub fn split(payload: &[u8]) -> Result<(Normalized, &[u8]), WireError> {
-    let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
+    let Some(nl) = head_end(payload) else {
         let item: Normalized = from_json(payload)
             .map_err(|e| WireError(format!("payload is not a dmpflow item: {e}")))?;
         // A `packed` head promises bytes after it; plain JSON has none, and its inline
@@ -182,7 +190,7 @@ pub fn peek_meta(payload: &[u8]) -> Option<DocumentMeta> {
         #[serde(default)]
         packed: Option<PackedCda>,
     }
-    let nl = payload.iter().position(|&b| b == b'\n')?;
+    let nl = head_end(payload)?;
     let head: Head = from_json(&payload[..nl]).ok()?;
     let tail = &payload[nl + 1..];
     // As `split`: a document (not a patient update) whose body is only a head (no inline
@@ -232,7 +240,7 @@ pub fn encode_quarantined(case: &Quarantined, cda: &[u8]) -> Vec<u8> {
 /// Reads a `dmp.quarantine` payload in either layout; a packed document gets its bytes
 /// (`Cda::Packed`).
 pub fn decode_quarantined(payload: &[u8]) -> Result<Quarantined, WireError> {
-    let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
+    let Some(nl) = head_end(payload) else {
         let case: Quarantined = from_json(payload)
             .map_err(|e| WireError(format!("payload is not a quarantine case: {e}")))?;
         // A packed head without bytes: the CDA is missing. (With the XML inline beside the
