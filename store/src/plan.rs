@@ -8,8 +8,6 @@
 //! Items are decided one by one, each seeing what the earlier ones did (a document and its
 //! replacement in one batch behave as if they came in two batches).
 
-use std::collections::{HashMap, HashSet};
-
 use dmpflow_schemas::reasons::Reason;
 use dmpflow_schemas::{
     Cda, Document, Lifecycle, Normalized, Packing, PatientChange, PatientUpdate, Quarantined,
@@ -19,6 +17,15 @@ use dmpflow_schemas::{
 use crate::StoreError;
 use crate::audit::AuditRow;
 use crate::model::{DocStatus, ItemOutcome, StoreItem};
+
+/// The plan's maps and sets: std's collections hashed with foldhash instead of SipHash.
+/// They are keyed by the batch's ids (unique ids, set ids, message keys) and the plan looks
+/// each up several times per item: SipHash was 2.3-2.9% of the store stage's CPU in `perf`
+/// (bench/ANALYSIS.md "Session 22"). A batch holds at most a few hundred keys, so flooding
+/// one with colliding ids could cost little even if it were possible; foldhash's state is
+/// still seeded at random per map. Already in the tree (hashbrown's default hasher).
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// What goes in: the keys to look up and the rows found.
 mod known;
@@ -90,7 +97,7 @@ pub(crate) struct Decisions<'a> {
     pub docs: Vec<NewDoc<'a>>,
     /// New statuses of versions stored before this batch (a version this batch inserts
     /// carries its final status in `docs` instead).
-    pub status_changes: HashMap<String, DocStatus>,
+    pub status_changes: Map<String, DocStatus>,
     pub quarantines: Vec<NewQuarantine<'a>>,
     /// Identity updates to apply, in order. What they change depends on the registry row
     /// as the transaction reads it, so `patients::apply_all_in_tx` decides that part.
@@ -169,18 +176,18 @@ struct DocState {
 /// The in-memory picture of what the batch touches, and what it will write.
 #[derive(Default)]
 struct Plan<'a> {
-    known: HashMap<String, DocState>,
-    current_by_set: HashMap<String, String>,
-    max_seq: HashMap<String, i64>,
+    known: Map<String, DocState>,
+    current_by_set: Map<String, String>,
+    max_seq: Map<String, i64>,
     /// Messages applied (in the database, then by this batch): key → content hashes, ""
     /// standing for "applied without a hash".
-    seen: HashMap<MsgKey, HashSet<String>>,
+    seen: Map<MsgKey, Set<String>>,
     /// Whether the item being planned reused a control id (read after each item).
     reused: bool,
-    open_quarantine: HashSet<String>,
+    open_quarantine: Set<String>,
 
     docs: Vec<NewDoc<'a>>,
-    status_changes: HashMap<String, DocStatus>,
+    status_changes: Map<String, DocStatus>,
     audits: Vec<AuditRow<'a>>,
     quarantines: Vec<NewQuarantine<'a>>,
     patients: Vec<&'a PatientUpdate>,

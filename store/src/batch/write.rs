@@ -161,7 +161,7 @@ pub(super) async fn insert_quarantines(
 /// and chunk of ids.
 pub(super) async fn update_statuses(
     tx: &mut Tx,
-    changes: &HashMap<String, DocStatus>,
+    changes: &crate::plan::Map<String, DocStatus>,
 ) -> Result<(), StoreError> {
     for status in [
         DocStatus::Superseded,

@@ -3,7 +3,7 @@
 //! next to the plan because the plan is only right if `Known` holds every row these keys
 //! name.
 
-use std::collections::HashSet;
+use super::Set;
 
 use dmpflow_schemas::Normalized;
 
@@ -30,12 +30,12 @@ pub(crate) fn item_key(item: &Normalized) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct Keys<'a> {
     /// The documents' uniqueIds and the targets they name.
-    pub unique_ids: HashSet<&'a str>,
-    pub set_ids: HashSet<&'a str>,
+    pub unique_ids: Set<&'a str>,
+    pub set_ids: Set<&'a str>,
     /// Control ids (MSH-10) of the items' messages, none empty.
-    pub control_ids: HashSet<&'a str>,
+    pub control_ids: Set<&'a str>,
     /// The quarantine keys ([`item_key`]) the batch may create.
-    pub quarantine_keys: HashSet<String>,
+    pub quarantine_keys: Set<String>,
 }
 
 impl<'a> Keys<'a> {
@@ -105,5 +105,5 @@ pub(crate) struct Known {
     pub docs: Vec<KnownDoc>,
     pub applied: Vec<AppliedMsg>,
     /// Keys of the quarantine entries still open.
-    pub open_quarantine: HashSet<String>,
+    pub open_quarantine: Set<String>,
 }

@@ -3,8 +3,6 @@
 //! scenarios of `store/tests/scenarios/` (which run the SQL on SQLite and PostgreSQL),
 //! down to the rows, statuses, seqs and audit actions.
 
-use std::collections::HashMap;
-
 use dmpflow_schemas::{
     CdaOrigin, DocumentMeta, Feed, PartyRef, PatientIdentity, PatientUpdate, UpdateTimes,
 };
@@ -196,7 +194,7 @@ fn audits<'a>(d: &'a Decisions) -> Vec<(&'static str, &'a str, &'a str)> {
         .collect()
 }
 
-fn changes(pairs: &[(&str, DocStatus)]) -> HashMap<String, DocStatus> {
+fn changes(pairs: &[(&str, DocStatus)]) -> super::Map<String, DocStatus> {
     pairs.iter().map(|(u, s)| ((*u).to_owned(), *s)).collect()
 }
 
@@ -236,7 +234,7 @@ fn keys_name_every_row_the_plan_decides_on() {
         StoreItem::Patient(patient(PatientChange::Upsert, INS, "")),
     ];
     let k = Keys::of(&batch);
-    fn sorted<'a>(s: &HashSet<&'a str>) -> Vec<&'a str> {
+    fn sorted<'a>(s: &super::Set<&'a str>) -> Vec<&'a str> {
         let mut v: Vec<&str> = s.iter().copied().collect();
         v.sort();
         v
